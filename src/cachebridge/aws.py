@@ -1,0 +1,45 @@
+"""The one place that builds boto3 clients.
+
+Region, credentials and endpoint come from the standard AWS settings (``AWS_REGION`` /
+``AWS_DEFAULT_REGION``, profiles, ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>``),
+so emulators need no special flag. Clients are cached per (service, region, profile) for a
+warm Lambda; ``clear_caches()`` drops them (tests, or a changed environment).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+__all__ = ["client", "clear_caches", "BOTO_CONFIG"]
+
+# Adaptive mode adds client-side rate limiting on top of retries, which is what a burst
+# of failover-driven syncs against a throttled ELB API wants.
+BOTO_CONFIG = BotoConfig(
+    retries={"mode": "adaptive", "max_attempts": 8},
+    connect_timeout=5,
+    read_timeout=10,
+    user_agent_extra="cachebridge",
+)
+
+_lock = threading.Lock()
+_clients: dict[tuple[str, str | None, str | None], Any] = {}
+
+
+def client(service: str, region: str | None = None, profile: str | None = None) -> Any:
+    key = (service, region, profile)
+    with _lock:
+        cached = _clients.get(key)
+        if cached is None:
+            session = boto3.session.Session(profile_name=profile) if profile else boto3.session.Session()
+            cached = session.client(service, region_name=region, config=BOTO_CONFIG)
+            _clients[key] = cached
+        return cached
+
+
+def clear_caches() -> None:
+    with _lock:
+        _clients.clear()

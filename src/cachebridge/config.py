@@ -1,0 +1,413 @@
+"""The one configuration model shared by the CLI, the Lambda handler and the template.
+
+A configuration is a list of *bindings* (route what this source says to that target
+group, on that port) plus global *settings*. It can be read from:
+
+- a TOML or YAML file (``cachebridge sync --config F``)::
+
+      [settings]
+      nameservers = ["10.0.0.2:53"]
+      max_changes = 4
+
+      [[bindings]]
+      name = "orders-primary"
+      source = "elasticache://orders?role=primary"
+      target_group = "orders-primary"
+      port = 6379
+
+- flags describing one binding (``--source S --target-group TG --port P``);
+- in Lambda, the environment: ``CACHEBRIDGE_BINDINGS`` holds JSON (a list of bindings, or an
+  object with ``bindings`` and ``settings``); ``CACHEBRIDGE_<SETTING>`` variables override
+  single settings (``CACHEBRIDGE_NAMESERVERS`` is comma-separated).
+
+Every problem is a ``ConfigError`` naming the field, what was wrong and what is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_MAX_CHANGES",
+    "DEFAULT_EVENT_WAIT_S",
+    "DEFAULT_POLL_INTERVAL_S",
+    "DEFAULT_DNS_TIMEOUT_S",
+    "DEFAULT_PORT",
+    "ENV_BINDINGS",
+    "DnsSourceSpec",
+    "ElastiCacheSourceSpec",
+    "SourceSpec",
+    "parse_source",
+    "parse_nameserver",
+    "Binding",
+    "Settings",
+    "Config",
+]
+
+# A failover needs one register and one deregister; a few more leaves room for a
+# replicas binding to move a node, while a bad answer still cannot rewrite a large group.
+DEFAULT_MAX_CHANGES = 4
+# ElastiCache's FailoverComplete can arrive before the primary endpoint's DNS flips.
+DEFAULT_EVENT_WAIT_S = 30.0
+DEFAULT_POLL_INTERVAL_S = 0.5
+DEFAULT_DNS_TIMEOUT_S = 2.0
+DEFAULT_PORT = 6379
+ENV_BINDINGS = "CACHEBRIDGE_BINDINGS"
+
+Role = Literal["primary", "replicas"]
+ROLES: tuple[str, ...] = ("primary", "replicas")
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+_RG_ID = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
+_TG_NAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,32}(?<!-)$")
+_TG_ARN = re.compile(
+    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]+$"
+)
+_BINDING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SOURCE_FORMS = "dns://HOST or elasticache://REPLICATION_GROUP_ID?role=primary|replicas"
+
+
+@dataclass(frozen=True)
+class DnsSourceSpec:
+    """Any hostname: an RDS or MemoryDB endpoint, an ElastiCache primary endpoint..."""
+
+    host: str
+    kind: Literal["dns"] = field(default="dns", init=False)
+
+    def __str__(self) -> str:
+        return f"dns://{self.host}"
+
+
+@dataclass(frozen=True)
+class ElastiCacheSourceSpec:
+    """The members of a replication group (cluster mode disabled) in one role."""
+
+    replication_group_id: str
+    role: Role = "primary"
+    kind: Literal["elasticache"] = field(default="elasticache", init=False)
+
+    def __str__(self) -> str:
+        return f"elasticache://{self.replication_group_id}?role={self.role}"
+
+
+SourceSpec = DnsSourceSpec | ElastiCacheSourceSpec
+
+
+def _valid_hostname(host: str) -> bool:
+    host = host.rstrip(".")
+    return 0 < len(host) <= 253 and all(_HOST_LABEL.match(label) for label in host.split("."))
+
+
+def parse_source(text: Any, field_name: str = "source") -> SourceSpec:
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(field_name, "missing or not a string", SOURCE_FORMS)
+    text = text.strip()
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme == "dns":
+        host = parts.netloc or parts.path.lstrip("/")
+        if parts.query or parts.fragment or not _valid_hostname(host):
+            raise ConfigError(field_name, f"{text!r} is not a valid dns:// source", "dns://HOST, e.g. dns://master.orders.abc123.use1.cache.amazonaws.com")
+        return DnsSourceSpec(host.rstrip(".").lower())
+    if scheme == "elasticache":
+        rg = parts.netloc
+        if not _RG_ID.match(rg or ""):
+            raise ConfigError(
+                field_name,
+                f"{rg!r} is not a replication group id",
+                "1-40 letters, digits or hyphens, starting with a letter",
+            )
+        query = parse_qs(parts.query, keep_blank_values=True)
+        unknown = set(query) - {"role"}
+        if unknown:
+            raise ConfigError(field_name, f"unknown query parameter(s) {sorted(unknown)}", "role")
+        role = query.get("role", ["primary"])[-1]
+        if role not in ROLES:
+            raise ConfigError(f"{field_name}.role", f"{role!r} is not a role", "primary, replicas")
+        return ElastiCacheSourceSpec(rg.lower(), role)  # type: ignore[arg-type]
+    raise ConfigError(field_name, f"unknown source {text!r}", SOURCE_FORMS)
+
+
+def parse_nameserver(text: Any, field_name: str = "nameservers") -> str:
+    """Normalise ``host[:port]`` (``[v6]:port`` for IPv6) to ``host:port``."""
+    import ipaddress
+
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(field_name, f"{text!r} is not a nameserver", "IP[:PORT], e.g. 10.0.0.2:53")
+    text = text.strip()
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest.startswith(":"):
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        ip = ipaddress.ip_address(host)
+        port_n = int(port)
+        if not 1 <= port_n <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(field_name, f"{text!r} is not a nameserver", "IP[:PORT], e.g. 10.0.0.2:53 or [fd00::2]:53") from None
+    return f"[{ip}]:{port_n}" if ip.version == 6 else f"{ip}:{port_n}"
+
+
+def _int(value: Any, field_name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(field_name, f"{value!r} is not an integer", f"{low}..{high}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(field_name, f"{value!r} is not an integer", f"{low}..{high}") from None
+    if not low <= number <= high:
+        raise ConfigError(field_name, f"{number} is out of range", f"{low}..{high}")
+    return number
+
+
+def _float(value: Any, field_name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(field_name, f"{value!r} is not a number", f"{low:g}..{high:g} seconds")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(field_name, f"{value!r} is not a number", f"{low:g}..{high:g} seconds") from None
+    if not low <= number <= high:
+        raise ConfigError(field_name, f"{number:g} is out of range", f"{low:g}..{high:g} seconds")
+    return number
+
+
+def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}" if where else unknown[0], "unknown setting", ", ".join(allowed))
+
+
+def validate_target_group(value: Any, field_name: str = "target_group") -> str:
+    if isinstance(value, str):
+        value = value.strip()
+        if value.startswith("arn:"):
+            if _TG_ARN.match(value):
+                return value
+            raise ConfigError(
+                field_name,
+                f"{value!r} is not a target group ARN",
+                "arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID, or a target group name",
+            )
+        if _TG_NAME.match(value):
+            return value
+    raise ConfigError(
+        field_name,
+        f"{value!r} is not a target group name or ARN",
+        "a name of 1-32 letters, digits and hyphens, or a target group ARN",
+    )
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Route what ``source`` says to ``target_group`` on ``port``."""
+
+    name: str
+    source: SourceSpec
+    target_group: str
+    port: int = DEFAULT_PORT
+
+    BINDING_KEYS = ("name", "source", "target_group", "port")
+
+    @classmethod
+    def from_mapping(cls, data: Any, where: str = "bindings[0]") -> "Binding":
+        if not isinstance(data, Mapping):
+            raise ConfigError(where, "not a table/object", "a table with source, target_group, port and name")
+        _check_keys(data, cls.BINDING_KEYS, where)
+        source = parse_source(data.get("source"), f"{where}.source")
+        if "target_group" not in data:
+            raise ConfigError(f"{where}.target_group", "missing", "a target group name or ARN")
+        target_group = validate_target_group(data["target_group"], f"{where}.target_group")
+        port = _int(data.get("port", DEFAULT_PORT), f"{where}.port", 1, 65535)
+        name = data.get("name") or default_binding_name(source)
+        if not isinstance(name, str) or not _BINDING_NAME.match(name):
+            raise ConfigError(f"{where}.name", f"{name!r} is not a valid name", "1-64 letters, digits, '.', '_' or '-'")
+        return cls(name=name, source=source, target_group=target_group, port=port)
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {"name": self.name, "source": str(self.source), "target_group": self.target_group, "port": self.port}
+
+
+def default_binding_name(source: SourceSpec) -> str:
+    if isinstance(source, ElastiCacheSourceSpec):
+        return f"{source.replication_group_id}-{source.role}"
+    return source.host[:64].rstrip(".-_") or "binding"
+
+
+@dataclass(frozen=True)
+class Settings:
+    region: str | None = None
+    nameservers: tuple[str, ...] = ()
+    max_changes: int = DEFAULT_MAX_CHANGES
+    event_wait_s: float = DEFAULT_EVENT_WAIT_S
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    dns_timeout_s: float = DEFAULT_DNS_TIMEOUT_S
+
+    SETTING_KEYS = ("region", "nameservers", "max_changes", "event_wait_s", "poll_interval_s", "dns_timeout_s")
+
+    @classmethod
+    def from_mapping(cls, data: Any, where: str = "settings") -> "Settings":
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise ConfigError(where, "not a table/object", ", ".join(cls.SETTING_KEYS))
+        _check_keys(data, cls.SETTING_KEYS, where)
+        return cls().merged(data, where)
+
+    def merged(self, data: Mapping[str, Any], where: str = "settings") -> "Settings":
+        changes: dict[str, Any] = {}
+        if data.get("region") is not None:
+            region = data["region"]
+            if not isinstance(region, str) or not re.match(r"^[a-z]{2}(-[a-z]+)+-\d+$", region):
+                raise ConfigError(f"{where}.region", f"{region!r} is not an AWS region", "e.g. eu-west-1")
+            changes["region"] = region
+        if data.get("nameservers") is not None:
+            servers = data["nameservers"]
+            if isinstance(servers, str):
+                servers = [s for s in servers.split(",") if s.strip()]
+            if not isinstance(servers, Sequence):
+                raise ConfigError(f"{where}.nameservers", "not a list", "a list of IP[:PORT]")
+            changes["nameservers"] = tuple(parse_nameserver(s, f"{where}.nameservers") for s in servers)
+        if data.get("max_changes") is not None:
+            changes["max_changes"] = _int(data["max_changes"], f"{where}.max_changes", 1, 1000)
+        if data.get("event_wait_s") is not None:
+            changes["event_wait_s"] = _float(data["event_wait_s"], f"{where}.event_wait_s", 0, 600)
+        if data.get("poll_interval_s") is not None:
+            changes["poll_interval_s"] = _float(data["poll_interval_s"], f"{where}.poll_interval_s", 0.05, 60)
+        if data.get("dns_timeout_s") is not None:
+            changes["dns_timeout_s"] = _float(data["dns_timeout_s"], f"{where}.dns_timeout_s", 0.1, 30)
+        return replace(self, **changes)
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "nameservers": list(self.nameservers),
+            "max_changes": self.max_changes,
+            "event_wait_s": self.event_wait_s,
+            "poll_interval_s": self.poll_interval_s,
+            "dns_timeout_s": self.dns_timeout_s,
+        }
+
+
+@dataclass(frozen=True)
+class Config:
+    bindings: tuple[Binding, ...]
+    settings: Settings = Settings()
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for i, binding in enumerate(self.bindings):
+            if binding.name in seen:
+                raise ConfigError(f"bindings[{i}].name", f"duplicate name {binding.name!r}", "a unique name per binding")
+            seen.add(binding.name)
+
+    # -- readers ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> "Config":
+        if isinstance(data, list):
+            data = {"bindings": data}
+        if not isinstance(data, Mapping):
+            raise ConfigError("(top level)", "not a table/object", "a table with 'bindings' and optional 'settings'")
+        _check_keys(data, ("bindings", "settings"), "")
+        raw_bindings = data.get("bindings")
+        if not isinstance(raw_bindings, list) or not raw_bindings:
+            raise ConfigError("bindings", "missing or empty", "a non-empty list of bindings")
+        bindings = tuple(Binding.from_mapping(b, f"bindings[{i}]") for i, b in enumerate(raw_bindings))
+        return cls(bindings=bindings, settings=Settings.from_mapping(data.get("settings")))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> "Config":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("--config", f"cannot read {str(path)!r}: {exc.strerror}") from None
+        suffix = path.suffix.lower()
+        if suffix == ".toml":
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+        elif suffix in (".yaml", ".yml"):
+            import yaml  # only the CLI reads YAML; the Lambda zip does not ship it
+
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError("--config", f"{path} is not valid YAML: {exc}") from None
+        elif suffix == ".json":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError("--config", f"{path} is not valid JSON: {exc}") from None
+        else:
+            raise ConfigError("--config", f"unknown file type {suffix or '(none)'!r}", ".toml, .yaml, .yml, .json")
+        return cls.from_mapping(data)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Config":
+        environ = os.environ if environ is None else environ
+        raw = environ.get(ENV_BINDINGS)
+        if not raw:
+            raise ConfigError(ENV_BINDINGS, "not set", "JSON: a list of bindings, or {\"bindings\": [...], \"settings\": {...}}")
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(ENV_BINDINGS, f"not valid JSON ({exc.msg} at position {exc.pos})") from None
+        config = cls.from_mapping(data)
+        overrides: dict[str, Any] = {}
+        for key in Settings.SETTING_KEYS:
+            value = environ.get(f"CACHEBRIDGE_{key.upper()}")
+            if value not in (None, ""):
+                overrides[key] = value
+        settings = config.settings.merged(overrides, "CACHEBRIDGE_*") if overrides else config.settings
+        if settings.region is None:
+            region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+            if region:
+                settings = replace(settings, region=region)
+        return replace(config, settings=settings)
+
+    @classmethod
+    def single(
+        cls,
+        source: str,
+        target_group: str,
+        port: int | None = None,
+        name: str | None = None,
+        settings: Settings | None = None,
+    ) -> "Config":
+        data: dict[str, Any] = {"source": source, "target_group": target_group}
+        if port is not None:
+            data["port"] = port
+        if name:
+            data["name"] = name
+        binding = Binding.from_mapping(data, "--source/--target-group")
+        return cls(bindings=(binding,), settings=settings or Settings())
+
+    def with_settings(self, **overrides: Any) -> "Config":
+        given = {k: v for k, v in overrides.items() if v is not None and v != ()}
+        return replace(self, settings=self.settings.merged(given)) if given else self
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {"settings": self.settings.to_mapping(), "bindings": [b.to_mapping() for b in self.bindings]}
+
+    def bindings_json(self) -> str:
+        """The value of ``CACHEBRIDGE_BINDINGS`` that reproduces this configuration."""
+        data = self.to_mapping()
+        data["settings"] = {k: v for k, v in data["settings"].items() if v not in (None, [])}
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)

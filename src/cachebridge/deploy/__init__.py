@@ -1,0 +1,1 @@
+"""Deployment: the CloudFormation template, the Lambda package and the stack."""

@@ -1,0 +1,243 @@
+"""The NLB adapter: target groups read and written with (IP, port) identity.
+
+Thin on purpose: it turns elbv2/ec2 responses into ``Target``/``TargetHealth`` and
+``TargetGroupInfo``, chunks writes, and turns ``ClientError`` codes into cachebridge
+exceptions. Deciding *what* to write is the planner's job.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .errors import AccessDenied, NlbError, TargetGroupNotFound, Throttled
+from .targets import Target, TargetHealth, TargetState
+
+__all__ = [
+    "TargetGroupInfo",
+    "TargetGroups",
+    "risky_settings",
+    "clear_caches",
+    "WRITE_CHUNK",
+    "MAX_SAFE_DEREGISTRATION_DELAY_S",
+]
+
+# RegisterTargets / DeregisterTargets accept many targets per call; keep requests small.
+WRITE_CHUNK = 200
+MAX_SAFE_DEREGISTRATION_DELAY_S = 30
+# Worst-case seconds for a new target to turn healthy above which we warn:
+# AWS's TCP defaults (interval 30 s x healthy threshold 5) give 150 s.
+SLOW_HEALTH_CHECK_S = 60
+
+_THROTTLE_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
+_DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
+
+
+@dataclass(frozen=True)
+class TargetGroupInfo:
+    arn: str
+    name: str
+    port: int | None
+    protocol: str | None
+    target_type: str
+    vpc_id: str | None
+    vpc_cidrs: tuple[str, ...]
+    health_check_interval_s: int | None
+    healthy_threshold: int | None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    def in_vpc(self, ip: str) -> bool:
+        address = ipaddress.ip_address(ip)
+        return any(address in ipaddress.ip_network(cidr, strict=False) for cidr in self.vpc_cidrs)
+
+
+def _error(exc: ClientError, what: str) -> NlbError:
+    code = exc.response.get("Error", {}).get("Code", "")
+    message = exc.response.get("Error", {}).get("Message", "") or str(exc)
+    text = f"{what}: {code}: {message}" if code else f"{what}: {message}"
+    if code in ("TargetGroupNotFound", "TargetGroupNotFoundException"):
+        return TargetGroupNotFound(text, code)
+    if code in _THROTTLE_CODES:
+        return Throttled(text, code)
+    if code in _DENIED_CODES:
+        return AccessDenied(text, code)
+    return NlbError(text, code)
+
+
+_info_lock = threading.Lock()
+_info_cache: dict[tuple[str, str], TargetGroupInfo] = {}
+
+
+def clear_caches() -> None:
+    """Forget cached target group details (kept between warm Lambda invocations)."""
+    with _info_lock:
+        _info_cache.clear()
+
+
+class TargetGroups:
+    """Domain verbs over an elbv2 client (and an ec2 client for VPC CIDRs)."""
+
+    def __init__(self, elbv2: Any, ec2: Any | None = None, *, chunk_size: int = WRITE_CHUNK, cache: bool = True) -> None:
+        self.elbv2 = elbv2
+        self.ec2 = ec2
+        self.chunk_size = chunk_size
+        self.cache = cache
+
+    def _cache_key(self, name_or_arn: str) -> tuple[str, str]:
+        meta = self.elbv2.meta
+        return (f"{meta.region_name}|{meta.endpoint_url}", name_or_arn)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def info(self, name_or_arn: str) -> TargetGroupInfo:
+        """Target group details, VPC CIDRs and attributes; cached, since none of them is
+        expected to change between syncs (``clear_caches`` or a new process re-reads)."""
+        key = self._cache_key(name_or_arn)
+        if self.cache:
+            with _info_lock:
+                if key in _info_cache:
+                    return _info_cache[key]
+        info = self._read_info(name_or_arn)
+        if self.cache:
+            with _info_lock:
+                _info_cache[key] = info
+        return info
+
+    def _read_info(self, name_or_arn: str) -> TargetGroupInfo:
+        by = {"TargetGroupArns": [name_or_arn]} if name_or_arn.startswith("arn:") else {"Names": [name_or_arn]}
+        try:
+            groups = self.elbv2.describe_target_groups(**by)["TargetGroups"]
+        except ClientError as exc:
+            raise _error(exc, f"target group {name_or_arn}") from None
+        except BotoCoreError as exc:
+            raise NlbError(f"target group {name_or_arn}: {exc}") from None
+        if not groups:
+            raise TargetGroupNotFound(f"target group {name_or_arn}: not found", "TargetGroupNotFound")
+        tg = groups[0]
+        if tg.get("TargetType", "instance") != "ip":
+            raise NlbError(
+                f"target group {tg['TargetGroupName']}: target type is {tg.get('TargetType')!r}; cachebridge needs an IP target group",
+                "WrongTargetType",
+            )
+        try:
+            attrs = self.elbv2.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])["Attributes"]
+        except ClientError as exc:
+            raise _error(exc, f"target group {tg['TargetGroupName']} attributes") from None
+        vpc_id = tg.get("VpcId")
+        return TargetGroupInfo(
+            arn=tg["TargetGroupArn"],
+            name=tg["TargetGroupName"],
+            port=tg.get("Port"),
+            protocol=tg.get("Protocol"),
+            target_type=tg.get("TargetType", "ip"),
+            vpc_id=vpc_id,
+            vpc_cidrs=self._vpc_cidrs(vpc_id),
+            health_check_interval_s=tg.get("HealthCheckIntervalSeconds"),
+            healthy_threshold=tg.get("HealthyThresholdCount"),
+            attributes={a["Key"]: a["Value"] for a in attrs},
+        )
+
+    def _vpc_cidrs(self, vpc_id: str | None) -> tuple[str, ...]:
+        if not vpc_id or self.ec2 is None:
+            return ()
+        try:
+            vpcs = self.ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"]
+        except ClientError as exc:
+            raise _error(exc, f"VPC {vpc_id}") from None
+        cidrs: list[str] = []
+        for vpc in vpcs:
+            cidrs += [a["CidrBlock"] for a in vpc.get("CidrBlockAssociationSet", []) if a.get("CidrBlockState", {}).get("State", "associated") == "associated"]
+            cidrs += [a["Ipv6CidrBlock"] for a in vpc.get("Ipv6CidrBlockAssociationSet", []) if "Ipv6CidrBlock" in a]
+            if not cidrs and vpc.get("CidrBlock"):
+                cidrs.append(vpc["CidrBlock"])
+        return tuple(dict.fromkeys(cidrs))
+
+    def health(self, target_group_arn: str) -> dict[Target, TargetHealth]:
+        """Every registered target with its state: one DescribeTargetHealth call."""
+        try:
+            response = self.elbv2.describe_target_health(TargetGroupArn=target_group_arn)
+        except ClientError as exc:
+            raise _error(exc, f"describe target health of {target_group_arn}") from None
+        except BotoCoreError as exc:
+            raise NlbError(f"describe target health of {target_group_arn}: {exc}") from None
+        actual: dict[Target, TargetHealth] = {}
+        for item in response.get("TargetHealthDescriptions", []):
+            target = item["Target"]
+            try:
+                key = Target(target["Id"], int(target["Port"]))
+            except (KeyError, ValueError):
+                continue  # instance or Lambda targets never belong to an IP target group
+            health = item.get("TargetHealth", {})
+            actual[key] = TargetHealth(
+                TargetState.parse(health.get("State")), health.get("Reason"), health.get("Description")
+            )
+        return actual
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def _descriptions(self, info: TargetGroupInfo, targets: Iterable[Target], *, with_az: bool) -> list[dict[str, Any]]:
+        out = []
+        for t in targets:
+            d: dict[str, Any] = {"Id": t.ip, "Port": t.port}
+            # Addresses outside the VPC's CIDRs (peered VPCs, on-premises over DX/VPN) are
+            # only accepted with AvailabilityZone=all.
+            if with_az and info.vpc_cidrs and not info.in_vpc(t.ip):
+                d["AvailabilityZone"] = "all"
+            out.append(d)
+        return out
+
+    def _chunks(self, items: Sequence[dict[str, Any]]) -> Iterable[Sequence[dict[str, Any]]]:
+        for i in range(0, len(items), self.chunk_size):
+            yield items[i : i + self.chunk_size]
+
+    def register(self, info: TargetGroupInfo, targets: Sequence[Target]) -> None:
+        for chunk in self._chunks(self._descriptions(info, targets, with_az=True)):
+            try:
+                self.elbv2.register_targets(TargetGroupArn=info.arn, Targets=list(chunk))
+            except ClientError as exc:
+                raise _error(exc, f"register {', '.join(d['Id'] + ':' + str(d['Port']) for d in chunk)}") from None
+            except BotoCoreError as exc:
+                raise NlbError(f"register targets in {info.name}: {exc}") from None
+
+    def deregister(self, info: TargetGroupInfo, targets: Sequence[Target]) -> None:
+        # Always with the port: without it a target registered on another port stays.
+        for chunk in self._chunks(self._descriptions(info, targets, with_az=True)):
+            try:
+                self.elbv2.deregister_targets(TargetGroupArn=info.arn, Targets=list(chunk))
+            except ClientError as exc:
+                raise _error(exc, f"deregister {', '.join(d['Id'] + ':' + str(d['Port']) for d in chunk)}") from None
+            except BotoCoreError as exc:
+                raise NlbError(f"deregister targets in {info.name}: {exc}") from None
+
+
+def risky_settings(info: TargetGroupInfo) -> list[str]:
+    """Target group settings that slow down or break following a failover."""
+    warnings: list[str] = []
+    attrs = info.attributes
+    delay = attrs.get("deregistration_delay.timeout_seconds")
+    if delay is not None and delay.isdigit() and int(delay) > MAX_SAFE_DEREGISTRATION_DELAY_S:
+        warnings.append(
+            f"deregistration_delay.timeout_seconds is {delay}: the demoted primary keeps connections "
+            f"(and answers writes with READONLY) that long; use {MAX_SAFE_DEREGISTRATION_DELAY_S} or less"
+        )
+    if attrs.get("deregistration_delay.connection_termination.enabled", "false").lower() != "true":
+        warnings.append(
+            "deregistration_delay.connection_termination.enabled is off: clients stay connected to the "
+            "demoted primary after failover; turn it on so they reconnect to the new one"
+        )
+    if info.health_check_interval_s and info.healthy_threshold:
+        worst = info.health_check_interval_s * info.healthy_threshold
+        if worst > SLOW_HEALTH_CHECK_S:
+            warnings.append(
+                f"health checks are slow: interval {info.health_check_interval_s}s x healthy threshold "
+                f"{info.healthy_threshold} = {worst}s before a new primary takes traffic; "
+                "try interval 10 and threshold 2"
+            )
+    if info.protocol not in (None, "TCP", "TLS", "TCP_UDP"):
+        warnings.append(f"target group protocol is {info.protocol}; Redis needs TCP (or TLS)")
+    return warnings

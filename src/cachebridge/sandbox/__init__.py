@@ -1,0 +1,1 @@
+"""Local sandbox: a loopback "region" for demos, drills and end-to-end tests."""

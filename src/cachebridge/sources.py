@@ -1,0 +1,239 @@
+"""Sources: where traffic *should* go.
+
+- ``dns://HOST``: any hostname, resolved with dnspython (A and AAAA, CNAME chains, explicit
+  nameservers tried in order).
+- ``elasticache://RG?role=primary|replicas``: the members of a replication group (cluster
+  mode disabled) in that role, by ``DescribeReplicationGroups``'s ``CurrentRole``, each
+  member's node hostname (``ReadEndpoint.Address``) resolved through the DNS source. Node
+  names are stable while node IPs change on replacement, so the name is resolved on every
+  read rather than remembered.
+
+Every failure raises a ``SourceError``; a source never returns a partial answer, because a
+missing address would look like a target to deregister.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dns.exception
+import dns.nameserver
+import dns.name
+import dns.rdatatype
+import dns.resolver
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .config import DEFAULT_DNS_TIMEOUT_S, DnsSourceSpec, ElastiCacheSourceSpec, SourceSpec
+from .errors import EmptySource, SourceError, SourceNotFound, SourceTimeout, SourceUnsupported
+
+__all__ = ["Resolution", "Reading", "DnsResolver", "ReplicationGroup", "Member", "Sources"]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    host: str
+    addresses: tuple[str, ...]
+    ttl: int | None
+    chain: tuple[str, ...] = ()  # the names followed, host first, canonical name last
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a source said: normalised, sorted addresses, and how long that holds."""
+
+    source: str
+    addresses: tuple[str, ...]
+    ttl: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class DnsResolver:
+    """A/AAAA resolution through explicit nameservers (``ip:port``), or the system's.
+
+    Nameservers are tried in order: one that times out or answers SERVFAIL is skipped for
+    the next, within ``timeout`` seconds per server (dnspython's own failover)."""
+
+    def __init__(self, nameservers: Sequence[str] = (), timeout: float = DEFAULT_DNS_TIMEOUT_S) -> None:
+        if nameservers:
+            resolver = dns.resolver.Resolver(configure=False)
+            resolver.nameservers = [_nameserver(ns) for ns in nameservers]
+        else:
+            resolver = dns.resolver.Resolver()
+        resolver.timeout = timeout
+        resolver.lifetime = timeout * max(1, len(resolver.nameservers))
+        resolver.cache = None  # a flip must be seen on the next read, not after a TTL
+        self._resolver = resolver
+        self.nameservers = tuple(nameservers)
+
+    def resolve(self, host: str) -> Resolution:
+        addresses: set[str] = set()
+        ttls: list[int] = []
+        chain: tuple[str, ...] = (host,)
+        answered = False
+        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            try:
+                answer = self._resolver.resolve(host, rdtype, search=False, raise_on_no_answer=False)
+            except dns.resolver.NXDOMAIN:
+                raise SourceNotFound(f"dns://{host}: NXDOMAIN (no such name)") from None
+            except dns.resolver.LifetimeTimeout:
+                raise SourceTimeout(f"dns://{host}: no answer from {self._servers_text()} in time") from None
+            except dns.resolver.NoNameservers as exc:
+                raise SourceError(f"dns://{host}: every nameserver failed ({_short(exc)})") from None
+            except dns.exception.DNSException as exc:
+                raise SourceError(f"dns://{host}: {_short(exc)}") from None
+            answered = True
+            result = answer.chaining_result
+            if result.cnames:
+                chain = (host, *(str(rrset[0].target).rstrip(".") for rrset in result.cnames))
+            if answer.rrset is not None:
+                for rdata in answer.rrset:
+                    addresses.add(str(ipaddress.ip_address(rdata.address)))
+                ttls.append(result.minimum_ttl)
+        if not answered or not addresses:
+            raise EmptySource(f"dns://{host}: the name exists but has no A or AAAA record")
+        return Resolution(host, tuple(sorted(addresses, key=_addr_key)), min(ttls) if ttls else None, chain)
+
+    def _servers_text(self) -> str:
+        return ", ".join(self.nameservers) if self.nameservers else "the system resolver"
+
+
+def _nameserver(text: str) -> dns.nameserver.Nameserver:
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]:")
+    else:
+        host, _, port = text.rpartition(":")
+    return dns.nameserver.Do53Nameserver(host, int(port or 53))
+
+
+def _addr_key(address: str) -> tuple[int, int]:
+    ip = ipaddress.ip_address(address)
+    return (ip.version, int(ip))
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+@dataclass(frozen=True)
+class Member:
+    cache_cluster_id: str
+    role: str | None
+    address: str | None
+    port: int | None
+
+
+@dataclass(frozen=True)
+class ReplicationGroup:
+    replication_group_id: str
+    status: str
+    cluster_enabled: bool
+    members: tuple[Member, ...]
+    primary_endpoint: str | None = None
+    port: int | None = None
+    transit_encryption: bool = False
+    security_group_ids: tuple[str, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def describe_replication_group(elasticache: Any, rg_id: str) -> ReplicationGroup:
+    """One DescribeReplicationGroups call, as a ``ReplicationGroup``."""
+    try:
+        groups = elasticache.describe_replication_groups(ReplicationGroupId=rg_id)["ReplicationGroups"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("ReplicationGroupNotFoundFault", "ReplicationGroupNotFound"):
+            raise SourceNotFound(f"elasticache://{rg_id}: no such replication group") from None
+        message = exc.response.get("Error", {}).get("Message", "")
+        raise SourceError(f"elasticache://{rg_id}: DescribeReplicationGroups failed: {code}: {message}") from None
+    except BotoCoreError as exc:
+        raise SourceError(f"elasticache://{rg_id}: DescribeReplicationGroups failed: {exc}") from None
+    if not groups:
+        raise SourceNotFound(f"elasticache://{rg_id}: no such replication group")
+    rg = groups[0]
+    cluster_enabled = bool(rg.get("ClusterEnabled")) or rg.get("ClusterMode") == "enabled"
+    members: list[Member] = []
+    primary_endpoint = None
+    port = None
+    for group in rg.get("NodeGroups", []):
+        primary_endpoint = primary_endpoint or group.get("PrimaryEndpoint", {}).get("Address")
+        port = port or group.get("PrimaryEndpoint", {}).get("Port")
+        for m in group.get("NodeGroupMembers", []):
+            endpoint = m.get("ReadEndpoint") or {}
+            members.append(Member(m.get("CacheClusterId", "?"), m.get("CurrentRole"), endpoint.get("Address"), endpoint.get("Port")))
+    if port is None and rg.get("ConfigurationEndpoint"):
+        port = rg["ConfigurationEndpoint"].get("Port")
+    return ReplicationGroup(
+        replication_group_id=rg["ReplicationGroupId"],
+        status=rg.get("Status", "unknown"),
+        cluster_enabled=cluster_enabled,
+        members=tuple(members),
+        primary_endpoint=primary_endpoint,
+        port=port,
+        transit_encryption=bool(rg.get("TransitEncryptionEnabled")),
+        raw=rg,
+    )
+
+
+class Sources:
+    """Reads source specs. One instance serves one sync pass: a replication group is
+    described once per pass however many bindings name it."""
+
+    def __init__(self, resolver: DnsResolver, elasticache: Callable[[], Any] | Any | None = None) -> None:
+        self.resolver = resolver
+        self._elasticache = elasticache
+        self._groups: dict[str, ReplicationGroup] = {}
+
+    def new_pass(self) -> None:
+        self._groups.clear()
+
+    def _client(self) -> Any:
+        if self._elasticache is None:
+            raise SourceError("no ElastiCache client configured")
+        if callable(self._elasticache) and not hasattr(self._elasticache, "describe_replication_groups"):
+            self._elasticache = self._elasticache()
+        return self._elasticache
+
+    def replication_group(self, rg_id: str) -> ReplicationGroup:
+        if rg_id not in self._groups:
+            self._groups[rg_id] = describe_replication_group(self._client(), rg_id)
+        return self._groups[rg_id]
+
+    def read(self, spec: SourceSpec) -> Reading:
+        if isinstance(spec, DnsSourceSpec):
+            res = self.resolver.resolve(spec.host)
+            return Reading(str(spec), res.addresses, res.ttl, {"chain": list(res.chain)})
+        if isinstance(spec, ElastiCacheSourceSpec):
+            return self._read_elasticache(spec)
+        raise SourceError(f"unsupported source {spec!r}")
+
+    def _read_elasticache(self, spec: ElastiCacheSourceSpec) -> Reading:
+        rg = self.replication_group(spec.replication_group_id)
+        where = str(spec)
+        if rg.cluster_enabled:
+            raise SourceUnsupported(
+                f"{where}: cluster mode is enabled; cachebridge follows cluster-mode-disabled groups "
+                "(cluster mode needs per-node listeners and a client address map)"
+            )
+        wanted = "primary" if spec.role == "primary" else "replica"
+        members = [m for m in rg.members if m.role == wanted]
+        if not members:
+            raise EmptySource(f"{where}: no member has role {wanted} (status {rg.status})")
+        if spec.role == "primary" and len(members) > 1:
+            ids = ", ".join(m.cache_cluster_id for m in members)
+            raise SourceError(f"{where}: more than one member reports role primary ({ids}); waiting for a settled topology")
+        addresses: set[str] = set()
+        nodes: dict[str, list[str]] = {}
+        ttls: list[int] = []
+        for m in members:
+            if not m.address:
+                raise SourceError(f"{where}: member {m.cache_cluster_id} has no endpoint yet (status {rg.status})")
+            res = self.resolver.resolve(m.address)
+            addresses.update(res.addresses)
+            nodes[m.cache_cluster_id] = list(res.addresses)
+            if res.ttl is not None:
+                ttls.append(res.ttl)
+        return Reading(where, tuple(sorted(addresses, key=_addr_key)), min(ttls) if ttls else None, {"nodes": nodes, "status": rg.status})

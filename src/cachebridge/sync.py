@@ -1,0 +1,286 @@
+"""``sync``: the one reconcile pass that the CLI and the Lambda handler share.
+
+For each binding: read the target group (cached details, live health), read the source,
+``plan``, then apply the plan: register first, deregister only if every register
+succeeded. Each binding ends with a ``BindingResult``; one failing binding never stops
+the others.
+
+On an ElastiCache event the source may not have changed yet (``FailoverComplete`` can
+arrive before DNS or ``CurrentRole`` flips), so an event trigger re-reads the source
+every ``poll_interval_s`` for up to ``event_wait_s`` until it differs from what is
+registered, then applies.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .config import Binding, Config, ElastiCacheSourceSpec
+from .errors import CacheBridgeError, SourceError
+from .nlb import TargetGroupInfo, TargetGroups, risky_settings
+from .planner import Plan, plan
+from .sources import Reading, Sources
+from .targets import Target, TargetHealth
+
+__all__ = ["Trigger", "BindingResult", "SyncReport", "sync", "select_bindings"]
+
+Status = Literal["in_sync", "changed", "error", "skipped", "dry_run"]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Why a pass runs. ``wait_for_change`` asks for the bounded re-read loop."""
+
+    kind: Literal["manual", "schedule", "event", "invoke"] = "manual"
+    replication_group: str | None = None
+    event: str | None = None
+    wait_for_change: bool = False
+
+
+@dataclass
+class BindingResult:
+    name: str
+    source: str
+    target_group: str
+    port: int
+    status: Status = "in_sync"
+    desired: tuple[Target, ...] = ()
+    registered_before: tuple[Target, ...] = ()
+    register: tuple[Target, ...] = ()
+    deregister: tuple[Target, ...] = ()
+    registered_after: tuple[Target, ...] = ()
+    deferred: tuple[Target, ...] = ()
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    duration_ms: float = 0.0
+    target_group_arn: str | None = None
+    health: dict[str, str] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ()
+    drift: int = 0
+    source_error: bool = False
+    ttl: int | None = None
+    polls: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("in_sync", "changed", "dry_run")
+
+    @property
+    def changes(self) -> int:
+        return 0 if self.status == "dry_run" else len(self.register) + len(self.deregister)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "target_group": self.target_group,
+            "port": self.port,
+            "desired": [str(t) for t in self.desired],
+            "registered_before": [str(t) for t in self.registered_before],
+            "register": [str(t) for t in self.register],
+            "deregister": [str(t) for t in self.deregister],
+            "registered_after": [str(t) for t in self.registered_after],
+            "status": self.status,
+            "error": self.error,
+            "warnings": list(self.warnings),
+            "duration_ms": round(self.duration_ms, 1),
+            "target_group_arn": self.target_group_arn,
+            "health": dict(self.health),
+            "deferred": [str(t) for t in self.deferred],
+            "drift": self.drift,
+        }
+
+
+@dataclass
+class SyncReport:
+    bindings: list[BindingResult]
+    trigger: Trigger = Trigger()
+
+    @property
+    def ok(self) -> bool:
+        return all(b.ok for b in self.bindings)
+
+    @property
+    def failed(self) -> list[BindingResult]:
+        return [b for b in self.bindings if not b.ok]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bindings": [b.to_json() for b in self.bindings]}
+
+
+def select_bindings(config: Config, trigger: Trigger) -> tuple[Binding, ...]:
+    """The bindings an event concerns: those reading the named replication group."""
+    if trigger.replication_group is None:
+        return config.bindings
+    rg = trigger.replication_group.lower()
+    return tuple(
+        b for b in config.bindings
+        if isinstance(b.source, ElastiCacheSourceSpec) and _names_group(rg, b.source.replication_group_id)
+    ) + tuple(b for b in config.bindings if not isinstance(b.source, ElastiCacheSourceSpec) and _dns_names_group(rg, b.source.host))
+
+
+def _names_group(named: str, rg_id: str) -> bool:
+    # Events name the group ("orders") or one of its nodes ("orders-002", "orders-0001-002").
+    return named == rg_id or named.startswith(rg_id + "-")
+
+
+def _dns_names_group(named: str, host: str) -> bool:
+    # ElastiCache endpoints embed the group id: master.<rg>.<hash>.<region>.cache.amazonaws.com
+    # (and <rg>.<hash>.ng.0001.<region>... for older ones).
+    labels = host.split(".")
+    return any(_names_group(named, label) for label in labels[:2]) and "cache.amazonaws.com" in host
+
+
+class _Work:
+    """One binding in flight."""
+
+    def __init__(self, binding: Binding) -> None:
+        self.binding = binding
+        self.result = BindingResult(binding.name, str(binding.source), binding.target_group, binding.port)
+        self.started = time.perf_counter()
+        self.info: TargetGroupInfo | None = None
+        self.actual: dict[Target, TargetHealth] = {}
+        self.desired: frozenset[Target] | None = None
+        self.reading: Reading | None = None
+        self.source_error: str | None = None
+
+    @property
+    def actual_live(self) -> frozenset[Target]:
+        return frozenset(t for t, h in self.actual.items() if not h.draining)
+
+    def finish(self) -> BindingResult:
+        self.result.duration_ms = (time.perf_counter() - self.started) * 1000
+        return self.result
+
+
+def sync(
+    config: Config,
+    *,
+    target_groups: TargetGroups,
+    sources: Sources,
+    dry_run: bool = False,
+    trigger: Trigger = Trigger(),
+    bindings: Sequence[Binding] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
+) -> SyncReport:
+    """Reconcile every binding (or ``bindings``) once.
+
+    ``deadline`` is a ``clock()`` value after which the event wait loop stops early (the
+    Lambda handler passes its remaining time, less a margin)."""
+    settings = config.settings
+    selected = tuple(bindings) if bindings is not None else select_bindings(config, trigger)
+    works = [_Work(b) for b in selected]
+    owners: dict[str, str] = {}
+
+    # Target group side first: details (cached across warm invocations) and live health.
+    for w in works:
+        try:
+            w.info = target_groups.info(w.binding.target_group)
+            w.result.target_group_arn = w.info.arn
+            if w.info.arn in owners:
+                raise CacheBridgeError(
+                    f"target group {w.info.name} is also the target of binding {owners[w.info.arn]!r}; "
+                    "a target group belongs to one binding"
+                )
+            owners[w.info.arn] = w.binding.name
+            w.result.warnings.extend(risky_settings(w.info))
+            w.actual = target_groups.health(w.info.arn)
+        except CacheBridgeError as exc:
+            w.result.status = "error"
+            w.result.error = str(exc)
+        w.result.registered_before = tuple(sorted(w.actual_live))
+        w.result.health = {str(t): h.state.value for t, h in sorted(w.actual.items())}
+
+    pending = [w for w in works if w.result.status != "error"]
+    start = clock()
+    wait_until = start + settings.event_wait_s if trigger.wait_for_change else start
+    if deadline is not None:
+        wait_until = min(wait_until, deadline)
+
+    # Read sources; on an event, keep re-reading the unchanged ones until the wait ends.
+    while pending:
+        sources.new_pass()
+        still_waiting: list[_Work] = []
+        for w in pending:
+            _read_source(w, sources)
+            w.result.polls += 1
+            changed = w.desired is not None and w.desired != w.actual_live
+            if changed or clock() >= wait_until:
+                _plan_and_apply(w, target_groups, settings.max_changes, dry_run)
+            else:
+                still_waiting.append(w)
+        pending = still_waiting
+        if pending:
+            remaining = wait_until - clock()
+            if remaining <= 0:
+                continue  # the next round applies whatever the source says now
+            sleep(min(settings.poll_interval_s, remaining))
+
+    return SyncReport([w.finish() for w in works], trigger)
+
+
+def _read_source(w: _Work, sources: Sources) -> None:
+    try:
+        reading = sources.read(w.binding.source)
+    except SourceError as exc:
+        w.desired, w.reading, w.source_error = None, None, str(exc)
+        return
+    except CacheBridgeError as exc:
+        w.desired, w.reading, w.source_error = None, None, str(exc)
+        return
+    w.reading, w.source_error = reading, None
+    w.desired = frozenset(Target(ip, w.binding.port) for ip in reading.addresses)
+
+
+def _plan_and_apply(w: _Work, target_groups: TargetGroups, max_changes: int, dry_run: bool) -> None:
+    r = w.result
+    p: Plan = plan(w.desired, w.actual, max_changes=max_changes)
+    r.desired = tuple(sorted(w.desired or ()))
+    r.register, r.deregister, r.deferred, r.reasons = p.register, p.deregister, p.deferred, p.reasons
+    r.drift = p.drift
+    r.ttl = w.reading.ttl if w.reading else None
+    if w.source_error is not None:
+        r.status, r.error, r.source_error = "error", w.source_error, True
+        r.registered_after = r.registered_before
+        return
+    if p.deferred:
+        r.warnings.append(f"{len(p.deferred)} change(s) over max_changes={max_changes} deferred to the next run")
+    if dry_run:
+        r.status = "dry_run"
+        r.registered_after = r.registered_before
+        return
+    if p.empty:
+        r.status = "in_sync"
+        r.registered_after = r.registered_before
+        return
+    assert w.info is not None
+    live = set(w.actual_live)
+    try:
+        if p.register:
+            target_groups.register(w.info, p.register)
+            live.update(p.register)
+    except CacheBridgeError as exc:
+        # Rule 5: a failed register means no deregister in this run.
+        r.status, r.error = "error", f"{exc} (nothing deregistered)"
+        r.deregister = ()
+        r.registered_after = tuple(sorted(live))
+        return
+    try:
+        if p.deregister:
+            target_groups.deregister(w.info, p.deregister)
+            live.difference_update(p.deregister)
+    except CacheBridgeError as exc:
+        r.status, r.error = "error", str(exc)
+        r.registered_after = tuple(sorted(live))
+        return
+    r.status = "changed"
+    r.registered_after = tuple(sorted(live))
+
+
+def failed_names(results: Iterable[BindingResult]) -> list[str]:
+    return [r.name for r in results if not r.ok]
