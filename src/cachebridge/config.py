@@ -396,7 +396,12 @@ class Config:
             data["port"] = port
         if name:
             data["name"] = name
-        binding = Binding.from_mapping(data, "--source/--target-group")
+        try:
+            binding = Binding.from_mapping(data, "flags")
+        except ConfigError as exc:
+            # Name the flag the user typed, not the config file's key.
+            flag = "--" + exc.field.removeprefix("flags.").split(".")[0].replace("_", "-")
+            raise ConfigError(flag, exc.problem, exc.accepted) from None
         return cls(bindings=(binding,), settings=settings or Settings())
 
     def with_settings(self, **overrides: Any) -> "Config":

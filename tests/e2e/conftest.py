@@ -1,0 +1,99 @@
+"""Real parts for end-to-end tests: moto server (own process), loopback DNS, redis-server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from cachebridge.sandbox.dns import LoopbackDnsServer
+from cachebridge.sandbox.redis_nodes import RedisNode, free_port, redis_server_binary
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def aws_env() -> Iterator[dict[str, str]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cachebridge.sandbox.aws_server", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "ready ..." once listening; "" if it died
+        if not line.startswith("ready"):
+            raise RuntimeError(f"moto server did not start (exit {proc.poll()})")
+        env = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+        }
+        yield env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture
+def aws_clients(aws_env: dict[str, str]) -> dict[str, object]:
+    kwargs = dict(
+        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    return {name: boto3.client(name, **kwargs) for name in ("elbv2", "ec2", "elasticache")}
+
+
+@pytest.fixture
+def dns_server() -> Iterator[LoopbackDnsServer]:
+    server = LoopbackDnsServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_pair(tmp_path: Path) -> Iterator[tuple[RedisNode, RedisNode]]:
+    redis_server_binary()  # a clear error, not a skip, when redis-server is missing
+    port = free_port(("127.0.0.2", "127.0.0.3"))
+    primary = RedisNode("127.0.0.2", port, tmp_path / "node-1").start()
+    replica = RedisNode("127.0.0.3", port, tmp_path / "node-2")
+    try:
+        replica.start(replica_of=primary)
+        replica.wait_synced()
+        yield primary, replica
+    finally:
+        replica.stop()
+        primary.stop()
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    full_env.update(env)
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "cachebridge.cli", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    result.elapsed = time.monotonic() - started  # type: ignore[attr-defined]
+    return result
