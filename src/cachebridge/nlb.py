@@ -71,12 +71,17 @@ def _error(exc: ClientError, what: str) -> NlbError:
 
 _info_lock = threading.Lock()
 _info_cache: dict[tuple[str, str], TargetGroupInfo] = {}
+_vpc_cache: dict[tuple[str, str], tuple[str, ...]] = {}
+# DescribeTargetGroups takes several names at once; a missing one fails the whole call,
+# which then falls back to one call per name so only that binding reports the error.
+DESCRIBE_CHUNK = 20
 
 
 def clear_caches() -> None:
-    """Forget cached target group details (kept between warm Lambda invocations)."""
+    """Forget cached target group and VPC details (kept between warm Lambda invocations)."""
     with _info_lock:
         _info_cache.clear()
+        _vpc_cache.clear()
 
 
 class TargetGroups:
@@ -88,9 +93,35 @@ class TargetGroups:
         self.chunk_size = chunk_size
         self.cache = cache
 
-    def _cache_key(self, name_or_arn: str) -> tuple[str, str]:
-        meta = self.elbv2.meta
+    def _cache_key(self, name_or_arn: str, client: Any = None) -> tuple[str, str]:
+        meta = (client or self.elbv2).meta
         return (f"{meta.region_name}|{meta.endpoint_url}", name_or_arn)
+
+    def prefetch(self, names_or_arns: Iterable[str]) -> None:
+        """Read the details of many target groups in few calls (a cold start with many
+        bindings). Errors are left for ``info()`` to raise per binding."""
+        if not self.cache:
+            return
+        wanted = [n for n in dict.fromkeys(names_or_arns) if not (self.cache and self._cache_key(n) in _info_cache)]
+        for kind, key in (("arn", "TargetGroupArns"), ("name", "Names")):
+            batch = [n for n in wanted if n.startswith("arn:") == (kind == "arn")]
+            for i in range(0, len(batch), DESCRIBE_CHUNK):
+                chunk = batch[i : i + DESCRIBE_CHUNK]
+                try:
+                    groups = self.elbv2.describe_target_groups(**{key: chunk})["TargetGroups"]
+                except (ClientError, BotoCoreError):
+                    continue
+                for tg in groups:
+                    if tg.get("TargetType") != "ip":
+                        continue
+                    try:
+                        info = self._info_from(tg)
+                    except NlbError:
+                        continue
+                    with _info_lock:
+                        for alias in (tg["TargetGroupArn"], tg["TargetGroupName"]):
+                            if alias in chunk:
+                                _info_cache[self._cache_key(alias)] = info
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -118,7 +149,9 @@ class TargetGroups:
             raise NlbError(f"target group {name_or_arn}: {exc}") from None
         if not groups:
             raise TargetGroupNotFound(f"target group {name_or_arn}: not found", "TargetGroupNotFound")
-        tg = groups[0]
+        return self._info_from(groups[0])
+
+    def _info_from(self, tg: dict[str, Any]) -> TargetGroupInfo:
         if tg.get("TargetType", "instance") != "ip":
             raise NlbError(
                 f"target group {tg['TargetGroupName']}: target type is {tg.get('TargetType')!r}; cachebridge needs an IP target group",
@@ -145,6 +178,16 @@ class TargetGroups:
     def _vpc_cidrs(self, vpc_id: str | None) -> tuple[str, ...]:
         if not vpc_id or self.ec2 is None:
             return ()
+        key = self._cache_key(vpc_id, self.ec2)
+        if self.cache and key in _vpc_cache:
+            return _vpc_cache[key]
+        cidrs = self._read_vpc_cidrs(vpc_id)
+        if self.cache:
+            with _info_lock:
+                _vpc_cache[key] = cidrs
+        return cidrs
+
+    def _read_vpc_cidrs(self, vpc_id: str) -> tuple[str, ...]:
         try:
             vpcs = self.ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"]
         except ClientError as exc:

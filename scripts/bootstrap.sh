@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what cachebridge's tests, sandbox and benchmarks need: redis-server (Debian
+# package, when missing) and a virtualenv in .venv with the pinned Python packages.
+# Safe to run again: it only reinstalls when pyproject.toml changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+
+if ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: installing redis-server with apt-get" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    else
+        echo "bootstrap: redis-server is missing; install it (Debian/Ubuntu: sudo apt-get install redis-server)" >&2
+        exit 1
+    fi
+fi
+
+stamp=".venv/.cachebridge-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "bootstrap: creating .venv and installing cachebridge[dev]" >&2
+    "$PYTHON" -m venv .venv
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+    echo "$want" > "$stamp"
+fi
