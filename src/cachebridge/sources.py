@@ -231,7 +231,12 @@ class Sources:
         for m in members:
             if not m.address:
                 raise SourceError(f"{where}: member {m.cache_cluster_id} has no endpoint yet (status {rg.status})")
-            res = self.resolver.resolve(m.address)
+            try:
+                res = self.resolver.resolve(m.address)
+            except SourceError as exc:
+                # Same type, so callers still tell a timeout from NXDOMAIN, but naming the
+                # member: a missing node name is not a missing replication group.
+                raise type(exc)(f"{where}: member {m.cache_cluster_id}: {exc}") from None
             addresses.update(res.addresses)
             nodes[m.cache_cluster_id] = list(res.addresses)
             if res.ttl is not None:

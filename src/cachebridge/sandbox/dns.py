@@ -88,7 +88,8 @@ class Zone:
                 if qtype == QTYPE.CNAME:
                     return reply
                 name, hops = target, hops + 1
-            if name not in self._addresses and not reply.rr:
+            if name not in self._addresses:
+                # As real servers do: the CNAMEs followed, then NXDOMAIN for the end of the chain.
                 reply.header.rcode = RCODE.NXDOMAIN
                 return reply
             for value in self._addresses.get(name, []):
