@@ -127,6 +127,8 @@ def parse_source(text: Any, field_name: str = "source") -> SourceSpec:
                 f"{rg!r} is not a replication group id",
                 "1-40 letters, digits or hyphens, starting with a letter",
             )
+        if parts.path not in ("", "/") or parts.fragment:
+            raise ConfigError(field_name, f"{text!r} has a path or fragment", SOURCE_FORMS)
         query = parse_qs(parts.query, keep_blank_values=True)
         unknown = set(query) - {"role"}
         if unknown:
@@ -150,6 +152,8 @@ def parse_nameserver(text: Any, field_name: str = "nameservers") -> str:
         host, _, rest = text[1:].partition("]")
         if rest.startswith(":"):
             port = rest[1:]
+        elif rest:
+            port = ""  # "[v6]junk": rejected below rather than read as port 53
     elif text.count(":") == 1:
         host, port = text.split(":")
     try:
@@ -187,9 +191,9 @@ def _float(value: Any, field_name: str, low: float, high: float) -> float:
 
 
 def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
-    unknown = sorted(set(data) - set(allowed))
+    unknown = sorted(set(data) - set(allowed), key=str)  # YAML keys need not be strings
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}" if where else unknown[0], "unknown setting", ", ".join(allowed))
+        raise ConfigError(f"{where}.{unknown[0]}" if where else str(unknown[0]), "unknown setting", ", ".join(allowed))
 
 
 def validate_target_group(value: Any, field_name: str = "target_group") -> str:
@@ -337,6 +341,8 @@ class Config:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError("--config", f"cannot read {str(path)!r}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError("--config", f"cannot read {str(path)!r}: not UTF-8 text ({exc.reason})") from None
         suffix = path.suffix.lower()
         if suffix == ".toml":
             try:
@@ -370,12 +376,15 @@ class Config:
         except json.JSONDecodeError as exc:
             raise ConfigError(ENV_BINDINGS, f"not valid JSON ({exc.msg} at position {exc.pos})") from None
         config = cls.from_mapping(data)
-        overrides: dict[str, Any] = {}
+        settings = config.settings
         for key in Settings.SETTING_KEYS:
-            value = environ.get(f"CACHEBRIDGE_{key.upper()}")
+            variable = f"CACHEBRIDGE_{key.upper()}"
+            value = environ.get(variable)
             if value not in (None, ""):
-                overrides[key] = value
-        settings = config.settings.merged(overrides, "CACHEBRIDGE_*") if overrides else config.settings
+                try:
+                    settings = settings.merged({key: value})
+                except ConfigError as exc:
+                    raise ConfigError(variable, exc.problem, exc.accepted) from None
         if settings.region is None:
             region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
             if region:

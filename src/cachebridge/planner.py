@@ -7,7 +7,8 @@ The safety rules of cachebridge live here and only here:
 2. New targets are registered before stale ones are deregistered, and identity is
    ``Target(ip, port)``. The adapter applies ``register`` first; see ``sync``.
 3. At most ``max_changes`` registrations plus deregistrations per binding per run;
-   registrations get the budget first, so a capped run never removes more than it adds.
+   registrations get the budget first, so a capped run deregisters only once every
+   missing target is being registered.
 4. Plans are deterministic (sorted tuples) and an applied plan is a no-op when re-planned.
 5. Deregistering is only planned while at least one desired target stays or is added, so
    the group keeps something to route to even when the cap defers part of the change.
@@ -81,7 +82,7 @@ def plan(
     register = tuple(missing[:max_changes])
     budget = max_changes - len(register)
     deregister = tuple(stale[:budget])
-    deferred = tuple(missing[len(register):]) + tuple(stale[len(deregister):])
+    deferred = tuple(sorted(missing[len(register):] + stale[len(deregister):]))
 
     if deregister and not (unchanged or register):
         # Unreachable while desired is non-empty and max_changes >= 1 (register takes the

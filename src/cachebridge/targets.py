@@ -18,6 +18,8 @@ class Target:
     port: int
 
     def __post_init__(self) -> None:
+        if not isinstance(self.ip, str):
+            raise ValueError(f"not an IP address: {self.ip!r}")
         try:
             normal = str(ipaddress.ip_address(self.ip.strip()))
         except ValueError as exc:
@@ -34,6 +36,8 @@ class Target:
             host, sep, port = text[1:].partition("]:")
         else:
             host, sep, port = text.rpartition(":")
+            if ":" in host:
+                raise ValueError(f"an IPv6 target needs brackets, [addr]:port, got {text!r}")
         if not sep or not port.isdigit():
             raise ValueError(f"expected ip:port, got {text!r}")
         return cls(host, int(port))
