@@ -12,6 +12,7 @@ from .errors import (
     SourceNotFound,
     SourceTimeout,
     SourceUnsupported,
+    SyncFailed,
     TargetGroupNotFound,
     Throttled,
 )
@@ -50,4 +51,5 @@ __all__ = [
     "Throttled",
     "AccessDenied",
     "EventError",
+    "SyncFailed",
 ]

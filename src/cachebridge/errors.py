@@ -13,7 +13,11 @@ Every error the project raises on purpose derives from ``CacheBridgeError``::
     │   ├── TargetGroupNotFound
     │   ├── Throttled                still throttled after botocore's adaptive retries
     │   └── AccessDenied
-    └── EventError                   a Lambda event that cachebridge cannot read
+    ├── EventError                   a Lambda event that cachebridge cannot read
+    ├── SyncFailed                   a pass ended with at least one binding in error
+    │                                (raised after every binding was handled and reported)
+    └── DeployError                  a stack could not be created, updated or deleted
+                                     (names each failing resource and CloudFormation's reason)
 
 A source error never leads to a deregistration: the planner sees a failed source and
 plans nothing for that binding (see ``planner.plan``).
@@ -34,6 +38,8 @@ __all__ = [
     "Throttled",
     "AccessDenied",
     "EventError",
+    "SyncFailed",
+    "DeployError",
 ]
 
 
@@ -96,3 +102,28 @@ class AccessDenied(NlbError):
 
 class EventError(CacheBridgeError):
     """A Lambda event that is not one cachebridge understands."""
+
+
+class SyncFailed(CacheBridgeError):
+    """At least one binding ended in error. Raised once every binding was handled and
+    reported, so that Lambda counts an error (and retries an asynchronous event).
+
+    ``failed`` names the bindings in error; ``report`` is the whole ``SyncReport``."""
+
+    def __init__(self, message: str, failed: tuple[str, ...] = (), report: object | None = None) -> None:
+        self.failed = tuple(failed)
+        self.report = report
+        super().__init__(message)
+
+
+class DeployError(CacheBridgeError):
+    """CloudFormation (or a call ``deploy``/``destroy`` makes around it) failed.
+
+    ``failures`` holds one entry per failing resource (``deploy.stack.ResourceFailure``:
+    logical id, type, status and CloudFormation's reason), first failure first;
+    ``stack_status`` is the stack's final status when there is a stack."""
+
+    def __init__(self, message: str, failures: tuple[object, ...] = (), stack_status: str | None = None) -> None:
+        self.failures = tuple(failures)
+        self.stack_status = stack_status
+        super().__init__(message)

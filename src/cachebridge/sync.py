@@ -13,6 +13,7 @@ registered, then applies.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -112,26 +113,40 @@ class SyncReport:
 
 
 def select_bindings(config: Config, trigger: Trigger) -> tuple[Binding, ...]:
-    """The bindings an event concerns: those reading the named replication group."""
+    """The bindings an event concerns, in configuration order: elasticache sources reading
+    the named replication group, and dns sources whose ElastiCache hostname names it."""
     if trigger.replication_group is None:
         return config.bindings
-    rg = trigger.replication_group.lower()
+    named = trigger.replication_group.lower()
     return tuple(
         b for b in config.bindings
-        if isinstance(b.source, ElastiCacheSourceSpec) and _names_group(rg, b.source.replication_group_id)
-    ) + tuple(b for b in config.bindings if not isinstance(b.source, ElastiCacheSourceSpec) and _dns_names_group(rg, b.source.host))
+        if (_names_group(named, b.source.replication_group_id) if isinstance(b.source, ElastiCacheSourceSpec)
+            else _dns_names_group(named, b.source.host))
+    )
+
+
+# Member clusters are named <group>-NNN (cluster mode disabled) or <group>-NNNN-NNN.
+_MEMBER_SUFFIX = r"(?:-\d{3,4}){1,2}"
+
+
+def _is_member(cluster_id: str, rg_id: str) -> bool:
+    return re.fullmatch(re.escape(rg_id) + _MEMBER_SUFFIX, cluster_id) is not None
 
 
 def _names_group(named: str, rg_id: str) -> bool:
-    # Events name the group ("orders") or one of its nodes ("orders-002", "orders-0001-002").
-    return named == rg_id or named.startswith(rg_id + "-")
+    # Events name the group ("orders") or one of its nodes ("orders-002", "orders-0001-002");
+    # a different group that merely shares the prefix ("orders-archive") is not named.
+    return named == rg_id or _is_member(named, rg_id)
 
 
 def _dns_names_group(named: str, host: str) -> bool:
     # ElastiCache endpoints embed the group id: master.<rg>.<hash>.<region>.cache.amazonaws.com
-    # (and <rg>.<hash>.ng.0001.<region>... for older ones).
-    labels = host.split(".")
-    return any(_names_group(named, label) for label in labels[:2]) and "cache.amazonaws.com" in host
+    # (and <rg>.<hash>.ng.0001.<region>... for older ones); node endpoints start with the
+    # node id (<rg>-001.<hash>.<region>...), which an event naming the group also concerns.
+    if "cache.amazonaws.com" not in host:
+        return False
+    labels = host.split(".")[:2]
+    return any(_names_group(named, label) or _is_member(label, named) for label in labels)
 
 
 class _Work:
@@ -178,6 +193,7 @@ def sync(
     owners: dict[str, str] = {}
 
     # Target group side first: details (cached across warm invocations) and live health.
+    target_groups.prefetch(w.binding.target_group for w in works)
     for w in works:
         try:
             w.info = target_groups.info(w.binding.target_group)
