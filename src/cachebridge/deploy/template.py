@@ -1,0 +1,1028 @@
+"""The CloudFormation template of one cachebridge stack, built as a Python dict.
+
+One stack gives applications outside the VPC a Network Load Balancer in front of the
+current primary of one ElastiCache replication group (cluster mode disabled)::
+
+    client ──TCP/TLS──► NLB (own security group: AllowedCidrs on ListenerPort only)
+                         └─ listener ─► IP target group ─► current primary IP:CachePort
+    ElastiCache ──SNS──► controller Lambda ◄── EventBridge schedule (safety net)
+
+Everything is named by CloudFormation or derived from the stack name, so any number of
+stacks coexist in one account and region. Nothing in it blocks deletion.
+
+``AllowedCidrs`` takes at most ``MAX_ALLOWED_CIDRS`` IPv4 ranges (one security group rule
+each, selected by Conditions). CloudFormation Rules cannot count list members, so a longer
+list creates the ``AllowedCidrsLimitExceeded`` guard, a wait condition nobody signals: the
+stack fails within seconds and rolls back, rather than silently ignoring the extra ranges.
+
+``validate_parameters`` applies the parameter constraints, the ``Rules`` and that limit
+to a set of parameter values, with the same tiny evaluator the tests use, so a caller can
+refuse bad input before calling CloudFormation.
+
+Protocols: ``ListenerProtocol`` is what clients speak to the NLB; ``TargetProtocol`` is
+what the cache speaks (``TLS`` for in-transit encryption). With a TLS listener the NLB
+terminates TLS with ``CertificateArn`` and, for a TLS cache, re-encrypts towards it (TLS
+target group). With a TCP listener the bytes pass through unchanged, so a TLS cache is
+reached end to end through a TCP target group; the connection URL is ``rediss://``
+whenever the client must speak TLS.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import DEFAULT_EVENT_WAIT_S, DEFAULT_PORT, Config, Settings
+
+__all__ = [
+    "MAX_ALLOWED_CIDRS",
+    "FUNCTION_TIMEOUT_S",
+    "RUNTIME",
+    "HANDLER",
+    "DRIFT_NAMESPACE",
+    "PARAMETER_GROUPS",
+    "Variant",
+    "build",
+    "render",
+    "variants",
+    "bindings_sub",
+    "client_ingress_name",
+    "binding_name_sub",
+    "validate_parameters",
+    "evaluate",
+    "TemplateEvaluationError",
+    "TOO_MANY_CIDRS",
+]
+
+MAX_ALLOWED_CIDRS = 5
+RUNTIME = "python3.13"
+HANDLER = "cachebridge.handler.handler"
+DRIFT_NAMESPACE = "CacheBridge"  # metrics.NAMESPACE; the EMF lines carry FunctionName and Binding
+# An ElastiCache event is followed by up to event_wait_s of re-reading before the sync
+# itself; the rest leaves room for a cold start, the API calls and the report.
+FUNCTION_TIMEOUT_S = max(60, int(DEFAULT_EVENT_WAIT_S) + 30)
+FUNCTION_MEMORY_MB = 256
+LOG_RETENTION_DAYS = 30
+# NLB health checks: the timeout must be below the interval, whose minimum is 5 s.
+HEALTH_CHECK_TIMEOUT_S = 4
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+SCHEDULE_RULE_SUFFIX = "-sync"
+SCHEDULE_RULE_NAME_MAX = 64
+
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+# An IPv4 CIDR with a prefix of 1-32, or exactly 0.0.0.0/0 (which a Rule then refuses
+# unless AllowAnySource is true); other /0 spellings are refused outright.
+CIDR_PATTERN = rf"^(0\.0\.0\.0/0|({_OCTET}\.){{3}}{_OCTET}/(3[0-2]|[12][0-9]|[1-9]))$"
+ANY_SOURCE = "0.0.0.0/0"
+TOO_MANY_CIDRS = "TooManyAllowedCidrs"  # the condition that creates the failing guard
+
+PARAMETER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Network Load Balancer", ("VpcId", "SubnetIds", "Scheme", "ListenerPort", "ListenerProtocol", "CertificateArn")),
+    ("Who may connect", ("AllowedCidrs", "AllowAnySource")),
+    ("ElastiCache", ("ReplicationGroupId", "CacheSecurityGroupId", "CachePort", "TargetProtocol")),
+    ("Controller", ("ScheduleExpression", "ScheduleRuleName", "NotificationTopicArn")),
+    ("Target health and failover", ("HealthCheckIntervalSeconds", "HealthyThreshold", "DeregistrationDelaySeconds")),
+    ("Controller code", ("CodeBucket", "CodeKey")),
+)
+
+
+# -- intrinsic helpers ---------------------------------------------------------------------
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"Ref": name}
+
+
+def _get_att(resource: str, attribute: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [resource, attribute]}
+
+
+def _sub(text: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {"Fn::Sub": [text, dict(variables)] if variables else text}
+
+
+def _if(condition: str, then: Any, otherwise: Any) -> dict[str, Any]:
+    return {"Fn::If": [condition, then, otherwise]}
+
+
+_NO_VALUE = _ref("AWS::NoValue")
+
+
+def _skip(*checks: tuple[str, str]) -> dict[str, Any]:
+    """checkov suppressions, each with the one-line reason it does not apply here."""
+    return {"checkov": {"skip": [{"id": check, "comment": comment} for check, comment in checks]}}
+
+
+# -- parameters ----------------------------------------------------------------------------
+
+def _parameters() -> dict[str, Any]:
+    return {
+        "VpcId": {
+            "Type": "AWS::EC2::VPC::Id",
+            "Description": "The VPC of the replication group; the NLB and its target group live here.",
+        },
+        "SubnetIds": {
+            "Type": "List<AWS::EC2::Subnet::Id>",
+            "Description": "Subnets for the NLB, one per Availability Zone (public subnets for an internet-facing NLB).",
+        },
+        "Scheme": {
+            "Type": "String",
+            "Default": "internet-facing",
+            "AllowedValues": ["internet-facing", "internal"],
+            "Description": "internet-facing for clients on the internet; internal for clients over VPN, peering or Direct Connect.",
+        },
+        "ListenerPort": {
+            "Type": "Number",
+            "Default": DEFAULT_PORT,
+            "MinValue": 1,
+            "MaxValue": 65535,
+            "Description": "The port clients connect to on the NLB.",
+        },
+        "ListenerProtocol": {
+            "Type": "String",
+            "Default": "TCP",
+            "AllowedValues": ["TCP", "TLS"],
+            "Description": "TLS terminates TLS on the NLB with CertificateArn (clients connect by the certificate's name); TCP passes bytes through.",
+        },
+        "CertificateArn": {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": r"^(|arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+)$",
+            "ConstraintDescription": "empty, or an ACM certificate ARN",
+            "Description": "Certificate for a TLS listener, for a name of yours that points at the NLB. Required when ListenerProtocol is TLS.",
+        },
+        "AllowedCidrs": {
+            "Type": "CommaDelimitedList",
+            "AllowedPattern": CIDR_PATTERN,
+            "ConstraintDescription": "IPv4 CIDR ranges such as 203.0.113.0/24, separated by commas without spaces",
+            "Description": (
+                f"Required. Up to {MAX_ALLOWED_CIDRS} IPv4 ranges allowed to connect to ListenerPort. "
+                "0.0.0.0/0 is refused unless AllowAnySource is true."
+            ),
+        },
+        "AllowAnySource": {
+            "Type": "String",
+            "Default": "false",
+            "AllowedValues": ["false", "true"],
+            "Description": "Set to true, on purpose, to allow 0.0.0.0/0 in AllowedCidrs.",
+        },
+        "ReplicationGroupId": {
+            "Type": "String",
+            "AllowedPattern": "^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$",
+            "ConstraintDescription": "a replication group id as ElastiCache stores it: lower case letters, digits and hyphens, starting with a letter",
+            "Description": "The ElastiCache (Redis OSS / Valkey) replication group, cluster mode disabled, whose primary the NLB follows.",
+        },
+        "CacheSecurityGroupId": {
+            "Type": "AWS::EC2::SecurityGroup::Id",
+            "Description": "A security group of the replication group; the stack adds a rule admitting the NLB's security group on CachePort.",
+        },
+        "CachePort": {
+            "Type": "Number",
+            "Default": DEFAULT_PORT,
+            "MinValue": 1,
+            "MaxValue": 65535,
+            "Description": "The port of the replication group.",
+        },
+        "TargetProtocol": {
+            "Type": "String",
+            "Default": "TCP",
+            "AllowedValues": ["TCP", "TLS"],
+            "Description": "TLS when the replication group has in-transit encryption.",
+        },
+        "ScheduleExpression": {
+            "Type": "String",
+            "Default": "rate(1 minute)",
+            "AllowedPattern": r"^(rate\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$",
+            "ConstraintDescription": "an EventBridge rate(...) or cron(...) expression",
+            "Description": "How often the controller syncs even without a failover notification (the safety net).",
+        },
+        "ScheduleRuleName": {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": r"^[.\-_A-Za-z0-9]{0,64}$",
+            "ConstraintDescription": "empty, or 1-64 letters, digits, '.', '-' or '_'",
+            "Description": (
+                f"Name of the schedule rule. Empty: <stack name>{SCHEDULE_RULE_SUFFIX} "
+                f"(then the stack name may have at most {SCHEDULE_RULE_NAME_MAX - len(SCHEDULE_RULE_SUFFIX)} characters)."
+            ),
+        },
+        "NotificationTopicArn": {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": r"^(|arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256})$",
+            "ConstraintDescription": "empty, or an SNS topic ARN",
+            "Description": "The replication group's ElastiCache notification topic. Empty: the stack creates one (set it on the replication group).",
+        },
+        "HealthCheckIntervalSeconds": {
+            "Type": "Number",
+            "Default": 10,
+            "MinValue": 5,
+            "MaxValue": 300,
+            "Description": "Seconds between NLB health checks of a target.",
+        },
+        "HealthyThreshold": {
+            "Type": "Number",
+            "Default": 2,
+            "MinValue": 2,
+            "MaxValue": 10,
+            "Description": "Consecutive health checks for a target to turn healthy (or unhealthy).",
+        },
+        "DeregistrationDelaySeconds": {
+            "Type": "Number",
+            "Default": 5,
+            "MinValue": 0,
+            "MaxValue": 3600,
+            "Description": "Seconds a deregistered target (the old primary) keeps its connections before the NLB resets them.",
+        },
+        "CodeBucket": {
+            "Type": "String",
+            "AllowedPattern": "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+            "ConstraintDescription": "an S3 bucket name",
+            "Description": "S3 bucket holding the controller zip (filled in by cachebridge deploy).",
+        },
+        "CodeKey": {
+            "Type": "String",
+            "AllowedPattern": r"^\S{1,1024}$",
+            "ConstraintDescription": "an S3 object key",
+            "Description": "S3 key of the controller zip (content-addressed; filled in by cachebridge deploy).",
+        },
+    }
+
+
+_LABELS = {
+    "VpcId": "VPC",
+    "SubnetIds": "NLB subnets",
+    "Scheme": "NLB scheme",
+    "ListenerPort": "Listener port",
+    "ListenerProtocol": "Listener protocol",
+    "CertificateArn": "TLS certificate ARN",
+    "AllowedCidrs": "Allowed client CIDRs",
+    "AllowAnySource": "Allow 0.0.0.0/0",
+    "ReplicationGroupId": "Replication group id",
+    "CacheSecurityGroupId": "Cache security group",
+    "CachePort": "Cache port",
+    "TargetProtocol": "Cache protocol",
+    "ScheduleExpression": "Schedule",
+    "ScheduleRuleName": "Schedule rule name",
+    "NotificationTopicArn": "ElastiCache notification topic",
+    "HealthCheckIntervalSeconds": "Health check interval (s)",
+    "HealthyThreshold": "Healthy threshold",
+    "DeregistrationDelaySeconds": "Deregistration delay (s)",
+    "CodeBucket": "Code bucket",
+    "CodeKey": "Code key",
+}
+
+
+def _interface() -> dict[str, Any]:
+    return {
+        "ParameterGroups": [
+            {"Label": {"default": label}, "Parameters": list(names)} for label, names in PARAMETER_GROUPS
+        ],
+        "ParameterLabels": {name: {"default": label} for name, label in _LABELS.items()},
+    }
+
+
+def _rules() -> dict[str, Any]:
+    return {
+        "AllowAnySourceOnPurpose": {
+            "RuleCondition": {"Fn::Not": [{"Fn::Equals": [_ref("AllowAnySource"), "true"]}]},
+            "Assertions": [
+                {
+                    "Assert": {"Fn::Not": [{"Fn::Contains": [_ref("AllowedCidrs"), ANY_SOURCE]}]},
+                    "AssertDescription": f"AllowedCidrs contains {ANY_SOURCE}; set AllowAnySource=true to allow any source on purpose",
+                }
+            ],
+        },
+        "TlsListenerNeedsCertificate": {
+            "RuleCondition": {"Fn::Equals": [_ref("ListenerProtocol"), "TLS"]},
+            "Assertions": [
+                {
+                    "Assert": {"Fn::Not": [{"Fn::Equals": [_ref("CertificateArn"), ""]}]},
+                    "AssertDescription": "ListenerProtocol TLS needs CertificateArn",
+                }
+            ],
+        },
+    }
+
+
+# -- conditions ----------------------------------------------------------------------------
+
+def _allowed_cidr(index: int) -> dict[str, Any]:
+    """Entry ``index`` of AllowedCidrs, or "" past its end: the list is joined and padded
+    with MAX_ALLOWED_CIDRS empty entries before splitting, so every index up to
+    MAX_ALLOWED_CIDRS exists."""
+    if index == 0:
+        return {"Fn::Select": [0, _ref("AllowedCidrs")]}
+    padded = {"Fn::Join": ["", [{"Fn::Join": [",", _ref("AllowedCidrs")]}, "," * MAX_ALLOWED_CIDRS]]}
+    return {"Fn::Select": [index, {"Fn::Split": [",", padded]}]}
+
+
+def _cidr_condition(index: int) -> str:
+    return f"HasAllowedCidr{index + 1}"
+
+
+def _conditions() -> dict[str, Any]:
+    conditions: dict[str, Any] = {
+        "ListenerIsTls": {"Fn::Equals": [_ref("ListenerProtocol"), "TLS"]},
+        "TargetIsTls": {"Fn::Equals": [_ref("TargetProtocol"), "TLS"]},
+        "ReEncryptToTarget": {"Fn::And": [{"Condition": "ListenerIsTls"}, {"Condition": "TargetIsTls"}]},
+        "ClientSpeaksTls": {"Fn::Or": [{"Condition": "ListenerIsTls"}, {"Condition": "TargetIsTls"}]},
+        # The TlsListenerNeedsCertificate rule makes this ListenerIsTls in practice; naming
+        # the certificate here lets cfn-lint see that the Ref is never empty where used.
+        "HasCertificate": {"Fn::Not": [{"Fn::Equals": [_ref("CertificateArn"), ""]}]},
+        "TerminateTls": {"Fn::And": [{"Condition": "ListenerIsTls"}, {"Condition": "HasCertificate"}]},
+        "CreateTopic": {"Fn::Equals": [_ref("NotificationTopicArn"), ""]},
+        "HasScheduleRuleName": {"Fn::Not": [{"Fn::Equals": [_ref("ScheduleRuleName"), ""]}]},
+        TOO_MANY_CIDRS: {"Fn::Not": [{"Fn::Equals": [_allowed_cidr(MAX_ALLOWED_CIDRS), ""]}]},
+    }
+    for index in range(1, MAX_ALLOWED_CIDRS):
+        conditions[_cidr_condition(index)] = {"Fn::Not": [{"Fn::Equals": [_allowed_cidr(index), ""]}]}
+    return conditions
+
+
+def _guard_resources() -> dict[str, Any]:
+    return {
+        "AllowedCidrsLimitHandle": {
+            "Type": "AWS::CloudFormation::WaitConditionHandle",
+            "Condition": TOO_MANY_CIDRS,
+        },
+        "AllowedCidrsLimitExceeded": {
+            "Type": "AWS::CloudFormation::WaitCondition",
+            "Condition": TOO_MANY_CIDRS,
+            "Properties": {"Handle": _ref("AllowedCidrsLimitHandle"), "Timeout": "1", "Count": 1},
+        },
+    }
+
+
+# -- the controller's configuration --------------------------------------------------------
+
+_PLACEHOLDER_RG = "cbplaceholderrg"
+_PLACEHOLDER_TG = "cb-placeholder-tg"
+_PLACEHOLDER_PORT = 65432
+
+
+def binding_name_sub() -> str:
+    """The binding's name, as a Fn::Sub string (also the Drift alarm's Binding dimension)."""
+    return "${ReplicationGroupId}-primary"
+
+
+def bindings_sub(settings: Settings | None = None) -> str:
+    """The Fn::Sub string of ``CACHEBRIDGE_BINDINGS``.
+
+    It is ``Config.bindings_json()`` of a one-binding configuration (the replication
+    group's primary, into this stack's target group, on CachePort), built by the config
+    model itself from placeholder values that are then replaced by ``${Parameter}``
+    references; so the Lambda reads exactly what the model writes."""
+    config = Config.single(
+        source=f"elasticache://{_PLACEHOLDER_RG}?role=primary",
+        target_group=_PLACEHOLDER_TG,
+        port=_PLACEHOLDER_PORT,
+        name=binding_name_sub().replace("${ReplicationGroupId}", _PLACEHOLDER_RG),
+        settings=settings,
+    )
+    text = config.bindings_json()
+    replacements = (
+        (f'"port":{_PLACEHOLDER_PORT}', '"port":${CachePort}', 1),
+        (f'"{_PLACEHOLDER_TG}"', '"${TargetGroup}"', 1),
+        (_PLACEHOLDER_RG, "${ReplicationGroupId}", 2),
+    )
+    for placeholder, reference, expected in replacements:
+        found = text.count(placeholder)
+        if found != expected:
+            raise RuntimeError(f"bindings_json() holds {placeholder!r} {found} times, expected {expected}: {text}")
+        text = text.replace(placeholder, reference)
+    if "$" in text.replace("${CachePort}", "").replace("${TargetGroup}", "").replace("${ReplicationGroupId}", ""):
+        raise RuntimeError(f"bindings_json() holds a '$' that Fn::Sub would misread: {text}")
+    return text
+
+
+# -- resources -----------------------------------------------------------------------------
+
+def client_ingress_name(index: int) -> str:
+    """Logical id of the security group rule for AllowedCidrs entry ``index`` (0-based)."""
+    return f"ClientIngress{index + 1}"
+
+
+def _security_group_resources() -> dict[str, Any]:
+    resources: dict[str, Any] = {
+        "LoadBalancerSecurityGroup": {
+            "Type": "AWS::EC2::SecurityGroup",
+            "Properties": {
+                "GroupDescription": _sub("cachebridge NLB of stack ${AWS::StackName}: AllowedCidrs in, the cache out"),
+                "VpcId": _ref("VpcId"),
+                # Replaces the default allow-all egress.
+                "SecurityGroupEgress": [
+                    {
+                        "IpProtocol": "tcp",
+                        "FromPort": _ref("CachePort"),
+                        "ToPort": _ref("CachePort"),
+                        "DestinationSecurityGroupId": _ref("CacheSecurityGroupId"),
+                        "Description": "to the cache nodes: traffic and health checks",
+                    }
+                ],
+            },
+        },
+        "CacheIngressFromLoadBalancer": {
+            "Type": "AWS::EC2::SecurityGroupIngress",
+            "Properties": {
+                "GroupId": _ref("CacheSecurityGroupId"),
+                "IpProtocol": "tcp",
+                "FromPort": _ref("CachePort"),
+                "ToPort": _ref("CachePort"),
+                "SourceSecurityGroupId": _get_att("LoadBalancerSecurityGroup", "GroupId"),
+                "Description": _sub("cachebridge NLB of stack ${AWS::StackName}"),
+            },
+        },
+    }
+    for index in range(MAX_ALLOWED_CIDRS):
+        rule: dict[str, Any] = {
+            "Type": "AWS::EC2::SecurityGroupIngress",
+            "Properties": {
+                "GroupId": _get_att("LoadBalancerSecurityGroup", "GroupId"),
+                "IpProtocol": "tcp",
+                "FromPort": _ref("ListenerPort"),
+                "ToPort": _ref("ListenerPort"),
+                "CidrIp": _allowed_cidr(index),
+                "Description": f"cachebridge clients, AllowedCidrs entry {index + 1}",
+            },
+        }
+        if index:
+            rule = {"Type": rule["Type"], "Condition": _cidr_condition(index), "Properties": rule["Properties"]}
+        resources[client_ingress_name(index)] = rule
+    return resources
+
+
+def _load_balancer_resources() -> dict[str, Any]:
+    return {
+        "LoadBalancer": {
+            "Type": "AWS::ElasticLoadBalancingV2::LoadBalancer",
+            "Metadata": _skip(
+                ("CKV_AWS_91", "access logs need a bucket that outlives the stack; connection-level logging is left to the operator"),
+            ),
+            "Properties": {
+                "Type": "network",
+                "Scheme": _ref("Scheme"),
+                "IpAddressType": "ipv4",
+                "Subnets": _ref("SubnetIds"),
+                # An NLB gets security groups only at creation.
+                "SecurityGroups": [_get_att("LoadBalancerSecurityGroup", "GroupId")],
+            },
+        },
+        "TargetGroup": {
+            "Type": "AWS::ElasticLoadBalancingV2::TargetGroup",
+            "Properties": {
+                "TargetType": "ip",
+                "Protocol": _if("ReEncryptToTarget", "TLS", "TCP"),
+                "Port": _ref("CachePort"),
+                "VpcId": _ref("VpcId"),
+                "HealthCheckEnabled": True,
+                "HealthCheckProtocol": "TCP",
+                "HealthCheckPort": "traffic-port",
+                "HealthCheckIntervalSeconds": _ref("HealthCheckIntervalSeconds"),
+                "HealthCheckTimeoutSeconds": HEALTH_CHECK_TIMEOUT_S,
+                "HealthyThresholdCount": _ref("HealthyThreshold"),
+                "UnhealthyThresholdCount": _ref("HealthyThreshold"),
+                "TargetGroupAttributes": [
+                    {"Key": "deregistration_delay.timeout_seconds", "Value": _ref("DeregistrationDelaySeconds")},
+                    # After a failover the old primary stays healthy as a replica; resetting
+                    # its connections makes clients reconnect to the new primary instead of
+                    # getting READONLY on every write.
+                    {"Key": "deregistration_delay.connection_termination.enabled", "Value": "true"},
+                    {"Key": "load_balancing.cross_zone.enabled", "Value": "true"},
+                ],
+            },
+        },
+        "Listener": {
+            "Type": "AWS::ElasticLoadBalancingV2::Listener",
+            "Properties": {
+                "LoadBalancerArn": _ref("LoadBalancer"),
+                "Port": _ref("ListenerPort"),
+                "Protocol": _ref("ListenerProtocol"),
+                "Certificates": _if("TerminateTls", [{"CertificateArn": _ref("CertificateArn")}], _NO_VALUE),
+                "SslPolicy": _if("ListenerIsTls", TLS_POLICY, _NO_VALUE),
+                "DefaultActions": [{"Type": "forward", "TargetGroupArn": _ref("TargetGroup")}],
+            },
+        },
+    }
+
+
+def _controller_resources(settings: Settings) -> dict[str, Any]:
+    return {
+        "ControllerLogGroup": {
+            "Type": "AWS::Logs::LogGroup",
+            # Logs go with the stack: nothing is left behind to collide or to pay for.
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Metadata": _skip(
+                ("CKV_AWS_158", "the controller logs target IPs and sync results, nothing secret; CloudWatch Logs encrypts at rest by default"),
+            ),
+            "Properties": {"RetentionInDays": LOG_RETENTION_DAYS},
+        },
+        "ControllerRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "Description": _sub("cachebridge controller of stack ${AWS::StackName}"),
+                "AssumeRolePolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                },
+                # Inline, so the policy exists once the role does: the function, which
+                # needs the role, never runs without its permissions.
+                "Policies": [
+                    {
+                        "PolicyName": "cachebridge-controller",
+                        "PolicyDocument": {
+                            "Version": "2012-10-17",
+                            "Statement": [
+                                {
+                                    "Sid": "RouteThisTargetGroupOnly",
+                                    "Effect": "Allow",
+                                    "Action": [
+                                        "elasticloadbalancing:RegisterTargets",
+                                        "elasticloadbalancing:DeregisterTargets",
+                                    ],
+                                    "Resource": _ref("TargetGroup"),
+                                },
+                                {
+                                    "Sid": "ReadTargetGroupsAndVpc",
+                                    "Effect": "Allow",
+                                    "Action": [
+                                        "elasticloadbalancing:DescribeTargetGroups",
+                                        "elasticloadbalancing:DescribeTargetGroupAttributes",
+                                        "elasticloadbalancing:DescribeTargetHealth",
+                                        "ec2:DescribeVpcs",
+                                    ],
+                                    "Resource": "*",
+                                },
+                                {
+                                    "Sid": "ReadThisReplicationGroup",
+                                    "Effect": "Allow",
+                                    "Action": "elasticache:DescribeReplicationGroups",
+                                    "Resource": _sub(
+                                        "arn:${AWS::Partition}:elasticache:${AWS::Region}:${AWS::AccountId}:replicationgroup:${ReplicationGroupId}"
+                                    ),
+                                },
+                                {
+                                    "Sid": "WriteOwnLogs",
+                                    "Effect": "Allow",
+                                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                                    "Resource": _get_att("ControllerLogGroup", "Arn"),
+                                },
+                            ],
+                        },
+                    }
+                ],
+            },
+        },
+        "ControllerFunction": {
+            "Type": "AWS::Lambda::Function",
+            "Metadata": _skip(
+                ("CKV_AWS_116", "level-triggered: the next scheduled run redoes a failed one, and failures raise the Errors alarm"),
+                ("CKV_AWS_117", "calls only AWS APIs and public DNS; inside a VPC it would need NAT or endpoints, and its network interfaces slow stack deletion"),
+                ("CKV_AWS_173", "the environment holds only the binding (group id, target group ARN, port), nothing secret"),
+            ),
+            # Ordering: the function references its log group (LoggingConfig) and its role,
+            # whose policy is inline, so CloudFormation creates both first.
+            "Properties": {
+                "Description": _sub("cachebridge: keeps the NLB of stack ${AWS::StackName} on the primary of ${ReplicationGroupId}"),
+                "Runtime": RUNTIME,
+                "Handler": HANDLER,
+                "Code": {"S3Bucket": _ref("CodeBucket"), "S3Key": _ref("CodeKey")},
+                "Role": _get_att("ControllerRole", "Arn"),
+                "Timeout": FUNCTION_TIMEOUT_S,
+                "MemorySize": FUNCTION_MEMORY_MB,
+                # One sync at a time: a schedule tick and an SNS event never race.
+                "ReservedConcurrentExecutions": 1,
+                "LoggingConfig": {"LogGroup": _ref("ControllerLogGroup"), "LogFormat": "Text"},
+                "Environment": {"Variables": {"CACHEBRIDGE_BINDINGS": _sub(bindings_sub(settings))}},
+            },
+        },
+    }
+
+
+def _schedule_rule_name() -> dict[str, Any]:
+    return _if("HasScheduleRuleName", _ref("ScheduleRuleName"), _sub("${AWS::StackName}" + SCHEDULE_RULE_SUFFIX))
+
+
+def _trigger_resources() -> dict[str, Any]:
+    topic_arn = _if("CreateTopic", _ref("NotificationTopic"), _ref("NotificationTopicArn"))
+    return {
+        # The rule's ARN is built from its name, so the permission can exist before the
+        # rule starts invoking the function.
+        "SchedulePermission": {
+            "Type": "AWS::Lambda::Permission",
+            "Properties": {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": _get_att("ControllerFunction", "Arn"),
+                "Principal": "events.amazonaws.com",
+                "SourceArn": _sub(
+                    "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/${RuleName}",
+                    {"RuleName": _schedule_rule_name()},
+                ),
+            },
+        },
+        "Schedule": {
+            "Type": "AWS::Events::Rule",
+            "DependsOn": ["SchedulePermission"],
+            "Properties": {
+                "Name": _schedule_rule_name(),
+                "Description": _sub("cachebridge safety-net sync of stack ${AWS::StackName}"),
+                "ScheduleExpression": _ref("ScheduleExpression"),
+                "State": "ENABLED",
+                "Targets": [{"Arn": _get_att("ControllerFunction", "Arn"), "Id": "controller"}],
+            },
+        },
+        "NotificationTopic": {
+            "Type": "AWS::SNS::Topic",
+            "Condition": "CreateTopic",
+            "Metadata": _skip(
+                ("CKV_AWS_26", "ElastiCache notifications carry no secrets, and ElastiCache cannot publish through the AWS managed SNS key"),
+            ),
+            "Properties": {"DisplayName": _sub("cachebridge ${ReplicationGroupId}")},
+        },
+        "TopicPermission": {
+            "Type": "AWS::Lambda::Permission",
+            "Properties": {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": _get_att("ControllerFunction", "Arn"),
+                "Principal": "sns.amazonaws.com",
+                "SourceArn": topic_arn,
+            },
+        },
+        "TopicSubscription": {
+            "Type": "AWS::SNS::Subscription",
+            "DependsOn": ["TopicPermission"],
+            "Properties": {
+                "Protocol": "lambda",
+                "Endpoint": _get_att("ControllerFunction", "Arn"),
+                "TopicArn": topic_arn,
+            },
+        },
+    }
+
+
+def _alarm_resources() -> dict[str, Any]:
+    return {
+        "ControllerErrorsAlarm": {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmDescription": _sub("cachebridge ${AWS::StackName}: the controller failed (a binding in error, or a crash)"),
+                "Namespace": "AWS/Lambda",
+                "MetricName": "Errors",
+                "Dimensions": [{"Name": "FunctionName", "Value": _ref("ControllerFunction")}],
+                "Statistic": "Sum",
+                "Period": 60,
+                "EvaluationPeriods": 1,
+                "Threshold": 1,
+                "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+                "TreatMissingData": "notBreaching",
+            },
+        },
+        "NoHealthyTargetAlarm": {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmDescription": _sub("cachebridge ${AWS::StackName}: no healthy target behind the NLB"),
+                "Namespace": "AWS/NetworkELB",
+                "MetricName": "HealthyHostCount",
+                "Dimensions": [
+                    {"Name": "TargetGroup", "Value": _get_att("TargetGroup", "TargetGroupFullName")},
+                    {"Name": "LoadBalancer", "Value": _get_att("LoadBalancer", "LoadBalancerFullName")},
+                ],
+                "Statistic": "Minimum",
+                "Period": 60,
+                "EvaluationPeriods": 2,
+                "DatapointsToAlarm": 2,
+                "Threshold": 1,
+                "ComparisonOperator": "LessThanThreshold",
+                "TreatMissingData": "breaching",
+            },
+        },
+        "DriftAlarm": {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmDescription": _sub(
+                    "cachebridge ${AWS::StackName}: every sync in 5 minutes found the target group differing from the primary"
+                ),
+                "Namespace": DRIFT_NAMESPACE,
+                "MetricName": "Drift",
+                "Dimensions": [
+                    {"Name": "FunctionName", "Value": _ref("ControllerFunction")},
+                    {"Name": "Binding", "Value": _sub(binding_name_sub())},
+                ],
+                "Statistic": "Minimum",
+                "Period": 300,
+                "EvaluationPeriods": 1,
+                "Threshold": 1,
+                "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+                "TreatMissingData": "notBreaching",
+            },
+        },
+    }
+
+
+def _outputs() -> dict[str, Any]:
+    return {
+        "LoadBalancerDnsName": {
+            "Description": "DNS name of the NLB",
+            "Value": _get_att("LoadBalancer", "DNSName"),
+        },
+        "ConnectionUrl": {
+            "Description": "Where clients connect (with a TLS listener, use the certificate's name instead of the NLB's)",
+            "Value": _sub(
+                "${UrlScheme}://${LoadBalancer.DNSName}:${ListenerPort}",
+                {"UrlScheme": _if("ClientSpeaksTls", "rediss", "redis")},
+            ),
+        },
+        "TargetGroupArn": {"Description": "The target group the controller keeps on the primary", "Value": _ref("TargetGroup")},
+        "FunctionName": {"Description": "The controller Lambda function", "Value": _ref("ControllerFunction")},
+        "NotificationTopicArn": {
+            "Description": "The ElastiCache notification topic the controller listens to",
+            "Value": _if("CreateTopic", _ref("NotificationTopic"), _ref("NotificationTopicArn")),
+        },
+        "ScheduleRuleName": {"Description": "The safety-net schedule rule", "Value": _ref("Schedule")},
+        "LoadBalancerSecurityGroupId": {
+            "Description": "The NLB's security group",
+            "Value": _get_att("LoadBalancerSecurityGroup", "GroupId"),
+        },
+    }
+
+
+def build(settings: Settings | None = None) -> dict[str, Any]:
+    """The template as a fresh dict. ``settings`` are baked into CACHEBRIDGE_BINDINGS
+    (default: the package defaults); event_wait_s must stay below the function timeout."""
+    settings = settings or Settings()
+    if settings.event_wait_s >= FUNCTION_TIMEOUT_S:
+        raise ValueError(f"event_wait_s {settings.event_wait_s:g} must be below the function timeout {FUNCTION_TIMEOUT_S} s")
+    resources: dict[str, Any] = {}
+    for part in (
+        _guard_resources(),
+        _security_group_resources(),
+        _load_balancer_resources(),
+        _controller_resources(settings),
+        _trigger_resources(),
+        _alarm_resources(),
+    ):
+        resources.update(part)
+    return copy.deepcopy(
+        {
+            "AWSTemplateFormatVersion": "2010-09-09",
+            "Description": "cachebridge: an NLB that follows the primary of an ElastiCache replication group",
+            "Metadata": {"AWS::CloudFormation::Interface": _interface()},
+            "Parameters": _parameters(),
+            "Rules": _rules(),
+            "Conditions": _conditions(),
+            "Resources": resources,
+            "Outputs": _outputs(),
+        }
+    )
+
+
+def render(fmt: str = "yaml", settings: Settings | None = None) -> str:
+    """The template as YAML (``fmt='yaml'``) or JSON (``fmt='json'``) text."""
+    template = build(settings)
+    if fmt == "json":
+        return json.dumps(template, indent=2) + "\n"
+    if fmt in ("yaml", "yml"):
+        import yaml  # the CLI's dependency; the Lambda never renders
+
+        return yaml.safe_dump(template, sort_keys=False, default_flow_style=False, width=10_000)
+    raise ValueError(f"unknown template format {fmt!r} (accepted: yaml, json)")
+
+
+# -- supported parameter combinations ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Variant:
+    """One supported combination of the parameters that shape the stack."""
+
+    listener_protocol: str
+    target_protocol: str
+    scheme: str
+    topic_given: bool
+
+    @property
+    def name(self) -> str:
+        topic = "topic-given" if self.topic_given else "topic-created"
+        return f"{self.listener_protocol.lower()}-to-{self.target_protocol.lower()}-{self.scheme}-{topic}"
+
+    @property
+    def client_speaks_tls(self) -> bool:
+        return "TLS" in (self.listener_protocol, self.target_protocol)
+
+    def parameters(self, **overrides: str) -> dict[str, str]:
+        """Sample parameter values for this variant, as CloudFormation takes them
+        (strings; lists comma-separated)."""
+        values = {
+            "VpcId": "vpc-0a1b2c3d4e5f60718",
+            "SubnetIds": "subnet-0a1b2c3d4e5f60711,subnet-0a1b2c3d4e5f60722",
+            "Scheme": self.scheme,
+            "ReplicationGroupId": "orders",
+            "CacheSecurityGroupId": "sg-0a1b2c3d4e5f60733",
+            "CachePort": str(DEFAULT_PORT),
+            "AllowedCidrs": "203.0.113.0/24,198.51.100.7/32",
+            "AllowAnySource": "false",
+            "ListenerPort": str(DEFAULT_PORT),
+            "ListenerProtocol": self.listener_protocol,
+            "TargetProtocol": self.target_protocol,
+            "CodeBucket": "cachebridge-artifacts-123456789012-us-east-1",
+            "CodeKey": "cachebridge/lambda-0123456789abcdef.zip",
+        }
+        if self.listener_protocol == "TLS":
+            values["CertificateArn"] = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+        if self.topic_given:
+            values["NotificationTopicArn"] = "arn:aws:sns:us-east-1:123456789012:elasticache-orders"
+        values.update(overrides)
+        return values
+
+
+def variants() -> tuple[Variant, ...]:
+    """Every combination the template supports: TCP/TLS listener x TCP/TLS cache x
+    internet-facing/internal x notification topic given/created."""
+    return tuple(
+        Variant(listener, target, scheme, topic_given)
+        for listener, target, scheme, topic_given in itertools.product(
+            ("TCP", "TLS"), ("TCP", "TLS"), ("internet-facing", "internal"), (True, False)
+        )
+    )
+
+
+# -- a tiny evaluator for Rules and Conditions ---------------------------------------------
+
+class TemplateEvaluationError(ValueError):
+    """An intrinsic function could not be evaluated (CloudFormation would refuse too)."""
+
+
+_LIST_TYPES = ("CommaDelimitedList", "List<")
+
+
+def _is_list_type(spec: Mapping[str, Any]) -> bool:
+    return str(spec.get("Type", "")).startswith(_LIST_TYPES)
+
+
+def _resolved_parameters(template: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
+    resolved: dict[str, Any] = {}
+    for name, spec in template["Parameters"].items():
+        raw = values.get(name, spec.get("Default"))
+        if raw is None:
+            continue
+        raw = str(raw)
+        resolved[name] = raw.split(",") if _is_list_type(spec) else raw
+    return resolved
+
+
+def evaluate(
+    expression: Any,
+    template: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    pseudo: Mapping[str, str] | None = None,
+) -> Any:
+    """Evaluate a Rules or Conditions expression the way CloudFormation does, for the
+    functions this template uses. ``parameters`` are resolved values (lists for list
+    types) and may also give resource Refs; ``pseudo`` gives AWS:: pseudo parameters."""
+
+    def ev(node: Any) -> Any:
+        if isinstance(node, list):
+            return [ev(item) for item in node]
+        if not isinstance(node, dict):
+            return node if isinstance(node, str) else (str(node) if not isinstance(node, bool) else node)
+        if len(node) != 1:
+            raise TemplateEvaluationError(f"not an intrinsic function: {node!r}")
+        (fn, arg), = node.items()
+        if fn == "Ref":
+            if arg in parameters:
+                return parameters[arg]
+            if pseudo and arg in pseudo:
+                return pseudo[arg]
+            raise TemplateEvaluationError(f"Ref {arg}: no value")
+        if fn == "Condition":
+            return ev(template["Conditions"][arg])
+        if fn == "Fn::Equals":
+            left, right = ev(arg[0]), ev(arg[1])
+            return left == right
+        if fn == "Fn::Not":
+            return not _boolean(ev(arg[0]))
+        if fn == "Fn::And":
+            return all(_boolean(ev(item)) for item in arg)
+        if fn == "Fn::Or":
+            return any(_boolean(ev(item)) for item in arg)
+        if fn == "Fn::Contains":
+            return ev(arg[1]) in _as_list(ev(arg[0]))
+        if fn == "Fn::EachMemberEquals":
+            value = ev(arg[1])
+            return all(member == value for member in _as_list(ev(arg[0])))
+        if fn == "Fn::EachMemberIn":
+            allowed = _as_list(ev(arg[1]))
+            return all(member in allowed for member in _as_list(ev(arg[0])))
+        if fn == "Fn::Join":
+            return str(arg[0]).join(_as_list(ev(arg[1])))
+        if fn == "Fn::Split":
+            return str(ev(arg[1])).split(str(arg[0]))
+        if fn == "Fn::Select":
+            index, items = int(ev(arg[0])), _as_list(ev(arg[1]))
+            if not 0 <= index < len(items):
+                raise TemplateEvaluationError(f"Fn::Select cannot select nonexistent value at index {index}")
+            return items[index]
+        if fn == "Fn::Sub":
+            text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], {k: ev(v) for k, v in arg[1].items()})
+
+            def substitute(match: re.Match[str]) -> str:
+                name = match.group(1)
+                if name.startswith("!"):
+                    return "${" + name[1:] + "}"
+                value = variables[name] if name in variables else ev({"Ref": name})
+                if not isinstance(value, str):
+                    raise TemplateEvaluationError(f"Fn::Sub ${{{name}}} is not a string")
+                return value
+
+            return re.sub(r"\$\{([^}]+)\}", substitute, text)
+        if fn == "Fn::If":
+            condition, then, otherwise = arg
+            return ev(then) if ev({"Condition": condition}) else ev(otherwise)
+        raise TemplateEvaluationError(f"{fn} is not supported here")
+
+    return ev(expression)
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise TemplateEvaluationError(f"{value!r} is not a boolean")
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    raise TemplateEvaluationError(f"{value!r} is not a list")
+
+
+def _number(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def validate_parameters(
+    values: Mapping[str, str],
+    stack_name: str | None = None,
+    template: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """What CloudFormation would refuse about these parameter values, before anything is
+    created: unknown or missing parameters, AllowedValues / AllowedPattern / MinValue /
+    MaxValue, every Rule assertion, and the AllowedCidrs limit. Values are strings as
+    CloudFormation takes them (lists comma-separated). Returns one message per problem;
+    ``stack_name`` also checks the schedule rule name derived from it."""
+    template = template if template is not None else build()
+    specs = template["Parameters"]
+    problems = [f"{name}: unknown parameter" for name in values if name not in specs]
+    for name, spec in specs.items():
+        raw = values.get(name, spec.get("Default"))
+        if raw is None:
+            problems.append(f"{name}: required")
+            continue
+        raw = str(raw)
+        members = raw.split(",") if _is_list_type(spec) else [raw]
+        for member in members:
+            if "AllowedValues" in spec and member not in [str(v) for v in spec["AllowedValues"]]:
+                problems.append(f"{name}: {member!r} is not one of {', '.join(map(str, spec['AllowedValues']))}")
+            if "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], member):
+                problems.append(f"{name}: {member!r} is not {spec.get('ConstraintDescription', spec['AllowedPattern'])}")
+            if spec.get("Type") == "Number":
+                number = _number(member)
+                if number is None:
+                    problems.append(f"{name}: {member!r} is not a number")
+                elif not spec.get("MinValue", number) <= number <= spec.get("MaxValue", number):
+                    problems.append(f"{name}: {member} is not within {spec.get('MinValue')}..{spec.get('MaxValue')}")
+            elif spec.get("Type", "").startswith(("AWS::", "List<AWS::")) and not member:
+                problems.append(f"{name}: empty")
+    if problems:
+        return problems
+    parameters = _resolved_parameters(template, values)
+    pseudo = {"AWS::StackName": stack_name or "cachebridge", "AWS::Region": "us-east-1", "AWS::Partition": "aws"}
+    for rule_name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not evaluate(rule["RuleCondition"], template, parameters, pseudo):
+            continue
+        for assertion in rule["Assertions"]:
+            if not evaluate(assertion["Assert"], template, parameters, pseudo):
+                problems.append(f"{rule_name}: {assertion.get('AssertDescription', 'assertion failed')}")
+    if evaluate({"Condition": TOO_MANY_CIDRS}, template, parameters, pseudo):
+        problems.append(f"AllowedCidrs: at most {MAX_ALLOWED_CIDRS} ranges")
+    if stack_name is not None and not values.get("ScheduleRuleName"):
+        derived = stack_name + SCHEDULE_RULE_SUFFIX
+        if len(derived) > SCHEDULE_RULE_NAME_MAX:
+            problems.append(
+                f"ScheduleRuleName: the derived name {derived!r} is longer than {SCHEDULE_RULE_NAME_MAX} characters; "
+                "give ScheduleRuleName or a shorter stack name"
+            )
+    return list(dict.fromkeys(problems))
+
