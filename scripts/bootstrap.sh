@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what cachebridge's tests, sandbox and benchmarks need: redis-server (Debian
-# package, when missing) and a virtualenv in .venv with the pinned Python packages.
+# package, when missing), a virtualenv in .venv with the pinned Python packages, and
+# checkov in .venv-checkov.
 # Safe to run again: it only reinstalls when pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +26,12 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
     "$PYTHON" -m venv .venv
     .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
     echo "$want" > "$stamp"
+fi
+
+# checkov pins an older boto3 than cachebridge's, so it gets a virtualenv of its own.
+CHECKOV_VERSION="3.2.500"
+if [ "$(.venv-checkov/bin/checkov --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+    echo "bootstrap: installing checkov $CHECKOV_VERSION into .venv-checkov" >&2
+    "$PYTHON" -m venv .venv-checkov
+    .venv-checkov/bin/python -m pip install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
 fi
