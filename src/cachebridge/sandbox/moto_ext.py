@@ -47,6 +47,7 @@ def install() -> None:
         _install_elbv2()
         _install_cloudformation()
         _install_elasticache_deploy()
+        _install_sandbox()
 
 
 def installed() -> bool:
@@ -291,12 +292,17 @@ def failover_replication_group(account_id: str, region: str, rg_id: str, new_pri
 #    ``AWS::EC2::SecurityGroupIngress`` rules and ``AWS::Lambda::Permission`` have no
 #    delete either, so a deleted stack leaves them behind (an ingress rule on the cache's
 #    security group, from a security group that no longer exists).
-# 3. ``AWS::EC2::SecurityGroup`` ignores ``SecurityGroupEgress`` and rule descriptions,
-#    and ``Ref: AWS::NoValue`` inside a list (a conditional rule) leaves ``None`` in the
-#    list instead of removing the entry.
+# 3. ``AWS::EC2::SecurityGroup`` ignores ``SecurityGroupEgress`` and rule descriptions, is
+#    deleted while other groups' rules or a load balancer still name it (AWS says
+#    DependencyViolation, and CloudFormation deletes the dependents first), and
+#    ``Ref: AWS::NoValue`` inside a list (a conditional rule) leaves ``None`` in the list
+#    instead of removing the entry.
 # 4. ``AWS::SNS::Subscription`` and ``AWS::CloudWatch::Alarm`` are not modelled: moto
 #    skips them with a warning and the stack "succeeds" without them.
-# 5. Executing a change set writes no resource events, keeps the outputs and parameters of
+# 5. ``AWS::Events::Rule`` with a ``Name`` that another rule already has overwrites that
+#    rule; on AWS the stack fails ("already exists"), which is what keeps two stacks from
+#    sharing a schedule rule.
+# 6. Executing a change set writes no resource events, keeps the outputs and parameters of
 #    the stack's previous template (none at all after a CREATE change set), and a failing
 #    resource becomes an HTTP 500 rather than ``CREATE_FAILED`` with a reason and a
 #    rollback. Deleting a stack that cannot be deleted loses the stack the same way.
@@ -322,7 +328,10 @@ def stack_events_recorded(stack_name: str, account_id: str, region: str) -> list
 
 
 def _reason(exc: BaseException) -> str:
-    code = getattr(exc, "code", None) or getattr(exc, "error_type", None) or type(exc).__name__
+    code = next(
+        (value for value in (getattr(exc, "error_type", None), getattr(exc, "code", None)) if isinstance(value, str) and value),
+        type(exc).__name__,
+    )
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     if isinstance(exc, KeyError):
         message = f"no value for {exc.args[0]!r}" if exc.args else message
@@ -396,6 +405,7 @@ def _install_cloudformation() -> None:
     _patch_elbv2_resources()
     _patch_ec2_resources()
     _patch_lambda_permission()
+    _patch_events_rule()
     _define_missing_resources()
     for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
         cached.cache_clear()
@@ -763,7 +773,7 @@ def _rule_arguments(rule: dict[str, Any], peer_key: str) -> dict[str, Any]:
 
 
 def _patch_ec2_resources() -> None:
-    from moto.ec2.exceptions import InvalidPermissionNotFoundError
+    from moto.ec2.exceptions import DependencyViolationError, InvalidPermissionNotFoundError
     from moto.ec2.models import ec2_backends
     from moto.ec2.models.security_groups import SecurityGroup, SecurityGroupIngress
 
@@ -789,12 +799,35 @@ def _patch_ec2_resources() -> None:
 
     def ingress_delete(self: Any, account_id: str, region_name: str) -> None:
         backend = ec2_backends[account_id][region_name]
+        if backend.get_security_group_from_id(self.security_group.id) is None:
+            return  # the rule went with its group
         with contextlib.suppress(InvalidPermissionNotFoundError):
             backend.revoke_security_group_ingress(
                 self.security_group.id,
                 vpc_id=self.security_group.vpc_id,
                 **_rule_arguments(self.properties, "SourceSecurityGroupId"),
             )
+
+    def security_group_delete(self: Any, account_id: str, region_name: str) -> None:
+        # AWS refuses to delete a group that another group's rule or a load balancer
+        # still names (DependencyViolation); CloudFormation then retries it after the
+        # resources that depend on it. moto deletes it and strands those rules.
+        from moto.elbv2.models import elbv2_backends
+
+        backend = ec2_backends[account_id][region_name]
+        referenced_by = sorted(
+            group.id
+            for groups in backend.groups.values()
+            for group in list(groups.values())
+            if group.id != self.id
+            and any(rule.source_group.get("GroupId") == self.id for rule in [*group.ingress_rules, *group.egress_rules])
+        )
+        used_by = sorted(
+            lb.name for lb in elbv2_backends[account_id][region_name].load_balancers.values() if self.id in (lb.security_groups or [])
+        )
+        if referenced_by or used_by:
+            raise DependencyViolationError(f"resource {self.id} has a dependent object ({', '.join(referenced_by + used_by)})")
+        backend.delete_security_group(group_id=self.id)
 
     original_ingress_from_cfn = SecurityGroupIngress.create_from_cloudformation_json
 
@@ -811,6 +844,7 @@ def _patch_ec2_resources() -> None:
     SecurityGroup.create_from_cloudformation_json = classmethod(security_group_from_cfn)  # type: ignore[method-assign, assignment]
     SecurityGroupIngress.create_from_cloudformation_json = classmethod(ingress_from_cfn)  # type: ignore[method-assign, assignment]
     SecurityGroupIngress.delete = ingress_delete  # type: ignore[attr-defined]
+    SecurityGroup.delete = security_group_delete  # type: ignore[method-assign]
 
 
 # -- lambda: permissions that can be removed -------------------------------------------------
@@ -840,6 +874,25 @@ def _patch_lambda_permission() -> None:
     Permission.create_from_cloudformation_json = classmethod(permission_from_cfn)  # type: ignore[method-assign, assignment]
     Permission.delete = permission_delete  # type: ignore[attr-defined]
     Permission.physical_resource_id = property(lambda self: getattr(self, "statement_id", ""))  # type: ignore[attr-defined]
+
+
+# -- events: a named rule is created once ---------------------------------------------------
+
+
+def _patch_events_rule() -> None:
+    from moto.events.exceptions import ResourceAlreadyExistsException
+    from moto.events.models import Rule, events_backends
+
+    original_rule_from_cfn = Rule.create_from_cloudformation_json
+
+    def rule_from_cfn(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any) -> Any:
+        bus_name = cloudformation_json["Properties"].get("EventBusName") or "default"
+        bus = events_backends[account_id][region_name]._get_event_bus(bus_name)
+        if resource_name in bus.rules:
+            raise ResourceAlreadyExistsException(f"{resource_name} already exists in event bus {bus_name}")
+        return original_rule_from_cfn(resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    Rule.create_from_cloudformation_json = classmethod(rule_from_cfn)  # type: ignore[method-assign, assignment]
 
 
 # -- resource types moto does not model: SNS subscriptions, CloudWatch alarms ---------------
@@ -1107,3 +1160,98 @@ def _install_elasticache_deploy() -> None:
     )
     ec_models.CacheCluster.notification_configuration = property(_notification_configuration)  # type: ignore[attr-defined]
     setattr(backend_class, _ELASTICACHE_MARK, True)
+
+
+# =====================================================================================
+# sandbox data plane: draining targets and TestFailover
+# =====================================================================================
+#
+# The sandbox's NLB stand-in (``sandbox.nlb_dataplane``) keeps a deregistered target
+# ``draining`` for the deregistration delay, as AWS does; moto forgets it at once. A
+# draining provider lists those targets so ``DescribeTargetHealth`` (without ``Targets``)
+# reports them, which is what the controller's "draining counts as absent" rule and the
+# drill's retarget measurement read.
+#
+# moto 5.2.1 has no ``TestFailover``. The sandbox installs a hook that runs a real
+# failover on its redis-server nodes (``sandbox.failover``); without a hook the call
+# promotes the first replica in moto's state only, so the elasticache source still sees
+# the role change.
+
+DrainingProvider = Callable[[str], "list[tuple[str, int]]"]
+TestFailoverHook = Callable[[str, "str | None"], None]
+
+_draining_provider: DrainingProvider | None = None
+_test_failover_hook: TestFailoverHook | None = None
+_SANDBOX_MARK = "_cachebridge_sandbox_ext"
+
+
+def set_draining_provider(provider: DrainingProvider | None) -> DrainingProvider | None:
+    """``provider(target_group_arn)`` lists the (ip, port) targets still draining."""
+    global _draining_provider
+    with _provider_lock:
+        previous, _draining_provider = _draining_provider, provider
+    return previous
+
+
+def set_test_failover_hook(hook: TestFailoverHook | None) -> TestFailoverHook | None:
+    """``hook(replication_group_id, node_group_id)`` starts a failover; it may raise
+    ``LookupError`` for a group it does not run."""
+    global _test_failover_hook
+    with _provider_lock:
+        previous, _test_failover_hook = _test_failover_hook, hook
+    return previous
+
+
+def _describe_target_health_with_draining(original: Callable[..., Any]) -> Callable[..., Any]:
+    def describe_target_health(self: Any, target_group_arn: str, targets: list[dict[str, Any]]) -> list[Any]:
+        described = original(self, target_group_arn, targets)
+        provider = _draining_provider
+        if targets or provider is None:
+            return described
+        group = self.target_groups[target_group_arn]
+        listed = {(d.target["Id"], int(d.target["Port"])) for d in described}
+        for ip, port in provider(target_group_arn):
+            if (ip, port) not in listed:
+                described.append(_HealthStatus({"Id": ip, "Port": port}, group.health_check_port, "draining",
+                                               "Target.DeregistrationInProgress", "Target deregistration is in progress"))
+        return described
+
+    return describe_target_health
+
+
+def _test_failover(self: Any) -> Any:
+    from moto.core.responses import ActionResult
+    from moto.elasticache.exceptions import InvalidParameterValueException
+
+    rg_id = self._get_param("ReplicationGroupId")
+    node_group_id = self._get_param("NodeGroupId")
+    backend = self.elasticache_backend
+    group = backend.describe_replication_groups(rg_id)[0]  # raises ReplicationGroupNotFound
+    hook = _test_failover_hook
+    try:
+        if hook is None:
+            raise LookupError(rg_id)
+        hook(rg_id, node_group_id)
+    except LookupError:
+        members = group.node_groups[0]["node_group_members"]
+        replica = next((m for m in members if m.get("current_role") == "replica"), None)
+        if replica is None:
+            raise InvalidParameterValueException(f"Replication group {rg_id} has no replica to fail over to") from None
+        failover_replication_group(self.current_account, self.region, rg_id, replica["cache_cluster_id"])
+    except RuntimeError as exc:
+        raise InvalidParameterValueException(str(exc)) from None
+    return ActionResult({"ReplicationGroup": group})
+
+
+def _install_sandbox() -> None:
+    from moto.elasticache.responses import ElastiCacheResponse
+    from moto.elbv2.models import ELBv2Backend
+
+    if getattr(ELBv2Backend, _SANDBOX_MARK, False):
+        return
+    ELBv2Backend.describe_target_health = _describe_target_health_with_draining(ELBv2Backend.describe_target_health)  # type: ignore[method-assign]
+    ElastiCacheResponse.test_failover = _test_failover  # type: ignore[attr-defined]
+    setattr(ELBv2Backend, _SANDBOX_MARK, True)
+
+
+__all__ += ["set_draining_provider", "set_test_failover_hook"]
