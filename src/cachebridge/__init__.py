@@ -5,6 +5,7 @@ from .errors import (
     AccessDenied,
     CacheBridgeError,
     ConfigError,
+    DeployError,
     EmptySource,
     EventError,
     NlbError,
@@ -51,5 +52,6 @@ __all__ = [
     "Throttled",
     "AccessDenied",
     "EventError",
+    "DeployError",
     "SyncFailed",
 ]

@@ -7,9 +7,10 @@ failed, 2 a usage or configuration error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -156,6 +157,367 @@ def status_command(as_json: bool, **kwargs: Any) -> None:
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
+# -- deployment ------------------------------------------------------------------------------
+
+
+def _aws_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option("--profile", help="AWS profile  [default: AWS_PROFILE].")(func)
+    func = click.option("--region", help="AWS region  [default: AWS_REGION / AWS_DEFAULT_REGION / profile].")(func)
+    return func
+
+
+@cli.command("template")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the template to this file instead of printing it.")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), help="Template format  [default: from --output's suffix, else yaml].")
+def template_command(output: str | None, fmt: str | None) -> None:
+    """Print (or write) the CloudFormation template of one cachebridge stack."""
+    from .deploy import template
+
+    if fmt is None:
+        fmt = "json" if output and output.lower().endswith(".json") else "yaml"
+    text = template.render(fmt)
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:
+            raise ConfigError("--output", f"cannot write {output!r}: {exc.strerror}") from None
+        click.echo(f"wrote {output} ({fmt})", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command("package")
+@click.option("--bucket", help="Upload the zip to this S3 bucket (under its content-addressed key).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the zip to this file (alone: no upload).")
+@_aws_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def package_command(bucket: str | None, output: str | None, region: str | None, profile: str | None, as_json: bool) -> None:
+    """Build the Lambda zip (cachebridge's runtime modules and dnspython, nothing else).
+
+    The zip is reproducible: the same sources give the same bytes and the same S3 key,
+    cachebridge/lambda-<sha256 prefix>.zip. An object already under that key is not
+    uploaded again.
+    """
+    from .deploy import package as packaging
+    from .deploy.stack import upload_package
+
+    if not bucket and not output:
+        raise click.UsageError("say where the zip goes: --bucket B to upload it, or --output F.zip to write it")
+    built = packaging.build()
+    out: dict[str, Any] = {"sha256": built.sha256, "size": built.size, "key": built.key, "entries": len(built.entries)}
+    if output:
+        try:
+            built.write(output)
+        except OSError as exc:
+            raise ConfigError("--output", f"cannot write {output!r}: {exc.strerror}") from None
+        out["file"] = output
+    if bucket:
+        uploaded = upload_package(_clients(region, profile)("s3"), bucket, built)
+        out.update(location=f"s3://{bucket}/{built.key}", bucket=bucket, uploaded=uploaded)
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    if output:
+        click.echo(f"wrote {output}  sha256 {built.sha256}  {built.size} bytes, {len(built.entries)} files")
+    if bucket:
+        click.echo(f"{out['location']}  ({'uploaded' if out['uploaded'] else 'already there, not uploaded'})")
+
+
+def _clients(region: str | None, profile: str | None) -> Any:
+    from .deploy.stack import Clients
+
+    return Clients(region, profile)
+
+
+def _split(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+@cli.command("deploy")
+@click.option("--stack-name", required=True, help="CloudFormation stack name (any number of stacks per account).")
+@click.option("--replication-group", "replication_group", required=True, help="ElastiCache replication group id (cluster mode disabled).")
+@click.option("--vpc", required=True, help="VPC of the replication group; the NLB lives there.")
+@click.option("--subnets", required=True, help="Comma-separated subnet ids for the NLB, one per Availability Zone.")
+@click.option("--allowed-cidr", "allowed_cidrs", multiple=True, metavar="CIDR", help="IPv4 range allowed to connect (repeatable, or comma-separated). Required.")
+@click.option("--allow-any-source", is_flag=True, help="Allow 0.0.0.0/0 in --allowed-cidr, on purpose.")
+@click.option("--scheme", type=click.Choice(["internet-facing", "internal"]), default="internet-facing", show_default=True, help="internal: clients over VPN / peering.")
+@click.option("--listener-protocol", type=click.Choice(["TCP", "TLS"]), default="TCP", show_default=True, help="TLS terminates on the NLB with --certificate-arn.")
+@click.option("--listener-port", type=int, help="Port clients connect to  [default: the cache's port].")
+@click.option("--certificate-arn", help="ACM certificate for a TLS listener (a name of yours pointing at the NLB).")
+@click.option("--cache-security-group", help="Security group of the cache  [default: read from the replication group].")
+@click.option("--schedule", "schedule_expression", help="Safety-net schedule  [default: rate(1 minute)].")
+@click.option("--schedule-rule-name", help="Name of the schedule rule  [default: <stack name>-sync].")
+@click.option("--notification-topic-arn", help="The group's ElastiCache notification topic  [default: its current one, else one the stack creates].")
+@click.option("--health-check-interval", type=int, help="Seconds between health checks  [default: 10].")
+@click.option("--healthy-threshold", type=int, help="Checks for a target to turn healthy/unhealthy  [default: 2].")
+@click.option("--deregistration-delay", type=int, help="Seconds the old primary keeps connections  [default: 5].")
+@click.option("--wire-notifications/--no-wire-notifications", default=None, help="Set the stack's topic on the replication group  [default: ask].")
+@click.option("--invoke", type=click.Choice(["lambda", "local", "none"]), default="lambda", show_default=True, help="How to run the first sync: invoke the function, run it in this process with its environment, or skip.")
+@click.option("--nameserver", "nameservers", multiple=True, metavar="IP[:PORT]", help="With --invoke local only: resolve node names through these nameservers.")
+@click.option("--yes", "-y", is_flag=True, help="Answer yes to questions (wiring the notification topic).")
+@click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds to wait for the stack.")
+@click.option("--poll-interval", type=float, default=5.0, show_default=True, help="Seconds between stack status reads.")
+@_aws_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (progress goes to stderr).")
+def deploy_command(
+    stack_name: str,
+    replication_group: str,
+    vpc: str,
+    subnets: str,
+    allowed_cidrs: tuple[str, ...],
+    allow_any_source: bool,
+    scheme: str,
+    listener_protocol: str,
+    listener_port: int | None,
+    certificate_arn: str | None,
+    cache_security_group: str | None,
+    schedule_expression: str | None,
+    schedule_rule_name: str | None,
+    notification_topic_arn: str | None,
+    health_check_interval: int | None,
+    healthy_threshold: int | None,
+    deregistration_delay: int | None,
+    wire_notifications: bool | None,
+    invoke: str,
+    nameservers: tuple[str, ...],
+    yes: bool,
+    timeout: float,
+    poll_interval: float,
+    region: str | None,
+    profile: str | None,
+    as_json: bool,
+) -> None:
+    """Create or update the stack that gives clients outside the VPC an NLB on the primary.
+
+    Reads the replication group (security group, port, TLS), uploads the Lambda zip to the
+    artifact bucket, applies the template through a change set with live progress, prints
+    the outputs and runs one sync. Running it again with nothing changed does nothing.
+
+    \b
+    Exit status: 0 deployed (or nothing to change), 1 the stack or the first sync failed,
+    2 bad input (nothing was created).
+    """
+    from .config import parse_nameserver
+    from .deploy.stack import DeployRequest, deploy
+    from .errors import DeployError
+
+    request = DeployRequest(
+        stack_name=stack_name,
+        replication_group_id=replication_group,
+        vpc_id=vpc.strip(),
+        subnet_ids=_split((subnets,)),
+        allowed_cidrs=_split(allowed_cidrs),
+        allow_any_source=allow_any_source,
+        scheme=scheme,
+        listener_protocol=listener_protocol.upper(),
+        listener_port=listener_port,
+        certificate_arn=certificate_arn,
+        cache_security_group_id=cache_security_group,
+        schedule_expression=schedule_expression,
+        schedule_rule_name=schedule_rule_name,
+        notification_topic_arn=notification_topic_arn,
+        health_check_interval_s=health_check_interval,
+        healthy_threshold=healthy_threshold,
+        deregistration_delay_s=deregistration_delay,
+    )
+    servers = tuple(parse_nameserver(ns, "--nameserver") for ns in nameservers)
+    if wire_notifications is None and yes:
+        wire_notifications = True
+    progress = _Progress(as_json)
+    confirm: Callable[[str, str], bool] | None = None
+    if wire_notifications is None and sys.stdin.isatty() and not as_json:
+        def ask(rg_id: str, topic: str) -> bool:
+            with progress.paused():
+                return click.confirm(f"Set {topic} as the notification topic of {rg_id}, so failovers reach the controller at once?", default=True)
+
+        confirm = ask
+
+    try:
+        with progress:
+            result = deploy(
+                request,
+                clients=_clients(region, profile),
+                invoke=invoke,  # type: ignore[arg-type]
+                nameservers=servers,
+                wire_notifications=wire_notifications,
+                confirm_wiring=confirm,
+                on_event=progress.event,
+                on_step=progress.step,
+                poll_s=poll_interval,
+                timeout_s=timeout,
+            )
+    except DeployError as exc:
+        _render_deploy_error(exc, as_json)
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, default=str))
+    else:
+        _render_deploy(result)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+@cli.command("destroy")
+@click.option("--stack-name", required=True, help="The stack to delete.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds to wait for the deletion.")
+@click.option("--poll-interval", type=float, default=5.0, show_default=True, help="Seconds between stack status reads.")
+@_aws_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (progress goes to stderr).")
+def destroy_command(stack_name: str, yes: bool, timeout: float, poll_interval: float, region: str | None, profile: str | None, as_json: bool) -> None:
+    """Delete a cachebridge stack and everything it created, and wait.
+
+    Asks first (--yes skips the question). The artifact bucket stays: other stacks share it.
+    Exit status: 0 deleted (or no such stack), 1 the deletion failed (the resources left
+    behind are listed).
+    """
+    from .deploy.stack import destroy
+    from .errors import DeployError
+
+    if not yes:
+        click.confirm(f"Delete stack {stack_name} and everything it created?", abort=True, err=True)
+    progress = _Progress(as_json)
+    try:
+        with progress:
+            result = destroy(stack_name, clients=_clients(region, profile), on_event=progress.event, poll_s=poll_interval, timeout_s=timeout)
+    except DeployError as exc:
+        _render_deploy_error(exc, as_json)
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, default=str))
+        return
+    from rich.markup import escape
+
+    console = _console()
+    if not result.existed:
+        console.print(f"stack {stack_name} does not exist: nothing to delete")
+        return
+    console.print(f"[green]stack {stack_name} deleted[/] ({result.status})")
+    for leftover in result.leftovers:
+        console.print(f"[yellow]left behind[/] {escape(str(leftover))}")
+    for note in result.notes:
+        console.print(f"[yellow]note[/] {escape(note)}")
+
+
+_EVENT_STYLE = (("FAILED", "bold red"), ("ROLLBACK", "red"), ("SKIPPED", "yellow"), ("COMPLETE", "green"), ("IN_PROGRESS", "cyan"))
+
+
+class _Progress:
+    """Stack events as they arrive: a live spinner with colored lines on a terminal, plain
+    lines otherwise (on stderr with --json, so stdout stays one JSON object)."""
+
+    def __init__(self, to_stderr: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=to_stderr, highlight=False, soft_wrap=True)
+        self.live = self.console.is_terminal
+        self._status: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.live:
+            self._status = self.console.status("starting")
+            self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._status is not None:
+            self._status.__exit__(*exc)
+            self._status = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop the spinner while a question is asked."""
+        if self._status is None:
+            yield
+            return
+        self._status.stop()
+        try:
+            yield
+        finally:
+            self._status.start()
+
+    def step(self, text: str) -> None:
+        if self._status is not None:
+            self._status.update(text)
+        else:
+            self.console.print(f"-- {text}", markup=False)
+
+    def event(self, event: Any) -> None:
+        from rich.markup import escape
+
+        when = event.timestamp.strftime("%H:%M:%S") if event.timestamp else "--:--:--"
+        reason = f"  {event.reason}" if event.reason else ""
+        if self.live:
+            style = next((s for key, s in _EVENT_STYLE if key in event.status), "none")
+            self.console.print(
+                f"{when} [{style}]{event.status:<28}[/] {escape(event.logical_id)} [dim]{escape(event.resource_type)}[/]{escape(reason)}",
+                markup=True,
+            )
+            self._status.update(f"{escape(event.logical_id)}: {event.status}")
+        else:
+            self.console.print(f"{when} {event.status} {event.logical_id} {event.resource_type}{reason}", markup=False)
+
+
+def _render_deploy(result: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
+    if result.action == "none":
+        console.print(f"[green]stack {result.stack_name} is up to date: no changes, nothing done[/]")
+    else:
+        console.print(f"[green]stack {result.stack_name}: {result.status}[/]")
+    if result.outputs:
+        table = Table(title="outputs", title_justify="left")
+        table.add_column("output")
+        table.add_column("value", overflow="fold")
+        for key, value in result.outputs.items():
+            table.add_row(escape(key), escape(value))
+        console.print(table)
+    console.print(f"code: s3://{result.bucket}/{result.key} ({'uploaded' if result.uploaded else 'already there'})")
+    if result.notification_topic_arn:
+        console.print(f"notifications: {result.notifications} ({result.notification_topic_arn})")
+    if result.sync is not None:
+        sync = result.sync
+        state = "[green]ok[/]" if sync.get("ok") else "[bold red]failed[/]"
+        console.print(f"first sync ({sync.get('mode')}): {state}")
+        for binding in ((sync.get("report") or {}).get("bindings") or []):
+            after = ", ".join(binding.get("registered_after") or []) or "-"
+            console.print(f"  {escape(str(binding.get('name')))}: {binding.get('status')}  registered: {after}")
+            if binding.get("error"):
+                console.print(f"  [red]error[/] {escape(binding['error'])}")
+        if sync.get("error"):
+            console.print(f"  [red]error[/] {escape(sync['error'])}")
+        if sync.get("overrides"):
+            console.print(f"  local run overrides: {escape(str(sync['overrides']))}")
+    for note in result.notes:
+        console.print(f"[yellow]note[/] {escape(note)}")
+
+
+def _render_deploy_error(exc: Any, as_json: bool) -> None:
+    failures = list(getattr(exc, "failures", ()) or ())
+    if as_json:
+        payload = {
+            "ok": False,
+            "error": str(exc),
+            "stack_status": getattr(exc, "stack_status", None),
+            "failures": [f.to_json() if hasattr(f, "to_json") else str(f) for f in failures],
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console.print(f"[bold red]Error:[/] {escape(str(exc))}", markup=True)
+    for failure in failures:
+        console.print(
+            f"  [red]{escape(str(getattr(failure, 'logical_id', failure)))}[/] {escape(getattr(failure, 'resource_type', ''))} "
+            f"{getattr(failure, 'status', '')}: {escape(getattr(failure, 'reason', ''))}",
+            markup=True,
+        )
+
+
 # -- rendering -------------------------------------------------------------------------------
 
 
@@ -222,6 +584,20 @@ def _print_notes(console: Any, report: SyncReport) -> None:
             console.print(f"[bold red]error[/] {b.name}: {b.error}")
         for warning in b.warnings:
             console.print(f"[yellow]warning[/] {b.name}: {warning}")
+
+
+def _add_sandbox_commands() -> None:
+    # The sandbox and the drill need the sandbox extra (moto, dnslib, redis-py); without
+    # it the rest of the CLI still works.
+    try:
+        from .sandbox.commands import drill, sandbox
+    except ImportError:
+        return
+    cli.add_command(sandbox)
+    cli.add_command(drill)
+
+
+_add_sandbox_commands()
 
 
 def main() -> None:

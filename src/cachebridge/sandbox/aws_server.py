@@ -25,12 +25,18 @@ class AwsServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-        from werkzeug.serving import make_server
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        class QuietHandler(WSGIRequestHandler):
+            def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+                pass
 
         from . import moto_ext
 
         moto_ext.install()
-        self._server: Any = make_server(host, port, DomainDispatcherApplication(create_backend_app), threaded=True)
+        self._server: Any = make_server(
+            host, port, DomainDispatcherApplication(create_backend_app), threaded=True, request_handler=QuietHandler
+        )
         self.host = host
         self.port: int = self._server.server_port
         self._thread: threading.Thread | None = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -290,7 +291,7 @@ def failover_replication_group(account_id: str, region: str, rg_id: str, new_pri
 #    (deregistration delay, connection termination) and ``HealthCheckEnabled``, has no
 #    ``Fn::GetAtt`` at all (``TargetGroupFullName``), no update and no delete. Listeners,
 #    ``AWS::EC2::SecurityGroupIngress`` rules and ``AWS::Lambda::Permission`` have no
-#    delete either, so a deleted stack leaves them behind (an ingress rule on the cache's
+#    delete either (and ingress rules no update), so a deleted stack leaves them behind (an ingress rule on the cache's
 #    security group, from a security group that no longer exists).
 # 3. ``AWS::EC2::SecurityGroup`` ignores ``SecurityGroupEgress`` and rule descriptions, is
 #    deleted while other groups' rules or a load balancer still name it (AWS says
@@ -302,10 +303,16 @@ def failover_replication_group(account_id: str, region: str, rg_id: str, new_pri
 # 5. ``AWS::Events::Rule`` with a ``Name`` that another rule already has overwrites that
 #    rule; on AWS the stack fails ("already exists"), which is what keeps two stacks from
 #    sharing a schedule rule.
-# 6. Executing a change set writes no resource events, keeps the outputs and parameters of
-#    the stack's previous template (none at all after a CREATE change set), and a failing
-#    resource becomes an HTTP 500 rather than ``CREATE_FAILED`` with a reason and a
-#    rollback. Deleting a stack that cannot be deleted loses the stack the same way.
+# 6. An update touches every resource that names a changed parameter with ``Ref`` (not
+#    with ``Fn::Sub``; the change set does not list them at all), ignoring its
+#    ``Condition`` (a resource whose condition turned true is never created, one whose
+#    condition turned false never deleted), and stores ``None`` for a resource it cannot
+#    update, forgetting it.
+# 7. Executing a change set writes no resource events, keeps the outputs and parameters of
+#    the stack's previous template (none at all after a CREATE change set), keeps the
+#    executed change set listed (AWS removes a stack's change sets once one is executed),
+#    and a failing resource becomes an HTTP 500 rather than ``CREATE_FAILED`` with a reason
+#    and a rollback. Deleting a stack that cannot be deleted loses the stack the same way.
 #
 # The patches follow AWS's documented behaviour for these resource types, not
 # cachebridge's template. A resource type moto does not model at all now fails the stack
@@ -381,7 +388,7 @@ class _StackEvents:
             self.add(logical_id, resource_type, status, reason=reason)
 
 
-_stack_events: "contextvars.ContextVar[_StackEvents | None]" = contextvars.ContextVar("cachebridge_stack_events", default=None)
+_stack_events: contextvars.ContextVar[_StackEvents | None] = contextvars.ContextVar("cachebridge_stack_events", default=None)
 
 
 @contextlib.contextmanager
@@ -427,6 +434,26 @@ def _patch_template_functions(parsing: Any) -> None:
 
     parsing.clean_json = clean_json
 
+    def get_references_from_template(template: Any) -> list[str]:
+        # moto sees a parameter only in ``Ref``; ``Fn::Sub`` names them as ``${Name}``.
+        references: list[str] = []
+        if isinstance(template, dict):
+            for key, value in template.items():
+                if key == "Ref":
+                    references.append(value)
+                elif key == "Fn::Sub":
+                    text, variables = (value[0], value[1]) if isinstance(value, list) else (value, {})
+                    references.extend(re.findall(r"\$\{([^!.}][^.}]*)\}", text))
+                    references.extend(get_references_from_template(variables))
+                else:
+                    references.extend(get_references_from_template(value))
+        elif isinstance(template, list):
+            for item in template:
+                references.extend(get_references_from_template(item))
+        return references
+
+    parsing.get_references_from_template = get_references_from_template
+
 
 # -- stack operations: events, failures, rollback, outputs ----------------------------------
 
@@ -460,6 +487,18 @@ def _patch_stack_operations(parsing: Any, cfn_models: Any) -> None:
         events = _stack_events.get()
         resource_type = resource_json.get("Type", "")
         resource_class = parsing.resource_class_from_type(resource_type)
+        existing = resources_map._parsed_resources.get(logical_id)
+        condition = resource_json.get("Condition")
+        # moto updates every resource whose properties name a changed parameter, whatever
+        # its Condition says. On AWS a resource whose condition turned false is deleted,
+        # one whose condition turned true is created, and one that stays false is absent.
+        if condition and not resources_map.lazy_condition_map[condition]:
+            if existing is not None:
+                resources_map._delete_resource(existing, resource_json)
+            return None
+        if existing is None:
+            resources_map._parsed_resources.pop(logical_id, None)
+            return resources_map[logical_id]
         try:
             if resource_class is None or hasattr(resource_class.update_from_cloudformation_json, "__isabstractmethod__"):
                 # moto would store None for the resource and forget it; refuse instead.
@@ -500,9 +539,33 @@ def _patch_stack_operations(parsing: Any, cfn_models: Any) -> None:
             events.delete_errors.pop(logical_id, None)
             events.add(logical_id, resource_type, "DELETE_COMPLETE", physical_id)
 
+    original_getitem = parsing.ResourceMap.__getitem__
+
+    def getitem(self: Any, key: str) -> Any:
+        # moto creates a resource the first time anything looks it up; after a stack is
+        # deleted or rolled back, a look-up (DescribeStackResources, an output) would
+        # create its resources again.
+        if getattr(self, "_cachebridge_closed", False) and key not in self._parsed_resources and key in self._resource_json_map:
+            return None
+        return original_getitem(self, key)
+
+    parsing.ResourceMap.__getitem__ = getitem
     parsing.parse_and_create_resource = parse_and_create_resource
     parsing.parse_and_update_resource = parse_and_update_resource
     parsing.ResourceMap._delete_resource = _delete_resource
+    def change_set_diff(self: Any) -> list[Any]:
+        # moto lists only resources whose template text changed; a changed parameter
+        # changes the resources that name it too.
+        old = self.stack.resource_map._resource_json_map
+        new = self.template_dict.get("Resources", {})
+        by_action = self.stack.resource_map.build_resource_diff(self.template_dict, self.parameters)
+        return [
+            cfn_models.Change(action=action, logical_resource_id=name, resource_type=(new.get(name) or old.get(name) or {}).get("Type", ""))
+            for action in ("Add", "Modify", "Remove")
+            for name in dict.fromkeys(by_action[action])
+        ]
+
+    cfn_models.ChangeSet.diff = change_set_diff
     cfn_models.CloudFormationBackend.execute_change_set = _execute_change_set
     cfn_models.CloudFormationBackend.delete_stack = _delete_stack
     # Resources skipped by a false Condition are None in the resource map; DescribeStackResources
@@ -556,6 +619,10 @@ def _execute_change_set(self: Any, change_set_name: str, stack_name: str | None 
     change_set.execution_status = "EXECUTE_COMPLETE"
     stack.status = f"{verb}_COMPLETE"
     stack._add_stack_event(f"{verb}_COMPLETE")
+    # "After you execute a change set, CloudFormation removes all change sets that are
+    # associated with the stack" (AWS CloudFormation User Guide).
+    for change_set_id in [k for k, cs in self.change_sets.items() if cs.stack_id == stack.stack_id]:
+        del self.change_sets[change_set_id]
 
 
 def _roll_back(stack: Any, verb: str, events: _StackEvents, exc: BaseException) -> None:
@@ -573,6 +640,7 @@ def _roll_back(stack: Any, verb: str, events: _StackEvents, exc: BaseException) 
             stack.status = "ROLLBACK_FAILED"
             stack._add_stack_event("ROLLBACK_FAILED", resource_status_reason=_reason(rollback_exc))
             return
+        _close(stack)
         stack.status = "ROLLBACK_COMPLETE"
         stack._add_stack_event("ROLLBACK_COMPLETE")
     else:
@@ -582,6 +650,14 @@ def _roll_back(stack: Any, verb: str, events: _StackEvents, exc: BaseException) 
         stack._add_stack_event("UPDATE_ROLLBACK_IN_PROGRESS", resource_status_reason=reason)
         stack.status = "UPDATE_ROLLBACK_COMPLETE"
         stack._add_stack_event("UPDATE_ROLLBACK_COMPLETE", resource_status_reason="moto restores no previous resource state")
+
+
+def _close(stack: Any) -> None:
+    """A deleted or rolled-back stack has no resources and no outputs."""
+    from moto.cloudformation.parsing import OutputMap
+
+    stack.resource_map._cachebridge_closed = True
+    stack.output_map = OutputMap(stack.resource_map, {}, stack.stack_id)
 
 
 def _delete_stack(self: Any, name_or_stack_id: str) -> None:
@@ -606,6 +682,7 @@ def _delete_stack(self: Any, name_or_stack_id: str) -> None:
                 resource_status_reason=f"The following resource(s) failed to delete: [{', '.join(failed)}]. ",
             )
             return
+    _close(stack)
     stack.status = "DELETE_COMPLETE"
     stack._add_stack_event("DELETE_COMPLETE")
     self.stacks.pop(stack.stack_id, None)
@@ -797,6 +874,11 @@ def _patch_ec2_resources() -> None:
                 backend.authorize_security_group_egress(group.id, vpc_id=vpc_id, **_rule_arguments(rule, "DestinationSecurityGroupId"))
         return group
 
+    def ingress_update(cls: Any, original_resource: Any, new_resource_name: str, cloudformation_json: Any, account_id: str, region_name: str) -> Any:
+        # Every property of an ingress rule needs a replacement on AWS.
+        original_resource.delete(account_id, region_name)
+        return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, account_id, region_name)
+
     def ingress_delete(self: Any, account_id: str, region_name: str) -> None:
         backend = ec2_backends[account_id][region_name]
         if backend.get_security_group_from_id(self.security_group.id) is None:
@@ -843,6 +925,7 @@ def _patch_ec2_resources() -> None:
 
     SecurityGroup.create_from_cloudformation_json = classmethod(security_group_from_cfn)  # type: ignore[method-assign, assignment]
     SecurityGroupIngress.create_from_cloudformation_json = classmethod(ingress_from_cfn)  # type: ignore[method-assign, assignment]
+    SecurityGroupIngress.update_from_cloudformation_json = classmethod(ingress_update)  # type: ignore[method-assign, assignment]
     SecurityGroupIngress.delete = ingress_delete  # type: ignore[attr-defined]
     SecurityGroup.delete = security_group_delete  # type: ignore[method-assign]
 
@@ -937,7 +1020,7 @@ def _define_missing_resources() -> None:
         @classmethod
         def create_from_cloudformation_json(  # type: ignore[misc]
             cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
-        ) -> "SnsSubscription":
+        ) -> SnsSubscription:
             properties = cloudformation_json["Properties"]
             backend = sns_backends[account_id][region_name]
             subscription = backend.subscribe(properties["TopicArn"], properties["Endpoint"], properties["Protocol"])
@@ -951,7 +1034,7 @@ def _define_missing_resources() -> None:
         @classmethod
         def update_from_cloudformation_json(  # type: ignore[misc]
             cls, original_resource: Any, new_resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-        ) -> "SnsSubscription":
+        ) -> SnsSubscription:
             original_resource.delete(account_id, region_name)
             return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, account_id, region_name)
 
@@ -989,7 +1072,7 @@ def _define_missing_resources() -> None:
         @classmethod
         def create_from_cloudformation_json(  # type: ignore[misc]
             cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
-        ) -> "MetricAlarm":
+        ) -> MetricAlarm:
             p = cloudformation_json["Properties"]
             if "Metrics" in p:
                 raise NotImplementedError("metric math alarms (Metrics) are not modelled")
@@ -1020,7 +1103,7 @@ def _define_missing_resources() -> None:
         @classmethod
         def update_from_cloudformation_json(  # type: ignore[misc]
             cls, original_resource: Any, new_resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-        ) -> "MetricAlarm":
+        ) -> MetricAlarm:
             if new_resource_name != original_resource.name:
                 original_resource.delete(account_id, region_name)
             return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, account_id, region_name)

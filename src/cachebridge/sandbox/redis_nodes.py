@@ -80,6 +80,10 @@ class RedisNode:
             "--dir", str(self.workdir),
             "--daemonize", "no",
             "--protected-mode", "no",
+            # Replicas announce (and connect from) their own loopback address, so the
+            # primary knows them as 127.0.0.x rather than 127.0.0.1 (FAILOVER TO needs it).
+            "--replica-announce-ip", self.host,
+            "--bind-source-addr", self.host,
             "--logfile", str(self.workdir / "redis.log"),
         ]
         if replica_of is not None:

@@ -1,0 +1,329 @@
+"""``cachebridge drill``: measure a failover as a client behind the NLB sees it.
+
+A steady load of writes (and a read after each) goes through the NLB endpoint with
+redis-py, every operation recorded with its time and outcome, while a watcher samples
+the target group's health every 100 ms. Then a failover is triggered (``TestFailover``,
+or in the sandbox ``kill-primary``) and the drill reports:
+
+- ``detect_s``: failover start until the new primary is registered in the target group
+  (the controller noticed and acted);
+- ``retarget_s``: until the new primary is the only target taking new connections;
+- ``healthy_s``: until the NLB reports the new primary ``healthy`` (registration delay and
+  health checks; until then the group fails open to it);
+- ``write_unavailable_s``: the longest stretch without a successful write, as the client
+  saw it (less the nominal interval between writes);
+- errors by kind (``readonly``, ``connection``, ``timeout``, ``other``), and
+  ``readonly_after_termination``: READONLY errors later than the old primary's
+  deregistration delay after its deregistration (connection termination should end them);
+- ``lost_acknowledged_writes``: writes the server acknowledged that cannot be read back
+  once the failover is over.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Op", "Sample", "DrillResult", "run_drill", "summarise", "plot"]
+
+
+@dataclass(frozen=True)
+class Op:
+    t: float  # wall clock
+    kind: str  # "write" | "read"
+    key: str
+    outcome: str  # "ok" | "readonly" | "connection" | "timeout" | "other" | "stale"
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    t: float
+    live: frozenset[str]  # targets not draining ("ip:port")
+    states: dict[str, str]
+
+
+@dataclass
+class DrillResult:
+    kind: str
+    started: float
+    failover_at: float
+    ended: float
+    ops: list[Op]
+    samples: list[Sample]
+    old_target: str | None
+    new_target: str | None
+    deregistration_delay_s: float
+    acknowledged: list[str]
+    missing: list[str]
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _classify(exc: Exception) -> str:
+    import redis
+
+    if isinstance(exc, redis.exceptions.ReadOnlyError) or "READONLY" in str(exc):
+        return "readonly"
+    if isinstance(exc, redis.exceptions.TimeoutError):
+        return "timeout"
+    if isinstance(exc, (redis.exceptions.ConnectionError, OSError)):
+        return "connection"
+    return "other"
+
+
+def _client(host: str, port: int, timeout: float) -> Any:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # No client-side retries: the drill must see every failure the NLB lets through.
+    return redis.Redis(
+        host=host, port=port, socket_timeout=timeout, socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0), decode_responses=True,
+    )
+
+
+class _Load(threading.Thread):
+    def __init__(self, host: str, port: int, rate: float, stop: threading.Event, prefix: str, timeout: float) -> None:
+        super().__init__(name="drill-load", daemon=True)
+        self.host, self.port, self.rate, self.stop, self.prefix, self.timeout = host, port, rate, stop, prefix, timeout
+        self.ops: list[Op] = []
+        self.acknowledged: list[str] = []
+
+    def run(self) -> None:
+        client = _client(self.host, self.port, self.timeout)
+        interval = 1.0 / self.rate
+        next_at = time.monotonic()
+        i = 0
+        while not self.stop.is_set():
+            key = f"{self.prefix}:{i}"
+            try:
+                client.set(key, str(i))
+                self.ops.append(Op(time.time(), "write", key, "ok"))
+                self.acknowledged.append(key)
+            except Exception as exc:  # every failure is data here
+                self.ops.append(Op(time.time(), "write", key, _classify(exc), str(exc)[:200]))
+            if self.acknowledged:
+                last = self.acknowledged[-1]
+                try:
+                    value = client.get(last)
+                    outcome = "ok" if value is not None else "stale"
+                    self.ops.append(Op(time.time(), "read", last, outcome))
+                except Exception as exc:
+                    self.ops.append(Op(time.time(), "read", last, _classify(exc), str(exc)[:200]))
+            i += 1
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                self.stop.wait(delay)
+            else:
+                next_at = time.monotonic()  # fell behind (a timeout): keep the rate, not the backlog
+        client.close()
+
+
+class _Watcher(threading.Thread):
+    def __init__(self, elbv2: Any, target_group_arn: str, stop: threading.Event, period: float = 0.1) -> None:
+        super().__init__(name="drill-watch", daemon=True)
+        self.elbv2, self.arn, self.stop, self.period = elbv2, target_group_arn, stop, period
+        self.samples: list[Sample] = []
+
+    def sample(self) -> Sample:
+        described = self.elbv2.describe_target_health(TargetGroupArn=self.arn)["TargetHealthDescriptions"]
+        states = {f"{d['Target']['Id']}:{d['Target']['Port']}": d["TargetHealth"]["State"] for d in described}
+        live = frozenset(t for t, s in states.items() if s not in ("draining", "unhealthy.draining"))
+        return Sample(time.time(), live, states)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.samples.append(self.sample())
+            except Exception:  # a throttled or failed describe is a gap in the samples, not a stop
+                pass
+            self.stop.wait(self.period)
+
+
+def run_drill(
+    *,
+    host: str,
+    port: int,
+    elbv2: Any,
+    target_group_arn: str,
+    trigger: Callable[[], None],
+    kind: str,
+    rate: float = 50.0,
+    duration: float = 30.0,
+    failover_after: float = 5.0,
+    settle: Callable[[DrillResult], bool] | None = None,
+    op_timeout: float = 1.0,
+    progress: Callable[[float, int, int], None] | None = None,
+    deregistration_delay_s: float = 0.0,
+) -> DrillResult:
+    """Run load for ``duration`` seconds, triggering the failover ``failover_after`` in."""
+    if not 0 < failover_after < duration:
+        raise ValueError("failover_after must fall inside the duration")
+    stop = threading.Event()
+    prefix = f"drill:{uuid.uuid4().hex[:8]}"
+    watcher = _Watcher(elbv2, target_group_arn, stop)
+    before = watcher.sample()
+    old_target = sorted(before.live)[0] if before.live else None
+    load = _Load(host, port, rate, stop, prefix, op_timeout)
+    started = time.time()
+    load.start()
+    watcher.start()
+    failover_at = 0.0
+    deadline = time.monotonic() + duration
+    try:
+        while time.monotonic() < deadline:
+            elapsed = duration - (deadline - time.monotonic())
+            if not failover_at and elapsed >= failover_after:
+                failover_at = time.time()
+                trigger()
+            if progress:
+                errors = sum(1 for op in load.ops if op.outcome not in ("ok",))
+                progress(elapsed, len(load.ops), errors)
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        load.join(10)
+        watcher.join(10)
+    ended = time.time()
+    new_target = _new_target(watcher.samples, failover_at, old_target)
+    missing = _missing(host, port, list(load.acknowledged), op_timeout)
+    return DrillResult(kind, started, failover_at, ended, list(load.ops), list(watcher.samples), old_target, new_target,
+                       deregistration_delay_s, list(load.acknowledged), missing)
+
+
+def _new_target(samples: list[Sample], after: float, old: str | None) -> str | None:
+    for s in samples:
+        if s.t >= after:
+            fresh = sorted(s.live - {old} if old else s.live)
+            if fresh:
+                return fresh[0]
+    return None
+
+
+def _missing(host: str, port: int, keys: list[str], timeout: float, attempts: int = 20) -> list[str]:
+    """Read every acknowledged key back through the NLB, retrying while it settles."""
+    for attempt in range(attempts):
+        try:
+            client = _client(host, port, max(timeout, 2.0))
+            missing: list[str] = []
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                values = client.mget(chunk)
+                missing += [k for k, v in zip(chunk, values) if v is None]
+            client.close()
+            return missing
+        except Exception:
+            time.sleep(0.5)
+    raise RuntimeError(f"could not read the acknowledged writes back after {attempts} attempts")
+
+
+def summarise(result: DrillResult, rate: float) -> dict[str, Any]:
+    t0 = result.failover_at
+    ops = result.ops
+    errors = Counter(op.outcome for op in ops if op.outcome not in ("ok",))
+    detect_at = next((s.t for s in result.samples if s.t >= t0 and result.new_target in s.states and s.states[result.new_target] not in ("draining",)), None)
+    healthy_at = next((s.t for s in result.samples if s.t >= t0 and result.new_target and s.states.get(result.new_target) == "healthy"), None)
+    retarget_at = next((s.t for s in result.samples if s.t >= t0 and result.new_target and s.live == frozenset({result.new_target})), None)
+    deregistered_at = next(
+        (s.t for s in result.samples if s.t >= t0 and result.old_target and result.old_target not in s.live), None
+    )
+    writes_ok = [op.t for op in ops if op.kind == "write" and op.outcome == "ok"]
+    gaps = [b - a for a, b in zip(writes_ok, writes_ok[1:]) if b >= t0 - 1.0]
+    interval = 1.0 / rate
+    unavailable = max([0.0, *[g - interval for g in gaps]])
+    termination_at = deregistered_at + result.deregistration_delay_s if deregistered_at else None
+    readonly_after = [op for op in ops if op.outcome == "readonly" and termination_at is not None and op.t > termination_at + 1.0]
+    dns_flip = next((e["t"] for e in result.events if e.get("kind") == "dns.flipped" and e["t"] >= t0 - 1), None)
+    notified = next((e["t"] for e in result.events if e.get("kind") == "notification.sent" and e["t"] >= t0 - 1), None)
+
+    def rel(t: float | None) -> float | None:
+        return None if t is None else round(t - t0, 3)
+
+    return {
+        "kind": result.kind,
+        "detect_s": rel(detect_at),
+        "retarget_s": rel(retarget_at),
+        "healthy_s": rel(healthy_at),
+        "write_unavailable_s": round(unavailable, 3),
+        "ops": len(ops),
+        "writes": sum(1 for op in ops if op.kind == "write"),
+        "errors": dict(sorted(errors.items())),
+        "readonly_errors": errors.get("readonly", 0),
+        "readonly_after_termination": len(readonly_after),
+        "lost_acknowledged_writes": len(result.missing),
+        "acknowledged_writes": len(result.acknowledged),
+        "old_target": result.old_target,
+        "new_target": result.new_target,
+        "dns_flip_s": rel(dns_flip),
+        "notification_s": rel(notified),
+        "deregistered_s": rel(deregistered_at),
+        "duration_s": round(result.ended - result.started, 3),
+    }
+
+
+def timeline(result: DrillResult) -> list[tuple[float, str]]:
+    """Readable milestones relative to the failover start."""
+    t0 = result.failover_at
+    lines: list[tuple[float, str]] = [(0.0, f"failover triggered ({result.kind})")]
+    for e in result.events:
+        if e["t"] >= t0 - 0.5 and e["kind"] not in ("controller.start",):
+            detail = {k: v for k, v in e.items() if k not in ("t", "kind", "result", "started")}
+            lines.append((e["t"] - t0, f"{e['kind']} {detail}" if detail else e["kind"]))
+    first_error = next((op for op in result.ops if op.t >= t0 - 1 and op.outcome != "ok"), None)
+    if first_error:
+        lines.append((first_error.t - t0, f"first client error: {first_error.outcome}"))
+    last_error = next((op for op in reversed(result.ops) if op.outcome != "ok"), None)
+    if last_error:
+        lines.append((last_error.t - t0, f"last client error: {last_error.outcome}"))
+    previous: frozenset[str] | None = None
+    for s in result.samples:
+        if s.t >= t0 and s.live != previous:
+            lines.append((s.t - t0, "target group: " + (", ".join(f"{t} {s.states[t]}" for t in sorted(s.states)) or "(empty)")))
+            previous = s.live
+    return sorted(lines)
+
+
+def plot(result: DrillResult, path: str) -> None:
+    """Operations per 100 ms coloured by outcome, failover milestones marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t0 = result.failover_at
+    outcomes = ["ok", "readonly", "connection", "timeout", "stale", "other"]
+    colours = {"ok": "#2ca02c", "readonly": "#d62728", "connection": "#ff7f0e", "timeout": "#9467bd", "stale": "#8c564b", "other": "#7f7f7f"}
+    start = min((op.t for op in result.ops), default=t0) - t0
+    end = max((op.t for op in result.ops), default=t0) - t0
+    bins = [start + i * 0.1 for i in range(int((end - start) / 0.1) + 2)]
+    counts = {o: [0] * len(bins) for o in outcomes}
+    for op in result.ops:
+        index = int((op.t - t0 - start) / 0.1)
+        counts[op.outcome if op.outcome in counts else "other"][min(index, len(bins) - 1)] += 1
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    bottom = [0] * len(bins)
+    for outcome in outcomes:
+        if any(counts[outcome]):
+            ax.bar(bins, counts[outcome], width=0.1, bottom=bottom, color=colours[outcome], label=outcome, align="edge")
+            bottom = [b + c for b, c in zip(bottom, counts[outcome])]
+    summary = summarise(result, rate=max(1.0, len(result.ops) / max(1e-6, result.ended - result.started) / 2))
+    marks = [(0.0, "failover"), (summary["dns_flip_s"], "DNS flip"), (summary["notification_s"], "notification"),
+             (summary["detect_s"], "registered"), (summary["retarget_s"], "retargeted")]
+    for x, label in marks:
+        if x is not None:
+            ax.axvline(x, color="black", linestyle="--", linewidth=0.8)
+            ax.text(x, ax.get_ylim()[1] * 0.95, f" {label}", rotation=90, va="top", fontsize=8)
+    ax.set_xlabel("seconds from failover start")
+    ax.set_ylabel("operations per 100 ms")
+    ax.set_title(f"cachebridge drill: {result.kind} failover")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,225 @@
+"""``cachebridge sandbox ...`` and ``cachebridge drill``: click commands, kept out of the
+core CLI module because they need the sandbox extra (moto, dnslib, redis-py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["sandbox", "drill"]
+
+
+def _state_dir_option(func: Any) -> Any:
+    return click.option(
+        "--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".cachebridge-sandbox"),
+        show_default=True, help="Where the sandbox keeps its state, logs and node data.",
+    )(func)
+
+
+@click.group()
+def sandbox() -> None:
+    """A whole local "region" on loopback: AWS APIs (moto), real redis-server nodes, DNS,
+    an NLB stand-in, and the deployed controller.
+
+    \b
+      cachebridge sandbox up            # start it; prints how to connect
+      cachebridge drill                 # measure a failover through the NLB
+      cachebridge sandbox kill-primary  # an unplanned failover
+      cachebridge sandbox down          # stop everything
+    """
+
+
+@sandbox.command("up")
+@_state_dir_option
+@click.option("--nodes", type=click.IntRange(2, 5), default=2, show_default=True, help="Cache nodes (127.0.0.2 ...).")
+@click.option("--order", type=click.Choice(["dns-first", "notify-first"]), default="dns-first", show_default=True,
+              help="On failover, flip DNS before the SNS notification, or after it.")
+@click.option("--notify-delay", type=float, default=0.5, show_default=True, help="Seconds between the DNS flip and the notification.")
+@click.option("--detect-delay", type=float, default=3.0, show_default=True, help="Unplanned failover: seconds until the dead primary is noticed.")
+@click.option("--registration-delay", type=float, default=None, help="NLB stand-in: seconds before a new target's health checks start  [default: 30].")
+@click.option("--health-check-interval", type=int, help="Target group health check interval  [default: the template's].")
+@click.option("--healthy-threshold", type=int, help="Target group healthy threshold  [default: the template's].")
+@click.option("--deregistration-delay", type=int, help="Target group deregistration delay  [default: the template's].")
+@click.option("--schedule", "schedule_s", type=float, help="Seconds between schedule ticks  [default: the rule's rate].")
+@click.option("--event-wait", "event_wait_s", type=float, help="Controller's event_wait_s  [default: the function's].")
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, detect_delay: float,
+               registration_delay: float | None, health_check_interval: int | None, healthy_threshold: int | None,
+               deregistration_delay: int | None, schedule_s: float | None, event_wait_s: float | None, as_json: bool) -> None:
+    """Start the sandbox and return once everything is ready."""
+    from .control import SandboxError, up
+    from .failover import FailoverOptions
+    from .supervisor import SandboxOptions
+
+    options = SandboxOptions(
+        state_dir=state_dir.resolve(), nodes=nodes, schedule_s=schedule_s, event_wait_s=event_wait_s,
+        health_check_interval_s=health_check_interval, healthy_threshold=healthy_threshold,
+        deregistration_delay_s=deregistration_delay,
+        failover=FailoverOptions(order=order, notify_delay_s=notify_delay, detect_s=detect_delay),  # type: ignore[arg-type]
+    )
+    if registration_delay is not None:
+        options.registration_delay_s = registration_delay
+    if not as_json:
+        click.echo("starting the sandbox (moto, DNS, redis-server nodes, NLB stand-in; deploying the stack)...", err=True)
+    try:
+        state = up(options)
+    except SandboxError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(state, indent=2))
+        return
+    nlb = state["nlb"]
+    click.echo(f"""
+sandbox ready (pid {state['pid']}, state in {state['state_dir']})
+
+  NLB endpoint   {nlb['host']}:{nlb['port']}   (forwards to the current primary)
+  AWS endpoint   {state['aws_endpoint_url']}   (moto; region {state['region']})
+  DNS server     {state['dns']}
+  stack          {state['stack_name']}  function {state['function_name']}
+  cluster        {state['replication_group']}: {', '.join(n['cluster_id'] + ' ' + n['host'] + ':' + str(n['port']) for n in state['nodes'])}
+
+connect:
+  redis-cli -h {nlb['host']} -p {nlb['port']} SET hello world
+  python -c "import redis; r = redis.Redis('{nlb['host']}', {nlb['port']}); r.set('hello', 'world'); print(r.get('hello'))"
+
+fail over:
+  cachebridge drill                                  # planned (TestFailover), measured
+  cachebridge drill --kill-primary                   # unplanned, measured
+  AWS_ENDPOINT_URL={state['aws_endpoint_url']} AWS_REGION={state['region']} AWS_ACCESS_KEY_ID=sandbox AWS_SECRET_ACCESS_KEY=sandbox \\
+    aws elasticache test-failover --replication-group-id {state['replication_group']} --node-group-id 0001
+  cachebridge sandbox kill-primary
+  cachebridge status --target-group {state.get('target_group_arn') or '...'} --source elasticache://{state['replication_group']}?role=primary
+
+stop:
+  cachebridge sandbox down""")
+
+
+@sandbox.command("down")
+@_state_dir_option
+@click.option("--json", "as_json", is_flag=True)
+def down_command(state_dir: Path, as_json: bool) -> None:
+    """Stop the sandbox: every process by PID, every port closed."""
+    from .control import down
+
+    result = down(state_dir)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    elif not result["stopped"]:
+        click.echo(result["reason"])
+    else:
+        click.echo(f"sandbox stopped (pid {result['pid']})")
+        if result["ports_still_open"]:
+            click.echo("still listening: " + ", ".join(result["ports_still_open"]), err=True)
+    if result.get("ports_still_open"):
+        sys.exit(1)
+
+
+@sandbox.command("status")
+@_state_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Endpoints, stack name and PIDs as one JSON object.")
+def status_command(state_dir: Path, as_json: bool) -> None:
+    """Endpoints, processes, the current primary and the NLB's target states."""
+    from .control import SandboxError, control, read_state
+
+    state = read_state(state_dir)
+    if state is None:
+        raise click.ClickException(f"no sandbox is running (nothing in {state_dir}); start one with 'cachebridge sandbox up'")
+    try:
+        live = control(state, "/state")
+    except SandboxError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(live, indent=2))
+        return
+    click.echo(f"supervisor pid {live['pid']}  NLB {live['nlb']['host']}:{live['nlb']['port']}  AWS {live['aws_endpoint_url']}  DNS {live['dns']}")
+    click.echo(f"stack {live['stack_name']}  primary {live['primary']}")
+    for node in live["nodes"]:
+        click.echo(f"  {node['cluster_id']:<16} {node['host']}:{node['port']}  pid {node['pid']}  {'up' if node['alive'] else 'down'}")
+    for arn, targets in live["dataplane"].get("targets", {}).items():
+        click.echo(f"  target group {arn.rsplit(':', 1)[-1]}")
+        for target, info in targets.items():
+            click.echo(f"    {target:<22} {info['state']:<10} {info['reason'] or ''}")
+
+
+@sandbox.command("kill-primary")
+@_state_dir_option
+def kill_primary_command(state_dir: Path) -> None:
+    """An unplanned failover: kill the primary's redis-server; a replica is promoted."""
+    from .control import SandboxError, control, read_state
+
+    state = read_state(state_dir)
+    if state is None:
+        raise click.ClickException("no sandbox is running; start one with 'cachebridge sandbox up'")
+    try:
+        control(state, "/kill-primary", method="POST")
+    except SandboxError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("primary killed; the failover proceeds in the background ('cachebridge sandbox status' to watch)")
+
+
+@click.command("drill")
+@_state_dir_option
+@click.option("--stack-name", help="Drill a real stack instead of the sandbox.")
+@click.option("--kill-primary", is_flag=True, help="Sandbox only: an unplanned failover instead of TestFailover.")
+@click.option("--rate", type=click.FloatRange(1, 2000), default=50.0, show_default=True, help="Writes per second (each followed by a read).")
+@click.option("--duration", type=click.FloatRange(5, 3600), default=30.0, show_default=True, help="Seconds of load.")
+@click.option("--failover-after", type=float, default=5.0, show_default=True, help="Seconds of load before the failover.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw the timeline to a PNG file.")
+def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: float, duration: float,
+          failover_after: float, as_json: bool, plot_path: str | None) -> None:
+    """Drive writes and reads through the NLB, fail over, and measure what the client saw.
+
+    Against the sandbox by default; with --stack-name against a deployed stack (uses
+    TestFailover, which really fails over your cluster). Reports detect_s, retarget_s,
+    write_unavailable_s, errors by kind and lost acknowledged writes.
+    """
+    from .. import drill as drills
+    from .drill_targets import resolve_target
+
+    try:
+        target = resolve_target(state_dir=state_dir, stack_name=stack_name, kill_primary=kill_primary)
+    except (RuntimeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+    progress = None
+    if not as_json and sys.stderr.isatty():
+        from rich.progress import Progress
+
+        bar = Progress(transient=True)
+        task = bar.add_task("drill", total=duration)
+        bar.start()
+
+        def progress(elapsed: float, ops: int, errors: int) -> None:
+            bar.update(task, completed=elapsed, description=f"drill: {ops} ops, {errors} errors")
+    try:
+        result = drills.run_drill(
+            host=target.host, port=target.port, elbv2=target.elbv2, target_group_arn=target.target_group_arn,
+            trigger=target.trigger, kind=target.kind, rate=rate, duration=duration, failover_after=failover_after,
+            progress=progress, deregistration_delay_s=target.deregistration_delay_s,
+        )
+    except (RuntimeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if progress is not None:
+            bar.stop()
+    result.events = target.events()
+    summary = drills.summarise(result, rate)
+    if plot_path:
+        drills.plot(result, plot_path)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(f"\n{target.kind} failover drill: {summary['ops']} operations at {rate:g} writes/s\n")
+    for t, text in drills.timeline(result):
+        click.echo(f"  {t:+8.2f}s  {text}")
+    click.echo("")
+    for key in ("detect_s", "retarget_s", "write_unavailable_s", "readonly_errors", "readonly_after_termination",
+                "lost_acknowledged_writes", "errors"):
+        click.echo(f"  {key:<28} {summary[key]}")
+    if plot_path:
+        click.echo(f"\n  timeline drawn to {plot_path}")
