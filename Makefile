@@ -1,4 +1,8 @@
-.PHONY: setup test bench clean
+.PHONY: setup demo test bench bench-failover clean
+
+# The local sandbox demo: up, a planned and an unplanned failover drill, down.
+demo:
+	@scripts/demo.sh
 
 # Install everything (redis-server via apt-get when missing, .venv with pinned packages).
 setup:
@@ -12,5 +16,9 @@ test: setup
 bench: setup
 	.venv/bin/python benchmarks/sync_pass.py
 
+# Failover drills in the sandbox (several minutes): detect, retarget, write unavailability.
+bench-failover: setup
+	.venv/bin/python benchmarks/failover.py
+
 clean:
-	rm -rf .venv .pytest_cache .hypothesis build dist src/*.egg-info
+	rm -rf .venv .venv-checkov .pytest_cache .hypothesis build dist src/*.egg-info
