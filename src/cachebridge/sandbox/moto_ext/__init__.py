@@ -1,0 +1,70 @@
+"""cachebridge's extensions to moto's backends: the one place where moto is patched.
+
+Tests install them in-process (``mock_aws``); the sandbox installs them in the process that
+runs moto server. Each module patches one concern, says which moto 5.2.x gap it closes and
+why cachebridge needs it closed. ``install()`` applies every module and is idempotent.
+
+Modules:
+
+- ``elbv2``: target groups key targets by (IP, port), record ``AvailabilityZone``, take
+  their health from a pluggable provider (moto says ``healthy`` for everything) and list
+  the targets the sandbox's data plane still drains (moto forgets them at once).
+- ``elasticache``: ``failover_replication_group`` swaps ``CurrentRole`` (moto never
+  promotes a replica), ``TestFailover`` (not in moto) runs the sandbox's failover hook,
+  and ``DescribeCacheClusters`` / ``ModifyReplicationGroup`` answer for replication group
+  members as ``cachebridge deploy`` needs (moto has no member clusters, no security groups
+  or notification topic on a cluster, and no ModifyReplicationGroup).
+- ``cloudformation``: stack operations as ``cachebridge deploy`` uses them: resource
+  events, failures with reasons, rollback, change sets that update outputs and honour
+  ``Condition``, deletes that remove everything or say what they left behind.
+- ``cfn_resources``: the template's resource types where moto gets them wrong (NLB
+  ``Type``, target group attributes, security group rules, deletes moto lacks, a rule
+  name already taken) and the ones it does not model (SNS subscriptions, CloudWatch
+  alarms).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from . import cfn_resources, cloudformation, elasticache, elbv2
+from .cloudformation import stack_events_recorded
+from .elasticache import TestFailoverHook, failover_replication_group, set_test_failover_hook
+from .elbv2 import (
+    DrainingProvider,
+    HealthProvider,
+    HealthReport,
+    TargetKey,
+    health_provider,
+    registered_targets,
+    set_draining_provider,
+    set_health_provider,
+)
+
+__all__ = [
+    "install",
+    "installed",
+    "HealthReport",
+    "HealthProvider",
+    "set_health_provider",
+    "health_provider",
+    "registered_targets",
+    "failover_replication_group",
+    "stack_events_recorded",
+    "set_draining_provider",
+    "set_test_failover_hook",
+]
+
+_MODULES = (elbv2, cloudformation, cfn_resources, elasticache)
+_install_lock = threading.Lock()
+
+
+def install() -> None:
+    """Apply every extension. Safe to call any number of times, from any thread."""
+    with _install_lock:
+        for module in _MODULES:
+            module.install()
+
+
+def installed() -> bool:
+    return all(module.installed() for module in _MODULES)
