@@ -22,8 +22,9 @@ and ``cachebridge destroy``; no click here).
    (ModifyReplicationGroup, ApplyImmediately) if the caller agreed.
 6. Run one sync: ``invoke="lambda"`` invokes the function with ``{"action": "sync"}``;
    ``invoke="local"`` reads the deployed function's environment and runs
-   ``cachebridge.handler.handler`` in this process with exactly that environment (moto
-   cannot invoke a Lambda without Docker); ``invoke="none"`` skips it.
+   ``cachebridge.handler.handler`` in this process with exactly that environment
+   (``deploy.local``; moto cannot invoke a Lambda without Docker); ``invoke="none"``
+   skips it.
 
 Every AWS client comes from ``aws.client`` (standard AWS settings, ``AWS_ENDPOINT_URL``).
 """
@@ -35,12 +36,10 @@ import io
 import ipaddress
 import json
 import math
-import os
 import re
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -51,6 +50,7 @@ from .. import aws
 from ..errors import CacheBridgeError, ConfigError, DeployError
 from . import package as packaging
 from . import template as cfn_template
+from .local import LocalFunction
 
 __all__ = [
     "DEFAULT_POLL_S",
@@ -987,34 +987,6 @@ def _wire(
 # -- the first sync --------------------------------------------------------------------------
 
 
-_environ_lock = threading.Lock()
-
-
-class _LocalContext:
-    """The parts of a Lambda context the handler reads."""
-
-    def __init__(self, function_name: str, timeout_s: float) -> None:
-        self.function_name = function_name
-        self.aws_request_id = f"local-{uuid.uuid4()}"
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-@contextlib.contextmanager
-def _environment(variables: Mapping[str, str]) -> Iterator[None]:
-    with _environ_lock:
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(variables)
-        try:
-            yield
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-
-
 def run_sync(
     mode: InvokeMode,
     function_name: str,
@@ -1052,45 +1024,28 @@ def run_sync(
 
 
 def _run_local(configuration: Mapping[str, Any], region: str, nameservers: Sequence[str]) -> dict[str, Any]:
-    from .. import handler as controller
     from ..errors import SyncFailed
 
-    function_vars = dict((configuration.get("Environment") or {}).get("Variables") or {})
-    # The function's own variables, plus what Lambda sets itself and what reaching AWS
-    # needs here (the caller's credentials and endpoint stand in for the function's role).
-    variables = {k: v for k, v in os.environ.items() if not k.startswith("CACHEBRIDGE_")}
-    variables.update(function_vars)
-    variables.update(
-        {
-            "AWS_REGION": region,
-            "AWS_DEFAULT_REGION": region,
-            "AWS_LAMBDA_FUNCTION_NAME": configuration.get("FunctionName", ""),
-        }
-    )
     overrides: dict[str, str] = {}
     if nameservers:
         overrides["CACHEBRIDGE_NAMESERVERS"] = ",".join(nameservers)
-        variables.update(overrides)
-    context = _LocalContext(configuration.get("FunctionName", ""), float(configuration.get("Timeout") or 60))
+    # Lambda sets the region itself; here it is the region the function was read from.
+    function = LocalFunction(configuration, {"AWS_REGION": region, "AWS_DEFAULT_REGION": region, **overrides}, cold_start=True)
     logs = io.StringIO()
     result: dict[str, Any] = {
         "mode": "local",
-        "function_environment": sorted(function_vars),
+        "function_environment": sorted(function.variables),
         "overrides": overrides,
     }
-    with _environment(variables):
-        controller.clear_caches()
-        try:
-            with contextlib.redirect_stdout(logs):
-                payload = controller.handler({"action": "sync"}, context)
-            result.update(ok=bool(payload.get("ok")), report=payload)
-        except SyncFailed as exc:
-            report = exc.report.to_json() if hasattr(exc.report, "to_json") else None  # type: ignore[union-attr]
-            result.update(ok=False, error=str(exc), report=report)
-        except CacheBridgeError as exc:
-            result.update(ok=False, error=str(exc))
-        finally:
-            controller.clear_caches()
+    try:
+        with contextlib.redirect_stdout(logs):
+            payload = function.invoke({"action": "sync"})
+        result.update(ok=bool(payload.get("ok")), report=payload)
+    except SyncFailed as exc:
+        report = exc.report.to_json() if hasattr(exc.report, "to_json") else None  # type: ignore[union-attr]
+        result.update(ok=False, error=str(exc), report=report)
+    except CacheBridgeError as exc:
+        result.update(ok=False, error=str(exc))
     result["log_lines"] = [line for line in logs.getvalue().splitlines() if line.strip()]
     return result
 

@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ..deploy.local import LocalFunction
 from .aws_server import ACCOUNT_ID, AwsServer
 from .dns import LoopbackDnsServer
 from .failover import Cluster, FailoverOptions, Member
@@ -64,50 +65,31 @@ class SandboxOptions:
 
 
 class FunctionHost:
-    """Runs the deployed function's handler in this process, one invocation at a time
-    (the function has reserved concurrency 1), with the function's own environment."""
+    """The deployed function, run in this process (``deploy.local``) for schedule ticks and
+    SNS deliveries, each invocation recorded as ``controller.start`` / ``controller.end``."""
 
-    def __init__(self, environment: dict[str, str], timeout_s: int, extra_env: dict[str, str], record: Any) -> None:
-        self.environment = {**environment, **extra_env}
-        self.timeout_s = timeout_s
-        self._lock = threading.Lock()
+    def __init__(self, function: LocalFunction, record: Any) -> None:
+        self.function = function
         self._record = record
 
     def invoke(self, event: dict[str, Any], trigger: str) -> dict[str, Any]:
-        from cachebridge import handler as function
+        started = 0.0
 
-        with self._lock:
-            saved = {k: os.environ.get(k) for k in self.environment}
-            os.environ.update(self.environment)
+        def on_start() -> None:
+            nonlocal started
             started = time.time()
             self._record("controller.start", trigger=trigger)
-            try:
-                result = function.handler(event, _Context(self.timeout_s))
-                self._record("controller.end", trigger=trigger, ok=True, started=started, result=_brief(result))
-                return {"ok": True, "result": result}
-            except Exception as exc:
-                self._record("controller.end", trigger=trigger, ok=False, started=started, error=str(exc))
-                return {"ok": False, "error": str(exc)}
-            finally:
-                for key, value in saved.items():
-                    if value is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = value
+
+        try:
+            result = self.function.invoke(event, on_start=on_start)
+        except Exception as exc:
+            self._record("controller.end", trigger=trigger, ok=False, started=started, error=str(exc))
+            return {"ok": False, "error": str(exc)}
+        self._record("controller.end", trigger=trigger, ok=True, started=started, result=_brief(result))
+        return {"ok": True, "result": result}
 
     def invoke_async(self, event: dict[str, Any], trigger: str) -> None:
         threading.Thread(target=self.invoke, args=(event, trigger), name=f"invoke-{trigger}", daemon=True).start()
-
-
-class _Context:
-    function_name = "cachebridge-sandbox"
-
-    def __init__(self, timeout_s: int) -> None:
-        self._deadline = time.monotonic() + timeout_s
-        self.aws_request_id = os.urandom(8).hex()
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 def _brief(result: Any) -> Any:
@@ -210,11 +192,10 @@ class Supervisor:
         outputs = self._deploy(vpc, subnets, cache_sg, listener_port)
         function_name = outputs["FunctionName"]
         config = clients["lambda"].get_function_configuration(FunctionName=function_name)
-        environment = config.get("Environment", {}).get("Variables", {})
         extra = {"CACHEBRIDGE_NAMESERVERS": self.dns.address}
         if opts.event_wait_s is not None:
             extra["CACHEBRIDGE_EVENT_WAIT_S"] = str(opts.event_wait_s)
-        self.function = FunctionHost(environment, int(config.get("Timeout", 60)), extra, self.record)
+        self.function = FunctionHost(LocalFunction(config, extra), self.record)
         schedule_s = opts.schedule_s or self._schedule_period(clients["events"], clients["cloudformation"])
         first = self.function.invoke(SCHEDULE_EVENT, "schedule")
         if not first["ok"]:
