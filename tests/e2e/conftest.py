@@ -18,8 +18,7 @@ from cachebridge.sandbox.redis_nodes import RedisNode, free_port, redis_server_b
 REGION = "us-east-1"
 
 
-@pytest.fixture(scope="session")
-def aws_env() -> Iterator[dict[str, str]]:
+def _start_aws_server() -> tuple[subprocess.Popen[str], dict[str, str]]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "cachebridge.sandbox.aws_server", "--host", "127.0.0.1", "--port", str(port)],
@@ -27,37 +26,65 @@ def aws_env() -> Iterator[dict[str, str]]:
         stderr=subprocess.DEVNULL,
         text=True,
     )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "ready ..." once listening; "" if it died
+    if not line.startswith("ready"):
+        proc.kill()
+        proc.wait(5)
+        raise RuntimeError(f"moto server did not start (exit {proc.poll()})")
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    return proc, env
+
+
+def _stop_aws_server(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # "ready ..." once listening; "" if it died
-        if not line.startswith("ready"):
-            raise RuntimeError(f"moto server did not start (exit {proc.poll()})")
-        env = {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-        }
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def aws_env() -> Iterator[dict[str, str]]:
+    proc, env = _start_aws_server()
+    try:
         yield env
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        _stop_aws_server(proc)
+
+
+@pytest.fixture(scope="module")
+def fresh_aws_env() -> Iterator[dict[str, str]]:
+    """A moto server of its own for one test module: an account where nothing was created
+    before, for tests that assert what exists afterwards (no stack, no bucket)."""
+    proc, env = _start_aws_server()
+    try:
+        yield env
+    finally:
+        _stop_aws_server(proc)
+
+
+def aws_client(env: dict[str, str], service: str) -> object:
+    """A boto3 client for the moto server behind ``env``."""
+    return boto3.client(
+        service,
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 @pytest.fixture
 def aws_clients(aws_env: dict[str, str]) -> dict[str, object]:
-    kwargs = dict(
-        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return {name: boto3.client(name, **kwargs) for name in ("elbv2", "ec2", "elasticache")}
+    return {name: aws_client(aws_env, name) for name in ("elbv2", "ec2", "elasticache")}
 
 
 @pytest.fixture
@@ -84,74 +111,8 @@ def redis_pair(tmp_path: Path) -> Iterator[tuple[RedisNode, RedisNode]]:
         primary.stop()
 
 
-def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    full_env.update(env)
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "cachebridge.cli", *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    result.elapsed = time.monotonic() - started  # type: ignore[attr-defined]
-    return result
-
-
-def _start_aws_server() -> tuple[subprocess.Popen[str], dict[str, str]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cachebridge.sandbox.aws_server", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("ready"):
-        proc.kill()
-        proc.wait(5)
-        raise RuntimeError(f"moto server did not start (exit {proc.poll()})")
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-    }
-    return proc, env
-
-
-@pytest.fixture(scope="module")
-def fresh_aws_env() -> Iterator[dict[str, str]]:
-    """A moto server of its own for one test module: an account where nothing was created
-    before, for tests that assert what exists afterwards (no stack, no bucket)."""
-    proc, env = _start_aws_server()
-    try:
-        yield env
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-def aws_client(env: dict[str, str], service: str) -> object:
-    """A boto3 client for the moto server behind ``env``."""
-    return boto3.client(
-        service,
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
-def run_cli_with_input(env: dict[str, str], *args: str, stdin_text: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``run_cli`` with ``stdin_text`` on the command's standard input (never the terminal)."""
+def _cli(env: dict[str, str], args: tuple[str, ...], timeout: float, stdin_text: str | None) -> subprocess.CompletedProcess[str]:
+    # Only the given AWS settings: none of the caller's credentials, profile or endpoint.
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     full_env.update(env)
     return subprocess.run(
@@ -162,3 +123,15 @@ def run_cli_with_input(env: dict[str, str], *args: str, stdin_text: str = "", ti
         text=True,
         timeout=timeout,
     )
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    started = time.monotonic()
+    result = _cli(env, args, timeout, None)
+    result.elapsed = time.monotonic() - started  # type: ignore[attr-defined]
+    return result
+
+
+def run_cli_with_input(env: dict[str, str], *args: str, stdin_text: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``run_cli`` with ``stdin_text`` on the command's standard input (never the terminal)."""
+    return _cli(env, args, timeout, stdin_text)

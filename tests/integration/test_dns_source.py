@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -28,22 +27,8 @@ HOST = "node-001.orders.example.test"
 
 
 @pytest.fixture
-def server() -> Iterator[LoopbackDnsServer]:
-    srv = LoopbackDnsServer(Zone(), host="127.0.0.1").start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def zone(server: LoopbackDnsServer) -> Zone:
-    return server.zone
-
-
-@pytest.fixture
-def resolver(server: LoopbackDnsServer) -> DnsResolver:
-    return DnsResolver([server.address], timeout=ANSWER_TIMEOUT_S)
+def resolver(dns_server: LoopbackDnsServer) -> DnsResolver:
+    return DnsResolver([dns_server.address], timeout=ANSWER_TIMEOUT_S)
 
 
 def _normalised(address: str) -> str:
@@ -154,23 +139,23 @@ def test_a_name_without_addresses_is_an_empty_source(zone: Zone, resolver: DnsRe
         resolver.resolve(target)
 
 
-def test_a_stopped_server_is_a_timeout(server: LoopbackDnsServer) -> None:
-    server.zone.set_a(HOST, "10.0.0.1")
-    resolver = DnsResolver([server.address], timeout=SHORT_TIMEOUT_S)
+def test_a_stopped_server_is_a_timeout(dns_server: LoopbackDnsServer) -> None:
+    dns_server.zone.set_a(HOST, "10.0.0.1")
+    resolver = DnsResolver([dns_server.address], timeout=SHORT_TIMEOUT_S)
     assert resolver.resolve(HOST).addresses == ("10.0.0.1",)
 
-    server.stop()
+    dns_server.stop()
     started = time.monotonic()
-    with pytest.raises(SourceTimeout, match=server.address):
+    with pytest.raises(SourceTimeout, match=dns_server.address):
         resolver.resolve(HOST)
 
     assert time.monotonic() - started < SILENT_BOUND_S
 
 
-def test_a_server_that_drops_the_query_is_a_timeout(server: LoopbackDnsServer) -> None:
-    server.zone.set_a(HOST, "10.0.0.1")
-    server.zone.set_fault(HOST, "drop")
-    resolver = DnsResolver([server.address], timeout=SHORT_TIMEOUT_S)
+def test_a_server_that_drops_the_query_is_a_timeout(dns_server: LoopbackDnsServer) -> None:
+    dns_server.zone.set_a(HOST, "10.0.0.1")
+    dns_server.zone.set_fault(HOST, "drop")
+    resolver = DnsResolver([dns_server.address], timeout=SHORT_TIMEOUT_S)
 
     started = time.monotonic()
     with pytest.raises(SourceTimeout):
@@ -180,8 +165,8 @@ def test_a_server_that_drops_the_query_is_a_timeout(server: LoopbackDnsServer) -
 
 
 @pytest.mark.parametrize("failure", ["stopped", "drop", "servfail"])
-def test_the_next_nameserver_answers_when_the_first_fails(server: LoopbackDnsServer, failure: str) -> None:
-    server.zone.set_a(HOST, ["10.0.0.1", "fd00::1"])
+def test_the_next_nameserver_answers_when_the_first_fails(dns_server: LoopbackDnsServer, failure: str) -> None:
+    dns_server.zone.set_a(HOST, ["10.0.0.1", "fd00::1"])
     first = LoopbackDnsServer(Zone(), host="127.0.0.1")
     try:
         if failure == "stopped":
@@ -190,7 +175,7 @@ def test_the_next_nameserver_answers_when_the_first_fails(server: LoopbackDnsSer
             first.start()
             first.zone.set_a(HOST, "10.9.9.9")
             first.zone.set_fault(HOST, failure)  # type: ignore[arg-type]
-        resolver = DnsResolver([first.address, server.address], timeout=SHORT_TIMEOUT_S)
+        resolver = DnsResolver([first.address, dns_server.address], timeout=SHORT_TIMEOUT_S)
 
         started = time.monotonic()
         res = resolver.resolve(HOST)
@@ -202,13 +187,13 @@ def test_the_next_nameserver_answers_when_the_first_fails(server: LoopbackDnsSer
     assert elapsed < SILENT_BOUND_S
 
 
-def test_every_nameserver_silent_is_a_timeout(server: LoopbackDnsServer) -> None:
+def test_every_nameserver_silent_is_a_timeout(dns_server: LoopbackDnsServer) -> None:
     other = LoopbackDnsServer(Zone(), host="127.0.0.1").start()
     try:
-        for srv in (server, other):
+        for srv in (dns_server, other):
             srv.zone.set_a(HOST, "10.0.0.1")
             srv.zone.set_fault(HOST, "drop")
-        resolver = DnsResolver([server.address, other.address], timeout=SHORT_TIMEOUT_S)
+        resolver = DnsResolver([dns_server.address, other.address], timeout=SHORT_TIMEOUT_S)
 
         started = time.monotonic()
         with pytest.raises(SourceTimeout):
@@ -223,12 +208,12 @@ def test_every_nameserver_silent_is_a_timeout(server: LoopbackDnsServer) -> None
 # -- through Sources ----------------------------------------------------------------------
 
 
-def test_sources_read_gives_a_reading_with_the_chain(zone: Zone, server: LoopbackDnsServer) -> None:
+def test_sources_read_gives_a_reading_with_the_chain(zone: Zone, dns_server: LoopbackDnsServer) -> None:
     endpoint = "master.orders.example.test"
     zone.ttl = 15
     zone.set_cname(endpoint, HOST)
     zone.set_a(HOST, ["fd00::1", "10.0.0.12", "10.0.0.2"])
-    sources = Sources(DnsResolver([parse_nameserver(server.address)], timeout=ANSWER_TIMEOUT_S))
+    sources = Sources(DnsResolver([parse_nameserver(dns_server.address)], timeout=ANSWER_TIMEOUT_S))
 
     reading = sources.read(DnsSourceSpec(endpoint))
 
@@ -257,12 +242,12 @@ def test_sources_read_sees_a_change_between_reads(zone: Zone, resolver: DnsResol
     [(None, SourceNotFound), ("servfail", SourceError), ("drop", SourceTimeout)],
     ids=["nxdomain", "servfail", "drop"],
 )
-def test_sources_read_raises_the_resolvers_error(server: LoopbackDnsServer, fault: str | None, error: type[SourceError]) -> None:
+def test_sources_read_raises_the_resolvers_error(dns_server: LoopbackDnsServer, fault: str | None, error: type[SourceError]) -> None:
     name = "gone.example.test" if fault is None else HOST
     if fault is not None:
-        server.zone.set_a(HOST, "10.0.0.1")
-        server.zone.set_fault(HOST, fault)  # type: ignore[arg-type]
-    sources = Sources(DnsResolver([server.address], timeout=SHORT_TIMEOUT_S))
+        dns_server.zone.set_a(HOST, "10.0.0.1")
+        dns_server.zone.set_fault(HOST, fault)  # type: ignore[arg-type]
+    sources = Sources(DnsResolver([dns_server.address], timeout=SHORT_TIMEOUT_S))
 
     with pytest.raises(error) as caught:
         sources.read(DnsSourceSpec(name))

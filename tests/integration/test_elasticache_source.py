@@ -47,6 +47,8 @@ class Group:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
+    """In place of conftest's: moto in-process for this module's region, kept apart from
+    the machine's AWS config and credentials files."""
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -88,17 +90,9 @@ def describe_calls(elasticache: Any) -> Counter[str]:
 
 
 @pytest.fixture
-def dns_server() -> Iterator[LoopbackDnsServer]:
-    server = LoopbackDnsServer(Zone(ttl=ZONE_TTL), host="127.0.0.1").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def zone(dns_server: LoopbackDnsServer) -> Zone:
-    return dns_server.zone
+def zone_ttl() -> int:
+    """The records' TTL, for the tests that check the TTL a reading reports."""
+    return ZONE_TTL
 
 
 @pytest.fixture

@@ -79,17 +79,12 @@ def split_output(out: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 @pytest.fixture
-def dns() -> Iterator[LoopbackDnsServer]:
-    zone = Zone()
+def dns(dns_server: LoopbackDnsServer, zone: Zone) -> LoopbackDnsServer:
     zone.set_a(NODE_1, IP_1)
     zone.set_a(NODE_2, IP_2)
     zone.set_cname(PRIMARY_ENDPOINT, NODE_1)
     zone.set_cname(READER_ENDPOINT, NODE_2)
-    server = LoopbackDnsServer(zone).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return dns_server
 
 
 def failover(zone: Zone) -> None:

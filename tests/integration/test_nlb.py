@@ -8,13 +8,11 @@ chooses. API calls are observed with botocore event hooks on the real clients.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from cachebridge import nlb
 from cachebridge.errors import NlbError, TargetGroupNotFound, Throttled
@@ -22,61 +20,13 @@ from cachebridge.nlb import TargetGroups, risky_settings
 from cachebridge.sandbox import moto_ext
 from cachebridge.targets import Target, TargetHealth, TargetState
 
+from .conftest import REGION, CallLog
+
 pytestmark = pytest.mark.timeout(60)
 
-REGION = "eu-west-1"
 VPC_CIDR = "10.0.0.0/16"
 SECONDARY_CIDR = "10.1.0.0/16"
 UNKNOWN_ARN = f"arn:aws:elasticloadbalancing:{REGION}:123456789012:targetgroup/nope/0123456789abcdef"
-
-
-class CallLog:
-    """Every API call a client makes, in order, with the parameters it was given."""
-
-    def __init__(self, *clients: Any) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        for client in clients:
-            client.meta.events.register("before-parameter-build", self._record)
-
-    def _record(self, model: Any, params: dict[str, Any], **_: Any) -> None:
-        self.calls.append((model.name, dict(params)))
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.calls]
-
-    def of(self, operation: str) -> list[dict[str, Any]]:
-        return [params for name, params in self.calls if name == operation]
-
-    def clear(self) -> None:
-        self.calls.clear()
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", "AWS_ENDPOINT_URL_EC2", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    moto_ext.install()
-    nlb.clear_caches()
-    previous = moto_ext.set_health_provider(None)
-    try:
-        with mock_aws():
-            yield
-    finally:
-        moto_ext.set_health_provider(previous)
-        nlb.clear_caches()
-
-
-@pytest.fixture
-def ec2(aws: None) -> Any:
-    return boto3.client("ec2", region_name=REGION)
-
-
-@pytest.fixture
-def elbv2(aws: None) -> Any:
-    return boto3.client("elbv2", region_name=REGION)
 
 
 @pytest.fixture

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
-from cachebridge import nlb
 from cachebridge.config import Binding, Config, DnsSourceSpec, Settings
 from cachebridge.nlb import TargetGroups
 from cachebridge.sandbox import moto_ext
@@ -22,44 +18,16 @@ from cachebridge.sources import DnsResolver, Sources
 from cachebridge.sync import SyncReport, Trigger, sync
 from cachebridge.targets import Target
 
+from .conftest import CallLog
+
 pytestmark = pytest.mark.timeout(60)
 
-REGION = "eu-west-1"
 PORT = 6379
 ENDPOINT = "master.orders.abc123.euw1.cache.amazonaws.com"
 NODE_1 = "orders-001.abc123.0001.euw1.cache.amazonaws.com"
 NODE_2 = "orders-002.abc123.0001.euw1.cache.amazonaws.com"
 IP_1, IP_2 = "10.0.1.11", "10.0.2.22"
 OLD, NEW = Target(IP_1, PORT), Target(IP_2, PORT)
-WRITES = ("RegisterTargets", "DeregisterTargets")
-
-
-class CallLog:
-    """Every API call a client makes, in order, with the parameters it was given."""
-
-    def __init__(self, *clients: Any) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        for client in clients:
-            client.meta.events.register("before-parameter-build", self._record)
-
-    def _record(self, model: Any, params: dict[str, Any], **_: Any) -> None:
-        self.calls.append((model.name, dict(params)))
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.calls]
-
-    def of(self, operation: str) -> list[dict[str, Any]]:
-        return [params for name, params in self.calls if name == operation]
-
-    def writes(self) -> list[tuple[str, list[Target]]]:
-        return [
-            (name, [Target(t["Id"], t["Port"]) for t in params["Targets"]])
-            for name, params in self.calls
-            if name in WRITES
-        ]
-
-    def clear(self) -> None:
-        self.calls.clear()
 
 
 class FailingRegister:
@@ -80,34 +48,6 @@ class FailingRegister:
 
 
 # -- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", "AWS_ENDPOINT_URL_EC2", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    moto_ext.install()
-    nlb.clear_caches()
-    previous = moto_ext.set_health_provider(None)
-    try:
-        with mock_aws():
-            yield
-    finally:
-        moto_ext.set_health_provider(previous)
-        nlb.clear_caches()
-
-
-@pytest.fixture
-def elbv2(aws: None) -> Any:
-    return boto3.client("elbv2", region_name=REGION)
-
-
-@pytest.fixture
-def ec2(aws: None) -> Any:
-    return boto3.client("ec2", region_name=REGION)
 
 
 @pytest.fixture
@@ -136,16 +76,12 @@ def tg_arn(elbv2: Any, vpc_id: str) -> str:
 
 
 @pytest.fixture
-def dns() -> Iterator[LoopbackDnsServer]:
-    server = LoopbackDnsServer().start()
+def dns(dns_server: LoopbackDnsServer) -> LoopbackDnsServer:
     # Like ElastiCache: the primary endpoint is a CNAME to the primary node's name.
-    server.zone.set_a(NODE_1, IP_1)
-    server.zone.set_a(NODE_2, IP_2)
-    server.zone.set_cname(ENDPOINT, NODE_1)
-    try:
-        yield server
-    finally:
-        server.stop()
+    dns_server.zone.set_a(NODE_1, IP_1)
+    dns_server.zone.set_a(NODE_2, IP_2)
+    dns_server.zone.set_cname(ENDPOINT, NODE_1)
+    return dns_server
 
 
 def settings(dns: LoopbackDnsServer, **overrides: Any) -> Settings:
