@@ -32,7 +32,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from .errors import ConfigError
@@ -166,27 +166,32 @@ def parse_nameserver(text: Any, field_name: str = "nameservers") -> str:
     return f"[{ip}]:{port_n}" if ip.version == 6 else f"{ip}:{port_n}"
 
 
+_N = TypeVar("_N", int, float)
+
+
 def _int(value: Any, field_name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ConfigError(field_name, f"{value!r} is not an integer", f"{low}..{high}")
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(field_name, f"{value!r} is not an integer", f"{low}..{high}") from None
-    if not low <= number <= high:
-        raise ConfigError(field_name, f"{number} is out of range", f"{low}..{high}")
-    return number
+    return _number(value, field_name, low, high, int)
 
 
 def _float(value: Any, field_name: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(field_name, f"{value!r} is not a number", f"{low:g}..{high:g} seconds")
+    return _number(value, field_name, low, high, float)
+
+
+def _number(value: Any, field_name: str, low: _N, high: _N, kind: type[_N]) -> _N:
+    # Integers are counts and ports, shown as written; the other numbers are seconds.
+    integer = kind is int
+    noun = "an integer" if integer else "a number"
+    accepted: tuple[type, ...] = (int, str) if integer else (int, float, str)
+    spec = "" if integer else "g"
+    expected = f"{low:{spec}}..{high:{spec}}" + ("" if integer else " seconds")
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        raise ConfigError(field_name, f"{value!r} is not {noun}", expected)
     try:
-        number = float(value)
+        number = kind(value)
     except ValueError:
-        raise ConfigError(field_name, f"{value!r} is not a number", f"{low:g}..{high:g} seconds") from None
+        raise ConfigError(field_name, f"{value!r} is not {noun}", expected) from None
     if not low <= number <= high:
-        raise ConfigError(field_name, f"{number:g} is out of range", f"{low:g}..{high:g} seconds")
+        raise ConfigError(field_name, f"{number:{spec}} is out of range", expected)
     return number
 
 

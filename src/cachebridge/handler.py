@@ -172,26 +172,19 @@ def _message(result: BindingResult) -> str:
 
 
 def _binding_fields(result: BindingResult, parsed: ParsedEvent) -> dict[str, Any]:
+    # The binding's entry in the report, less what only the report carries, with the
+    # trigger and the poll count.
+    entry = result.to_json()
     trigger = parsed.trigger
     return {
         "binding": result.name,
-        "status": result.status,
-        "source": result.source,
-        "target_group": result.target_group,
-        "port": result.port,
+        **{key: entry[key] for key in ("status", "source", "target_group", "port")},
         "trigger": trigger.kind if trigger else None,
         "event": trigger.event if trigger else None,
         "dry_run": parsed.dry_run,
-        "desired": [str(t) for t in result.desired],
-        "registered_before": [str(t) for t in result.registered_before],
-        "register": [str(t) for t in result.register],
-        "deregister": [str(t) for t in result.deregister],
-        "deferred": [str(t) for t in result.deferred],
-        "drift": result.drift,
+        **{key: entry[key] for key in ("desired", "registered_before", "register", "deregister", "deferred", "drift")},
         "polls": result.polls,
-        "duration_ms": round(result.duration_ms, 1),
-        "error": result.error,
-        "warnings": list(result.warnings),
+        **{key: entry[key] for key in ("duration_ms", "error", "warnings")},
     }
 
 

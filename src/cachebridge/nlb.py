@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -69,6 +69,7 @@ def _error(exc: ClientError, what: str) -> NlbError:
     return NlbError(text, code)
 
 
+_T = TypeVar("_T")
 _info_lock = threading.Lock()
 _info_cache: dict[tuple[str, str], TargetGroupInfo] = {}
 _vpc_cache: dict[tuple[str, str], tuple[str, ...]] = {}
@@ -128,16 +129,18 @@ class TargetGroups:
     def info(self, name_or_arn: str) -> TargetGroupInfo:
         """Target group details, VPC CIDRs and attributes; cached, since none of them is
         expected to change between syncs (``clear_caches`` or a new process re-reads)."""
-        key = self._cache_key(name_or_arn)
+        return self._cached(_info_cache, self._cache_key(name_or_arn), lambda: self._read_info(name_or_arn))
+
+    def _cached(self, cache: dict[tuple[str, str], _T], key: tuple[str, str], read: Callable[[], _T]) -> _T:
         if self.cache:
             with _info_lock:
-                if key in _info_cache:
-                    return _info_cache[key]
-        info = self._read_info(name_or_arn)
+                if key in cache:
+                    return cache[key]
+        value = read()  # outside the lock: reading target group details reads VPC CIDRs too
         if self.cache:
             with _info_lock:
-                _info_cache[key] = info
-        return info
+                cache[key] = value
+        return value
 
     def _read_info(self, name_or_arn: str) -> TargetGroupInfo:
         by = {"TargetGroupArns": [name_or_arn]} if name_or_arn.startswith("arn:") else {"Names": [name_or_arn]}
@@ -178,14 +181,7 @@ class TargetGroups:
     def _vpc_cidrs(self, vpc_id: str | None) -> tuple[str, ...]:
         if not vpc_id or self.ec2 is None:
             return ()
-        key = self._cache_key(vpc_id, self.ec2)
-        if self.cache and key in _vpc_cache:
-            return _vpc_cache[key]
-        cidrs = self._read_vpc_cidrs(vpc_id)
-        if self.cache:
-            with _info_lock:
-                _vpc_cache[key] = cidrs
-        return cidrs
+        return self._cached(_vpc_cache, self._cache_key(vpc_id, self.ec2), lambda: self._read_vpc_cidrs(vpc_id))
 
     def _read_vpc_cidrs(self, vpc_id: str) -> tuple[str, ...]:
         try:
@@ -239,23 +235,20 @@ class TargetGroups:
             yield items[i : i + self.chunk_size]
 
     def register(self, info: TargetGroupInfo, targets: Sequence[Target]) -> None:
-        for chunk in self._chunks(self._descriptions(info, targets, with_az=True)):
-            try:
-                self.elbv2.register_targets(TargetGroupArn=info.arn, Targets=list(chunk))
-            except ClientError as exc:
-                raise _error(exc, f"register {', '.join(d['Id'] + ':' + str(d['Port']) for d in chunk)}") from None
-            except BotoCoreError as exc:
-                raise NlbError(f"register targets in {info.name}: {exc}") from None
+        self._write("register", info, targets)
 
     def deregister(self, info: TargetGroupInfo, targets: Sequence[Target]) -> None:
         # Always with the port: without it a target registered on another port stays.
+        self._write("deregister", info, targets)
+
+    def _write(self, verb: Literal["register", "deregister"], info: TargetGroupInfo, targets: Sequence[Target]) -> None:
         for chunk in self._chunks(self._descriptions(info, targets, with_az=True)):
             try:
-                self.elbv2.deregister_targets(TargetGroupArn=info.arn, Targets=list(chunk))
+                getattr(self.elbv2, f"{verb}_targets")(TargetGroupArn=info.arn, Targets=list(chunk))
             except ClientError as exc:
-                raise _error(exc, f"deregister {', '.join(d['Id'] + ':' + str(d['Port']) for d in chunk)}") from None
+                raise _error(exc, f"{verb} {', '.join(d['Id'] + ':' + str(d['Port']) for d in chunk)}") from None
             except BotoCoreError as exc:
-                raise NlbError(f"deregister targets in {info.name}: {exc}") from None
+                raise NlbError(f"{verb} targets in {info.name}: {exc}") from None
 
 
 def risky_settings(info: TargetGroupInfo) -> list[str]:
