@@ -92,6 +92,7 @@ class BindingResult:
             "health": dict(self.health),
             "deferred": [str(t) for t in self.deferred],
             "drift": self.drift,
+            "ttl": self.ttl,
         }
 
 
@@ -185,8 +186,9 @@ def sync(
 ) -> SyncReport:
     """Reconcile every binding (or ``bindings``) once.
 
-    ``deadline`` is a ``clock()`` value after which the event wait loop stops early (the
-    Lambda handler passes its remaining time, less a margin)."""
+    ``deadline`` is a ``clock()`` value after which the event wait loop stops early and
+    bindings not yet read are reported ``skipped`` (the Lambda handler passes its remaining
+    time, less a margin)."""
     settings = config.settings
     selected = tuple(bindings) if bindings is not None else select_bindings(config, trigger)
     works = [_Work(b) for b in selected]
@@ -223,6 +225,13 @@ def sync(
         sources.new_pass()
         still_waiting: list[_Work] = []
         for w in pending:
+            if deadline is not None and w.result.polls == 0 and clock() >= deadline:
+                # Out of time before this binding was even read (a slow source ahead of it):
+                # leave it untouched and report it, rather than be cut off mid-write.
+                w.result.status = "skipped"
+                w.result.error = "not reached before the deadline; the next run syncs it"
+                w.result.registered_after = w.result.registered_before
+                continue
             _read_source(w, sources)
             w.result.polls += 1
             changed = w.desired is not None and w.desired != w.actual_live

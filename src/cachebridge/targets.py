@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from enum import Enum
@@ -9,7 +10,8 @@ from enum import Enum
 __all__ = ["Target", "TargetState", "TargetHealth"]
 
 
-@dataclass(frozen=True, order=True)
+@functools.total_ordering
+@dataclass(frozen=True)
 class Target:
     """An NLB IP target. Identity is (IP, port): deregistering by IP alone can silently
     do nothing on a real NLB, so the port always travels with the address."""
@@ -41,6 +43,16 @@ class Target:
         if not sep or not port.isdigit():
             raise ValueError(f"expected ip:port, got {text!r}")
         return cls(host, int(port))
+
+    def _sort_key(self) -> tuple[int, int, int]:
+        address = ipaddress.ip_address(self.ip)
+        return (address.version, int(address), self.port)
+
+    def __lt__(self, other: object) -> bool:
+        # Numeric order, so 10.0.0.2 comes before 10.0.0.10 in plans and reports.
+        if not isinstance(other, Target):
+            return NotImplemented
+        return self._sort_key() < other._sort_key()
 
     @property
     def version(self) -> int:

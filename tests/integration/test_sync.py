@@ -394,3 +394,24 @@ def test_a_schedule_reads_the_source_once(dns: LoopbackDnsServer, elbv2: Any, ec
     result = run(cfg, elbv2, ec2, trigger=Trigger(kind="schedule")).bindings[0]
 
     assert (result.status, result.polls) == ("in_sync", 1)
+
+
+def test_bindings_not_reached_before_the_deadline_are_skipped_untouched(
+    dns: LoopbackDnsServer, elbv2: Any, ec2: Any, tg_arn: str, vpc_id: str
+) -> None:
+    second_arn = create_target_group(elbv2, vpc_id, "orders-replicas")
+    first, second = binding(), binding("orders-replicas", target_group="orders-replicas")
+    log = CallLog(elbv2)
+
+    # Time runs out while the first binding is written: the clock passes the deadline at
+    # its RegisterTargets call.
+    report = run(config(dns, first, second), elbv2, ec2, deadline=1.0, clock=lambda: 5.0 if log.writes() else 0.0)
+
+    by_name = {b.name: b for b in report.bindings}
+    assert by_name["orders-primary"].status == "changed"
+    assert by_name["orders-replicas"].status == "skipped"
+    assert "deadline" in (by_name["orders-replicas"].error or "")
+    assert by_name["orders-replicas"].registered_after == ()
+    assert not report.ok
+    assert log.writes() == [("RegisterTargets", [OLD])]
+    assert registered(elbv2, second_arn) == set()

@@ -344,6 +344,12 @@ def _control_handler(sup: Supervisor) -> type[BaseHTTPRequestHandler]:
                     for n, node in zip(sup.state.get("nodes", []), sup.nodes)
                 ]
                 state["dataplane"] = sup.dataplane.snapshot() if sup.dataplane else {}
+                # moto server, the DNS server, the NLB stand-in and the controller are
+                # threads of the supervisor; the cache nodes are its child processes.
+                state["processes"] = {
+                    "supervisor": {"pid": os.getpid(), "hosts": ["aws", "dns", "nlb", "controller", "control"]},
+                    **{n["cluster_id"]: {"pid": n["pid"], "alive": n["alive"]} for n in state["nodes"]},
+                }
                 self._send(200, state)
             elif self.path.startswith("/events"):
                 with sup._events_lock:
