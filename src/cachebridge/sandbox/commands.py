@@ -170,8 +170,9 @@ def kill_primary_command(state_dir: Path) -> None:
 @click.option("--failover-after", type=float, default=5.0, show_default=True, help="Seconds of load before the failover.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw the timeline to a PNG file.")
+@click.option("--yes", "-y", is_flag=True, help="With --stack-name: do not ask before failing the cluster over.")
 def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: float, duration: float,
-          failover_after: float, as_json: bool, plot_path: str | None) -> None:
+          failover_after: float, as_json: bool, plot_path: str | None, yes: bool) -> None:
     """Drive writes and reads through the NLB, fail over, and measure what the client saw.
 
     Against the sandbox by default; with --stack-name against a deployed stack (uses
@@ -180,6 +181,14 @@ def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: flo
     """
     from .. import drill as drills
     from .drill_targets import resolve_target
+
+    if not 0 < failover_after < duration:
+        raise click.BadParameter(f"must be between 0 and --duration ({duration:g})", param_hint="--failover-after")
+    if stack_name and not yes:
+        click.confirm(
+            f"This fails over the replication group behind stack {stack_name!r} (TestFailover) and writes "
+            f"test keys through its NLB. Continue?", abort=True, err=True,
+        )
 
     try:
         target = resolve_target(state_dir=state_dir, stack_name=stack_name, kill_primary=kill_primary)
