@@ -19,7 +19,8 @@ __all__ = ["client", "clear_caches", "BOTO_CONFIG"]
 # Adaptive mode adds client-side rate limiting on top of retries, which is what a burst
 # of failover-driven syncs against a throttled ELB API wants.
 BOTO_CONFIG = BotoConfig(
-    retries={"mode": "adaptive", "max_attempts": 8},
+    # Few attempts: a Lambda run has a deadline, and the next scheduled run retries anyway.
+    retries={"mode": "adaptive", "max_attempts": 5},
     connect_timeout=5,
     read_timeout=10,
     user_agent_extra="cachebridge",

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
+from botocore.exceptions import BotoCoreError
 
 from . import aws
 from .config import Config, ConfigError, Settings
@@ -67,12 +68,25 @@ def _load_config(
         raise click.UsageError("--source and --target-group go together")
     else:
         raise click.UsageError("say what to sync: --config FILE, or --source S --target-group TG [--port P]")
-    return config.with_settings(
-        nameservers=tuple(nameservers) or None,
-        max_changes=max_changes,
-        dns_timeout_s=dns_timeout,
-        region=region,
-    )
+    try:
+        return config.with_settings(
+            nameservers=tuple(nameservers) or None,
+            max_changes=max_changes,
+            dns_timeout_s=dns_timeout,
+            region=region,
+        )
+    except ConfigError as exc:
+        # Name the flag the user typed, not the setting behind it.
+        flag = _SETTING_FLAGS.get(exc.field.removeprefix("settings."), exc.field)
+        raise ConfigError(flag, exc.problem, exc.accepted) from None
+
+
+_SETTING_FLAGS = {
+    "nameservers": "--nameserver",
+    "max_changes": "--max-changes",
+    "dns_timeout_s": "--dns-timeout",
+    "region": "--region",
+}
 
 
 def build_adapters(settings: Settings, profile: str | None = None) -> tuple[TargetGroups, Sources]:
@@ -98,7 +112,8 @@ def _run(ctx_args: dict[str, Any], *, dry_run: bool) -> SyncReport:
 
 
 class _Group(click.Group):
-    """Turns configuration errors into exit code 2 with a one-line message."""
+    """Turns configuration errors into exit code 2, and cachebridge and AWS errors into
+    exit code 1, each with a one-line message instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -108,6 +123,9 @@ class _Group(click.Group):
             ctx.exit(EXIT_USAGE)
         except CacheBridgeError as exc:
             click.echo(f"Error: {exc}", err=True)
+            ctx.exit(EXIT_FAILED)
+        except BotoCoreError as exc:  # no credentials, no route to the endpoint, a timeout...
+            click.echo(f"Error: AWS: {exc}", err=True)
             ctx.exit(EXIT_FAILED)
 
 
@@ -537,8 +555,15 @@ def _console() -> Any:
     return Console(highlight=False, soft_wrap=False)
 
 
+def _text(value: Any) -> str:
+    """User data (targets like [fd00::9]:6379, error messages) never read as markup."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
 def _targets(items: Any) -> str:
-    return "\n".join(str(t) for t in items) or "-"
+    return _text("\n".join(str(t) for t in items) or "-")
 
 
 def _render_sync(report: SyncReport) -> None:
@@ -551,7 +576,7 @@ def _render_sync(report: SyncReport) -> None:
     for b in report.bindings:
         style = _STATUS_STYLE.get(b.status, "")
         table.add_row(
-            b.name,
+            _text(b.name),
             f"[{style}]{b.status}[/]",
             _targets(b.desired),
             _targets(b.register),
@@ -571,9 +596,9 @@ def _render_status(report: SyncReport) -> None:
     for column in ("binding", "source", "desired", "registered (health)", "drift"):
         table.add_column(column, overflow="fold")
     for b in report.bindings:
-        registered = "\n".join(f"{t} ({state})" for t, state in b.health.items()) or "-"
+        registered = _text("\n".join(f"{t} ({state})" for t, state in b.health.items()) or "-")
         drift = "[red]error[/]" if b.status == "error" else (f"[yellow]{b.drift}[/]" if b.drift else "[green]0[/]")
-        table.add_row(b.name, b.source, _targets(b.desired), registered, drift)
+        table.add_row(_text(b.name), _text(b.source), _targets(b.desired), registered, drift)
     console.print(table)
     _print_notes(console, report)
 
@@ -581,9 +606,9 @@ def _render_status(report: SyncReport) -> None:
 def _print_notes(console: Any, report: SyncReport) -> None:
     for b in report.bindings:
         if b.error:
-            console.print(f"[bold red]error[/] {b.name}: {b.error}")
+            console.print(f"[bold red]error[/] {_text(b.name)}: {_text(b.error)}")
         for warning in b.warnings:
-            console.print(f"[yellow]warning[/] {b.name}: {warning}")
+            console.print(f"[yellow]warning[/] {_text(b.name)}: {_text(warning)}")
 
 
 def _add_sandbox_commands() -> None:

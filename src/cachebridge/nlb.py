@@ -19,6 +19,7 @@ from .errors import AccessDenied, NlbError, TargetGroupNotFound, Throttled
 from .targets import Target, TargetHealth, TargetState
 
 __all__ = [
+    "forget",
     "TargetGroupInfo",
     "TargetGroups",
     "risky_settings",
@@ -50,6 +51,13 @@ class TargetGroupInfo:
     health_check_interval_s: int | None
     healthy_threshold: int | None
     attributes: dict[str, str] = field(default_factory=dict)
+    ip_address_type: str = "ipv4"
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        """The IP versions this target group accepts: an IPv4 group rejects a whole
+        RegisterTargets call that carries one IPv6 address."""
+        return {"ipv4": (4,), "ipv6": (6,)}.get(self.ip_address_type, (4, 6))
 
     def in_vpc(self, ip: str) -> bool:
         address = ipaddress.ip_address(ip)
@@ -76,6 +84,14 @@ _vpc_cache: dict[tuple[str, str], tuple[str, ...]] = {}
 # DescribeTargetGroups takes several names at once; a missing one fails the whole call,
 # which then falls back to one call per name so only that binding reports the error.
 DESCRIBE_CHUNK = 20
+
+
+def forget(target_group_arn: str) -> None:
+    """Drop cached details of one target group: it was deleted (and perhaps recreated
+    under the same name), so the next look-up must read it again."""
+    with _info_lock:
+        for key in [k for k, v in _info_cache.items() if v.arn == target_group_arn]:
+            del _info_cache[key]
 
 
 def clear_caches() -> None:
@@ -117,7 +133,7 @@ class TargetGroups:
                         continue
                     try:
                         info = self._info_from(tg)
-                    except NlbError:
+                    except (NlbError, BotoCoreError, ClientError):
                         continue
                     with _info_lock:
                         for alias in (tg["TargetGroupArn"], tg["TargetGroupName"]):
@@ -164,6 +180,8 @@ class TargetGroups:
             attrs = self.elbv2.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])["Attributes"]
         except ClientError as exc:
             raise _error(exc, f"target group {tg['TargetGroupName']} attributes") from None
+        except BotoCoreError as exc:
+            raise NlbError(f"target group {tg['TargetGroupName']} attributes: {exc}") from None
         vpc_id = tg.get("VpcId")
         return TargetGroupInfo(
             arn=tg["TargetGroupArn"],
@@ -176,6 +194,7 @@ class TargetGroups:
             health_check_interval_s=tg.get("HealthCheckIntervalSeconds"),
             healthy_threshold=tg.get("HealthyThresholdCount"),
             attributes={a["Key"]: a["Value"] for a in attrs},
+            ip_address_type=tg.get("IpAddressType") or "ipv4",
         )
 
     def _vpc_cidrs(self, vpc_id: str | None) -> tuple[str, ...]:
@@ -188,6 +207,8 @@ class TargetGroups:
             vpcs = self.ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"]
         except ClientError as exc:
             raise _error(exc, f"VPC {vpc_id}") from None
+        except BotoCoreError as exc:
+            raise NlbError(f"VPC {vpc_id}: {exc}") from None
         cidrs: list[str] = []
         for vpc in vpcs:
             cidrs += [a["CidrBlock"] for a in vpc.get("CidrBlockAssociationSet", []) if a.get("CidrBlockState", {}).get("State", "associated") == "associated"]
@@ -201,7 +222,10 @@ class TargetGroups:
         try:
             response = self.elbv2.describe_target_health(TargetGroupArn=target_group_arn)
         except ClientError as exc:
-            raise _error(exc, f"describe target health of {target_group_arn}") from None
+            error = _error(exc, f"describe target health of {target_group_arn}")
+            if isinstance(error, TargetGroupNotFound):
+                forget(target_group_arn)
+            raise error from None
         except BotoCoreError as exc:
             raise NlbError(f"describe target health of {target_group_arn}: {exc}") from None
         actual: dict[Target, TargetHealth] = {}
@@ -246,7 +270,10 @@ class TargetGroups:
             try:
                 getattr(self.elbv2, f"{verb}_targets")(TargetGroupArn=info.arn, Targets=list(chunk))
             except ClientError as exc:
-                raise _error(exc, f"{verb} {', '.join(d['Id'] + ':' + str(d['Port']) for d in chunk)}") from None
+                error = _error(exc, f"{verb} {', '.join(d['Id'] + ':' + str(d['Port']) for d in chunk)}")
+                if isinstance(error, TargetGroupNotFound):
+                    forget(info.arn)
+                raise error from None
             except BotoCoreError as exc:
                 raise NlbError(f"{verb} targets in {info.name}: {exc}") from None
 

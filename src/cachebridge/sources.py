@@ -48,6 +48,7 @@ class Reading:
     addresses: tuple[str, ...]
     ttl: int | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    port: int | None = None  # the port the source itself names (ElastiCache members), if any
 
 
 class DnsResolver:
@@ -68,12 +69,15 @@ class DnsResolver:
         self._resolver = resolver
         self.nameservers = tuple(nameservers)
 
-    def resolve(self, host: str) -> Resolution:
+    def resolve(self, host: str, families: Sequence[int] = (4, 6)) -> Resolution:
+        """A and/or AAAA of ``host``: ``families`` (4, 6) says which, so an IPv4 target
+        group never waits on (or fails for) an AAAA query it could not use."""
         addresses: set[str] = set()
         ttls: list[int] = []
         chain: tuple[str, ...] = (host,)
         answered = False
-        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        rdtypes = [t for f, t in ((4, dns.rdatatype.A), (6, dns.rdatatype.AAAA)) if f in families]
+        for rdtype in rdtypes:
             try:
                 answer = self._resolver.resolve(host, rdtype, search=False, raise_on_no_answer=False)
             except dns.resolver.NXDOMAIN:
@@ -93,7 +97,8 @@ class DnsResolver:
                     addresses.add(str(ipaddress.ip_address(rdata.address)))
                 ttls.append(result.minimum_ttl)
         if not answered or not addresses:
-            raise EmptySource(f"dns://{host}: the name exists but has no A or AAAA record")
+            kinds = " or ".join("A" if t == dns.rdatatype.A else "AAAA" for t in rdtypes)
+            raise EmptySource(f"dns://{host}: the name exists but has no {kinds} record")
         return Resolution(host, tuple(sorted(addresses, key=_addr_key)), min(ttls) if ttls else None, chain)
 
     def _servers_text(self) -> str:
@@ -202,15 +207,16 @@ class Sources:
             self._groups[rg_id] = describe_replication_group(self._client(), rg_id)
         return self._groups[rg_id]
 
-    def read(self, spec: SourceSpec) -> Reading:
+    def read(self, spec: SourceSpec, families: Sequence[int] = (4, 6)) -> Reading:
+        """What ``spec`` says, in the address ``families`` the target group can hold."""
         if isinstance(spec, DnsSourceSpec):
-            res = self.resolver.resolve(spec.host)
+            res = self.resolver.resolve(spec.host, families)
             return Reading(str(spec), res.addresses, res.ttl, {"chain": list(res.chain)})
         if isinstance(spec, ElastiCacheSourceSpec):
-            return self._read_elasticache(spec)
+            return self._read_elasticache(spec, families)
         raise SourceError(f"unsupported source {spec!r}")
 
-    def _read_elasticache(self, spec: ElastiCacheSourceSpec) -> Reading:
+    def _read_elasticache(self, spec: ElastiCacheSourceSpec, families: Sequence[int] = (4, 6)) -> Reading:
         rg = self.replication_group(spec.replication_group_id)
         where = str(spec)
         if rg.cluster_enabled:
@@ -232,7 +238,7 @@ class Sources:
             if not m.address:
                 raise SourceError(f"{where}: member {m.cache_cluster_id} has no endpoint yet (status {rg.status})")
             try:
-                res = self.resolver.resolve(m.address)
+                res = self.resolver.resolve(m.address, families)
             except SourceError as exc:
                 # Same type, so callers still tell a timeout from NXDOMAIN, but naming the
                 # member: a missing node name is not a missing replication group.
@@ -241,4 +247,11 @@ class Sources:
             nodes[m.cache_cluster_id] = list(res.addresses)
             if res.ttl is not None:
                 ttls.append(res.ttl)
-        return Reading(where, tuple(sorted(addresses, key=_addr_key)), min(ttls) if ttls else None, {"nodes": nodes, "status": rg.status})
+        ports = {m.port for m in members if m.port} or ({rg.port} if rg.port else set())
+        return Reading(
+            where,
+            tuple(sorted(addresses, key=_addr_key)),
+            min(ttls) if ttls else None,
+            {"nodes": nodes, "status": rg.status},
+            port=ports.pop() if len(ports) == 1 else None,
+        )

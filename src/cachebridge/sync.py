@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .config import Binding, Config, ElastiCacheSourceSpec
-from .errors import CacheBridgeError, SourceError
+from .errors import CacheBridgeError
 from .nlb import TargetGroupInfo, TargetGroups, risky_settings
 from .planner import Plan, plan
 from .sources import Reading, Sources
@@ -211,6 +211,14 @@ def sync(
         except CacheBridgeError as exc:
             w.result.status = "error"
             w.result.error = str(exc)
+        except Exception as exc:  # one binding's surprise must not stop the others
+            w.result.status = "error"
+            w.result.error = f"unexpected error reading target group {w.binding.target_group}: {exc!r}"
+        if w.info is not None and w.info.port and w.info.port != w.binding.port and w.result.status != "error":
+            w.result.warnings.append(
+                f"binding port {w.binding.port} differs from the target group's port {w.info.port}; "
+                "targets are registered on the binding's port"
+            )
         w.result.registered_before = tuple(sorted(w.actual_live))
         w.result.health = {str(t): h.state.value for t, h in sorted(w.actual.items())}
 
@@ -250,13 +258,23 @@ def sync(
 
 
 def _read_source(w: _Work, sources: Sources) -> None:
+    families = w.info.families if w.info is not None else (4, 6)
     try:
-        reading = sources.read(w.binding.source)
-    except SourceError as exc:
-        w.desired, w.reading, w.source_error = None, None, str(exc)
-        return
+        reading = sources.read(w.binding.source, families)
     except CacheBridgeError as exc:
         w.desired, w.reading, w.source_error = None, None, str(exc)
+        return
+    except Exception as exc:  # a bug or an unexpected library error must not end the pass
+        w.desired, w.reading, w.source_error = None, None, f"unexpected error reading {w.binding.source}: {exc!r}"
+        return
+    if reading.port is not None and reading.port != w.binding.port:
+        # Registering the right address on the wrong port would replace a working target
+        # with a dead one; refuse and say which port to configure.
+        w.desired, w.reading = None, None
+        w.source_error = (
+            f"{reading.source} listens on port {reading.port} but binding {w.binding.name!r} registers port "
+            f"{w.binding.port}; set port = {reading.port}"
+        )
         return
     w.reading, w.source_error = reading, None
     w.desired = frozenset(Target(ip, w.binding.port) for ip in reading.addresses)
@@ -289,18 +307,22 @@ def _plan_and_apply(w: _Work, target_groups: TargetGroups, max_changes: int, dry
         if p.register:
             target_groups.register(w.info, p.register)
             live.update(p.register)
-    except CacheBridgeError as exc:
-        # Rule 5: a failed register means no deregister in this run.
-        r.status, r.error = "error", f"{exc} (nothing deregistered)"
-        r.deregister = ()
+    except Exception as exc:
+        # Rule 5: a failed register means no deregister in this run. ``register`` and
+        # ``deregister`` report what was done, so neither lists anything here.
+        planned = ", ".join(map(str, p.register))
+        r.status, r.error = "error", f"registering {planned} failed: {exc} (nothing deregistered)"
+        r.register, r.deregister = (), ()
         r.registered_after = tuple(sorted(live))
         return
     try:
         if p.deregister:
             target_groups.deregister(w.info, p.deregister)
             live.difference_update(p.deregister)
-    except CacheBridgeError as exc:
-        r.status, r.error = "error", str(exc)
+    except Exception as exc:
+        planned = ", ".join(map(str, p.deregister))
+        r.status, r.error = "error", f"deregistering {planned} failed: {exc}"
+        r.deregister = ()
         r.registered_after = tuple(sorted(live))
         return
     r.status = "changed"

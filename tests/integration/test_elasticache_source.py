@@ -154,6 +154,7 @@ def test_primary_role_gives_the_primary_nodes_address(sources: Sources, orders: 
         addresses=(PRIMARY_IP,),
         ttl=ZONE_TTL,
         detail={"nodes": {primary: [PRIMARY_IP]}, "status": "available"},
+        port=6379,
     )
 
 

@@ -7,10 +7,11 @@ import threading
 import time
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from cachebridge.config import Binding, Config, DnsSourceSpec, Settings
+from cachebridge.config import Binding, Config, DnsSourceSpec, ElastiCacheSourceSpec, Settings
 from cachebridge.nlb import TargetGroups
 from cachebridge.sandbox import moto_ext
 from cachebridge.sandbox.dns import LoopbackDnsServer
@@ -18,7 +19,7 @@ from cachebridge.sources import DnsResolver, Sources
 from cachebridge.sync import SyncReport, Trigger, sync
 from cachebridge.targets import Target
 
-from .conftest import CallLog
+from .conftest import REGION, CallLog
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -229,7 +230,7 @@ def test_an_empty_answer_deregisters_nothing(dns: LoopbackDnsServer, elbv2: Any,
     (result,) = report.bindings
     assert not report.ok
     assert result.status in ("error", "skipped")
-    assert "no A or AAAA record" in (result.error or "")
+    assert "no A record" in (result.error or "")  # an IPv4 target group asks for A only
     assert result.deregister == ()
     assert log.writes() == []
     assert registered(elbv2, tg_arn) == {OLD}
@@ -415,3 +416,35 @@ def test_bindings_not_reached_before_the_deadline_are_skipped_untouched(
     assert not report.ok
     assert log.writes() == [("RegisterTargets", [OLD])]
     assert registered(elbv2, second_arn) == set()
+
+
+def test_an_ipv4_target_group_gets_only_ipv4_addresses(dns: LoopbackDnsServer, elbv2: Any, ec2: Any, tg_arn: str) -> None:
+    dns.zone.set_a(NODE_1, [str(OLD.ip), "fd00::9"])
+
+    report = run(config(dns), elbv2, ec2)
+
+    (result,) = report.bindings
+    assert result.status == "changed"
+    assert result.desired == (OLD,)
+    assert registered(elbv2, tg_arn) == {OLD}
+
+
+def test_a_port_the_cache_does_not_listen_on_is_refused(dns: LoopbackDnsServer, elbv2: Any, ec2: Any, tg_arn: str) -> None:
+    elasticache = boto3.client("elasticache", region_name=REGION)
+    elasticache.create_replication_group(
+        ReplicationGroupId="orders", ReplicationGroupDescription="orders", ReplicasPerNodeGroup=1, Port=6380
+    )
+    for member in elasticache.describe_replication_groups(ReplicationGroupId="orders")["ReplicationGroups"][0]["NodeGroups"][0]["NodeGroupMembers"]:
+        dns.zone.set_a(member["ReadEndpoint"]["Address"], str(NEW.ip))
+    run(config(dns), elbv2, ec2)  # a working target on the right port, from the dns binding
+    cfg = config(dns, Binding("orders-primary", ElastiCacheSourceSpec("orders"), "orders-primary", port=PORT))
+    log = CallLog(elbv2)
+
+    sources = Sources(DnsResolver(cfg.settings.nameservers, cfg.settings.dns_timeout_s), elasticache)
+    report = sync(cfg, target_groups=TargetGroups(elbv2, ec2), sources=sources)
+
+    (result,) = report.bindings
+    assert result.status == "error"
+    assert "listens on port 6380" in (result.error or "") and "set port = 6380" in (result.error or "")
+    assert log.writes() == []
+    assert registered(elbv2, tg_arn) == {OLD}

@@ -775,3 +775,14 @@ def test_outputs() -> None:
     assert outputs["TargetGroupArn"]["Value"] == {"Ref": "TargetGroup"}
     assert outputs["FunctionName"]["Value"] == {"Ref": "ControllerFunction"}
     assert {"ConnectionUrl", "NotificationTopicArn"} <= set(outputs)
+
+
+def test_a_created_topic_lets_elasticache_publish_by_source_owner() -> None:
+    policy = TEMPLATE["Resources"]["NotificationTopicPolicy"]
+    assert policy["Condition"] == "CreateTopic"
+    assert policy["Properties"]["Topics"] == [{"Ref": "NotificationTopic"}]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    publish = next(s for s in statements if s.get("Principal") == {"Service": "elasticache.amazonaws.com"})
+    assert publish["Action"] == "sns:Publish"
+    # aws:SourceAccount (the default for new topics) is what ElastiCache cannot satisfy.
+    assert publish["Condition"] == {"StringEquals": {"AWS:SourceOwner": {"Ref": "AWS::AccountId"}}}

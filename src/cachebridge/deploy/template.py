@@ -650,6 +650,44 @@ def _trigger_resources() -> dict[str, Any]:
             ),
             "Properties": {"DisplayName": _sub("cachebridge ${ReplicationGroupId}")},
         },
+        # ElastiCache publishes only to topics whose policy conditions on AWS:SourceOwner;
+        # the default policy of a new topic uses aws:SourceAccount, which ElastiCache's
+        # notifications do not satisfy (ElastiCache User Guide, "Event Notifications and
+        # Amazon SNS"), so the topic would turn inactive and events would never arrive.
+        "NotificationTopicPolicy": {
+            "Type": "AWS::SNS::TopicPolicy",
+            "Condition": "CreateTopic",
+            "Properties": {
+                "Topics": [_ref("NotificationTopic")],
+                "PolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "ElastiCacheNotifications",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "elasticache.amazonaws.com"},
+                            "Action": "sns:Publish",
+                            "Resource": _ref("NotificationTopic"),
+                            "Condition": {"StringEquals": {"AWS:SourceOwner": _ref("AWS::AccountId")}},
+                        },
+                        {
+                            "Sid": "AccountManagesTopic",
+                            "Effect": "Allow",
+                            "Principal": {"AWS": _sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")},
+                            "Action": [
+                                "sns:GetTopicAttributes",
+                                "sns:SetTopicAttributes",
+                                "sns:Subscribe",
+                                "sns:ListSubscriptionsByTopic",
+                                "sns:Publish",
+                                "sns:DeleteTopic",
+                            ],
+                            "Resource": _ref("NotificationTopic"),
+                        },
+                    ],
+                },
+            },
+        },
         "TopicPermission": {
             "Type": "AWS::Lambda::Permission",
             "Properties": {

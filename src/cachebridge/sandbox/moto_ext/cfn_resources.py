@@ -499,9 +499,34 @@ def _define_missing_resources() -> None:
         def delete(self, account_id: str, region_name: str) -> None:
             cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
 
+    class TopicPolicy(_ReplacedResource, CloudFormationModel):
+        """``AWS::SNS::TopicPolicy``: the ``Policy`` attribute of each topic."""
+
+        CFN_TYPE = "AWS::SNS::TopicPolicy"
+
+        def __init__(self, arn: str, topics: list[str]) -> None:
+            self.arn = arn
+            self.topics = topics
+
+        @classmethod
+        def create_from_cloudformation_json(  # type: ignore[misc]
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+        ) -> TopicPolicy:
+            properties = cloudformation_json["Properties"]
+            backend = sns_backends[account_id][region_name]
+            topics = list(properties["Topics"])
+            document = properties["PolicyDocument"]
+            for topic in topics:
+                backend.set_topic_attribute(topic, "Policy", document if isinstance(document, str) else json.dumps(document))
+            return cls(f"{resource_name}-{abs(hash(tuple(topics))) % 10**8}", topics)
+
+        def delete(self, account_id: str, region_name: str) -> None:
+            # The topics usually go with the same stack; nothing to restore on a deleted one.
+            pass
+
     # CloudFormationModel.__subclasses__() holds weak references: keep the classes alive.
     global _MISSING_RESOURCE_TYPES
-    _MISSING_RESOURCE_TYPES = (SnsSubscription, MetricAlarm)
+    _MISSING_RESOURCE_TYPES = (SnsSubscription, MetricAlarm, TopicPolicy)
 
 
 _MISSING_RESOURCE_TYPES: tuple[type, ...] = ()
