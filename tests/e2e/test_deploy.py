@@ -391,6 +391,10 @@ def _without(args: list[str], flag: str) -> list[str]:
     return args[:i] + args[i + 2 :]
 
 
+def _value(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
 def _replace(args: list[str], flag: str, value: str) -> list[str]:
     i = args.index(flag)
     return args[: i + 1] + [value] + args[i + 2 :]
@@ -402,6 +406,8 @@ BAD_INPUT = {
     "tls-without-certificate": (lambda a, clustered: [*a, "--listener-protocol", "TLS"], ["--certificate-arn", "TLS"]),
     "unknown-replication-group": (lambda a, clustered: _replace(a, "--replication-group", "no-such-group"), ["--replication-group", "no replication group 'no-such-group'"]),
     "cluster-mode-enabled": (lambda a, clustered: _replace(a, "--replication-group", clustered), ["--replication-group", "cluster mode enabled"]),
+    # The replica lives in us-east-1b: an NLB only in us-east-1a could not follow a failover to it.
+    "subnets-miss-a-cache-zone": (lambda a, clustered: _replace(a, "--subnets", _value(a, "--subnets").split(",")[0]), ["--subnets", "us-east-1b"]),
 }
 
 

@@ -218,6 +218,7 @@ class CacheFacts:
     notification_topic_arn: str | None
     notification_topic_active: bool
     members: tuple[str, ...]
+    availability_zones: dict[str, str] = field(default_factory=dict)  # member -> its AZ
 
 
 def read_cache(elasticache: Any, replication_group_id: str) -> CacheFacts:
@@ -251,6 +252,7 @@ def read_cache(elasticache: Any, replication_group_id: str) -> CacheFacts:
     security_groups: tuple[str, ...] = ()
     topic: str | None = None
     topic_active = False
+    zones: dict[str, str] = {}
     for member in members:
         try:
             clusters = elasticache.describe_cache_clusters(CacheClusterId=member)["CacheClusters"]
@@ -259,14 +261,14 @@ def read_cache(elasticache: Any, replication_group_id: str) -> CacheFacts:
                 continue
             raise DeployError(f"DescribeCacheClusters {member}: {_message(exc)}") from None
         for cluster in clusters:
+            if cluster.get("PreferredAvailabilityZone"):
+                zones[member] = cluster["PreferredAvailabilityZone"]
             security_groups = security_groups or tuple(sg["SecurityGroupId"] for sg in cluster.get("SecurityGroups", []) if sg.get("SecurityGroupId"))
             port = port or (cluster.get("ConfigurationEndpoint") or {}).get("Port")
             notification = cluster.get("NotificationConfiguration") or {}
             if notification.get("TopicArn") and topic is None:
                 topic = notification["TopicArn"]
                 topic_active = notification.get("TopicStatus", "active") == "active"
-        if security_groups:
-            break
     return CacheFacts(
         replication_group_id=group.get("ReplicationGroupId", rg_id),
         port=int(port or 6379),
@@ -275,6 +277,7 @@ def read_cache(elasticache: Any, replication_group_id: str) -> CacheFacts:
         notification_topic_arn=topic,
         notification_topic_active=topic_active,
         members=members,
+        availability_zones=zones,
     )
 
 
@@ -300,7 +303,21 @@ def _check_security_group(ec2: Any, group_id: str, vpc_id: str) -> None:
         raise ConfigError("--vpc", f"the cache's security group {group_id} is in {groups[0].get('VpcId')}, not {vpc_id}", "the VPC of the replication group")
 
 
-def _check_network(ec2: Any, vpc_id: str, subnet_ids: Sequence[str]) -> None:
+def _check_zones(cache: CacheFacts, subnet_zones: Sequence[str]) -> None:
+    """Every member must sit in an Availability Zone the NLB has a subnet in: a promoted
+    replica in another zone would be registered but stay ``unused`` (Target.NotInUse), and
+    the NLB would have nothing to route to after that failover."""
+    uncovered = {m: z for m, z in cache.availability_zones.items() if z not in set(subnet_zones)}
+    if uncovered:
+        where = ", ".join(f"{m} in {z}" for m, z in sorted(uncovered.items()))
+        raise ConfigError(
+            "--subnets",
+            f"no subnet in the Availability Zone of {where}; after a failover to it the NLB could not reach it",
+            "a subnet in each Availability Zone where the replication group has a node",
+        )
+
+
+def _check_network(ec2: Any, vpc_id: str, subnet_ids: Sequence[str]) -> list[str]:
     try:
         ec2.describe_vpcs(VpcIds=[vpc_id])
     except ClientError as exc:
@@ -319,6 +336,7 @@ def _check_network(ec2: Any, vpc_id: str, subnet_ids: Sequence[str]) -> None:
     zones = [s.get("AvailabilityZone") for s in subnets]
     if len(set(zones)) != len(zones):
         raise ConfigError("--subnets", "two subnets in one Availability Zone", "at most one subnet per Availability Zone")
+    return [z for z in zones if z]
 
 
 # -- the artifact bucket ---------------------------------------------------------------------
@@ -810,7 +828,7 @@ def deploy(
     step(f"reading replication group {request.replication_group_id}")
     try:
         cache = read_cache(clients("elasticache"), request.replication_group_id)
-        _check_network(clients("ec2"), request.vpc_id, request.subnet_ids)
+        _check_zones(cache, _check_network(clients("ec2"), request.vpc_id, request.subnet_ids))
         _check_security_group(clients("ec2"), _cache_security_group(request, cache), request.vpc_id)
         account_id = clients("sts").get_caller_identity()["Account"]
     except ClientError as exc:
