@@ -554,23 +554,19 @@ def _controller_resources(settings: Settings) -> dict[str, Any]:
                                     "Resource": _ref("TargetGroup"),
                                 },
                                 {
-                                    "Sid": "ReadTargetGroupsAndVpc",
+                                    "Sid": "ReadOnlyLookups",
                                     "Effect": "Allow",
                                     "Action": [
                                         "elasticloadbalancing:DescribeTargetGroups",
                                         "elasticloadbalancing:DescribeTargetGroupAttributes",
                                         "elasticloadbalancing:DescribeTargetHealth",
+                                        "elasticache:DescribeReplicationGroups",
                                         "ec2:DescribeVpcs",
                                     ],
+                                    # Read-only calls on "*": whether each supports resource-level
+                                    # permissions varies, and a denied describe would stop the
+                                    # controller; writes stay scoped to this target group.
                                     "Resource": "*",
-                                },
-                                {
-                                    "Sid": "ReadThisReplicationGroup",
-                                    "Effect": "Allow",
-                                    "Action": "elasticache:DescribeReplicationGroups",
-                                    "Resource": _sub(
-                                        "arn:${AWS::Partition}:elasticache:${AWS::Region}:${AWS::AccountId}:replicationgroup:${ReplicationGroupId}"
-                                    ),
                                 },
                                 {
                                     "Sid": "WriteOwnLogs",
