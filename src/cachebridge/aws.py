@@ -9,12 +9,17 @@ warm Lambda; ``clear_caches()`` drops them (tests, or a changed environment).
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config as BotoConfig
 
-__all__ = ["client", "clear_caches", "BOTO_CONFIG"]
+if TYPE_CHECKING:
+    from .config import Settings
+    from .nlb import TargetGroups
+    from .sources import Sources
+
+__all__ = ["client", "adapters", "clear_caches", "BOTO_CONFIG"]
 
 # Adaptive mode adds client-side rate limiting on top of retries, which is what a burst
 # of failover-driven syncs against a throttled ELB API wants.
@@ -39,6 +44,21 @@ def client(service: str, region: str | None = None, profile: str | None = None) 
             cached = session.client(service, region_name=region, config=BOTO_CONFIG)
             _clients[key] = cached
         return cached
+
+
+def adapters(settings: "Settings", profile: str | None = None) -> "tuple[TargetGroups, Sources]":
+    """The adapters every entry point (CLI, Lambda) uses, over clients from ``client``.
+    The ElastiCache client is built on first use: ``dns://`` bindings never need it."""
+    from .nlb import TargetGroups
+    from .sources import DnsResolver, Sources
+
+    region = settings.region
+    target_groups = TargetGroups(client("elbv2", region, profile), client("ec2", region, profile))
+    sources = Sources(
+        DnsResolver(settings.nameservers, settings.dns_timeout_s),
+        lambda: client("elasticache", region, profile),
+    )
+    return target_groups, sources
 
 
 def clear_caches() -> None:

@@ -17,10 +17,8 @@ import click
 from botocore.exceptions import BotoCoreError
 
 from . import aws
-from .config import Config, ConfigError, Settings
+from .config import Config, ConfigError
 from .errors import CacheBridgeError
-from .nlb import TargetGroups
-from .sources import DnsResolver, Sources
 from .sync import SyncReport, Trigger, sync
 
 __all__ = ["main", "cli"]
@@ -89,23 +87,11 @@ _SETTING_FLAGS = {
 }
 
 
-def build_adapters(settings: Settings, profile: str | None = None) -> tuple[TargetGroups, Sources]:
-    """The adapters both entry points use, built from the standard AWS settings."""
-    elbv2 = aws.client("elbv2", settings.region, profile)
-    ec2 = aws.client("ec2", settings.region, profile)
-    target_groups = TargetGroups(elbv2, ec2)
-    sources = Sources(
-        DnsResolver(settings.nameservers, settings.dns_timeout_s),
-        lambda: aws.client("elasticache", settings.region, profile),
-    )
-    return target_groups, sources
-
-
 def _run(ctx_args: dict[str, Any], *, dry_run: bool) -> SyncReport:
     profile = ctx_args.pop("profile")
     config = _load_config(**ctx_args)
     try:
-        target_groups, sources = build_adapters(config.settings, profile)
+        target_groups, sources = aws.adapters(config.settings, profile)
     except Exception as exc:  # botocore's NoRegionError, ProfileNotFound...
         raise ConfigError("AWS settings", str(exc), "AWS_REGION or --region; a known --profile") from None
     return sync(config, target_groups=target_groups, sources=sources, dry_run=dry_run, trigger=Trigger(kind="manual"))

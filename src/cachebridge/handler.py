@@ -29,7 +29,7 @@ from .config import ENV_BINDINGS, Config, Settings
 from .errors import ConfigError, EventError, SyncFailed
 from .events import ParsedEvent, parse_event
 from .nlb import TargetGroups
-from .sources import DnsResolver, Sources
+from .sources import Sources
 from .sync import BindingResult, SyncReport, sync
 
 __all__ = ["handler", "clear_caches", "DEADLINE_MARGIN_S"]
@@ -78,13 +78,7 @@ def _adapters(settings: Settings) -> tuple[TargetGroups, Sources]:
     with _lock:
         cached = _adapter_cache.get(key)
         if cached is None:
-            region = settings.region
-            target_groups = TargetGroups(aws.client("elbv2", region), aws.client("ec2", region))
-            sources = Sources(
-                DnsResolver(settings.nameservers, settings.dns_timeout_s),
-                lambda: aws.client("elasticache", region),
-            )
-            cached = _adapter_cache[key] = (target_groups, sources)
+            cached = _adapter_cache[key] = aws.adapters(settings)
         return cached
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -327,7 +327,3 @@ def _plan_and_apply(w: _Work, target_groups: TargetGroups, max_changes: int, dry
         return
     r.status = "changed"
     r.registered_after = tuple(sorted(live))
-
-
-def failed_names(results: Iterable[BindingResult]) -> list[str]:
-    return [r.name for r in results if not r.ok]

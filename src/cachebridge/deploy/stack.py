@@ -47,7 +47,8 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError, ProfileNotFound, WaiterError
 
 from .. import aws
-from ..errors import CacheBridgeError, ConfigError, DeployError
+from ..errors import CacheBridgeError, ConfigError, DeployError, SourceError, SourceNotFound
+from ..sources import describe_replication_group
 from . import package as packaging
 from . import template as cfn_template
 from .local import LocalFunction
@@ -226,29 +227,20 @@ def read_cache(elasticache: Any, replication_group_id: str) -> CacheFacts:
     does not exist or has cluster mode enabled."""
     rg_id = replication_group_id.strip().lower()
     try:
-        groups = elasticache.describe_replication_groups(ReplicationGroupId=rg_id)["ReplicationGroups"]
-    except ClientError as exc:
-        if _code(exc) in ("ReplicationGroupNotFoundFault", "ReplicationGroupNotFound"):
-            raise ConfigError("--replication-group", f"no replication group {rg_id!r} in {_region(elasticache)}", "the id of an existing replication group") from None
-        raise DeployError(f"DescribeReplicationGroups {rg_id}: {_message(exc)}") from None
-    if not groups:
-        raise ConfigError("--replication-group", f"no replication group {rg_id!r} in {_region(elasticache)}", "the id of an existing replication group")
-    group = groups[0]
-    if group.get("ClusterEnabled") or group.get("ClusterMode") == "enabled":
+        rg = describe_replication_group(elasticache, rg_id)
+    except SourceNotFound:
+        raise ConfigError("--replication-group", f"no replication group {rg_id!r} in {_region(elasticache)}", "the id of an existing replication group") from None
+    except SourceError as exc:
+        raise DeployError(str(exc)) from None
+    if rg.cluster_enabled:
         raise ConfigError(
             "--replication-group",
             f"{rg_id!r} has cluster mode enabled; cachebridge follows the primary of a cluster-mode-disabled group "
             "(cluster mode needs per-node listeners and a client address map)",
             "a replication group with cluster mode disabled",
         )
-    members = tuple(
-        m["CacheClusterId"] for ng in group.get("NodeGroups", []) for m in ng.get("NodeGroupMembers", []) if m.get("CacheClusterId")
-    ) or tuple(group.get("MemberClusters", []))
-    port = None
-    for ng in group.get("NodeGroups", []):
-        port = port or (ng.get("PrimaryEndpoint") or {}).get("Port")
-        for m in ng.get("NodeGroupMembers", []):
-            port = port or (m.get("ReadEndpoint") or {}).get("Port")
+    members = tuple(m.cache_cluster_id for m in rg.members) or tuple(rg.raw.get("MemberClusters", []))
+    port = rg.port or next((m.port for m in rg.members if m.port), None)
     security_groups: tuple[str, ...] = ()
     topic: str | None = None
     topic_active = False
@@ -270,9 +262,9 @@ def read_cache(elasticache: Any, replication_group_id: str) -> CacheFacts:
                 topic = notification["TopicArn"]
                 topic_active = notification.get("TopicStatus", "active") == "active"
     return CacheFacts(
-        replication_group_id=group.get("ReplicationGroupId", rg_id),
+        replication_group_id=rg.replication_group_id,
         port=int(port or 6379),
-        transit_encryption=bool(group.get("TransitEncryptionEnabled")),
+        transit_encryption=rg.transit_encryption,
         security_group_ids=security_groups,
         notification_topic_arn=topic,
         notification_topic_active=topic_active,

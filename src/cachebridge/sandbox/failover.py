@@ -78,9 +78,6 @@ class Cluster:
     def replicas(self) -> list[Member]:
         return [m for m in self.members if m is not self.primary]
 
-    def busy(self) -> bool:
-        return self._lock.locked()
-
     # -- failover ----------------------------------------------------------------------------
 
     def start_failover(self, kind: Literal["planned", "unplanned"]) -> None:

@@ -52,7 +52,6 @@ TICK_S = 0.1
 class TargetRuntime:
     ip: str
     port: int
-    registered_at: float
     state: str = "initial"
     reason: str | None = "Elb.RegistrationInProgress"
     passes: int = 0
@@ -60,11 +59,8 @@ class TargetRuntime:
     next_check: float = 0.0
     draining_since: float | None = None
     connections: set[asyncio.StreamWriter] = field(default_factory=set)
-    history: list[tuple[float, str]] = field(default_factory=list)
 
-    def set_state(self, state: str, reason: str | None, now: float) -> None:
-        if state != self.state or reason != self.reason:
-            self.history.append((now, state))
+    def set_state(self, state: str, reason: str | None) -> None:
         self.state, self.reason = state, reason
 
 
@@ -150,11 +146,6 @@ class DataPlane:
                     for arn, group in self.targets.items()
                 },
             }
-
-    def history(self, arn: str, ip: str, port: int) -> list[tuple[float, str]]:
-        with self._lock:
-            runtime = self.targets.get(arn, {}).get((ip, port))
-            return list(runtime.history) if runtime else []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -270,7 +261,7 @@ class DataPlane:
     async def _reconcile_targets(self) -> None:
         backend = self._backend()
         now = self.clock()
-        checks: list[tuple[TargetRuntime, GroupSettings]] = []
+        checks: list[tuple[str, TargetRuntime, GroupSettings]] = []
         with self._lock:
             for arn, group in list(backend.target_groups.items()):
                 settings = GroupSettings.of(group, self.time_scale)
@@ -281,14 +272,13 @@ class DataPlane:
                     if t is None or t.state == "draining":
                         # New, or registered again while draining: starts over, as on AWS.
                         old = t
-                        t = TargetRuntime(key[0], key[1], now, next_check=now + self.registration_delay_s)
-                        t.history.append((now, "initial"))
+                        t = TargetRuntime(key[0], key[1], next_check=now + self.registration_delay_s)
                         if old is not None:
                             t.connections = old.connections
                         runtimes[key] = t
                 for key, t in list(runtimes.items()):
                     if key not in registered and t.state != "draining":
-                        t.set_state("draining", "Target.DeregistrationInProgress", now)
+                        t.set_state("draining", "Target.DeregistrationInProgress")
                         t.draining_since = now
                     if t.state == "draining" and t.draining_since is not None and now - t.draining_since >= settings.deregistration_delay_s:
                         if settings.connection_termination:
@@ -297,44 +287,37 @@ class DataPlane:
                         runtimes.pop(key)
                     elif t.state != "draining" and now >= t.next_check:
                         t.next_check = now + settings.interval_s
-                        checks.append((t, settings))
+                        checks.append((arn, t, settings))
             for arn in list(self.targets):
                 if arn not in backend.target_groups:
                     self.targets.pop(arn)
         if checks:
-            results = await asyncio.gather(*(_tcp_check(t.ip, t.port, s.timeout_s) for t, s in checks))
-            now = self.clock()
+            results = await asyncio.gather(*(_tcp_check(t.ip, t.port, s.timeout_s) for _, t, s in checks))
             with self._lock:
-                for (t, s), ok in zip(checks, results):
-                    self._record(t, s, ok, now)
+                for (arn, t, s), ok in zip(checks, results):
+                    self._record(arn, t, s, ok)
 
-    def _record(self, t: TargetRuntime, s: GroupSettings, ok: bool, now: float) -> None:
+    def _record(self, arn: str, t: TargetRuntime, s: GroupSettings, ok: bool) -> None:
         if t.state == "draining":
             return
         if ok:
             t.passes, t.failures = t.passes + 1, 0
             if t.state != "healthy" and t.passes >= s.healthy_threshold:
-                t.set_state("healthy", None, now)
+                t.set_state("healthy", None)
             elif t.state == "initial":
-                t.set_state("initial", "Elb.InitialHealthChecking", now)
+                t.set_state("initial", "Elb.InitialHealthChecking")
         else:
             t.failures, t.passes = t.failures + 1, 0
             if t.state == "initial":
-                t.set_state("initial", "Elb.InitialHealthChecking", now)
+                t.set_state("initial", "Elb.InitialHealthChecking")
             if t.failures >= s.unhealthy_threshold and t.state != "unhealthy":
-                t.set_state("unhealthy", "Target.FailedHealthChecks", now)
+                t.set_state("unhealthy", "Target.FailedHealthChecks")
                 group_failing_open = not any(
-                    o.state == "healthy" for o in self.targets.get(self._group_of(t), {}).values()
+                    o.state == "healthy" for o in self.targets.get(arn, {}).values()
                 )
                 if not group_failing_open:
                     for writer in list(t.connections):
                         _reset(writer)
-
-    def _group_of(self, t: TargetRuntime) -> str:
-        for arn, group in self.targets.items():
-            if group.get((t.ip, t.port)) is t:
-                return arn
-        return ""
 
 
 _DESCRIPTIONS = {

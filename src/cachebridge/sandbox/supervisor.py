@@ -146,14 +146,14 @@ class Supervisor:
         clients = {name: boto3.client(name) for name in ("ec2", "elasticache", "lambda", "events", "cloudformation")}
         port = free_port(tuple(f"127.0.0.{i + 2}" for i in range(opts.nodes)))
         vpc, subnets, cache_sg = self._network(clients["ec2"])
-        rg = clients["elasticache"].create_replication_group(
+        clients["elasticache"].create_replication_group(
             ReplicationGroupId=opts.replication_group,
             ReplicationGroupDescription="cachebridge sandbox",
             ReplicasPerNodeGroup=opts.nodes - 1,
             Port=port,
             SecurityGroupIds=[cache_sg],
             Engine="redis",
-        )["ReplicationGroup"]
+        )
         described = clients["elasticache"].describe_replication_groups(ReplicationGroupId=opts.replication_group)["ReplicationGroups"][0]
         node_group = described["NodeGroups"][0]
         members: list[Member] = []
