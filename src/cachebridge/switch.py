@@ -15,11 +15,12 @@ forward action:
   for your Network Load Balancers"); a group no listener uses reports its targets
   ``unused`` (``Target.NotInUse``). A slot must be healthy *before* the failover, so every
   slot must be attached to a listener.
-- NLBs accept weighted forward actions over several target groups since November 2024
-  ("Network Load Balancers now support Weighted Target Groups", AWS Networking blog;
-  weights 0-999), but the CloudFormation reference still says "For Network Load Balancers,
-  you can specify a single target group" (``ForwardConfig``), and nothing documents
-  whether a group with weight 0 is health-checked. Per-node listeners rely on documented
+- NLBs now accept weighted forward actions over several target groups ("Network Load
+  Balancers now support Weighted Target Groups", AWS Networking & Content Delivery blog;
+  weights 0-999; the NLB listener guide shows a ModifyListener with two weighted groups),
+  but the CloudFormation reference for ``ForwardConfig`` still says "For Network Load
+  Balancers, you can specify a single target group", and nothing documents whether a
+  group with weight 0 is health-checked. Per-node listeners rely on documented
   behaviour only, and also give clients direct access to each node (role-aware clients,
   cluster mode). Their limit: 50 listeners per NLB, not adjustable ("Quotas for your Network
   Load Balancers"), so at most 48 node slots beside the primary and reader listeners.
