@@ -879,7 +879,7 @@ def deploy(
     bucket = artifact_bucket_name(account_id, region)
     node_slots = _node_slots(request, cache, current)
     values = stack_parameters(request, cache, bucket, built.key, topic, node_slots)
-    template = cfn_template.build(node_slots=node_slots)
+    template = cfn_template.build(node_slots=node_slots, replicas=len(cache.members) > 1)
     _check_parameters(values, request.stack_name, template)
 
     step(f"artifact bucket {bucket}")

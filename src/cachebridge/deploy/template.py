@@ -528,7 +528,7 @@ def _load_balancer_resources() -> dict[str, Any]:
     }
 
 
-def _controller_resources(settings: Settings, node_slots: int = 0) -> dict[str, Any]:
+def _controller_resources(settings: Settings, node_slots: int = 0, replicas: bool = True) -> dict[str, Any]:
     node_slots = node_slots or DEFAULT_NODE_SLOTS
     return {
         "ControllerLogGroup": {
@@ -622,7 +622,7 @@ def _controller_resources(settings: Settings, node_slots: int = 0) -> dict[str, 
                 # One sync at a time: a schedule tick and an SNS event never race.
                 "ReservedConcurrentExecutions": 1,
                 "LoggingConfig": {"LogGroup": _ref("ControllerLogGroup"), "LogFormat": "Text"},
-                "Environment": {"Variables": {"CACHEBRIDGE_BINDINGS": _bindings_value(settings, node_slots)}},
+                "Environment": {"Variables": {"CACHEBRIDGE_BINDINGS": _bindings_value(settings, node_slots, replicas)}},
             },
         },
     }
@@ -819,11 +819,13 @@ def _outputs() -> dict[str, Any]:
     }
 
 
-def build(settings: Settings | None = None, node_slots: int = 0) -> dict[str, Any]:
+def build(settings: Settings | None = None, node_slots: int = 0, replicas: bool = True) -> dict[str, Any]:
     """The template as a fresh dict. ``settings`` are baked into CACHEBRIDGE_BINDINGS
     (default: the package defaults); event_wait_s must stay below the function timeout.
     ``node_slots``: how many node target groups the switch layout gets (default
-    ``DEFAULT_NODE_SLOTS``; ``node_slots_for`` sizes it from a group's members)."""
+    ``DEFAULT_NODE_SLOTS``; ``node_slots_for`` sizes it from a group's members).
+    ``replicas``: whether the controller gets a binding for the reader target group (a
+    group without replicas has nothing to put there)."""
     settings = settings or Settings()
     node_slots = node_slots or DEFAULT_NODE_SLOTS
     if not 1 <= node_slots <= MAX_NODE_SLOTS:
@@ -836,7 +838,7 @@ def build(settings: Settings | None = None, node_slots: int = 0) -> dict[str, An
         _security_group_resources(),
         _load_balancer_resources(),
         _switch_resources(node_slots),
-        _controller_resources(settings, node_slots),
+        _controller_resources(settings, node_slots, replicas),
         _trigger_resources(),
         _alarm_resources(),
     ):
@@ -1064,23 +1066,19 @@ def _switch_statements(node_slots: int) -> list[dict[str, Any]]:
     ]
 
 
-def _placeholder_settings_text(config: Config) -> str:
-    return config.bindings_json()
-
-
-def retarget_bindings_sub(settings: Settings | None = None) -> str:
+def retarget_bindings_sub(settings: Settings | None = None, replicas: bool = True) -> str:
     """The Fn::Sub string of ``CACHEBRIDGE_BINDINGS`` in the retarget layout: the primary
-    into ``TargetGroup`` and the replicas into ``ReaderTargetGroup``."""
+    into ``TargetGroup`` and (``replicas``) the replicas into ``ReaderTargetGroup``."""
     primary = Config.single(
         source=f"elasticache://{_PLACEHOLDER_RG}?role=primary",
         target_group=_PLACEHOLDER_TG,
         port=_PLACEHOLDER_PORT,
         name=f"{_PLACEHOLDER_RG}-primary",
     ).bindings[0]
-    return _substitute_placeholders(Config(bindings=(primary, _reader_binding()), settings=settings or Settings()), 0)
+    return _substitute_placeholders(Config(bindings=(primary, *_reader_binding(replicas)), settings=settings or Settings()), 0)
 
 
-def switch_bindings_sub(settings: Settings | None = None, node_slots: int = DEFAULT_NODE_SLOTS) -> str:
+def switch_bindings_sub(settings: Settings | None = None, node_slots: int = DEFAULT_NODE_SLOTS, replicas: bool = True) -> str:
     """The Fn::Sub string of ``CACHEBRIDGE_BINDINGS`` in the switch layout: the primary
     through ``Listener`` and the node target groups (``${NodeTargetGroupNName}``, the
     names, to keep the variable well under Lambda's 4 KB), the replicas into
@@ -1093,24 +1091,29 @@ def switch_bindings_sub(settings: Settings | None = None, node_slots: int = DEFA
         "node_target_groups": [f"cb-placeholder-n{i + 1}" for i in range(node_slots)],
         "port": _PLACEHOLDER_PORT,
     })
-    return _substitute_placeholders(Config(bindings=(primary, _reader_binding()), settings=settings or Settings()), node_slots)
+    return _substitute_placeholders(Config(bindings=(primary, *_reader_binding(replicas)), settings=settings or Settings()), node_slots)
 
 
-def _reader_binding() -> Binding:
-    return Binding.from_mapping({
+def _reader_binding(replicas: bool) -> tuple[Binding, ...]:
+    # A group without replicas would make a replicas binding fail on every run (an empty
+    # source is an error): it gets the reader listener, and the binding once it has some.
+    if not replicas:
+        return ()
+    return (Binding.from_mapping({
         "name": f"{_PLACEHOLDER_RG}-replicas",
         "source": f"elasticache://{_PLACEHOLDER_RG}?role=replicas",
         "target_group": _PLACEHOLDER_READER_TG,
         "port": _PLACEHOLDER_PORT,
-    })
+    }),)
 
 
 def _substitute_placeholders(config: Config, node_slots: int) -> str:
     text = config.bindings_json()
+    count = len(config.bindings)
     replacements = [
-        (f'"port":{_PLACEHOLDER_PORT}', '"port":${CachePort}', 2),
-        (f'"{_PLACEHOLDER_READER_TG}"', '"${ReaderTargetGroup}"', 1),
-        (_PLACEHOLDER_RG, "${ReplicationGroupId}", 4),
+        (f'"port":{_PLACEHOLDER_PORT}', '"port":${CachePort}', count),
+        (f'"{_PLACEHOLDER_READER_TG}"', '"${ReaderTargetGroup}"', count - 1),
+        (_PLACEHOLDER_RG, "${ReplicationGroupId}", 2 * count),
     ]
     if node_slots:
         replacements.append((f'"{_PLACEHOLDER_LISTENER}"', '"${Listener}"', 1))
@@ -1127,9 +1130,13 @@ def _substitute_placeholders(config: Config, node_slots: int) -> str:
     return text
 
 
-def _bindings_value(settings: Settings, node_slots: int) -> dict[str, Any]:
+def _bindings_value(settings: Settings, node_slots: int, replicas: bool) -> dict[str, Any]:
     names = {f"{node_target_group_name(i)}Name": _get_att(node_target_group_name(i), "TargetGroupName") for i in range(node_slots)}
-    return _if("IsSwitch", _sub(switch_bindings_sub(settings, node_slots), names), _sub(retarget_bindings_sub(settings)))
+    return _if(
+        "IsSwitch",
+        _sub(switch_bindings_sub(settings, node_slots, replicas), names),
+        _sub(retarget_bindings_sub(settings, replicas)),
+    )
 
 
 def _switch_outputs() -> dict[str, Any]:
