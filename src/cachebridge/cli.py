@@ -256,7 +256,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--health-check-interval", type=int, help="Seconds between health checks  [default: 10].")
 @click.option("--healthy-threshold", type=int, help="Checks for a target to turn healthy/unhealthy  [default: 2].")
 @click.option("--deregistration-delay", type=int, help="Seconds the old primary keeps connections  [default: 5].")
-@click.option("--layout", type=click.Choice(["switch", "retarget"]), default="switch", show_default=True, help="switch: a target group and listener per cache node, the primary listener switched on failover; retarget: one target group re-pointed (waits for NLB registration).")
+@click.option("--layout", type=click.Choice(["switch", "retarget"]), help="switch: a target group and listener per cache node, the primary listener switched on failover; retarget: one target group re-pointed (waits for NLB registration)  [default: switch for a new stack, the stack's own on an update].")
 @click.option("--reader-port", type=int, help="Port of the reader listener (every replica)  [default: listener port + 1].")
 @click.option("--node-port-base", type=int, help="Switch layout: first per-node listener port, one per node slot  [default: after the reader port].")
 @click.option("--wire-notifications/--no-wire-notifications", default=None, help="Set the stack's topic on the replication group  [default: ask].")
@@ -294,7 +294,7 @@ def deploy_command(
     region: str | None,
     profile: str | None,
     as_json: bool,
-    layout: str = "switch",
+    layout: str | None = None,
     reader_port: int | None = None,
     node_port_base: int | None = None,
 ) -> None:

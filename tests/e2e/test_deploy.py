@@ -472,3 +472,17 @@ def test_switch_layout_deploys_node_slots_and_keeps_the_listener_on_the_primary(
     again = deploy_stack.run_sync("local", outputs["FunctionName"], clients=deploy_stack.Clients(), nameservers=[dns_server.address])
     assert again is not None and again["ok"] is True, again
     assert [b["status"] for b in again["report"]["bindings"]] == ["in_sync", "in_sync"]
+
+
+def test_an_update_keeps_the_stacks_layout_unless_asked(aws_env, dns_server, stacks):
+    site = _site(aws_env, dns_server, 16)
+    name = _stack_name()
+    stacks.append(name)
+    first = run_cli(aws_env, *_deploy_args(site, name, dns_server, "--no-wire-notifications", "--json", layout="retarget"), timeout=120)
+    assert first.returncode == 0, first.stderr
+    # No --layout: the update keeps retarget rather than moving the primary listener.
+    args = [a for a in _deploy_args(site, name, dns_server, "--no-wire-notifications", "--json") if a not in ("--layout", "retarget")]
+    again = run_cli(aws_env, *args, timeout=120)
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["action"] == "none" and report["outputs"]["Layout"] == "retarget"

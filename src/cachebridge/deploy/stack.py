@@ -40,7 +40,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -143,7 +143,7 @@ class DeployRequest:
     health_check_interval_s: int | None = None
     healthy_threshold: int | None = None
     deregistration_delay_s: int | None = None
-    layout: str = "switch"
+    layout: str | None = None  # None: the stack's current layout, "switch" for a new stack
     reader_port: int | None = None
     node_port_base: int | None = None
 
@@ -443,11 +443,23 @@ def stack_parameters(
 
 
 def _validate_layout(request: DeployRequest) -> None:
-    if request.layout not in cfn_template.LAYOUTS:
+    if request.layout is not None and request.layout not in cfn_template.LAYOUTS:
         raise ConfigError("--layout", f"{request.layout!r} is not a layout", ", ".join(cfn_template.LAYOUTS))
     for flag, port in (("--reader-port", request.reader_port), ("--node-port-base", request.node_port_base)):
         if port is not None and not 1 <= port <= 65535:
             raise ConfigError(flag, f"{port} is out of range", "1..65535")
+
+
+def _with_layout(request: DeployRequest, current: Mapping[str, Any] | None) -> DeployRequest:
+    """An update keeps the stack's layout unless one is asked for: moving a stack from one
+    layout to the other points the primary listener at target groups the controller has
+    not filled yet (until its next run and the NLB's registration), which should be a
+    choice. A stack from before layouts existed is a retarget stack."""
+    if request.layout is not None:
+        return request
+    if current is None:
+        return replace(request, layout="switch")
+    return replace(request, layout=Stacks.parameters(current).get("Layout") or "retarget")
 
 
 def _node_slots(request: DeployRequest, cache: CacheFacts, current: Mapping[str, Any] | None) -> int:
@@ -472,7 +484,7 @@ def _layout_parameters(request: DeployRequest, cache: CacheFacts, node_slots: in
         raise ConfigError("--node-port-base", str(exc), f"a port with {node_slots} free ports from it") from None
     if reader_port > 65535:
         raise ConfigError("--reader-port", f"{reader_port} is out of range", "1..65535")
-    return {"Layout": request.layout, "ReaderPort": str(reader_port), "NodePorts": ",".join(map(str, ports))}
+    return {"Layout": request.layout or "switch", "ReaderPort": str(reader_port), "NodePorts": ",".join(map(str, ports))}
 
 
 def _check_parameters(values: Mapping[str, str], stack_name: str, template: Mapping[str, Any]) -> None:
@@ -878,6 +890,7 @@ def deploy(
     built = built or packaging.build()
     bucket = artifact_bucket_name(account_id, region)
     node_slots = _node_slots(request, cache, current)
+    request = _with_layout(request, current)
     values = stack_parameters(request, cache, bucket, built.key, topic, node_slots)
     template = cfn_template.build(node_slots=node_slots, replicas=len(cache.members) > 1)
     _check_parameters(values, request.stack_name, template)
