@@ -233,6 +233,8 @@ def _sync(
     r.nodes = _nodes_report(nodes or (), p, read.slots)
     if p.unplaced:
         r.warnings.append("no free node slot for " + ", ".join(p.unplaced))
+    if not p.blocked and p.primary_slot is not None and p.forward_after != p.primary_slot:
+        r.warnings.append(f"the primary listener still forwards to {p.forward_after}, not the primary's {p.primary_slot}: " + "; ".join(x for x in p.reasons if "held" in x))
     if source_error is not None or p.blocked:
         r.status, r.error, r.source_error = "error", source_error or "; ".join(p.reasons), source_error is not None
         r.forward_after = read.forward
