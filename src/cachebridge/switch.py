@@ -206,7 +206,8 @@ def _sync(
     r.target_group_arn = read.forward
     live = {t for s in read.slots for t in s.live}
     r.registered_before = tuple(sorted(live))
-    r.health = {f"{s.arn}|{t}": h.state.value for s in read.slots for t, h in sorted(s.actual.items())}
+    names = {i.arn: i.name for i in read.infos}
+    r.health = {f"{names[s.arn]} {t}": h.state.value for s in read.slots for t, h in sorted(s.actual.items())}
     families = read.infos[0].families if read.infos else (4, 6)
 
     wait_until = clock() + (settings.event_wait_s if trigger is not None and trigger.wait_for_change else 0.0)

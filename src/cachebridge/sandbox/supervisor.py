@@ -63,6 +63,7 @@ class SandboxOptions:
     event_wait_s: float | None = None
     failover: FailoverOptions = field(default_factory=FailoverOptions)
     layout: str = "switch"  # the stack's Layout: switch | retarget
+    rejoin_after_s: float | None = None  # controller's rejoin_after_s; default: the function's
 
 
 class FunctionHost:
@@ -199,6 +200,8 @@ class Supervisor:
         extra = {"CACHEBRIDGE_NAMESERVERS": self.dns.address}
         if opts.event_wait_s is not None:
             extra["CACHEBRIDGE_EVENT_WAIT_S"] = str(opts.event_wait_s)
+        if opts.rejoin_after_s is not None:
+            extra["CACHEBRIDGE_REJOIN_AFTER_S"] = str(opts.rejoin_after_s)
         self.function = FunctionHost(LocalFunction(config, extra), self.record)
         schedule_s = opts.schedule_s or self._schedule_period(clients["events"], clients["cloudformation"])
         first = self.function.invoke(SCHEDULE_EVENT, "schedule")
