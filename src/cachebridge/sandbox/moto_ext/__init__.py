@@ -21,13 +21,15 @@ Modules:
   ``Type``, target group attributes, security group rules, deletes moto lacks, a rule
   name already taken) and the ones it does not model (SNS subscriptions, CloudWatch
   alarms).
+- ``listener_attributes``: ``ListenerAttributes`` of a listener in a stack (moto ignores
+  them) and the documented limits of ``tcp.idle_timeout.seconds``.
 """
 
 from __future__ import annotations
 
 import threading
 
-from . import cfn_resources, cloudformation, elasticache, elbv2
+from . import cfn_resources, cloudformation, elasticache, elbv2, listener_attributes
 from .cloudformation import stack_events_recorded
 from .elasticache import TestFailoverHook, failover_replication_group, set_test_failover_hook
 from .elbv2 import (
@@ -55,7 +57,7 @@ __all__ = [
     "set_test_failover_hook",
 ]
 
-_MODULES = (elbv2, cloudformation, cfn_resources, elasticache)
+_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes)
 _install_lock = threading.Lock()
 
 
