@@ -765,7 +765,8 @@ def _controller_network_resources() -> dict[str, Any]:
                         "IpProtocol": "tcp",
                         "FromPort": 443,
                         "ToPort": 443,
-                        "CidrIp": ANY_SOURCE,
+                        # AWS API addresses are many and change; the port is the limit.
+                        "CidrIp": "0.0.0.0/0",
                         "Description": "AWS APIs, through a NAT or the VPC endpoints",
                     }
                 ],
@@ -786,7 +787,8 @@ def _controller_network_resources() -> dict[str, Any]:
                         "Description": "the cachebridge controller",
                     }
                 ],
-                # An endpoint only answers; nothing leaves it.
+                # An endpoint only answers (security groups are stateful): a rule to the
+                # loopback address replaces the default allow-all egress with nothing usable.
                 "SecurityGroupEgress": [
                     {"IpProtocol": "-1", "CidrIp": "127.0.0.1/32", "Description": "no egress"}
                 ],
