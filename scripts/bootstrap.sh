@@ -45,4 +45,8 @@ if [ ! -x .venv-cfnlint-latest/bin/cfn-lint ]; then
     "$PYTHON" -m venv .venv-cfnlint-latest
 fi
 echo "bootstrap: installing the latest cfn-lint into .venv-cfnlint-latest" >&2
-.venv-cfnlint-latest/bin/python -m pip install -q --disable-pip-version-check -U cfn-lint
+if ! .venv-cfnlint-latest/bin/python -m pip install -q --disable-pip-version-check -U cfn-lint; then
+    # Offline: keep the release already there, if any.
+    [ -x .venv-cfnlint-latest/bin/cfn-lint ] || exit 1
+    echo "bootstrap: could not upgrade cfn-lint; keeping $(.venv-cfnlint-latest/bin/cfn-lint --version)" >&2
+fi
