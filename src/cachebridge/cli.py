@@ -29,7 +29,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML, YAML or JSON file with [[bindings]] and [settings]."),
-        click.option("--source", help="One binding's source: dns://HOST or elasticache://RG_ID?role=primary|replicas."),
+        click.option("--source", help="One binding's source: dns://HOST, or elasticache://RG_ID[?role=primary|replicas] (without ?role: the primary). Quote it in a shell: ? is a glob character."),
         click.option("--target-group", help="One binding's target group: name or ARN (an IP target group)."),
         click.option("--port", type=int, help="Target port registered for that binding  [default: 6379]."),
         click.option("--name", "binding_name", help="Name of that binding  [default: derived from the source]."),
