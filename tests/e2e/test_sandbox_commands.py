@@ -132,3 +132,19 @@ def test_drill_on_a_missing_stack_says_so_before_asking(sandbox: dict) -> None:
     assert done.returncode == 1
     assert "stack nosuchstack does not exist" in done.stderr
     assert "Continue?" not in done.stderr + done.stdout
+
+
+def test_endpoints_reads_the_deployed_stack(sandbox: dict) -> None:
+    state = sandbox["state"]
+    env = {**_clean_env(), "AWS_ENDPOINT_URL": state["aws_endpoint_url"], "AWS_REGION": state["region"],
+           "AWS_DEFAULT_REGION": state["region"], "AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}
+    done = subprocess.run([CLI, "endpoints", "--stack-name", state["stack_name"], "--json"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)["endpoints"][state["stack_name"]]
+    # The sandbox's cache speaks plain TCP behind a TCP listener: no TLS, no name to verify.
+    assert (found["listener_protocol"], found["tls"], found["cache_tls"], found["server_name"]) == ("TCP", False, False, None)
+    assert found["port"] == state["nlb"]["port"]
+    assert found["clients"]["redis-cli"]["code"] == f"redis-cli -h {found['nlb_dns_name']} -p {state['nlb']['port']} PING"
+    missing = subprocess.run([CLI, "endpoints", "--stack-name", "nosuchstack"], capture_output=True, text=True, timeout=60, env=env)
+    assert missing.returncode == 1 and "stack nosuchstack does not exist" in missing.stderr
