@@ -423,21 +423,26 @@ def endpoints_command(stack_name: str | None, config_path: str | None, server_na
       cachebridge endpoints --stack-name orders-external
       cachebridge endpoints --config cachebridge.toml --json
     """
+    from botocore.exceptions import ClientError
+
     from . import endpoints
 
     if bool(stack_name) == bool(config_path):
         raise click.UsageError("say which NLB: --stack-name NAME or --config FILE")
     clients = _clients(region, profile)
     found: list[tuple[str, Any]] = []
-    if stack_name:
-        found.append((stack_name, endpoints.from_stack(stack_name, clients=clients, server_name=server_name, ca_file=ca_file)))
-    else:
-        config = Config.from_file(config_path)  # type: ignore[arg-type]
-        for binding in config.bindings:
-            found.append((binding.name, endpoints.from_binding(
-                str(binding.source), binding.target_group, elbv2=clients("elbv2"), elasticache=clients("elasticache"),
-                acm=clients("acm"), server_name=server_name, ca_file=ca_file,
-            )))
+    try:
+        if stack_name:
+            found.append((stack_name, endpoints.from_stack(stack_name, clients=clients, server_name=server_name, ca_file=ca_file)))
+        else:
+            config = Config.from_file(config_path)  # type: ignore[arg-type]
+            for binding in config.bindings:
+                found.append((binding.name, endpoints.from_binding(
+                    str(binding.source), binding.target_group, elbv2=clients("elbv2"), elasticache=clients("elasticache"),
+                    acm=clients("acm"), server_name=server_name, ca_file=ca_file,
+                )))
+    except ClientError as exc:  # a target group that is not there, access denied...
+        raise CacheBridgeError(f"AWS: {exc}") from None
     if as_json:
         click.echo(json.dumps({"endpoints": {name: e.to_json() for name, e in found}}, indent=2))
         return

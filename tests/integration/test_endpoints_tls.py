@@ -227,3 +227,12 @@ def test_endpoints_command_reads_the_bindings(world: dict[str, Any]) -> None:
     assert set(out["tcp"]["clients"]) == set(endpoints.CLIENTS)
     assert f'ServerName: "{world["primary"]}"' in out["tcp"]["clients"]["go-redis"]["code"]
     assert f'servername: "{world["primary"]}"' in out["tcp"]["clients"]["ioredis"]["code"]
+
+
+def test_endpoints_command_names_a_missing_target_group(aws: None, tmp_path: Path) -> None:
+    config = tmp_path / "cachebridge.json"
+    config.write_text(json.dumps({"bindings": [{"source": "elasticache://orders", "target_group": "no-such-group"}]}))
+    result = CliRunner().invoke(cli, ["endpoints", "--config", str(config)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: AWS:") and "TargetGroupNotFound" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

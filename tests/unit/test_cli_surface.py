@@ -104,3 +104,17 @@ def test_plot_labels_of_close_milestones_do_not_overlap() -> None:
         if x2 - x1 < 0.03 * 8.0:
             assert y1 != y2
     assert len({(round(x, 2), y) for x, _, y in placed}) == len(placed)
+
+
+def test_plot_draws_close_milestones(tmp_path: Path) -> None:
+    from cachebridge.drill import DrillResult, Op, Sample, plot
+
+    t0 = 1000.0
+    ops = [Op(t0 - 1 + i * 0.05, "write", f"k{i}", "readonly" if 20 <= i < 40 else "ok") for i in range(120)]
+    samples = [Sample(t0 + 0.1, frozenset({"10.0.0.1:6379"}), {"10.0.0.1:6379": "healthy"}),
+               Sample(t0 + 1.6, frozenset({"10.0.0.2:6379"}), {"10.0.0.1:6379": "draining", "10.0.0.2:6379": "initial"})]
+    events = [{"t": t0 + 1.04, "kind": "dns.flipped"}, {"t": t0 + 1.54, "kind": "notification.sent"}]
+    result = DrillResult("planned", t0 - 1, t0, t0 + 5, ops, samples, "10.0.0.1:6379", "10.0.0.2:6379", 5.0, [], [], events)
+    out = tmp_path / "timeline.png"
+    plot(result, str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

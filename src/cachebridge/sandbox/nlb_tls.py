@@ -70,9 +70,10 @@ def target_context(backend: Any, target_group_arn: str | None) -> ssl.SSLContext
     group = backend.target_groups.get(target_group_arn) if target_group_arn else None
     if group is None or str(getattr(group, "protocol", "TCP")).upper() != "TLS":
         return None
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no trust store to load: nothing is verified
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 
 
