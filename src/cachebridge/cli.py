@@ -550,6 +550,7 @@ def _render_deploy(result: Any) -> None:
             console.print(f"  local run overrides: {escape(str(sync['overrides']))}")
     for note in result.notes:
         console.print(f"[yellow]note[/] {escape(note)}")
+    console.print(f"how each client connects (and which TLS name it verifies): cachebridge endpoints --stack-name {escape(result.stack_name)}")
 
 
 def _render_deploy_error(exc: Any, as_json: bool) -> None:

@@ -291,15 +291,22 @@ def timeline(result: DrillResult) -> list[tuple[float, str]]:
 
 
 def label_positions(marks: list[tuple[float | None, str]], span: float, min_gap: float = 0.03) -> list[tuple[float, str, float]]:
-    """Where each milestone's label goes (x, text, height as a fraction of the axis): a
-    label closer than ``min_gap`` of the time span to the one before it drops below it,
-    so labels of near-simultaneous milestones do not overlap."""
+    """Where each milestone's label goes: (x, text, height as a fraction of the axis).
+    Milestones at the same moment share one label; a label closer than ``min_gap`` of the
+    time span to others takes the highest of three heights none of them uses, so labels of
+    near-simultaneous milestones do not overlap."""
+    merged: list[tuple[float, str]] = []
+    for x, label in sorted(((float(x), label) for x, label in marks if x is not None), key=lambda m: m[0]):
+        if merged and x - merged[-1][0] < 0.001 * span:
+            merged[-1] = (merged[-1][0], f"{merged[-1][1]} / {label}")
+        else:
+            merged.append((x, label))
+    heights = (0.95, 0.65, 0.35)
     placed: list[tuple[float, str, float]] = []
-    for x, label in sorted((m for m in marks if m[0] is not None), key=lambda m: m[0]):  # type: ignore[arg-type, return-value]
-        y = 0.95
-        if placed and x - placed[-1][0] < min_gap * span:  # type: ignore[operator]
-            y = placed[-1][2] - 0.3 if placed[-1][2] > 0.4 else 0.95
-        placed.append((float(x), label, y))  # type: ignore[arg-type]
+    for x, label in merged:
+        taken = {y for px, _, y in placed if x - px < min_gap * span}
+        y = next((h for h in heights if h not in taken), heights[len(placed) % len(heights)])
+        placed.append((x, label, y))
     return placed
 
 
@@ -331,11 +338,12 @@ def plot(result: DrillResult, path: str) -> None:
              (summary["detect_s"], "registered"), (summary["retarget_s"], "retargeted")]
     for x, label, y in label_positions(marks, span=max(1e-6, end - start)):
         ax.axvline(x, color="black", linestyle="--", linewidth=0.8)
-        ax.text(x, ax.get_ylim()[1] * y, f" {label}", rotation=90, va="top", fontsize=8)
+        ax.text(x, ax.get_ylim()[1] * y, f" {label}", rotation=90, va="top", fontsize=8,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
     ax.set_xlabel("seconds from failover start")
     ax.set_ylabel("operations per 100 ms")
     ax.set_title(f"cachebridge drill: {result.kind} failover")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # outside: never over bars or labels
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -771,7 +771,7 @@ def _outputs() -> dict[str, Any]:
             "Value": _get_att("LoadBalancer", "DNSName"),
         },
         "ConnectionUrl": {
-            "Description": "Where clients connect (with a TLS listener, use the certificate's name instead of the NLB's)",
+            "Description": "Where clients connect. With a TLS listener, use the certificate's name instead of the NLB's; with TLS passed through, verify the cache's primary endpoint name (cachebridge endpoints says how, per client)",
             "Value": _sub(
                 "${UrlScheme}://${LoadBalancer.DNSName}:${ListenerPort}",
                 {"UrlScheme": _if("ClientSpeaksTls", "rediss", "redis")},
