@@ -40,6 +40,13 @@ if [ ! -x .venv/bin/python ] || { [ "$have" != "dev $want" ] && [ "$have" != "$e
 fi
 [ "$extras" = "dev" ] || exit 0  # checkov is for the tests
 
+# zsh, when apt-get can install it: the tests paste sandbox commands into zsh as well as bash.
+if ! command -v zsh >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing zsh with apt-get" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends zsh >/dev/null \
+        || echo "bootstrap: zsh not installed; the shell tests use bash alone" >&2
+fi
+
 # checkov pins an older boto3 than cachebridge's, so it gets a virtualenv of its own.
 CHECKOV_VERSION="3.2.500"
 if [ "$(.venv-checkov/bin/checkov --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
