@@ -30,7 +30,8 @@ def _clean_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     state_dir = tmp_path_factory.mktemp("sandbox-commands")
-    up = subprocess.run([CLI, "sandbox", "up", "--state-dir", str(state_dir), "--registration-delay", "2"],
+    # The drill measures the retarget layout's target group.
+    up = subprocess.run([CLI, "sandbox", "up", "--state-dir", str(state_dir), "--layout", "retarget", "--registration-delay", "2"],
                         capture_output=True, text=True, timeout=300, env=_clean_env())
     try:
         assert up.returncode == 0, up.stderr
