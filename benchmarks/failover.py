@@ -40,7 +40,8 @@ def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
 
 def run_setting(name: str, flags: list[str], drills: int, duration: float) -> dict[str, Any]:
     state_dir = Path(tempfile.mkdtemp(prefix="cachebridge-bench-"))
-    up = cli("sandbox", "up", "--state-dir", str(state_dir), "--registration-delay", REGISTRATION_DELAY_S, "--json", *flags)
+    # The drill measures the retarget layout's target group.
+    up = cli("sandbox", "up", "--state-dir", str(state_dir), "--layout", "retarget", "--registration-delay", REGISTRATION_DELAY_S, "--json", *flags)
     if up.returncode != 0:
         raise SystemExit(f"sandbox up failed: {up.stderr}")
     results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}

@@ -9,7 +9,8 @@ STATE_DIR="${STATE_DIR:-.cachebridge-sandbox}"
 CB=.venv/bin/cachebridge
 
 trap '$CB sandbox down --state-dir "$STATE_DIR"' EXIT
-$CB sandbox up --state-dir "$STATE_DIR"
+# The drill measures the retarget layout's target group.
+$CB sandbox up --state-dir "$STATE_DIR" --layout retarget
 echo
 echo "== planned failover (TestFailover) =="
 $CB drill --state-dir "$STATE_DIR" --duration 20 --plot drill-planned.png
