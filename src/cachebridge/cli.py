@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError
 from . import aws
 from .config import Config, ConfigError
 from .errors import CacheBridgeError
+from .redact import redact
 from .sync import SyncReport, Trigger, sync
 
 __all__ = ["main", "cli"]
@@ -105,14 +106,18 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {redact(str(exc))}", err=True)
             ctx.exit(EXIT_USAGE)
         except CacheBridgeError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {redact(str(exc))}", err=True)
             ctx.exit(EXIT_FAILED)
         except BotoCoreError as exc:  # no credentials, no route to the endpoint, a timeout...
-            click.echo(f"Error: AWS: {exc}", err=True)
+            # botocore names the endpoint it could not reach, user:password@ included.
+            click.echo(f"Error: AWS: {redact(str(exc))}", err=True)
             ctx.exit(EXIT_FAILED)
+        except click.ClickException as exc:
+            exc.message = redact(exc.message)
+            raise
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
