@@ -29,28 +29,12 @@ import tempfile
 from pathlib import Path
 
 from cachebridge.sandbox.control import down, up
-from cachebridge.sandbox.failover import FailoverOptions
-from cachebridge.sandbox.soak import FailoverOutcome, SoakReport, run_soak
-from cachebridge.sandbox.supervisor import SandboxOptions
-
-
-def sandbox_options(state_dir: Path, time_scale: float) -> SandboxOptions:
-    """Short NLB and cluster timings so that failovers follow each other quickly; the
-    health check settings are AWS's minimums (interval 5 s, threshold 2)."""
-    return SandboxOptions(
-        state_dir=state_dir,
-        registration_delay_s=2.0 * time_scale,
-        health_check_interval_s=5,
-        healthy_threshold=2,
-        deregistration_delay_s=max(0, round(2 * time_scale)),
-        event_wait_s=10.0,
-        failover=FailoverOptions(notify_delay_s=0.5 * time_scale, detect_s=1.0 * time_scale, rejoin_s=2.0 * time_scale),
-    )
+from cachebridge.sandbox.soak import FailoverOutcome, SoakReport, run_soak, soak_options
 
 
 def run(count: int, time_scale: float, rate: float, quiet: bool = False) -> SoakReport:
     state_dir = Path(tempfile.mkdtemp(prefix="cachebridge-soak-"))
-    state = up(sandbox_options(state_dir, time_scale))
+    state = up(soak_options(state_dir, time_scale))
 
     def progress(outcome: FailoverOutcome) -> None:
         if not quiet:

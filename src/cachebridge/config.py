@@ -236,7 +236,8 @@ def _number(value: Any, field_name: str, low: _N, high: _N, kind: type[_N]) -> _
 def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
     unknown = sorted(set(data) - set(allowed), key=str)  # YAML keys need not be strings
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}" if where else str(unknown[0]), "unknown setting", ", ".join(allowed))
+        key = str(unknown[0]) if len(str(unknown[0])) <= 40 else str(unknown[0])[:37] + "..."
+        raise ConfigError(f"{where}.{key}" if where else key, "unknown setting", ", ".join(allowed))
 
 
 def validate_target_group(value: Any, field_name: str = "target_group") -> str:
@@ -392,7 +393,7 @@ class Config:
         path = Path(path)
         try:
             if path.stat().st_size > MAX_CONFIG_BYTES:
-                raise ConfigError("--config", f"{str(path)!r} is larger than {MAX_CONFIG_BYTES} bytes", "a configuration file of at most 1 MiB")
+                raise ConfigError("--config", f"{str(path)!r} is too large", f"a configuration file of at most {MAX_CONFIG_BYTES} bytes")
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError("--config", f"cannot read {str(path)!r}: {exc.strerror}") from None
@@ -440,7 +441,7 @@ class Config:
         cls,
         source: str,
         target_group: str,
-        port: int | None = None,
+        port: int | str | None = None,
         name: str | None = None,
         settings: Settings | None = None,
     ) -> "Config":

@@ -185,13 +185,13 @@ _YAML_FLOAT = re.compile(
 _yaml_loader: Any = None
 
 
-def _yaml_int(text: str) -> int:
+def _yaml_int(text: str) -> int | _LongInteger:
     if text.startswith(("0o", "0x")):
         digits, base = text[2:], 8 if text[1] == "o" else 16
     else:
         digits, base = text, 10
     if len(digits.lstrip("+-")) > MAX_INT_DIGITS:
-        raise InputRejected(f"the integer {text[:24]}... is too large", f"at most {MAX_INT_DIGITS} digits")
+        return _LongInteger(text)  # check_tree names where it is
     return int(digits, base)
 
 
@@ -235,7 +235,7 @@ def _loader() -> Any:
                     seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
-    def construct_int(loader: Any, node: Any) -> int:
+    def construct_int(loader: Any, node: Any) -> int | _LongInteger:
         text = loader.construct_scalar(node)
         if not _YAML_INT.match(text):
             raise InputRejected(f"{text[:40]!r} is not a YAML 1.2 integer", "decimal digits, 0o octal or 0x hex")
@@ -267,6 +267,17 @@ def _loader() -> Any:
     return Loader
 
 
+def _one_line(exc: Any) -> str:
+    """A YAML error as one line: what is wrong and where (PyYAML's own text spans lines)."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        context = getattr(exc, "context", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}"
+        return f"{context + ': ' if context else ''}{problem}{where}"
+    return " ".join(str(exc).split())
+
+
 def load_yaml(text: str, *, max_bytes: int = MAX_CONFIG_BYTES, max_depth: int = MAX_DEPTH) -> Any:
     import yaml
 
@@ -277,7 +288,7 @@ def load_yaml(text: str, *, max_bytes: int = MAX_CONFIG_BYTES, max_depth: int = 
     try:
         data = loader.get_single_data()
     except yaml.YAMLError as exc:
-        raise InputRejected(f"not valid YAML: {exc}") from None
+        raise InputRejected(f"not valid YAML: {_one_line(exc)}") from None
     except RecursionError:
         raise InputRejected("nested too deeply", f"at most {max_depth} levels") from None
     finally:

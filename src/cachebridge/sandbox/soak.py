@@ -22,10 +22,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathlib import Path
+
 from .. import drill as drills
 from .control import control, events
+from .failover import FailoverOptions
+from .supervisor import SandboxOptions
 
-__all__ = ["FailoverOutcome", "WrongDeregistration", "SoakReport", "run_soak"]
+__all__ = ["FailoverOutcome", "WrongDeregistration", "SoakReport", "run_soak", "soak_options"]
+
+
+def soak_options(state_dir: Path, time_scale: float = 1.0) -> SandboxOptions:
+    """A sandbox whose failovers follow each other quickly: short registration delay,
+    detection and rejoin times (times ``time_scale``), and AWS's minimum health check
+    settings (interval 5 s, threshold 2)."""
+    return SandboxOptions(
+        state_dir=state_dir,
+        registration_delay_s=2.0 * time_scale,
+        health_check_interval_s=5,
+        healthy_threshold=2,
+        deregistration_delay_s=max(0, round(2 * time_scale)),
+        event_wait_s=10.0,
+        failover=FailoverOptions(notify_delay_s=0.5 * time_scale, detect_s=1.0 * time_scale, rejoin_s=2.0 * time_scale),
+    )
 
 
 @dataclass(frozen=True)
