@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError
 from . import aws
 from .config import Config, ConfigError
 from .errors import CacheBridgeError
-from .redact import redact
+from .redact import redact, redacted_output
 from .sync import SyncReport, Trigger, sync
 
 __all__ = ["main", "cli"]
@@ -105,6 +105,12 @@ class _Group(click.Group):
     exit code 1, each with a one-line message instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        # Whatever a command prints (reports, errors, the drill's timeline) passes through
+        # redact(): a password in a redis:// or endpoint URL never reaches the terminal.
+        with redacted_output():
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ConfigError as exc:

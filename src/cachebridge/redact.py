@@ -9,16 +9,21 @@ drill report. ``redact`` replaces the password, keeping the rest readable::
     >>> redact("cannot reach rediss://app:s3cret@cache.example.com:6379/0")
     'cannot reach rediss://app:***@cache.example.com:6379/0'
 
-It is applied by the log formatter (``logs.JsonFormatter``), the CLI's error output and the
-drill's report. It over-redacts rather than under-redacts: a password holding an unescaped
+It is applied by the log formatter (``logs.JsonFormatter``) and, through
+``redacted_output``, to everything a CLI command prints (errors, reports, the drill's
+timeline). It over-redacts rather than under-redacts: a password holding an unescaped
 ``@`` or ``/`` is still hidden whole. Standard library only (the Lambda imports it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
 
-__all__ = ["MASK", "redact"]
+__all__ = ["MASK", "redact", "RedactingStream", "redacted_output"]
 
 MASK = "***"
 
@@ -51,3 +56,59 @@ def redact(text: str) -> str:
         return text
     text = _USERINFO.sub(_userinfo, text)
     return _QUERY_SECRET.sub(lambda m: m["key"] + MASK, text)
+
+
+class RedactingStream:
+    """A text stream that redacts what is written, then writes it to ``inner``.
+
+    It exposes no ``buffer``, so nothing can write around it; writing bytes raises
+    ``TypeError`` (click probes streams that way to tell text from binary)."""
+
+    def __init__(self, inner: IO[str]) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._inner.write(redact(text))
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def isatty(self) -> bool:
+        return self._inner.isatty()
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._inner, "encoding", None) or "utf-8"
+
+    @property
+    def errors(self) -> str | None:
+        return getattr(self._inner, "errors", None)
+
+    @property
+    def inner(self) -> IO[str]:
+        return self._inner
+
+
+@contextlib.contextmanager
+def redacted_output() -> Iterator[None]:
+    """Redact everything written to ``sys.stdout`` and ``sys.stderr`` inside the block."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout = RedactingStream(saved[0])  # type: ignore[assignment]
+    sys.stderr = RedactingStream(saved[1])  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
