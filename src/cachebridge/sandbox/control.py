@@ -19,6 +19,7 @@ import urllib.request
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .supervisor import STATE_FILE, TOKEN_FILE, SandboxOptions, write_private
 
@@ -203,13 +204,24 @@ def _token(state: dict[str, Any]) -> str:
         raise SandboxError(f"cannot read the sandbox's control token: {exc}") from None
 
 
+def _control_url(state: dict[str, Any], path: str) -> str:
+    """The supervisor listens on plain HTTP on loopback; anything else in a state file
+    (file:, another host) is refused rather than opened."""
+    url = str(state.get("control_url", ""))
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost") or not path.startswith("/"):
+        raise SandboxError(f"{url!r} is not the sandbox's control API (expected http://127.0.0.1:PORT)")
+    return url + path
+
+
 def control(state: dict[str, Any], path: str, method: str = "GET", timeout: float = 30.0) -> Any:
     request = urllib.request.Request(
-        state["control_url"] + path, method=method, data=b"" if method == "POST" else None,
+        _control_url(state, path), method=method, data=b"" if method == "POST" else None,
         headers={"Authorization": f"Bearer {_token(state)}"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        # nosec B310: _control_url admits only http:// on loopback, never file: or custom schemes.
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # nosec B310
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         body = exc.read().decode(errors="replace")
