@@ -41,6 +41,8 @@ def run(count: int, time_scale: float, rate: float, quiet: bool = False) -> Soak
             print(f"  #{outcome.index + 1:>3} {outcome.kind:<9} followed={outcome.followed!s:<5} "
                   f"lost={outcome.lost_acknowledged_writes:<3} unavailable={outcome.write_unavailable_s:.3f}s "
                   f"detect={outcome.detect_s} retarget={outcome.retarget_s}", file=sys.stderr, flush=True)
+            for error in outcome.controller_errors:
+                print(f"        controller: {error}", file=sys.stderr, flush=True)
 
     try:
         return run_soak(state, count=count, time_scale=time_scale, rate=rate, progress=progress)
@@ -60,14 +62,19 @@ def main() -> int:
     report = run(args.count, args.time_scale, args.rate, quiet=args.json)
     summary = report.summary()
     if args.json:
-        print(json.dumps({**summary, "wrong": [vars(w) for w in report.wrong_deregistrations]}, indent=2, default=str))
+        print(json.dumps({**summary, "wrong": [vars(w) for w in report.wrong_deregistrations],
+                          "not_followed": [vars(o) for o in report.outcomes if not o.followed]}, indent=2, default=str))
     else:
         print(f"\nsoak: {summary['failovers']} failovers ({summary['planned']} planned, {summary['unplanned']} unplanned) "
               f"in {summary['duration_s']} s")
         for key in ("failovers_followed", "lost_acknowledged_writes_planned", "lost_acknowledged_writes_unplanned",
-                    "wrong_deregistrations", "deregistrations_seen", "max_write_unavailable_s",
+                    "wrong_deregistrations", "deregistrations_seen", "controller_errors", "max_write_unavailable_s",
                     "max_write_unavailable_s_planned", "max_write_unavailable_s_unplanned", "acknowledged_writes", "samples"):
             print(f"  {key:<36} {summary[key]}")
+        for outcome in report.outcomes:
+            if not outcome.followed:
+                print(f"  not followed: #{outcome.index + 1} {outcome.kind}: group held {list(outcome.live_after)}, "
+                      f"primary {outcome.new_primary}; controller: {'; '.join(outcome.controller_errors) or 'no error'}")
     ok = (summary["failovers_followed"] == summary["failovers"] and summary["wrong_deregistrations"] == 0
           and summary["lost_acknowledged_writes_planned"] == 0)
     return 0 if ok else 1

@@ -59,6 +59,8 @@ class FailoverOutcome:
     write_unavailable_s: float
     detect_s: float | None
     retarget_s: float | None
+    # What the controller reported as failed between this failover's start and its end.
+    controller_errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class SoakReport:
             "acknowledged_writes": sum(o.acknowledged_writes for o in self.outcomes),
             "wrong_deregistrations": len(self.wrong_deregistrations),
             "deregistrations_seen": self.deregistrations_seen,
+            "controller_errors": sum(len(o.controller_errors) for o in self.outcomes),
             "max_write_unavailable_s": round(self.max_write_unavailable_s(), 3),
             "max_write_unavailable_s_planned": round(self.max_write_unavailable_s("planned"), 3),
             "max_write_unavailable_s_unplanned": round(self.max_write_unavailable_s("unplanned"), 3),
@@ -258,11 +261,15 @@ def run_soak(
             summary = drills.summarise(result, rate)
             new_primary = _settle(nodes, timeout=60 * max(time_scale, 0.5))
             followed, live_after = _followed(elbv2, arn, new_primary, timeout=30 * max(time_scale, 0.5))
+            errors = tuple(
+                str(e.get("error")) for e in events(state)
+                if e.get("kind") == "controller.end" and not e.get("ok") and e["t"] >= result.failover_at
+            )
             outcome = FailoverOutcome(
                 index=index, kind=kind, followed=followed and new_primary != primary, new_primary=new_primary,
                 live_after=live_after, lost_acknowledged_writes=summary["lost_acknowledged_writes"],
                 acknowledged_writes=summary["acknowledged_writes"], write_unavailable_s=summary["write_unavailable_s"],
-                detect_s=summary["detect_s"], retarget_s=summary["retarget_s"],
+                detect_s=summary["detect_s"], retarget_s=summary["retarget_s"], controller_errors=errors,
             )
             report.outcomes.append(outcome)
             if progress is not None:
