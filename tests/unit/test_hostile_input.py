@@ -173,7 +173,7 @@ def _sns(message: str) -> dict[str, Any]:
 EVENT_CASES: list[Any] = [
     pytest.param(_sns('{"ElastiCache:FailoverComplete": ' + HUGE + "}"), "Records[0]: SNS Message:", "too large", id="sns-5000-digit-int"),
     pytest.param(_sns('{"ElastiCache:FailoverComplete": "orders", "n": ' + LONG + "}"), "Records[0]: SNS Message:", "too large", id="sns-30-digit-int"),
-    pytest.param(_sns('{"a":' * 20_000 + "1" + "}" * 20_000), "Records[0]: SNS Message:", "nested deeper than 16", id="sns-recursion-bomb"),
+    pytest.param(_sns('{"ElastiCache:FailoverComplete": "orders", "x": ' + '{"a":' * 20_000 + "1" + "}" * 20_001), "Records[0]: SNS Message:", "nested deeper than 16", id="sns-recursion-bomb"),
     pytest.param(_sns('{"ElastiCache:FailoverComplete": "orders", "ElastiCache:FailoverComplete": "payments"}'), "Records[0]: SNS Message:", "duplicate key", id="sns-duplicate-event"),
     pytest.param(_sns('{"ElastiCache:FailoverComplete": NaN}'), "Records[0]: SNS Message:", "NaN is not a number", id="sns-nan"),
     pytest.param(_sns('{"ElastiCache:FailoverComplete": "' + "o" * (300 * 1024) + '"}'), "Records[0]: SNS Message:", "too large", id="sns-over-256-kib"),
