@@ -46,12 +46,22 @@ def test_redact(text: str, shown: str) -> None:
 
 @pytest.fixture
 def captured_log() -> Iterator[io.StringIO]:
+    """The cachebridge logger writing to a buffer; its handlers and level restored after."""
+    logger = logging.getLogger(logs.LOGGER_NAME)
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    for handler in saved[0]:
+        logger.removeHandler(handler)
     buffer = io.StringIO()
     logs.setup("DEBUG", stream=buffer)
     try:
         yield buffer
     finally:
-        logs.setup("INFO", stream=None)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        for handler in saved[0]:
+            logger.addHandler(handler)
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]
         logs.clear_keys()
 
 
