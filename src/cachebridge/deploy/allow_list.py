@@ -13,8 +13,8 @@ The template cannot count: CloudFormation Rules compare whole strings only (``Fn
 ``Fn::EachMemberIn``), ``AllowedPattern`` cannot depend on another parameter, and
 Conditions have no arithmetic, and take only literals or ``Ref``/``Fn::FindInMap`` where a
 look-up would need a computed key (``Fn::Select`` indexes, ``Fn::Split`` delimiters). What
-Conditions can do is split each entry's prefix length out of the list and compare it with
-literals. With at most ``MAX_ALLOWED_CIDRS`` (5) entries, an entry's size in units of a
+Conditions can do is count the entries of one prefix length, by splitting the joined list
+on a literal such as ``/9/`` (see "the template's Conditions" below). With at most ``MAX_ALLOWED_CIDRS`` (5) entries, an entry's size in units of a
 /12 is 16 (/8), 8 (/9), 4 (/10), 2 (/11) or at most 1 (/12 and longer), so "more than a
 /8" is "the units add up to more than 16", which for five entries is a short list of
 count thresholds (``_BROAD_CASES``, checked against the sum for every combination by
@@ -46,6 +46,7 @@ __all__ = [
     "nested_range",
     "guard_conditions",
     "too_broad",
+    "template_would_refuse",
 ]
 
 # "more than a /8": a /8 itself (e.g. 10.0.0.0/8 for an internal NLB) is allowed.
