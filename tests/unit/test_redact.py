@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cachebridge import logs
 from cachebridge.cli import cli
@@ -126,3 +128,17 @@ def test_drill_errors_carry_no_password(tmp_path: Path) -> None:
     code, output = _run(["drill", "--state-dir", str(state_dir), "--json"], env={"AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard"})
     assert code == 1, output
     assert SECRET not in output and "admin:***@127.0.0.1:9" in output
+
+
+# Anything a URL's password can hold, short of whitespace and quotes (which end a URL in text).
+_password = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc"), blacklist_characters="\"'<>`"),
+    min_size=6, max_size=40,
+).filter(lambda p: "***" not in p)
+
+
+@settings(max_examples=300, deadline=None)
+@given(password=_password, user=st.sampled_from(["", "app", "default"]), scheme=st.sampled_from(["redis", "rediss", "https"]))
+def test_no_password_survives_redaction(password: str, user: str, scheme: str) -> None:
+    for text in (f"{scheme}://{user}:{password}@cache.example.com:6379/0", f'error: "{scheme}://{user}:{password}@h" failed'):
+        assert password not in redact(text)
