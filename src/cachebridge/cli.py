@@ -87,14 +87,14 @@ _SETTING_FLAGS = {
 }
 
 
-def _run(ctx_args: dict[str, Any], *, dry_run: bool) -> SyncReport:
+def _run(ctx_args: dict[str, Any], *, dry_run: bool, force: bool = False) -> SyncReport:
     profile = ctx_args.pop("profile")
     config = _load_config(**ctx_args)
     try:
         target_groups, sources = aws.adapters(config.settings, profile)
     except Exception as exc:  # botocore's NoRegionError, ProfileNotFound...
         raise ConfigError("AWS settings", str(exc), "AWS_REGION or --region; a known --profile") from None
-    return sync(config, target_groups=target_groups, sources=sources, dry_run=dry_run, trigger=Trigger(kind="manual"))
+    return sync(config, target_groups=target_groups, sources=sources, dry_run=dry_run, trigger=Trigger(kind="manual"), force=force)
 
 
 class _Group(click.Group):
@@ -134,16 +134,19 @@ def cli() -> None:
 @cli.command("sync")
 @_selection_options
 @click.option("--dry-run", is_flag=True, help="Plan and print; change nothing.")
-def sync_command(dry_run: bool, as_json: bool, **kwargs: Any) -> None:
+@click.option("--force", is_flag=True, help="Write a target group owned by a deployed stack (tag cachebridge:owner), or one another controller changed moments ago.")
+def sync_command(dry_run: bool, force: bool, as_json: bool, **kwargs: Any) -> None:
     """Make each binding's target group match its source, once.
 
     Registers new targets before deregistering stale ones, never deregisters because a
     source failed or answered empty, and changes at most --max-changes targets per binding.
+    A target group owned by a deployed stack is left to that stack's controller unless
+    --force.
 
     \b
     Exit status: 0 every binding in sync (or dry run), 1 a binding failed, 2 bad usage or config.
     """
-    report = _run(kwargs, dry_run=dry_run)
+    report = _run(kwargs, dry_run=dry_run, force=force)
     _emit(report, as_json, _render_sync)
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 

@@ -7,6 +7,9 @@
 - Direct invoke: ``{"action": "sync", "dry_run": bool}`` or ``{"action": "status"}``
   returns the whole report.
 
+The pass ends before the function's deadline: a binding that cannot be finished in the
+time left is reported ``skipped`` with nothing written, never left half-applied.
+
 Each binding gives one JSON log line and one EMF metrics line. A malformed event is logged
 and rejected with ``EventError`` before anything is read. When a binding ends in error the
 handler raises ``SyncFailed`` after every binding was handled and reported, so Lambda's
@@ -34,9 +37,11 @@ from .sync import BindingResult, SyncReport, sync
 
 __all__ = ["handler", "clear_caches", "DEADLINE_MARGIN_S"]
 
-# The event wait loop ends this long before Lambda's timeout, leaving time for the last
-# source read, the register/deregister calls and the report.
-DEADLINE_MARGIN_S = 5.0
+# ``sync`` must be done this long before Lambda's timeout: time to log the report and emit
+# the metrics. The writes need no margin here: ``sync`` starts a register only when the
+# time left covers it and its deregister at their worst (``aws.call_budget_s``), and ends
+# the event wait early enough for that.
+DEADLINE_MARGIN_S = 2.0
 
 _lock = threading.Lock()
 _config_cache: tuple[tuple[tuple[str, str], ...], Config] | None = None
