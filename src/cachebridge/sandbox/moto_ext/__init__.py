@@ -21,13 +21,15 @@ Modules:
   ``Type``, target group attributes, security group rules, deletes moto lacks, a rule
   name already taken) and the ones it does not model (SNS subscriptions, CloudWatch
   alarms).
+- ``atomic``: DynamoDB conditional writes and elbv2 target reads/writes served one at a
+  time, as AWS serves them atomically (moto checks a condition, then writes, unlocked).
 """
 
 from __future__ import annotations
 
 import threading
 
-from . import cfn_resources, cloudformation, elasticache, elbv2
+from . import atomic, cfn_resources, cloudformation, elasticache, elbv2
 from .cloudformation import stack_events_recorded
 from .elasticache import TestFailoverHook, failover_replication_group, set_test_failover_hook
 from .elbv2 import (
@@ -55,7 +57,7 @@ __all__ = [
     "set_test_failover_hook",
 ]
 
-_MODULES = (elbv2, cloudformation, cfn_resources, elasticache)
+_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, atomic)  # atomic wraps elbv2's patches
 _install_lock = threading.Lock()
 
 
