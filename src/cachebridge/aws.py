@@ -8,6 +8,7 @@ warm Lambda; ``clear_caches()`` drops them (tests, or a changed environment).
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -39,10 +40,6 @@ __all__ = [
 CONNECT_TIMEOUT_S = 1.0
 READ_TIMEOUT_S = 3.0
 TOTAL_MAX_ATTEMPTS = 2
-# botocore's standard backoff before retry i (1-based) is at most min(2 ** (i - 1), 20) s,
-# plus up to 5 s more when the service sends x-amz-retry-after
-# (botocore/retries/standard.py, ExponentialBackoff).
-_MAX_RETRY_AFTER_S = 5.0
 
 # The controller's clients (``adapters``): every call bounded, so a binding's writes fit the
 # time ``sync`` reserves for them (``call_budget_s``).
@@ -54,11 +51,20 @@ BOTO_CONFIG = BotoConfig(
 )
 
 
-def call_budget_s() -> float:
-    """The longest one AWS call made through ``client`` can take, every attempt timing
-    out: what ``sync`` reserves before it starts a write it must be able to finish."""
-    backoff = sum(min(2.0 ** (i - 1), 20.0) + _MAX_RETRY_AFTER_S for i in range(1, TOTAL_MAX_ATTEMPTS))
-    return TOTAL_MAX_ATTEMPTS * (CONNECT_TIMEOUT_S + READ_TIMEOUT_S) + backoff
+def call_budget_s(config: BotoConfig | None = None) -> float:
+    """The longest one AWS call through a client built with ``config`` (default
+    ``BOTO_CONFIG``) can take, every attempt timing out: what ``sync`` reserves before it
+    starts a write it must be able to finish.
+
+    botocore's standard backoff before retry i (1-based) is at most min(2 ** (i - 1), 20) s
+    (botocore/retries/standard.py, ExponentialBackoff); its opt-in new retry behaviour
+    (AWS_NEW_RETRIES_2026=true) may wait up to 5 s more when a service sends
+    x-amz-retry-after."""
+    config = config or BOTO_CONFIG
+    attempts = int((config.retries or {}).get("total_max_attempts", 1))
+    extra = 5.0 if os.environ.get("AWS_NEW_RETRIES_2026", "").lower() == "true" else 0.0
+    backoff = sum(min(2.0 ** (i - 1), 20.0) + extra for i in range(1, attempts))
+    return attempts * (float(config.connect_timeout) + float(config.read_timeout)) + backoff
 
 
 # Deploying (CloudFormation, S3 uploads) has no Lambda deadline and slower calls.
@@ -81,7 +87,7 @@ def client(service: str, region: str | None = None, profile: str | None = None, 
         cached = _clients.get(key)
         if cached is None:
             session = boto3.session.Session(profile_name=profile) if profile else boto3.session.Session()
-            config = BOTO_CONFIG if controller else DEPLOY_BOTO_CONFIG
+            config = BOTO_CONFIG if controller else DEPLOY_BOTO_CONFIG  # read now: tests may swap it
             cached = session.client(service, region_name=region, config=config)
             _clients[key] = cached
         return cached

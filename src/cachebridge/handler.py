@@ -37,11 +37,13 @@ from .sync import BindingResult, SyncReport, sync
 
 __all__ = ["handler", "clear_caches", "DEADLINE_MARGIN_S"]
 
-# ``sync`` must be done this long before Lambda's timeout: time to log the report and emit
-# the metrics. The writes need no margin here: ``sync`` starts a register only when the
-# time left covers it and its deregister at their worst (``aws.call_budget_s``), and ends
-# the event wait early enough for that.
-DEADLINE_MARGIN_S = 2.0
+# ``sync`` must be done this long before Lambda's timeout: one AWS call started just
+# before its deadline may run to its worst case (``aws.call_budget_s``), then the report is
+# logged and the metrics emitted. Writes need nothing more here: ``sync`` starts a register
+# only when the time left covers it and its deregister at their worst, and ends the event
+# wait early enough for that.
+REPORT_MARGIN_S = 1.0
+DEADLINE_MARGIN_S = REPORT_MARGIN_S + aws.call_budget_s()
 
 _lock = threading.Lock()
 _config_cache: tuple[tuple[tuple[str, str], ...], Config] | None = None
@@ -91,7 +93,8 @@ def _deadline(context: Any) -> float | None:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
-    return time.monotonic() + max(0.0, remaining() / 1000.0 - DEADLINE_MARGIN_S)
+    margin = REPORT_MARGIN_S + aws.call_budget_s()  # the clients' policy as it is now
+    return time.monotonic() + max(0.0, remaining() / 1000.0 - margin)
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:

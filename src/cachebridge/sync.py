@@ -254,6 +254,9 @@ def sync(
     # Target group side first: details (cached across warm invocations) and live health.
     target_groups.prefetch(w.binding.target_group for w in works)
     for w in works:
+        if deadline is not None and clock() >= deadline:
+            _skip(w, "not reached before the deadline; nothing written, the next run syncs it")
+            continue
         try:
             w.info = target_groups.info(w.binding.target_group)
             w.result.target_group_arn = w.info.arn
@@ -280,7 +283,7 @@ def sync(
         w.result.registered_before = tuple(sorted(w.actual_live))
         w.result.health = {str(t): h.state.value for t, h in sorted(w.actual.items())}
 
-    pending = [w for w in works if w.result.status != "error"]
+    pending = [w for w in works if w.result.status not in ("error", "skipped")]
     start = clock()
     wait_until = start + settings.event_wait_s if trigger.wait_for_change else start
     if deadline is not None:
@@ -296,9 +299,7 @@ def sync(
             if deadline is not None and clock() >= deadline:
                 # Out of time (a slow source ahead of it, or a change still unconfirmed):
                 # leave it untouched and report it, rather than be cut off mid-write.
-                w.result.status = "skipped"
-                w.result.error = "not finished before the deadline; nothing written, the next run syncs it"
-                w.result.registered_after = w.result.registered_before
+                _skip(w, "not finished before the deadline; nothing written, the next run syncs it")
                 continue
             _read_source(w, sources)
             w.result.polls += 1
@@ -331,6 +332,12 @@ def sync(
             sleep(min(settings.poll_interval_s, remaining))
 
     return SyncReport([w.finish() for w in works], trigger)
+
+
+def _skip(w: _Work, why: str) -> None:
+    w.result.status = "skipped"
+    w.result.error = why
+    w.result.registered_after = w.result.registered_before
 
 
 def _targets_text(targets: frozenset[Target] | None) -> str:
@@ -428,6 +435,10 @@ def _apply(w: _Work, ctx: _Context) -> None:
     lease: Lease | None = None
     leases: Leases | None = None
     register_only: str | None = None
+    if not ctx.covers(2):
+        _nothing_written(r, "skipped", "not enough time left to register and deregister before the deadline; "
+                         "nothing written, the next run syncs it")
+        return
     if table:
         client = ctx.target_groups.dynamodb()
         if client is None:

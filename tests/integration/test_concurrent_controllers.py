@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,9 +19,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 
+from cachebridge import nlb
 from cachebridge.config import Binding, Config, DnsSourceSpec, Settings
 from cachebridge.nlb import TargetGroups
 from cachebridge.sandbox.dns import LoopbackDnsServer, Zone
@@ -31,10 +29,7 @@ from cachebridge.sources import DnsResolver, Sources
 from cachebridge.sync import BindingResult, sync
 from cachebridge.targets import Target
 
-from cachebridge import nlb
-from cachebridge.sandbox.redis_nodes import free_port
-
-REGION = "eu-west-1"
+from .conftest import server_client
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -94,39 +89,10 @@ def live(elbv2: Any, arn: str) -> set[Target]:
     return {Target(d["Target"]["Id"], d["Target"]["Port"]) for d in health if d["TargetHealth"]["State"] not in ("draining", "unhealthy.draining")}
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    """A moto server (with cachebridge's moto extensions) in a process of its own."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cachebridge.sandbox.aws_server", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("ready"), f"moto server did not start (exit {proc.poll()})"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.fixture
-def client(endpoint: str) -> Callable[[str], Any]:
+def client(moto_server: str) -> Callable[[str], Any]:
     nlb.clear_caches()
-
-    def make(service: str) -> Any:
-        return boto3.client(
-            service, endpoint_url=endpoint, region_name=REGION,
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-        )
-
-    return make
+    return lambda service: server_client(moto_server, service)
 
 
 @pytest.fixture
