@@ -360,7 +360,7 @@ class Settings:
         ):
             if data.get(key) is not None:
                 value = data[key]
-                if not isinstance(value, str) or not re.match(pattern, value):
+                if not isinstance(value, str) or not re.fullmatch(pattern, value):
                     raise ConfigError(f"{where}.{key}", f"{value!r} is not valid", accepted)
                 changes[key] = value
         return replace(self, **changes)

@@ -382,7 +382,8 @@ def _plan_and_apply(w: _Work, ctx: _Context) -> None:
         r.warnings.extend(check.warnings)
         if not check.ok:
             w.source_error = f"{w.binding.source}: answer refused: {check.error}"
-    p: Plan = plan(w.desired, w.actual, max_changes=settings.max_changes)
+    # A refused or failed answer plans nothing, as a failed source does (planner rule 1).
+    p: Plan = plan(w.desired if w.source_error is None else None, w.actual, max_changes=settings.max_changes)
     _record_plan(w, p)
     r.ttl = w.reading.ttl if w.reading else None
     if w.source_error is not None:
