@@ -36,6 +36,7 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--nameserver", "nameservers", multiple=True, metavar="IP[:PORT]", help="Resolve with these nameservers, in order (repeatable)  [default: the system resolver]."),
         click.option("--max-changes", type=int, help="Most registrations + deregistrations per binding per run  [default: 4]."),
         click.option("--dns-timeout", type=float, help="Seconds to wait for each nameserver  [default: 2]."),
+        click.option("--allow-target-network", "allowed_target_networks", multiple=True, metavar="CIDR", help="Accept target addresses in this network instead of the target group's VPC, loopback included (repeatable; for local sandboxes)."),
         click.option("--region", help="AWS region  [default: AWS_REGION / AWS_DEFAULT_REGION / profile]."),
         click.option("--profile", help="AWS profile  [default: AWS_PROFILE]."),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table."),
@@ -55,6 +56,7 @@ def _load_config(
     max_changes: int | None,
     dns_timeout: float | None,
     region: str | None,
+    allowed_target_networks: tuple[str, ...] = (),
 ) -> Config:
     if config_path and (source or target_group):
         raise click.UsageError("use either --config or --source/--target-group, not both")
@@ -72,6 +74,7 @@ def _load_config(
             max_changes=max_changes,
             dns_timeout_s=dns_timeout,
             region=region,
+            allowed_target_networks=tuple(allowed_target_networks) or None,
         )
     except ConfigError as exc:
         # Name the flag the user typed, not the setting behind it.
@@ -84,6 +87,7 @@ _SETTING_FLAGS = {
     "max_changes": "--max-changes",
     "dns_timeout_s": "--dns-timeout",
     "region": "--region",
+    "allowed_target_networks": "--allow-target-network",
 }
 
 

@@ -486,6 +486,8 @@ def _load_balancer_resources() -> dict[str, Any]:
                 "HealthCheckTimeoutSeconds": HEALTH_CHECK_TIMEOUT_S,
                 "HealthyThresholdCount": _ref("HealthyThreshold"),
                 "UnhealthyThresholdCount": _ref("HealthyThreshold"),
+                # Who owns the group and where its write lease lives (see _lease_resources).
+                "Tags": _lease_tags(),
                 "TargetGroupAttributes": [
                     {"Key": "deregistration_delay.timeout_seconds", "Value": _ref("DeregistrationDelaySeconds")},
                     # After a failover the old primary stays healthy as a replica; resetting
@@ -560,6 +562,7 @@ def _controller_resources(settings: Settings) -> dict[str, Any]:
                                         "elasticloadbalancing:DescribeTargetGroups",
                                         "elasticloadbalancing:DescribeTargetGroupAttributes",
                                         "elasticloadbalancing:DescribeTargetHealth",
+                                        "elasticloadbalancing:DescribeTags",
                                         "elasticache:DescribeReplicationGroups",
                                         "ec2:DescribeVpcs",
                                     ],
@@ -568,6 +571,7 @@ def _controller_resources(settings: Settings) -> dict[str, Any]:
                                     # controller; writes stay scoped to this target group.
                                     "Resource": "*",
                                 },
+                                _lease_statement(),
                                 {
                                     "Sid": "WriteOwnLogs",
                                     "Effect": "Allow",
@@ -600,10 +604,54 @@ def _controller_resources(settings: Settings) -> dict[str, Any]:
                 # One sync at a time: a schedule tick and an SNS event never race.
                 "ReservedConcurrentExecutions": 1,
                 "LoggingConfig": {"LogGroup": _ref("ControllerLogGroup"), "LogFormat": "Text"},
-                "Environment": {"Variables": {"CACHEBRIDGE_BINDINGS": _sub(bindings_sub(settings))}},
+                "Environment": {"Variables": {"CACHEBRIDGE_BINDINGS": _sub(bindings_sub(settings)), **_lease_environment()}},
             },
         },
     }
+
+
+# -- the write lease: one controller at a time writes the target group (cachebridge.lease) --
+
+def _lease_resources() -> dict[str, Any]:
+    """The lock table: one small item per target group, written with conditional updates."""
+    return {
+        "LockTable": {
+            "Type": "AWS::DynamoDB::Table",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Metadata": _skip(
+                ("CKV_AWS_28", "holds a short-lived write lease per target group, nothing to restore"),
+                ("CKV_AWS_119", "holds a lease holder's name and target addresses, nothing secret; encrypted at rest with an AWS owned key"),
+            ),
+            "Properties": {
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [{"AttributeName": "lease_key", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "lease_key", "KeyType": "HASH"}],
+            },
+        },
+    }
+
+
+def _lease_tags() -> list[dict[str, Any]]:
+    # nlb.OWNER_TAG and nlb.LOCK_TABLE_TAG: a CLI sync refuses a group another stack owns.
+    return [
+        {"Key": "cachebridge:owner", "Value": _ref("AWS::StackName")},
+        {"Key": "cachebridge:lock-table", "Value": _ref("LockTable")},
+    ]
+
+
+def _lease_statement() -> dict[str, Any]:
+    return {
+        "Sid": "WriteLeaseOnly",
+        "Effect": "Allow",
+        "Action": ["dynamodb:UpdateItem"],
+        "Resource": _get_att("LockTable", "Arn"),
+    }
+
+
+def _lease_environment() -> dict[str, Any]:
+    # The controller's name is the stack's: the owner the target group's tag names.
+    return {"CACHEBRIDGE_CONTROLLER_ID": _ref("AWS::StackName")}
 
 
 def _schedule_rule_name() -> dict[str, Any]:
@@ -803,6 +851,7 @@ def build(settings: Settings | None = None) -> dict[str, Any]:
         _security_group_resources(),
         _load_balancer_resources(),
         _controller_resources(settings),
+        _lease_resources(),
         _trigger_resources(),
         _alarm_resources(),
     ):
