@@ -263,6 +263,11 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--health-check-interval", type=int, help="Seconds between health checks  [default: 10].")
 @click.option("--healthy-threshold", type=int, help="Checks for a target to turn healthy/unhealthy  [default: 2].")
 @click.option("--deregistration-delay", type=int, help="Seconds the old primary keeps connections  [default: 5].")
+@click.option("--tcp-idle-timeout", type=int, metavar="SECONDS", help="Idle seconds before a TCP listener closes a connection, 60-6000 (pub/sub, blocking commands)  [default: 350].")
+@click.option("--reserved-concurrency", type=int, metavar="N", help="Reserve N concurrent executions for the controller; Lambda refuses it when less than 100 would stay unreserved  [default: 0, none].")
+@click.option("--lambda-subnets", help="Comma-separated subnets of --vpc: run the controller in the VPC (VPC resolver); they need a NAT route or --create-vpc-endpoints  [default: outside the VPC].")
+@click.option("--lambda-security-group", help="With --lambda-subnets: the controller's security group  [default: one the stack creates, HTTPS out only].")
+@click.option("--create-vpc-endpoints", is_flag=True, help="With --lambda-subnets: create interface endpoints for the ELB, ElastiCache and EC2 APIs (for subnets without NAT).")
 @click.option("--wire-notifications/--no-wire-notifications", default=None, help="Set the stack's topic on the replication group  [default: ask].")
 @click.option("--invoke", type=click.Choice(["lambda", "local", "none"]), default="lambda", show_default=True, help="How to run the first sync: invoke the function, run it in this process with its environment, or skip.")
 @click.option("--nameserver", "nameservers", multiple=True, metavar="IP[:PORT]", help="With --invoke local only: resolve node names through these nameservers.")
@@ -289,6 +294,11 @@ def deploy_command(
     health_check_interval: int | None,
     healthy_threshold: int | None,
     deregistration_delay: int | None,
+    tcp_idle_timeout: int | None,
+    reserved_concurrency: int | None,
+    lambda_subnets: str | None,
+    lambda_security_group: str | None,
+    create_vpc_endpoints: bool,
     wire_notifications: bool | None,
     invoke: str,
     nameservers: tuple[str, ...],
@@ -331,6 +341,11 @@ def deploy_command(
         health_check_interval_s=health_check_interval,
         healthy_threshold=healthy_threshold,
         deregistration_delay_s=deregistration_delay,
+        tcp_idle_timeout_s=tcp_idle_timeout,
+        reserved_concurrency=reserved_concurrency,
+        lambda_subnet_ids=_split((lambda_subnets,)) if lambda_subnets else (),
+        lambda_security_group_id=lambda_security_group,
+        create_vpc_endpoints=create_vpc_endpoints,
     )
     servers = tuple(parse_nameserver(ns, "--nameserver") for ns in nameservers)
     if wire_notifications is None and yes:

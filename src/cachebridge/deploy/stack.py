@@ -4,13 +4,17 @@ and ``cachebridge destroy``; no click here).
 ``deploy`` in order, refusing bad input before it creates anything:
 
 1. Check the request (``validate_request``): stack name, allowed CIDRs (0.0.0.0/0 only with
-   ``allow_any_source``), listener protocol and certificate, subnets, VPC.
+   ``allow_any_source``), listener protocol and certificate, subnets, VPC, and the
+   controller's options (idle timeout, reserved concurrency, its subnets and endpoints).
 2. Read the replication group (``read_cache``): it must exist and have cluster mode
    disabled; its port and in-transit encryption come from DescribeReplicationGroups, its
    security group and notification topic from DescribeCacheClusters of a member (the
    replication group call has neither). Check the subnets are in the VPC, the template
    accepts the parameter values (``template.validate_parameters``), and an existing stack
-   of that name is a cachebridge stack that can be updated.
+   of that name is a cachebridge stack that can be updated. A function in the VPC needs
+   subnets of that VPC (``deploy.vpc``); a given notification topic must be one ElastiCache
+   can publish to: same account and Region, unencrypted, with the documented policy
+   statement (``deploy.notifications``).
 3. Ensure the artifact bucket ``cachebridge-artifacts-<account>-<region>`` (private: public
    access blocked, owner-enforced; encrypted; versioned) and upload the Lambda zip under its
    content-addressed key, only if that key is absent.
@@ -52,6 +56,8 @@ from ..sources import describe_replication_group
 from . import package as packaging
 from . import template as cfn_template
 from .local import LocalFunction
+from .notifications import check_topic
+from .vpc import check_lambda_network
 
 __all__ = [
     "DEFAULT_POLL_S",
@@ -112,6 +118,12 @@ _FLAG_OF = {
     "HealthCheckIntervalSeconds": "--health-check-interval",
     "HealthyThreshold": "--healthy-threshold",
     "DeregistrationDelaySeconds": "--deregistration-delay",
+    "TcpIdleTimeoutSeconds": "--tcp-idle-timeout",
+    "ReservedConcurrency": "--reserved-concurrency",
+    "LambdaSubnetIds": "--lambda-subnets",
+    "LambdaSecurityGroupId": "--lambda-security-group",
+    "CreateVpcEndpoints": "--create-vpc-endpoints",
+    "VpcOptionsNeedLambdaSubnets": "--lambda-subnets",
 }
 
 
@@ -140,6 +152,11 @@ class DeployRequest:
     health_check_interval_s: int | None = None
     healthy_threshold: int | None = None
     deregistration_delay_s: int | None = None
+    tcp_idle_timeout_s: int | None = None
+    reserved_concurrency: int | None = None  # None or 0: no reservation
+    lambda_subnet_ids: tuple[str, ...] = ()  # empty: the function runs outside the VPC
+    lambda_security_group_id: str | None = None
+    create_vpc_endpoints: bool = False
 
 
 def validate_request(request: DeployRequest) -> None:
@@ -174,6 +191,30 @@ def validate_request(request: DeployRequest) -> None:
         raise ConfigError("--cache-security-group", f"{request.cache_security_group_id!r} is not a security group id", "sg-0123456789abcdef0")
     if request.listener_port is not None and not 1 <= request.listener_port <= 65535:
         raise ConfigError("--listener-port", f"{request.listener_port} is out of range", "1..65535")
+    _validate_controller_options(request)
+
+
+def _validate_controller_options(request: DeployRequest) -> None:
+    low, high = cfn_template.TCP_IDLE_TIMEOUT_RANGE
+    if request.tcp_idle_timeout_s is not None:
+        if request.listener_protocol == "TLS":
+            raise ConfigError("--tcp-idle-timeout", "a TLS listener's idle timeout is fixed at 350 s", "--listener-protocol TCP, or no --tcp-idle-timeout")
+        if not low <= request.tcp_idle_timeout_s <= high:
+            raise ConfigError("--tcp-idle-timeout", f"{request.tcp_idle_timeout_s} is out of range", f"{low}..{high} seconds")
+    if request.reserved_concurrency is not None and request.reserved_concurrency < 0:
+        raise ConfigError("--reserved-concurrency", f"{request.reserved_concurrency} is negative", "0 (no reservation) or a positive count")
+    for subnet in request.lambda_subnet_ids:
+        if not _SUBNET_ID.match(subnet):
+            raise ConfigError("--lambda-subnets", f"{subnet!r} is not a subnet id", "subnet-0123456789abcdef0,subnet-...")
+    if len(set(request.lambda_subnet_ids)) != len(request.lambda_subnet_ids):
+        raise ConfigError("--lambda-subnets", "a subnet is listed twice", "each subnet once")
+    if request.lambda_security_group_id is not None:
+        if not request.lambda_subnet_ids:
+            raise ConfigError("--lambda-security-group", "only a function in the VPC has a security group", "--lambda-subnets too")
+        if not _SG_ID.match(request.lambda_security_group_id):
+            raise ConfigError("--lambda-security-group", f"{request.lambda_security_group_id!r} is not a security group id", "sg-0123456789abcdef0")
+    if request.create_vpc_endpoints and not request.lambda_subnet_ids:
+        raise ConfigError("--create-vpc-endpoints", "the endpoints are for a function in the VPC", "--lambda-subnets too")
 
 
 def _validate_cidrs(cidrs: Sequence[str], allow_any_source: bool) -> None:
@@ -428,7 +469,14 @@ def stack_parameters(
         "HealthCheckIntervalSeconds": request.health_check_interval_s,
         "HealthyThreshold": request.healthy_threshold,
         "DeregistrationDelaySeconds": request.deregistration_delay_s,
+        "TcpIdleTimeoutSeconds": request.tcp_idle_timeout_s,
+        "ReservedConcurrency": request.reserved_concurrency,
+        "LambdaSecurityGroupId": request.lambda_security_group_id,
     }
+    if request.lambda_subnet_ids:
+        values["LambdaSubnetIds"] = ",".join(request.lambda_subnet_ids)
+    if request.create_vpc_endpoints:
+        values["CreateVpcEndpoints"] = "true"
     values.update({name: str(value) for name, value in optional.items() if value is not None})
     return values
 
@@ -822,12 +870,16 @@ def deploy(
         cache = read_cache(clients("elasticache"), request.replication_group_id)
         _check_zones(cache, _check_network(clients("ec2"), request.vpc_id, request.subnet_ids))
         _check_security_group(clients("ec2"), _cache_security_group(request, cache), request.vpc_id)
+        check_lambda_network(clients("ec2"), request.vpc_id, request.lambda_subnet_ids, request.lambda_security_group_id)
         account_id = clients("sts").get_caller_identity()["Account"]
+        region = _region(clients("s3"))
+        if request.notification_topic_arn:
+            step(f"checking notification topic {request.notification_topic_arn}")
+            check_topic(clients("sns"), request.notification_topic_arn, account_id, region)
     except ClientError as exc:
         raise DeployError(f"AWS: {_message(exc)}") from None
     except BotoCoreError as exc:
         raise DeployError(f"AWS: {exc}") from None
-    region = _region(clients("s3"))
     stacks = Stacks(clients("cloudformation"), poll_s=poll_s, timeout_s=timeout_s)
     existing = stacks.describe(request.stack_name)
     change_set_type = _change_set_type(request.stack_name, existing)
