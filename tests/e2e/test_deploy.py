@@ -379,7 +379,8 @@ def test_a_function_in_the_vpc_with_endpoints_idle_timeout_and_only_aws_region(a
     # One interface endpoint per API the controller calls, in its subnets, with private DNS.
     endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [site.vpc]}])["VpcEndpoints"]
     assert sorted(e["ServiceName"] for e in endpoints) == [
-        "com.amazonaws.us-east-1.ec2", "com.amazonaws.us-east-1.elasticache", "com.amazonaws.us-east-1.elasticloadbalancing",
+        "com.amazonaws.us-east-1.dynamodb", "com.amazonaws.us-east-1.ec2", "com.amazonaws.us-east-1.elasticache",
+        "com.amazonaws.us-east-1.elasticloadbalancing",
     ]
     assert all(e["VpcEndpointType"] == "Interface" and e["PrivateDnsEnabled"] for e in endpoints)
 
