@@ -145,6 +145,7 @@ class TargetGroups:
         # Endpoint failures seen by ``prefetch``: ``info`` reports them instead of calling
         # again, so an unreachable endpoint costs one call's retries, not one per binding.
         self._unreachable: dict[str, NlbError] = {}
+        self._described: dict[str, dict[str, Any]] = {}  # DescribeTargetGroups answers by alias
 
     def dynamodb(self) -> Any | None:
         """The DynamoDB client for write leases (built on first use), or None."""
@@ -157,9 +158,12 @@ class TargetGroups:
         return (f"{meta.region_name}|{meta.endpoint_url}", name_or_arn)
 
     def prefetch(self, names_or_arns: Iterable[str]) -> None:
-        """Read the details of many target groups in few calls (a cold start with many
-        bindings). Errors are left for ``info()`` to raise per binding."""
+        """Describe many target groups in few calls (a cold start with many bindings);
+        ``info()`` then reads each one's optional details when its binding's turn comes
+        (so a deadline can stop between bindings). Errors are left for ``info()`` to raise
+        per binding."""
         self._unreachable.clear()
+        self._described.clear()
         if not self.cache:
             return
         wanted = [n for n in dict.fromkeys(names_or_arns) if not (self.cache and self._cache_key(n) in _info_cache)]
@@ -181,16 +185,9 @@ class TargetGroups:
                             self._unreachable[name] = _error(exc, f"target group {name}")
                     continue  # a name not found fails the whole call: read one by one
                 for tg in groups:
-                    if tg.get("TargetType") != "ip":
-                        continue
-                    try:
-                        info = self._info_from(tg)
-                    except (NlbError, BotoCoreError, ClientError):
-                        continue
-                    with _info_lock:
-                        for alias in (tg["TargetGroupArn"], tg["TargetGroupName"]):
-                            if alias in chunk:
-                                _info_cache[self._cache_key(alias)] = info
+                    for alias in (tg["TargetGroupArn"], tg["TargetGroupName"]):
+                        if alias in chunk:
+                            self._described[alias] = tg
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -199,7 +196,13 @@ class TargetGroups:
         expected to change between syncs (``clear_caches`` or a new process re-reads)."""
         if name_or_arn in self._unreachable:
             raise self._unreachable[name_or_arn]
-        return self._cached(_info_cache, self._cache_key(name_or_arn), lambda: self._read_info(name_or_arn))
+        described = self._described.get(name_or_arn)
+        read = (lambda: self._info_from(described)) if described is not None else (lambda: self._read_info(name_or_arn))
+        return self._cached(_info_cache, self._cache_key(name_or_arn), read)
+
+    def cached(self, name_or_arn: str) -> bool:
+        """Whether ``info(name_or_arn)`` needs no call at all."""
+        return self.cache and self._cache_key(name_or_arn) in _info_cache
 
     def _cached(self, cache: dict[tuple[str, str], _T], key: tuple[str, str], read: Callable[[], _T]) -> _T:
         if self.cache:

@@ -219,6 +219,36 @@ CASES = [
         ),
         id="empty target group gets every desired target",
     ),
+    pytest.param(
+        Case(
+            desired=frozenset({NEW_PRIMARY}),
+            actual={OLD_PRIMARY: HEALTHY, NEW_PRIMARY: UNHEALTHY},
+            max_changes=4,
+            unchanged=(NEW_PRIMARY,),
+            deferred=frozenset({OLD_PRIMARY}),
+        ),
+        id="old primary stays while the only desired target fails its health checks",
+    ),
+    pytest.param(
+        Case(
+            desired=frozenset({NEW_PRIMARY}),
+            actual={OLD_PRIMARY: HEALTHY, NEW_PRIMARY: INITIAL},
+            max_changes=4,
+            deregister=(OLD_PRIMARY,),
+            unchanged=(NEW_PRIMARY,),
+        ),
+        id="old primary goes once the desired target is registered and initial",
+    ),
+    pytest.param(
+        Case(
+            desired=frozenset({A, B}),
+            actual={A: UNHEALTHY, B: HEALTHY, C: HEALTHY},
+            max_changes=4,
+            deregister=(C,),
+            unchanged=(A, B),
+        ),
+        id="one healthy desired target is enough to deregister a stale one",
+    ),
 ]
 
 
