@@ -149,7 +149,7 @@ def test_two_stacks_deploy_side_by_side_and_each_syncs_its_own_target_group(aws_
         # The stack's own function environment, run in-process, registered the primary.
         sync = report["sync"]
         assert sync["mode"] == "local" and sync["ok"] is True
-        assert sync["function_environment"] == ["CACHEBRIDGE_BINDINGS"]
+        assert sync["function_environment"] == ["CACHEBRIDGE_BINDINGS", "CACHEBRIDGE_CONTROLLER_ID"]
         assert sync["overrides"] == {"CACHEBRIDGE_NAMESERVERS": dns_server.address}
         binding, reader = sync["report"]["bindings"]
         assert binding["status"] == reader["status"] == "changed"
@@ -385,7 +385,8 @@ def test_a_function_in_the_vpc_with_endpoints_idle_timeout_and_only_aws_region(a
     # One interface endpoint per API the controller calls, in its subnets, with private DNS.
     endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [site.vpc]}])["VpcEndpoints"]
     assert sorted(e["ServiceName"] for e in endpoints) == [
-        "com.amazonaws.us-east-1.ec2", "com.amazonaws.us-east-1.elasticache", "com.amazonaws.us-east-1.elasticloadbalancing",
+        "com.amazonaws.us-east-1.dynamodb", "com.amazonaws.us-east-1.ec2", "com.amazonaws.us-east-1.elasticache",
+        "com.amazonaws.us-east-1.elasticloadbalancing",
     ]
     assert all(e["VpcEndpointType"] == "Interface" and e["PrivateDnsEnabled"] for e in endpoints)
 

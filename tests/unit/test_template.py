@@ -746,6 +746,7 @@ def test_policy_allows_exactly_what_the_controller_calls_outside_the_vpc() -> No
         "elasticloadbalancing:RemoveTags",
         "elasticache:DescribeReplicationGroups",
         "ec2:DescribeVpcs",
+        "dynamodb:UpdateItem",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
