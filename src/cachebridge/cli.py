@@ -36,6 +36,7 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--nameserver", "nameservers", multiple=True, metavar="IP[:PORT]", help="Resolve with these nameservers, in order (repeatable)  [default: the system resolver]."),
         click.option("--max-changes", type=int, help="Most registrations + deregistrations per binding per run  [default: 4]."),
         click.option("--dns-timeout", type=float, help="Seconds to wait for each nameserver  [default: 2]."),
+        click.option("--allow-target-network", "allowed_target_networks", multiple=True, metavar="CIDR", help="Accept target addresses in this network instead of the target group's VPC, loopback included (repeatable; for local sandboxes)."),
         click.option("--region", help="AWS region  [default: AWS_REGION / AWS_DEFAULT_REGION / profile]."),
         click.option("--profile", help="AWS profile  [default: AWS_PROFILE]."),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table."),
@@ -55,6 +56,7 @@ def _load_config(
     max_changes: int | None,
     dns_timeout: float | None,
     region: str | None,
+    allowed_target_networks: tuple[str, ...] = (),
 ) -> Config:
     if config_path and (source or target_group):
         raise click.UsageError("use either --config or --source/--target-group, not both")
@@ -72,6 +74,7 @@ def _load_config(
             max_changes=max_changes,
             dns_timeout_s=dns_timeout,
             region=region,
+            allowed_target_networks=tuple(allowed_target_networks) or None,
         )
     except ConfigError as exc:
         # Name the flag the user typed, not the setting behind it.
@@ -84,17 +87,18 @@ _SETTING_FLAGS = {
     "max_changes": "--max-changes",
     "dns_timeout_s": "--dns-timeout",
     "region": "--region",
+    "allowed_target_networks": "--allow-target-network",
 }
 
 
-def _run(ctx_args: dict[str, Any], *, dry_run: bool) -> SyncReport:
+def _run(ctx_args: dict[str, Any], *, dry_run: bool, force: bool = False) -> SyncReport:
     profile = ctx_args.pop("profile")
     config = _load_config(**ctx_args)
     try:
         target_groups, sources = aws.adapters(config.settings, profile)
     except Exception as exc:  # botocore's NoRegionError, ProfileNotFound...
         raise ConfigError("AWS settings", str(exc), "AWS_REGION or --region; a known --profile") from None
-    return sync(config, target_groups=target_groups, sources=sources, dry_run=dry_run, trigger=Trigger(kind="manual"))
+    return sync(config, target_groups=target_groups, sources=sources, dry_run=dry_run, trigger=Trigger(kind="manual"), force=force)
 
 
 class _Group(click.Group):
@@ -134,16 +138,19 @@ def cli() -> None:
 @cli.command("sync")
 @_selection_options
 @click.option("--dry-run", is_flag=True, help="Plan and print; change nothing.")
-def sync_command(dry_run: bool, as_json: bool, **kwargs: Any) -> None:
+@click.option("--force", is_flag=True, help="Write a target group owned by a deployed stack (tag cachebridge:owner), or one another controller changed moments ago.")
+def sync_command(dry_run: bool, force: bool, as_json: bool, **kwargs: Any) -> None:
     """Make each binding's target group match its source, once.
 
     Registers new targets before deregistering stale ones, never deregisters because a
     source failed or answered empty, and changes at most --max-changes targets per binding.
+    A target group owned by a deployed stack is left to that stack's controller unless
+    --force.
 
     \b
     Exit status: 0 every binding in sync (or dry run), 1 a binding failed, 2 bad usage or config.
     """
-    report = _run(kwargs, dry_run=dry_run)
+    report = _run(kwargs, dry_run=dry_run, force=force)
     _emit(report, as_json, _render_sync)
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 

@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_POLL_INTERVAL_S",
     "DEFAULT_DNS_TIMEOUT_S",
     "DEFAULT_PORT",
+    "DEFAULT_MAX_TARGETS",
     "ENV_BINDINGS",
     "DnsSourceSpec",
     "ElastiCacheSourceSpec",
@@ -62,6 +63,9 @@ DEFAULT_EVENT_WAIT_S = 30.0
 DEFAULT_POLL_INTERVAL_S = 0.5
 DEFAULT_DNS_TIMEOUT_S = 2.0
 DEFAULT_PORT = 6379
+# How many targets a binding may hold unless it says otherwise: a primary is one node; a
+# replicas (or dns://) binding is bounded so a runaway answer cannot fill the group.
+DEFAULT_MAX_TARGETS = {"primary": 1, "other": 16}
 ENV_BINDINGS = "CACHEBRIDGE_BINDINGS"
 
 Role = Literal["primary", "replicas"]
@@ -195,6 +199,22 @@ def _number(value: Any, field_name: str, low: _N, high: _N, kind: type[_N]) -> _
     return number
 
 
+def _networks(value: Any, field_name: str) -> tuple[str, ...]:
+    import ipaddress
+
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, Sequence):
+        raise ConfigError(field_name, "not a list", "a list of CIDRs, e.g. 127.0.0.0/8")
+    networks = []
+    for item in value:
+        try:
+            networks.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError:
+            raise ConfigError(field_name, f"{item!r} is not a CIDR", "e.g. 10.0.0.0/16 or fd00::/8") from None
+    return tuple(networks)
+
+
 def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
     unknown = sorted(set(data) - set(allowed), key=str)  # YAML keys need not be strings
     if unknown:
@@ -229,8 +249,18 @@ class Binding:
     source: SourceSpec
     target_group: str
     port: int = DEFAULT_PORT
+    max_targets: int | None = None  # None: 1 for role=primary, 16 otherwise
+    allow_outside_vpc: bool = False  # targets outside the VPC, registered with AvailabilityZone=all
 
-    BINDING_KEYS = ("name", "source", "target_group", "port")
+    BINDING_KEYS = ("name", "source", "target_group", "port", "max_targets", "allow_outside_vpc")
+
+    @property
+    def target_limit(self) -> int:
+        """``max_targets``, or its default for this binding's source."""
+        if self.max_targets is not None:
+            return self.max_targets
+        primary = isinstance(self.source, ElastiCacheSourceSpec) and self.source.role == "primary"
+        return DEFAULT_MAX_TARGETS["primary" if primary else "other"]
 
     @classmethod
     def from_mapping(cls, data: Any, where: str = "bindings[0]") -> "Binding":
@@ -245,10 +275,24 @@ class Binding:
         name = data.get("name") or default_binding_name(source)
         if not isinstance(name, str) or not _BINDING_NAME.match(name):
             raise ConfigError(f"{where}.name", f"{name!r} is not a valid name", "1-64 letters, digits, '.', '_' or '-'")
-        return cls(name=name, source=source, target_group=target_group, port=port)
+        max_targets = data.get("max_targets")
+        if max_targets is not None:
+            max_targets = _int(max_targets, f"{where}.max_targets", 1, 1000)
+        allow_outside_vpc = data.get("allow_outside_vpc", False)
+        if not isinstance(allow_outside_vpc, bool):
+            raise ConfigError(f"{where}.allow_outside_vpc", f"{allow_outside_vpc!r} is not a boolean", "true or false")
+        return cls(
+            name=name, source=source, target_group=target_group, port=port,
+            max_targets=max_targets, allow_outside_vpc=allow_outside_vpc,
+        )
 
     def to_mapping(self) -> dict[str, Any]:
-        return {"name": self.name, "source": str(self.source), "target_group": self.target_group, "port": self.port}
+        data: dict[str, Any] = {"name": self.name, "source": str(self.source), "target_group": self.target_group, "port": self.port}
+        if self.max_targets is not None:
+            data["max_targets"] = self.max_targets
+        if self.allow_outside_vpc:
+            data["allow_outside_vpc"] = True
+        return data
 
 
 def default_binding_name(source: SourceSpec) -> str:
@@ -265,8 +309,17 @@ class Settings:
     event_wait_s: float = DEFAULT_EVENT_WAIT_S
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     dns_timeout_s: float = DEFAULT_DNS_TIMEOUT_S
+    # CIDRs that replace the VPC check of target addresses (the sandbox's loopback nodes).
+    allowed_target_networks: tuple[str, ...] = ()
+    # DynamoDB table holding the write lease per target group (default: the group's
+    # cachebridge:lock-table tag); and who this controller is (the deployed stack's name).
+    lock_table: str | None = None
+    controller_id: str | None = None
 
-    SETTING_KEYS = ("region", "nameservers", "max_changes", "event_wait_s", "poll_interval_s", "dns_timeout_s")
+    SETTING_KEYS = (
+        "region", "nameservers", "max_changes", "event_wait_s", "poll_interval_s", "dns_timeout_s",
+        "allowed_target_networks", "lock_table", "controller_id",
+    )
 
     @classmethod
     def from_mapping(cls, data: Any, where: str = "settings") -> "Settings":
@@ -299,6 +352,17 @@ class Settings:
             changes["poll_interval_s"] = _float(data["poll_interval_s"], f"{where}.poll_interval_s", 0.05, 60)
         if data.get("dns_timeout_s") is not None:
             changes["dns_timeout_s"] = _float(data["dns_timeout_s"], f"{where}.dns_timeout_s", 0.1, 30)
+        if data.get("allowed_target_networks") is not None:
+            changes["allowed_target_networks"] = _networks(data["allowed_target_networks"], f"{where}.allowed_target_networks")
+        for key, pattern, accepted in (
+            ("lock_table", r"^[A-Za-z0-9_.-]{3,255}$", "a DynamoDB table name (3-255 letters, digits, '_', '-', '.')"),
+            ("controller_id", r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$", "1-128 letters, digits, '_', '.', ':', '@', '/', '-'"),
+        ):
+            if data.get(key) is not None:
+                value = data[key]
+                if not isinstance(value, str) or not re.fullmatch(pattern, value):
+                    raise ConfigError(f"{where}.{key}", f"{value!r} is not valid", accepted)
+                changes[key] = value
         return replace(self, **changes)
 
     def to_mapping(self) -> dict[str, Any]:
@@ -309,6 +373,9 @@ class Settings:
             "event_wait_s": self.event_wait_s,
             "poll_interval_s": self.poll_interval_s,
             "dns_timeout_s": self.dns_timeout_s,
+            "allowed_target_networks": list(self.allowed_target_networks),
+            "lock_table": self.lock_table,
+            "controller_id": self.controller_id,
         }
 
 

@@ -3,6 +3,11 @@
 Thin on purpose: it turns elbv2/ec2 responses into ``Target``/``TargetHealth`` and
 ``TargetGroupInfo``, chunks writes, and turns ``ClientError`` codes into cachebridge
 exceptions. Deciding *what* to write is the planner's job.
+
+Only DescribeTargetGroups and DescribeTargetHealth are needed to follow a failover. The
+other reads (attributes, VPC CIDRs, tags) fail soft: the details come back with a warning
+in ``TargetGroupInfo.warnings`` and are read again next time instead of being cached.
+Nothing here retries: botocore's retry policy (``aws.BOTO_CONFIG``) is the only one.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from .targets import Target, TargetHealth, TargetState
 
 __all__ = [
     "forget",
+    "OWNER_TAG",
+    "LOCK_TABLE_TAG",
     "TargetGroupInfo",
     "TargetGroups",
     "risky_settings",
@@ -34,6 +41,11 @@ MAX_SAFE_DEREGISTRATION_DELAY_S = 30
 # Worst-case seconds for a new target to turn healthy above which we warn:
 # AWS's TCP defaults (interval 30 s x healthy threshold 5) give 150 s.
 SLOW_HEALTH_CHECK_S = 60
+
+# Which controller owns a target group (a deployed stack's name), and the DynamoDB table of
+# its write lease; set by the template on the stack's target group.
+OWNER_TAG = "cachebridge:owner"
+LOCK_TABLE_TAG = "cachebridge:lock-table"
 
 _THROTTLE_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
 _DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
@@ -52,6 +64,18 @@ class TargetGroupInfo:
     healthy_threshold: int | None
     attributes: dict[str, str] = field(default_factory=dict)
     ip_address_type: str = "ipv4"
+    tags: dict[str, str] = field(default_factory=dict)
+    # Optional reads that failed (attributes, VPC CIDRs, tags): said once, never fatal.
+    warnings: tuple[str, ...] = ()
+    vpc_known: bool = True
+
+    @property
+    def owner(self) -> str | None:
+        return self.tags.get(OWNER_TAG) or None
+
+    @property
+    def lock_table(self) -> str | None:
+        return self.tags.get(LOCK_TABLE_TAG) or None
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -104,11 +128,29 @@ def clear_caches() -> None:
 class TargetGroups:
     """Domain verbs over an elbv2 client (and an ec2 client for VPC CIDRs)."""
 
-    def __init__(self, elbv2: Any, ec2: Any | None = None, *, chunk_size: int = WRITE_CHUNK, cache: bool = True) -> None:
+    def __init__(
+        self,
+        elbv2: Any,
+        ec2: Any | None = None,
+        *,
+        chunk_size: int = WRITE_CHUNK,
+        cache: bool = True,
+        dynamodb: Callable[[], Any] | Any | None = None,
+    ) -> None:
         self.elbv2 = elbv2
         self.ec2 = ec2
         self.chunk_size = chunk_size
         self.cache = cache
+        self._dynamodb = dynamodb
+        # Endpoint failures seen by ``prefetch``: ``info`` reports them instead of calling
+        # again, so an unreachable endpoint costs one call's retries, not one per binding.
+        self._unreachable: dict[str, NlbError] = {}
+
+    def dynamodb(self) -> Any | None:
+        """The DynamoDB client for write leases (built on first use), or None."""
+        if callable(self._dynamodb) and not hasattr(self._dynamodb, "update_item"):
+            self._dynamodb = self._dynamodb()
+        return self._dynamodb
 
     def _cache_key(self, name_or_arn: str, client: Any = None) -> tuple[str, str]:
         meta = (client or self.elbv2).meta
@@ -117,6 +159,7 @@ class TargetGroups:
     def prefetch(self, names_or_arns: Iterable[str]) -> None:
         """Read the details of many target groups in few calls (a cold start with many
         bindings). Errors are left for ``info()`` to raise per binding."""
+        self._unreachable.clear()
         if not self.cache:
             return
         wanted = [n for n in dict.fromkeys(names_or_arns) if not (self.cache and self._cache_key(n) in _info_cache)]
@@ -126,8 +169,17 @@ class TargetGroups:
                 chunk = batch[i : i + DESCRIBE_CHUNK]
                 try:
                     groups = self.elbv2.describe_target_groups(**{key: chunk})["TargetGroups"]
-                except (ClientError, BotoCoreError):
+                except BotoCoreError as exc:
+                    # Endpoint down or timing out after botocore's retries: asking again
+                    # per name would only repeat the wait.
+                    for name in chunk:
+                        self._unreachable[name] = NlbError(f"target group {name}: {exc}")
                     continue
+                except ClientError as exc:
+                    if _error(exc, "").code in _THROTTLE_CODES | _DENIED_CODES:
+                        for name in chunk:
+                            self._unreachable[name] = _error(exc, f"target group {name}")
+                    continue  # a name not found fails the whole call: read one by one
                 for tg in groups:
                     if tg.get("TargetType") != "ip":
                         continue
@@ -145,6 +197,8 @@ class TargetGroups:
     def info(self, name_or_arn: str) -> TargetGroupInfo:
         """Target group details, VPC CIDRs and attributes; cached, since none of them is
         expected to change between syncs (``clear_caches`` or a new process re-reads)."""
+        if name_or_arn in self._unreachable:
+            raise self._unreachable[name_or_arn]
         return self._cached(_info_cache, self._cache_key(name_or_arn), lambda: self._read_info(name_or_arn))
 
     def _cached(self, cache: dict[tuple[str, str], _T], key: tuple[str, str], read: Callable[[], _T]) -> _T:
@@ -153,7 +207,7 @@ class TargetGroups:
                 if key in cache:
                     return cache[key]
         value = read()  # outside the lock: reading target group details reads VPC CIDRs too
-        if self.cache:
+        if self.cache and not getattr(value, "warnings", ()):  # a soft failure is read again next time
             with _info_lock:
                 cache[key] = value
         return value
@@ -176,13 +230,21 @@ class TargetGroups:
                 f"target group {tg['TargetGroupName']}: target type is {tg.get('TargetType')!r}; cachebridge needs an IP target group",
                 "WrongTargetType",
             )
-        try:
-            attrs = self.elbv2.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])["Attributes"]
-        except ClientError as exc:
-            raise _error(exc, f"target group {tg['TargetGroupName']} attributes") from None
-        except BotoCoreError as exc:
-            raise NlbError(f"target group {tg['TargetGroupName']} attributes: {exc}") from None
+        name, arn = tg["TargetGroupName"], tg["TargetGroupArn"]
+        warnings: list[str] = []
+        attrs = self._soft(
+            lambda: self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"],
+            f"target group {name} attributes", "its settings are not checked this run", warnings, [],
+        )
+        tags = self._soft(
+            lambda: next((d.get("Tags", []) for d in self.elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]), []),
+            f"target group {name} tags", "its owner and lock table are unknown this run", warnings, [],
+        )
         vpc_id = tg.get("VpcId")
+        cidrs = self._soft(
+            lambda: self._vpc_cidrs(vpc_id), f"VPC {vpc_id} CIDRs",
+            "target addresses are only checked for kinds that are never valid", warnings, None,
+        )
         return TargetGroupInfo(
             arn=tg["TargetGroupArn"],
             name=tg["TargetGroupName"],
@@ -190,16 +252,30 @@ class TargetGroups:
             protocol=tg.get("Protocol"),
             target_type=tg.get("TargetType", "ip"),
             vpc_id=vpc_id,
-            vpc_cidrs=self._vpc_cidrs(vpc_id),
+            vpc_cidrs=cidrs or (),
             health_check_interval_s=tg.get("HealthCheckIntervalSeconds"),
             healthy_threshold=tg.get("HealthyThresholdCount"),
             attributes={a["Key"]: a["Value"] for a in attrs},
             ip_address_type=tg.get("IpAddressType") or "ipv4",
+            tags={t["Key"]: t.get("Value", "") for t in tags},
+            warnings=tuple(warnings),
+            vpc_known=cidrs is not None and bool(cidrs),
         )
 
-    def _vpc_cidrs(self, vpc_id: str | None) -> tuple[str, ...]:
+    @staticmethod
+    def _soft(read: Callable[[], _T], what: str, consequence: str, warnings: list[str], default: _T) -> _T:
+        """An optional read: a failure becomes a warning and ``default``."""
+        try:
+            return read()
+        except ClientError as exc:
+            warnings.append(f"{_error(exc, what)}; {consequence}")
+        except (BotoCoreError, NlbError) as exc:
+            warnings.append(f"{what}: {exc}; {consequence}")
+        return default
+
+    def _vpc_cidrs(self, vpc_id: str | None) -> tuple[str, ...] | None:
         if not vpc_id or self.ec2 is None:
-            return ()
+            return None
         return self._cached(_vpc_cache, self._cache_key(vpc_id, self.ec2), lambda: self._read_vpc_cidrs(vpc_id))
 
     def _read_vpc_cidrs(self, vpc_id: str) -> tuple[str, ...]:
@@ -243,13 +319,14 @@ class TargetGroups:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def _descriptions(self, info: TargetGroupInfo, targets: Iterable[Target], *, with_az: bool) -> list[dict[str, Any]]:
+    def _descriptions(self, info: TargetGroupInfo, targets: Iterable[Target], *, outside_vpc: bool) -> list[dict[str, Any]]:
         out = []
         for t in targets:
             d: dict[str, Any] = {"Id": t.ip, "Port": t.port}
             # Addresses outside the VPC's CIDRs (peered VPCs, on-premises over DX/VPN) are
-            # only accepted with AvailabilityZone=all.
-            if with_az and info.vpc_cidrs and not info.in_vpc(t.ip):
+            # only accepted with AvailabilityZone=all, and only sent so when the caller says
+            # such targets are wanted (a binding's allow_outside_vpc).
+            if outside_vpc and info.vpc_cidrs and not info.in_vpc(t.ip):
                 d["AvailabilityZone"] = "all"
             out.append(d)
         return out
@@ -258,15 +335,15 @@ class TargetGroups:
         for i in range(0, len(items), self.chunk_size):
             yield items[i : i + self.chunk_size]
 
-    def register(self, info: TargetGroupInfo, targets: Sequence[Target]) -> None:
-        self._write("register", info, targets)
+    def register(self, info: TargetGroupInfo, targets: Sequence[Target], *, outside_vpc: bool = False) -> None:
+        self._write("register", info, targets, outside_vpc)
 
-    def deregister(self, info: TargetGroupInfo, targets: Sequence[Target]) -> None:
+    def deregister(self, info: TargetGroupInfo, targets: Sequence[Target], *, outside_vpc: bool = False) -> None:
         # Always with the port: without it a target registered on another port stays.
-        self._write("deregister", info, targets)
+        self._write("deregister", info, targets, outside_vpc)
 
-    def _write(self, verb: Literal["register", "deregister"], info: TargetGroupInfo, targets: Sequence[Target]) -> None:
-        for chunk in self._chunks(self._descriptions(info, targets, with_az=True)):
+    def _write(self, verb: Literal["register", "deregister"], info: TargetGroupInfo, targets: Sequence[Target], outside_vpc: bool) -> None:
+        for chunk in self._chunks(self._descriptions(info, targets, outside_vpc=outside_vpc)):
             try:
                 getattr(self.elbv2, f"{verb}_targets")(TargetGroupArn=info.arn, Targets=list(chunk))
             except ClientError as exc:

@@ -1,14 +1,36 @@
 """``sync``: the one reconcile pass that the CLI and the Lambda handler share.
 
 For each binding: read the target group (cached details, live health), read the source,
-``plan``, then apply the plan: register first, deregister only if every register
-succeeded. Each binding ends with a ``BindingResult``; one failing binding never stops
-the others.
+check the answer (``checks``), ``plan``, then apply the plan: register first, deregister
+only if every register succeeded. Each binding ends with a ``BindingResult``; one failing
+binding never stops the others.
 
 On an ElastiCache event the source may not have changed yet (``FailoverComplete`` can
 arrive before DNS or ``CurrentRole`` flips), so an event trigger re-reads the source
 every ``poll_interval_s`` for up to ``event_wait_s`` until it differs from what is
 registered, then applies.
+
+Before a change is applied (any trigger), the source is read once more a poll interval
+later and the two answers must agree: an answer that alternates between two addresses is
+refused instead of flipping the group on every run. This costs one ``poll_interval_s``
+(plus one source read) on every change, and nothing when nothing changes.
+
+Applying (``_apply``) is guarded against other controllers writing the same group:
+
+- **Ownership.** A group tagged ``cachebridge:owner`` by a deployed stack is written only
+  by that stack's controller (``controller_id``); anyone else is refused unless forced.
+- **Lease.** With a lock table (``lock_table``, or the group's ``cachebridge:lock-table``
+  tag), the writes happen under a DynamoDB lease (``lease``), after a fresh read of the
+  group's health; that is what makes "never empty" hold between controllers. A lock
+  table that fails means register only, never deregister.
+- **Without a lease** (no lock table known), the group is read again before deregistering
+  and after: deregistration needs a desired target live in the fresh read, and a group
+  found empty afterwards is restored. That narrows the window between two unlocked
+  controllers; it cannot close it (see ``lease``).
+
+With a ``deadline`` (the Lambda's), a write is started only when the time left covers it
+and the writes that must follow it at the configured timeouts (``aws.call_budget_s``);
+otherwise the binding is reported ``skipped`` with nothing written.
 """
 
 from __future__ import annotations
@@ -19,9 +41,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .config import Binding, Config, ElastiCacheSourceSpec
-from .errors import CacheBridgeError
-from .nlb import TargetGroupInfo, TargetGroups, risky_settings
+from .checks import check_answer
+from .config import Binding, Config, ElastiCacheSourceSpec, Settings
+from .errors import CacheBridgeError, LeaseBusy, LeaseError, LeaseUnavailable
+from .lease import Lease, Leases
+from .nlb import OWNER_TAG, TargetGroupInfo, TargetGroups, risky_settings
 from .planner import Plan, plan
 from .sources import Reading, Sources
 from .targets import Target, TargetHealth
@@ -160,6 +184,8 @@ class _Work:
         self.info: TargetGroupInfo | None = None
         self.actual: dict[Target, TargetHealth] = {}
         self.desired: frozenset[Target] | None = None
+        self.previous: frozenset[Target] | None = None  # the read before, for agreement
+        self.confirm_by: float | None = None  # a change seen, waiting for a read that agrees
         self.reading: Reading | None = None
         self.source_error: str | None = None
 
@@ -170,6 +196,29 @@ class _Work:
     def finish(self) -> BindingResult:
         self.result.duration_ms = (time.perf_counter() - self.started) * 1000
         return self.result
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every binding's apply step shares."""
+
+    settings: Settings
+    target_groups: TargetGroups
+    dry_run: bool
+    force: bool
+    clock: Callable[[], float]
+    deadline: float | None
+    call_budget_s: float
+
+    def covers(self, calls: int) -> bool:
+        """Whether the time left covers ``calls`` more AWS calls at their worst."""
+        return self.deadline is None or self.clock() + calls * self.call_budget_s <= self.deadline
+
+
+def _default_call_budget() -> float:
+    from .aws import call_budget_s  # boto3 is there in every runtime; tests may pass fakes
+
+    return call_budget_s()
 
 
 def sync(
@@ -183,20 +232,31 @@ def sync(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     deadline: float | None = None,
+    force: bool = False,
+    call_budget_s: float | None = None,
 ) -> SyncReport:
     """Reconcile every binding (or ``bindings``) once.
 
-    ``deadline`` is a ``clock()`` value after which the event wait loop stops early and
-    bindings not yet read are reported ``skipped`` (the Lambda handler passes its remaining
-    time, less a margin)."""
+    ``deadline`` is a ``clock()`` value by which the pass must be done: the event wait
+    loop ends early enough to leave time for the writes, bindings not yet read are
+    reported ``skipped``, and a write is only started when the time left covers it
+    (``call_budget_s`` per AWS call, default ``aws.call_budget_s()``). ``force`` writes a
+    group owned by another controller, or changed by one moments ago."""
     settings = config.settings
     selected = tuple(bindings) if bindings is not None else select_bindings(config, trigger)
     works = [_Work(b) for b in selected]
     owners: dict[str, str] = {}
+    ctx = _Context(
+        settings, target_groups, dry_run, force, clock, deadline,
+        _default_call_budget() if call_budget_s is None else call_budget_s,
+    )
 
     # Target group side first: details (cached across warm invocations) and live health.
     target_groups.prefetch(w.binding.target_group for w in works)
     for w in works:
+        if deadline is not None and clock() >= deadline:
+            _skip(w, "not reached before the deadline; nothing written, the next run syncs it")
+            continue
         try:
             w.info = target_groups.info(w.binding.target_group)
             w.result.target_group_arn = w.info.arn
@@ -206,6 +266,7 @@ def sync(
                     "a target group belongs to one binding"
                 )
             owners[w.info.arn] = w.binding.name
+            w.result.warnings.extend(w.info.warnings)
             w.result.warnings.extend(risky_settings(w.info))
             w.actual = target_groups.health(w.info.arn)
         except CacheBridgeError as exc:
@@ -222,39 +283,65 @@ def sync(
         w.result.registered_before = tuple(sorted(w.actual_live))
         w.result.health = {str(t): h.state.value for t, h in sorted(w.actual.items())}
 
-    pending = [w for w in works if w.result.status != "error"]
+    pending = [w for w in works if w.result.status not in ("error", "skipped")]
     start = clock()
     wait_until = start + settings.event_wait_s if trigger.wait_for_change else start
     if deadline is not None:
-        wait_until = min(wait_until, deadline)
+        # Stop waiting while the time left still covers a register and a deregister.
+        wait_until = min(wait_until, deadline - 2 * ctx.call_budget_s)
 
-    # Read sources; on an event, keep re-reading the unchanged ones until the wait ends.
+    # Read sources; on an event, keep re-reading the unchanged ones until the wait ends; a
+    # changed answer is read once more and applied only when the two reads agree.
     while pending:
         sources.new_pass()
         still_waiting: list[_Work] = []
         for w in pending:
-            if deadline is not None and w.result.polls == 0 and clock() >= deadline:
-                # Out of time before this binding was even read (a slow source ahead of it):
+            if deadline is not None and clock() >= deadline:
+                # Out of time (a slow source ahead of it, or a change still unconfirmed):
                 # leave it untouched and report it, rather than be cut off mid-write.
-                w.result.status = "skipped"
-                w.result.error = "not reached before the deadline; the next run syncs it"
-                w.result.registered_after = w.result.registered_before
+                _skip(w, "not finished before the deadline; nothing written, the next run syncs it")
                 continue
             _read_source(w, sources)
             w.result.polls += 1
             changed = w.desired is not None and w.desired != w.actual_live
-            if changed or clock() >= wait_until:
-                _plan_and_apply(w, target_groups, settings.max_changes, dry_run)
+            now = clock()
+            if changed and w.desired != w.previous:
+                # A change not yet confirmed by a second read: read again a poll later.
+                w.confirm_by = max(wait_until, now) + settings.poll_interval_s * 1.5 if w.confirm_by is None else w.confirm_by
+                if now < w.confirm_by:
+                    w.previous = w.desired
+                    still_waiting.append(w)
+                    continue
+                w.source_error = (
+                    f"{w.binding.source} did not give the same answer twice in a row "
+                    f"({_targets_text(w.previous)} then {_targets_text(w.desired)}); nothing applied"
+                )
+            w.previous = w.desired
+            if changed or now >= wait_until:
+                _plan_and_apply(w, ctx)
             else:
                 still_waiting.append(w)
         pending = still_waiting
         if pending:
-            remaining = wait_until - clock()
+            # A change being confirmed waits for its next read whatever the event wait says.
+            confirming = any(w.confirm_by is not None for w in pending)
+            until = deadline if confirming else wait_until
+            remaining = settings.poll_interval_s if until is None else until - clock()
             if remaining <= 0:
                 continue  # the next round applies whatever the source says now
             sleep(min(settings.poll_interval_s, remaining))
 
     return SyncReport([w.finish() for w in works], trigger)
+
+
+def _skip(w: _Work, why: str) -> None:
+    w.result.status = "skipped"
+    w.result.error = why
+    w.result.registered_after = w.result.registered_before
+
+
+def _targets_text(targets: frozenset[Target] | None) -> str:
+    return ", ".join(map(str, sorted(targets))) if targets else "nothing"
 
 
 def _read_source(w: _Work, sources: Sources) -> None:
@@ -280,20 +367,39 @@ def _read_source(w: _Work, sources: Sources) -> None:
     w.desired = frozenset(Target(ip, w.binding.port) for ip in reading.addresses)
 
 
-def _plan_and_apply(w: _Work, target_groups: TargetGroups, max_changes: int, dry_run: bool) -> None:
+def _plan_and_apply(w: _Work, ctx: _Context) -> None:
     r = w.result
-    p: Plan = plan(w.desired, w.actual, max_changes=max_changes)
-    r.desired = tuple(sorted(w.desired or ()))
-    r.register, r.deregister, r.deferred, r.reasons = p.register, p.deregister, p.deferred, p.reasons
-    r.drift = p.drift
+    settings = ctx.settings
+    if w.source_error is None and w.desired and w.info is not None:
+        check = check_answer(
+            [t.ip for t in sorted(w.desired)],
+            max_targets=w.binding.target_limit,
+            vpc_cidrs=w.info.vpc_cidrs,
+            vpc_known=w.info.vpc_known,
+            allow_outside_vpc=w.binding.allow_outside_vpc,
+            allowed_networks=settings.allowed_target_networks,
+        )
+        r.warnings.extend(check.warnings)
+        if not check.ok:
+            w.source_error = f"{w.binding.source}: answer refused: {check.error}"
+    # A refused or failed answer plans nothing, as a failed source does (planner rule 1).
+    p: Plan = plan(w.desired if w.source_error is None else None, w.actual, max_changes=settings.max_changes)
+    _record_plan(w, p)
     r.ttl = w.reading.ttl if w.reading else None
     if w.source_error is not None:
         r.status, r.error, r.source_error = "error", w.source_error, True
         r.registered_after = r.registered_before
         return
+    owner = w.info.owner if w.info is not None else None
+    foreign = owner is not None and owner != settings.controller_id
+    if foreign:
+        r.warnings.append(
+            f"target group {w.info.name if w.info else w.binding.target_group} is owned by stack {owner!r} "  # type: ignore[union-attr]
+            f"(tag {OWNER_TAG}); its own controller keeps it in sync"
+        )
     if p.deferred:
-        r.warnings.append(f"{len(p.deferred)} change(s) over max_changes={max_changes} deferred to the next run")
-    if dry_run:
+        r.warnings.append(f"{len(p.deferred)} change(s) over max_changes={settings.max_changes} deferred to the next run")
+    if ctx.dry_run:
         r.status = "dry_run"
         r.registered_after = r.registered_before
         return
@@ -301,11 +407,116 @@ def _plan_and_apply(w: _Work, target_groups: TargetGroups, max_changes: int, dry
         r.status = "in_sync"
         r.registered_after = r.registered_before
         return
-    assert w.info is not None
+    if foreign and not ctx.force:
+        r.status = "error"
+        r.error = (
+            f"target group {w.binding.target_group} is owned by stack {owner!r} (tag {OWNER_TAG}); "
+            "nothing written: let that stack's controller sync it, or pass --force to write it anyway"
+        )
+        r.register, r.deregister = (), ()
+        r.registered_after = r.registered_before
+        return
+    _apply(w, ctx)
+
+
+def _record_plan(w: _Work, p: Plan) -> None:
+    r = w.result
+    r.desired = tuple(sorted(w.desired or ()))
+    r.register, r.deregister, r.deferred, r.reasons = p.register, p.deregister, p.deferred, p.reasons
+    r.drift = p.drift
+
+
+def _apply(w: _Work, ctx: _Context) -> None:
+    """Write one binding's plan, guarded against other controllers (module docstring)."""
+    r = w.result
+    info = w.info
+    assert info is not None and w.desired
+    table = ctx.settings.lock_table or info.lock_table
+    controller = ctx.settings.controller_id or "manual"
+    lease: Lease | None = None
+    leases: Leases | None = None
+    register_only: str | None = None
+    if not ctx.covers(2):
+        _nothing_written(r, "skipped", "not enough time left to register and deregister before the deadline; "
+                         "nothing written, the next run syncs it")
+        return
+    if table:
+        client = ctx.target_groups.dynamodb()
+        if client is None:
+            register_only = f"lock table {table} is set but no DynamoDB client is configured"
+        else:
+            leases = Leases(client, table)
+            try:
+                lease = leases.acquire(info.arn, controller, wait_s=_lease_wait(ctx))
+            except LeaseBusy as exc:
+                _nothing_written(r, "skipped", str(exc))
+                return
+            except LeaseUnavailable as exc:
+                register_only = str(exc)
+    wrote = False
+    try:
+        if lease is not None and leases is not None and not ctx.force:
+            conflict = leases.conflict(lease, [str(t) for t in sorted(w.desired)])
+            if conflict:
+                _nothing_written(r, "error", f"target group {info.name}: {conflict}")
+                return
+        wrote = _write(w, ctx, lease, register_only)
+    finally:
+        if lease is not None and leases is not None:
+            try:
+                leases.release(lease, [str(t) for t in sorted(w.desired)] if wrote else None)
+            except LeaseError as exc:
+                r.warnings.append(f"releasing the write lease failed ({exc}); it lapses by itself")
+
+
+def _lease_wait(ctx: _Context) -> float:
+    from .lease import LEASE_WAIT_S
+
+    if ctx.deadline is None:
+        return LEASE_WAIT_S
+    return max(0.0, min(LEASE_WAIT_S, ctx.deadline - ctx.clock() - 2 * ctx.call_budget_s))
+
+
+def _nothing_written(r: BindingResult, status: Status, error: str) -> None:
+    r.status, r.error = status, error
+    r.register, r.deregister = (), ()
+    r.registered_after = r.registered_before
+
+
+def _write(w: _Work, ctx: _Context, lease: Lease | None, register_only: str | None) -> bool:
+    """Register, then deregister; returns whether anything was written."""
+    r = w.result
+    info = w.info
+    assert info is not None and w.desired is not None
+    groups = ctx.target_groups
+    outside = w.binding.allow_outside_vpc or bool(ctx.settings.allowed_target_networks)
+
+    # The group as it is now, not as it was before a wait or before the lease.
+    try:
+        w.actual = groups.health(info.arn)
+    except Exception as exc:
+        _nothing_written(r, "error", f"re-reading target group {info.name} before writing failed: {exc}")
+        return False
+    p = plan(w.desired, w.actual, max_changes=ctx.settings.max_changes)
+    _record_plan(w, p)
     live = set(w.actual_live)
+    if p.empty:
+        r.status = "in_sync"
+        r.registered_after = tuple(sorted(live))
+        return False
+
+    unlocked = lease is None and register_only is None
+    calls = (1 if p.register else 0) + (0 if register_only else (1 if p.deregister else 0))
+    calls += 2 if unlocked and p.deregister else 0  # the reads around an unlocked deregister
+    if not ctx.covers(calls) or (lease is not None and not lease.outlives(calls * ctx.call_budget_s, time.monotonic())):
+        _nothing_written(r, "skipped", "not enough time left to register and deregister before the deadline; "
+                         "nothing written, the next run syncs it")
+        r.registered_after = tuple(sorted(live))
+        return False
+
     try:
         if p.register:
-            target_groups.register(w.info, p.register)
+            groups.register(info, p.register, outside_vpc=outside)
             live.update(p.register)
     except Exception as exc:
         # Rule 5: a failed register means no deregister in this run. ``register`` and
@@ -314,16 +525,86 @@ def _plan_and_apply(w: _Work, target_groups: TargetGroups, max_changes: int, dry
         r.status, r.error = "error", f"registering {planned} failed: {exc} (nothing deregistered)"
         r.register, r.deregister = (), ()
         r.registered_after = tuple(sorted(live))
-        return
+        return False
+    wrote = bool(p.register)
+    if not p.deregister:
+        r.status = "changed"
+        r.registered_after = tuple(sorted(live))
+        return wrote
+    if register_only is not None:
+        r.status = "error"
+        r.error = f"{register_only}; registered only, deregistration held back: {', '.join(map(str, p.deregister))}"
+        r.deferred = tuple(sorted(set(r.deferred) | set(p.deregister)))
+        r.deregister = ()
+        r.registered_after = tuple(sorted(live))
+        return wrote
+
+    stale = p.deregister
+    if unlocked:
+        stale = _still_safe_to_deregister(w, ctx, stale)
+        if stale is None:
+            r.deregister = ()
+            r.registered_after = tuple(sorted(live))
+            return wrote
     try:
-        if p.deregister:
-            target_groups.deregister(w.info, p.deregister)
-            live.difference_update(p.deregister)
+        groups.deregister(info, stale, outside_vpc=outside)
+        live.difference_update(stale)
     except Exception as exc:
-        planned = ", ".join(map(str, p.deregister))
+        planned = ", ".join(map(str, stale))
         r.status, r.error = "error", f"deregistering {planned} failed: {exc}"
         r.deregister = ()
         r.registered_after = tuple(sorted(live))
-        return
+        return wrote
+    r.deregister = tuple(stale)
     r.status = "changed"
     r.registered_after = tuple(sorted(live))
+    if unlocked:
+        _restore_if_emptied(w, ctx, outside)
+    return True
+
+
+def _still_safe_to_deregister(w: _Work, ctx: _Context, stale: tuple[Target, ...]) -> tuple[Target, ...] | None:
+    """Without a lease: read the group again; deregister only targets still live there,
+    and only while one of this binding's desired targets is live too."""
+    r = w.result
+    assert w.info is not None and w.desired is not None
+    try:
+        fresh = ctx.target_groups.health(w.info.arn)
+    except Exception as exc:
+        r.status, r.error = "error", f"re-reading target group {w.info.name} before deregistering failed: {exc} (nothing deregistered)"
+        return None
+    fresh_live = {t for t, h in fresh.items() if not h.draining}
+    if not fresh_live & w.desired:
+        r.status = "error"
+        r.error = (
+            f"target group {w.info.name} no longer holds a desired target ({_targets_text(w.desired)}) after "
+            "registering it (another controller is writing it); nothing deregistered"
+        )
+        return None
+    return tuple(t for t in stale if t in fresh_live)
+
+
+def _restore_if_emptied(w: _Work, ctx: _Context, outside: bool) -> None:
+    r = w.result
+    assert w.info is not None and w.desired is not None
+    try:
+        after = ctx.target_groups.health(w.info.arn)
+    except Exception as exc:
+        r.warnings.append(f"reading target group {w.info.name} after writing failed: {exc}")
+        return
+    if any(not h.draining for h in after.values()):
+        return
+    restore = tuple(sorted(w.desired))
+    try:
+        ctx.target_groups.register(w.info, restore, outside_vpc=outside)
+    except Exception as exc:
+        r.status, r.error = "error", f"target group {w.info.name} was left empty by a concurrent writer and re-registering {_targets_text(w.desired)} failed: {exc}"
+        r.registered_after = ()
+        return
+    r.status = "error"
+    r.error = (
+        f"target group {w.info.name} was found empty after deregistering (another controller wrote it at the "
+        f"same time); re-registered {_targets_text(w.desired)}. Configure a lock table to prevent this"
+    )
+    r.register = tuple(sorted(set(r.register) | set(restore)))
+    r.registered_after = restore

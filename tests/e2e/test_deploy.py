@@ -146,7 +146,7 @@ def test_two_stacks_deploy_side_by_side_and_each_syncs_its_own_target_group(aws_
         # The stack's own function environment, run in-process, registered the primary.
         sync = report["sync"]
         assert sync["mode"] == "local" and sync["ok"] is True
-        assert sync["function_environment"] == ["CACHEBRIDGE_BINDINGS"]
+        assert sync["function_environment"] == ["CACHEBRIDGE_BINDINGS", "CACHEBRIDGE_CONTROLLER_ID"]
         assert sync["overrides"] == {"CACHEBRIDGE_NAMESERVERS": dns_server.address}
         (binding,) = sync["report"]["bindings"]
         assert binding["status"] == "changed"

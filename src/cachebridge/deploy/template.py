@@ -97,10 +97,11 @@ SCHEDULE_RULE_NAME_MAX = 64
 # for TCP flows is 350 seconds" (ELB User Guide for NLBs, "Update the TCP idle timeout").
 TCP_IDLE_TIMEOUT_RANGE = (60, 6000)
 TCP_IDLE_TIMEOUT_DEFAULT_S = 350
-# The APIs the controller calls (nlb.py, sources.py): interface endpoints for these let a
-# function in subnets without NAT reach them. Logs need none: Lambda ships the function's
-# stdout itself.
-VPC_ENDPOINT_SERVICES = ("elasticloadbalancing", "elasticache", "ec2")
+# The APIs the controller calls (nlb.py, sources.py, lease.py): interface endpoints for these
+# let a function in subnets without NAT reach them (DynamoDB takes interface endpoints too,
+# "AWS PrivateLink for DynamoDB", DynamoDB Developer Guide). Logs need none: Lambda ships the
+# function's stdout itself.
+VPC_ENDPOINT_SERVICES = ("elasticloadbalancing", "elasticache", "ec2", "dynamodb")
 
 _OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 # An IPv4 CIDR with a prefix of 1-32, or exactly 0.0.0.0/0 (which a Rule then refuses
@@ -586,6 +587,8 @@ def _load_balancer_resources() -> dict[str, Any]:
                 "HealthCheckTimeoutSeconds": HEALTH_CHECK_TIMEOUT_S,
                 "HealthyThresholdCount": _ref("HealthyThreshold"),
                 "UnhealthyThresholdCount": _ref("HealthyThreshold"),
+                # Who owns the group and where its write lease lives (see _lease_resources).
+                "Tags": _lease_tags(),
                 "TargetGroupAttributes": [
                     {"Key": "deregistration_delay.timeout_seconds", "Value": _ref("DeregistrationDelaySeconds")},
                     # After a failover the old primary stays healthy as a replica; resetting
@@ -668,6 +671,7 @@ def _controller_resources(settings: Settings) -> dict[str, Any]:
                                         "elasticloadbalancing:DescribeTargetGroups",
                                         "elasticloadbalancing:DescribeTargetGroupAttributes",
                                         "elasticloadbalancing:DescribeTargetHealth",
+                                        "elasticloadbalancing:DescribeTags",
                                         "elasticache:DescribeReplicationGroups",
                                         "ec2:DescribeVpcs",
                                     ],
@@ -676,6 +680,7 @@ def _controller_resources(settings: Settings) -> dict[str, Any]:
                                     # controller; writes stay scoped to this target group.
                                     "Resource": "*",
                                 },
+                                _lease_statement(),
                                 {
                                     "Sid": "WriteOwnLogs",
                                     "Effect": "Allow",
@@ -719,7 +724,7 @@ def _controller_resources(settings: Settings) -> dict[str, Any]:
                     _NO_VALUE,
                 ),
                 "LoggingConfig": {"LogGroup": _ref("ControllerLogGroup"), "LogFormat": "Text"},
-                "Environment": {"Variables": {"CACHEBRIDGE_BINDINGS": _sub(bindings_sub(settings))}},
+                "Environment": {"Variables": {"CACHEBRIDGE_BINDINGS": _sub(bindings_sub(settings)), **_lease_environment()}},
             },
         },
     }
@@ -814,6 +819,50 @@ def _controller_network_resources() -> dict[str, Any]:
 
 def _endpoint_name(service: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[^a-z0-9]", service)) + "Endpoint"
+
+
+# -- the write lease: one controller at a time writes the target group (cachebridge.lease) --
+
+def _lease_resources() -> dict[str, Any]:
+    """The lock table: one small item per target group, written with conditional updates."""
+    return {
+        "LockTable": {
+            "Type": "AWS::DynamoDB::Table",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Metadata": _skip(
+                ("CKV_AWS_28", "holds a short-lived write lease per target group, nothing to restore"),
+                ("CKV_AWS_119", "holds a lease holder's name and target addresses, nothing secret; encrypted at rest with an AWS owned key"),
+            ),
+            "Properties": {
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [{"AttributeName": "lease_key", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "lease_key", "KeyType": "HASH"}],
+            },
+        },
+    }
+
+
+def _lease_tags() -> list[dict[str, Any]]:
+    # nlb.OWNER_TAG and nlb.LOCK_TABLE_TAG: a CLI sync refuses a group another stack owns.
+    return [
+        {"Key": "cachebridge:owner", "Value": _ref("AWS::StackName")},
+        {"Key": "cachebridge:lock-table", "Value": _ref("LockTable")},
+    ]
+
+
+def _lease_statement() -> dict[str, Any]:
+    return {
+        "Sid": "WriteLeaseOnly",
+        "Effect": "Allow",
+        "Action": ["dynamodb:UpdateItem"],
+        "Resource": _get_att("LockTable", "Arn"),
+    }
+
+
+def _lease_environment() -> dict[str, Any]:
+    # The controller's name is the stack's: the owner the target group's tag names.
+    return {"CACHEBRIDGE_CONTROLLER_ID": _ref("AWS::StackName")}
 
 
 def _schedule_rule_name() -> dict[str, Any]:
@@ -1022,6 +1071,7 @@ def build(settings: Settings | None = None) -> dict[str, Any]:
         _load_balancer_resources(),
         _controller_resources(settings),
         _controller_network_resources(),
+        _lease_resources(),
         _trigger_resources(),
         _alarm_resources(),
     ):

@@ -192,7 +192,8 @@ class Supervisor:
         outputs = self._deploy(vpc, subnets, cache_sg, listener_port)
         function_name = outputs["FunctionName"]
         config = clients["lambda"].get_function_configuration(FunctionName=function_name)
-        extra = {"CACHEBRIDGE_NAMESERVERS": self.dns.address}
+        # The nodes listen on 127.0.0.x, outside the VPC the stack was given: declare them.
+        extra = {"CACHEBRIDGE_NAMESERVERS": self.dns.address, "CACHEBRIDGE_ALLOWED_TARGET_NETWORKS": "127.0.0.0/8"}
         if opts.event_wait_s is not None:
             extra["CACHEBRIDGE_EVENT_WAIT_S"] = str(opts.event_wait_s)
         self.function = FunctionHost(LocalFunction(config, extra), self.record)

@@ -25,13 +25,15 @@ Modules:
   them) and the documented limits of ``tcp.idle_timeout.seconds``.
 - ``sns``: a new topic's default access policy conditions on ``aws:SourceAccount``, as
   AWS's does now (moto still writes the old ``AWS:SourceOwner`` default).
+- ``atomic``: DynamoDB conditional writes and elbv2 target reads/writes served one at a
+  time, as AWS serves them atomically (moto checks a condition, then writes, unlocked).
 """
 
 from __future__ import annotations
 
 import threading
 
-from . import cfn_resources, cloudformation, elasticache, elbv2, listener_attributes, sns
+from . import atomic, cfn_resources, cloudformation, elasticache, elbv2, listener_attributes, sns
 from .cloudformation import stack_events_recorded
 from .elasticache import TestFailoverHook, failover_replication_group, set_test_failover_hook
 from .elbv2 import (
@@ -59,7 +61,7 @@ __all__ = [
     "set_test_failover_hook",
 ]
 
-_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes, sns)
+_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes, sns, atomic)  # atomic wraps elbv2's patches
 _install_lock = threading.Lock()
 
 
