@@ -116,7 +116,7 @@ def adapters(settings: "Settings", profile: str | None = None) -> "tuple[TargetG
     region = settings.region
     target_groups = TargetGroups(
         client("elbv2", region, profile, controller=True),
-        client("ec2", region, profile, controller=True),
+        lambda: client("ec2", region, profile, controller=True),  # only when a write needs the VPC
         dynamodb=lambda: client("dynamodb", region, profile, controller=True),
     )
     sources = Sources(

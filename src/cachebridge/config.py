@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_POLL_INTERVAL_S",
     "DEFAULT_DNS_TIMEOUT_S",
     "DEFAULT_PORT",
+    "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_TARGETS",
     "ENV_BINDINGS",
     "DnsSourceSpec",
@@ -63,6 +64,12 @@ DEFAULT_EVENT_WAIT_S = 30.0
 DEFAULT_POLL_INTERVAL_S = 0.5
 DEFAULT_DNS_TIMEOUT_S = 2.0
 DEFAULT_PORT = 6379
+# Bindings handled at once in a pass: enough to hide API latency for hundreds of bindings,
+# few enough to stay far below the ELB API's request rates (a pass makes about two reads a
+# binding) and within botocore's pool of 10 connections per client. More than the limit
+# buys nothing at API rate limits and costs memory in a 128 MB function.
+DEFAULT_MAX_CONCURRENCY = 8
+MAX_CONCURRENCY_LIMIT = 64
 # How many targets a binding may hold unless it says otherwise: a primary is one node; a
 # replicas (or dns://) binding is bounded so a runaway answer cannot fill the group.
 DEFAULT_MAX_TARGETS = {"primary": 1, "other": 16}
@@ -315,10 +322,11 @@ class Settings:
     # cachebridge:lock-table tag); and who this controller is (the deployed stack's name).
     lock_table: str | None = None
     controller_id: str | None = None
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
 
     SETTING_KEYS = (
         "region", "nameservers", "max_changes", "event_wait_s", "poll_interval_s", "dns_timeout_s",
-        "allowed_target_networks", "lock_table", "controller_id",
+        "allowed_target_networks", "lock_table", "controller_id", "max_concurrency",
     )
 
     @classmethod
@@ -346,6 +354,8 @@ class Settings:
             changes["nameservers"] = tuple(parse_nameserver(s, f"{where}.nameservers") for s in servers)
         if data.get("max_changes") is not None:
             changes["max_changes"] = _int(data["max_changes"], f"{where}.max_changes", 1, 1000)
+        if data.get("max_concurrency") is not None:
+            changes["max_concurrency"] = _int(data["max_concurrency"], f"{where}.max_concurrency", 1, MAX_CONCURRENCY_LIMIT)
         if data.get("event_wait_s") is not None:
             changes["event_wait_s"] = _float(data["event_wait_s"], f"{where}.event_wait_s", 0, 600)
         if data.get("poll_interval_s") is not None:
@@ -376,6 +386,8 @@ class Settings:
             "allowed_target_networks": list(self.allowed_target_networks),
             "lock_table": self.lock_table,
             "controller_id": self.controller_id,
+            # Left out at its default: the template's CACHEBRIDGE_BINDINGS stays as it was.
+            **({"max_concurrency": self.max_concurrency} if self.max_concurrency != DEFAULT_MAX_CONCURRENCY else {}),
         }
 
 
