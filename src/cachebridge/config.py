@@ -18,7 +18,10 @@ group, on that port) plus global *settings*. It can be read from:
 - flags describing one binding (``--source S --target-group TG --port P``);
 - in Lambda, the environment: ``CACHEBRIDGE_BINDINGS`` holds JSON (a list of bindings, or an
   object with ``bindings`` and ``settings``); ``CACHEBRIDGE_<SETTING>`` variables override
-  single settings (``CACHEBRIDGE_NAMESERVERS`` is comma-separated).
+  single settings (``CACHEBRIDGE_NAMESERVERS`` is comma-separated). More bindings follow
+  from ``CACHEBRIDGE_EXTRA_BINDINGS`` (JSON, the same forms) when they fit Lambda's 4 KB of
+  environment, or from the JSON file ``CACHEBRIDGE_CONFIG_FILE`` names (a path inside the
+  function's zip, relative to ``LAMBDA_TASK_ROOT``) when they do not.
 
 Every problem is a ``ConfigError`` naming the field, what was wrong and what is accepted.
 """
@@ -46,6 +49,8 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_TARGETS",
     "ENV_BINDINGS",
+    "ENV_EXTRA_BINDINGS",
+    "ENV_CONFIG_FILE",
     "DnsSourceSpec",
     "ElastiCacheSourceSpec",
     "SourceSpec",
@@ -74,6 +79,8 @@ MAX_CONCURRENCY_LIMIT = 64
 # replicas (or dns://) binding is bounded so a runaway answer cannot fill the group.
 DEFAULT_MAX_TARGETS = {"primary": 1, "other": 16}
 ENV_BINDINGS = "CACHEBRIDGE_BINDINGS"
+ENV_EXTRA_BINDINGS = "CACHEBRIDGE_EXTRA_BINDINGS"
+ENV_CONFIG_FILE = "CACHEBRIDGE_CONFIG_FILE"
 
 Role = Literal["primary", "replicas"]
 ROLES: tuple[str, ...] = ("primary", "replicas")
@@ -460,6 +467,10 @@ class Config:
         except json.JSONDecodeError as exc:
             raise ConfigError(ENV_BINDINGS, f"not valid JSON ({exc.msg} at position {exc.pos})") from None
         config = cls.from_mapping(data)
+        extra = _extra_bindings(environ)
+        if extra:
+            # Checked as one list: a name used twice, here or there, is refused.
+            config = cls(config.bindings + extra, config.settings)
         settings = config.settings
         for key in Settings.SETTING_KEYS:
             variable = f"CACHEBRIDGE_{key.upper()}"
@@ -509,3 +520,34 @@ class Config:
         data = self.to_mapping()
         data["settings"] = {k: v for k, v in data["settings"].items() if v not in (None, [])}
         return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def _extra_bindings(environ: Mapping[str, str]) -> tuple[Binding, ...]:
+    """Bindings beyond ``CACHEBRIDGE_BINDINGS``: ``CACHEBRIDGE_EXTRA_BINDINGS`` (JSON), then
+    the JSON file ``CACHEBRIDGE_CONFIG_FILE`` names. Either holds a list of bindings or an
+    object with ``bindings``; settings stay those of ``CACHEBRIDGE_BINDINGS``."""
+    found: list[Binding] = []
+    sources: list[tuple[str, str]] = []
+    if environ.get(ENV_EXTRA_BINDINGS):
+        sources.append((ENV_EXTRA_BINDINGS, environ[ENV_EXTRA_BINDINGS]))
+    path_text = environ.get(ENV_CONFIG_FILE)
+    if path_text:
+        path = Path(path_text)
+        if not path.is_absolute():
+            path = Path(environ.get("LAMBDA_TASK_ROOT") or os.getcwd()) / path
+        try:
+            sources.append((ENV_CONFIG_FILE, path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(ENV_CONFIG_FILE, f"cannot read {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    for variable, text in sources:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(variable, f"not valid JSON ({exc.msg} at position {exc.pos})") from None
+        if isinstance(data, Mapping):
+            _check_keys(data, ("bindings",), variable)
+            data = data.get("bindings")
+        if not isinstance(data, list) or not data:
+            raise ConfigError(variable, "no bindings", "a non-empty list of bindings, or {\"bindings\": [...]}")
+        found += [Binding.from_mapping(b, f"{variable}[{i}]") for i, b in enumerate(data)]
+    return tuple(found)

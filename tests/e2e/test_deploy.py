@@ -379,7 +379,8 @@ def test_a_function_in_the_vpc_with_endpoints_idle_timeout_and_only_aws_region(a
     # One interface endpoint per API the controller calls, in its subnets, with private DNS.
     endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [site.vpc]}])["VpcEndpoints"]
     assert sorted(e["ServiceName"] for e in endpoints) == [
-        "com.amazonaws.us-east-1.ec2", "com.amazonaws.us-east-1.elasticache", "com.amazonaws.us-east-1.elasticloadbalancing",
+        "com.amazonaws.us-east-1.dynamodb", "com.amazonaws.us-east-1.ec2", "com.amazonaws.us-east-1.elasticache",
+        "com.amazonaws.us-east-1.elasticloadbalancing",
     ]
     assert all(e["VpcEndpointType"] == "Interface" and e["PrivateDnsEnabled"] for e in endpoints)
 
@@ -502,3 +503,58 @@ def test_bad_input_is_refused_before_anything_is_created(fresh_aws_env, fresh_si
     assert aws_client(fresh_aws_env, "s3").list_buckets()["Buckets"] == []
     member = aws_client(fresh_aws_env, "elasticache").describe_cache_clusters(CacheClusterId=site.members[0])["CacheClusters"][0]
     assert "NotificationConfiguration" not in member
+
+
+def test_a_thousand_bindings_travel_in_the_zip_and_the_deployed_handler_reads_them(aws_env, dns_server, stacks, tmp_path):
+    import io
+    import zipfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cachebridge.deploy.package import CONFIG_FILE_NAME
+
+    site = _site(aws_env, dns_server, 14)
+    name = _stack_name()
+    stacks.append(name)
+    elbv2 = aws_client(aws_env, "elbv2")
+    run = uuid.uuid4().hex[:6]
+
+    def target_group(i: int) -> str:
+        return elbv2.create_target_group(
+            Name=f"x{run}-{i}", Protocol="TCP", Port=site.port, VpcId=site.vpc, TargetType="ip",
+            Tags=[{"Key": "cachebridge:owner", "Value": name}],
+        )["TargetGroups"][0]["TargetGroupArn"]
+
+    with ThreadPoolExecutor(8) as pool:
+        arns = list(pool.map(target_group, range(1000)))
+    host = f"shared.{run}.example.internal"
+    dns_server.zone.set_a(host, "10.14.1.50")
+    more = tmp_path / "more.json"
+    more.write_text(json.dumps({"bindings": [
+        {"name": f"extra-{i:04d}", "source": f"dns://{host}", "target_group": arn, "port": site.port}
+        for i, arn in enumerate(arns)
+    ]}))
+
+    result = run_cli(aws_env, *_deploy_args(site, name, dns_server, "--no-wire-notifications", "--config", str(more), "--json"), timeout=900)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    # Far past Lambda's 4 KB of environment: the bindings are a file in the zip.
+    environment = aws_client(aws_env, "lambda").get_function_configuration(FunctionName=report["outputs"]["FunctionName"])["Environment"]["Variables"]
+    assert environment["CACHEBRIDGE_CONFIG_FILE"] == CONFIG_FILE_NAME
+    assert "CACHEBRIDGE_EXTRA_BINDINGS" not in environment
+    assert len(json.dumps(environment)) < 4096
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in _stack(aws_env, name)["Parameters"]}
+    code = aws_client(aws_env, "s3").get_object(Bucket=parameters["CodeBucket"], Key=parameters["CodeKey"])["Body"].read()
+    shipped = json.loads(zipfile.ZipFile(io.BytesIO(code)).read(CONFIG_FILE_NAME))
+    assert [b["target_group"] for b in shipped["bindings"]] == arns
+    assert any(CONFIG_FILE_NAME in note for note in report["notes"])
+
+    # The deployed function's handler, run in-process from that zip, followed all 1,001.
+    sync = report["sync"]
+    assert sync["ok"] is True, sync.get("error")
+    names = [b["name"] for b in sync["report"]["bindings"]]
+    assert len(names) == 1001 and names[1:] == [f"extra-{i:04d}" for i in range(1000)]
+    assert {b["status"] for b in sync["report"]["bindings"]} == {"changed"}
+    for arn in (arns[0], arns[499], arns[-1]):
+        assert _registered(aws_env, arn) == {Target("10.14.1.50", site.port)}
+    assert _registered(aws_env, report["outputs"]["TargetGroupArn"]) == {Target(site.primary_ip, site.port)}
