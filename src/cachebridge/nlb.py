@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import AccessDenied, NlbError, TargetGroupNotFound, Throttled
+from .parallel import Failure, map_ordered
 from .targets import Target, TargetHealth, TargetState
 
 __all__ = [
@@ -176,41 +177,45 @@ class TargetGroups:
         meta = (client or self.elbv2).meta
         return (f"{meta.region_name}|{meta.endpoint_url}", name_or_arn)
 
-    def prefetch(self, names_or_arns: Iterable[str]) -> None:
+    def prefetch(self, names_or_arns: Iterable[str], limit: int = 1) -> None:
         """Read the details of many target groups in few calls (a cold start with many
-        bindings). Errors are left for ``info()`` to raise per binding."""
+        bindings), ``limit`` calls at a time. Errors are left for ``info()`` to raise per
+        binding."""
         self._unreachable.clear()
         if not self.cache:
             return
         wanted = [n for n in dict.fromkeys(names_or_arns) if not (self.cache and self._cache_key(n) in _info_cache)]
+        chunks: list[tuple[str, list[str]]] = []
         for kind, key in (("arn", "TargetGroupArns"), ("name", "Names")):
             batch = [n for n in wanted if n.startswith("arn:") == (kind == "arn")]
-            for i in range(0, len(batch), DESCRIBE_CHUNK):
-                chunk = batch[i : i + DESCRIBE_CHUNK]
-                try:
-                    groups = self.elbv2.describe_target_groups(**{key: chunk})["TargetGroups"]
-                except BotoCoreError as exc:
-                    # Endpoint down or timing out after botocore's retries: asking again
-                    # per name would only repeat the wait.
-                    for name in chunk:
-                        self._unreachable[name] = NlbError(f"target group {name}: {exc}")
-                    continue
-                except ClientError as exc:
-                    if _error(exc, "").code in _THROTTLE_CODES | _DENIED_CODES:
-                        for name in chunk:
-                            self._unreachable[name] = _error(exc, f"target group {name}")
-                    continue  # a name not found fails the whole call: read one by one
-                for tg in groups:
-                    if tg.get("TargetType") != "ip":
-                        continue
-                    try:
-                        info = self._info_from(tg)
-                    except (NlbError, BotoCoreError, ClientError):
-                        continue
-                    with _info_lock:
-                        for alias in (tg["TargetGroupArn"], tg["TargetGroupName"]):
-                            if alias in chunk:
-                                _info_cache[self._cache_key(alias)] = info
+            chunks += [(key, batch[i : i + DESCRIBE_CHUNK]) for i in range(0, len(batch), DESCRIBE_CHUNK)]
+        found: list[tuple[dict[str, Any], list[str]]] = []
+        for (key, chunk), groups in zip(chunks, map_ordered(lambda c: self._describe_chunk(*c), chunks, limit)):
+            if isinstance(groups, list):
+                found += [(tg, chunk) for tg in groups if tg.get("TargetType") == "ip"]
+        # The details beyond DescribeTargetGroups (attributes, tags) are one call per group.
+        for (tg, chunk), info in zip(found, map_ordered(lambda f: self._info_from(f[0]), found, limit)):
+            if isinstance(info, Failure):
+                continue
+            with _info_lock:
+                for alias in (tg["TargetGroupArn"], tg["TargetGroupName"]):
+                    if alias in chunk:
+                        _info_cache[self._cache_key(alias)] = info
+
+    def _describe_chunk(self, key: str, chunk: list[str]) -> list[dict[str, Any]] | None:
+        try:
+            return list(self.elbv2.describe_target_groups(**{key: chunk})["TargetGroups"])
+        except BotoCoreError as exc:
+            # Endpoint down or timing out after botocore's retries: asking again per name
+            # would only repeat the wait.
+            for name in chunk:
+                self._unreachable[name] = NlbError(f"target group {name}: {exc}")
+        except ClientError as exc:
+            if _error(exc, "").code in _THROTTLE_CODES | _DENIED_CODES:
+                for name in chunk:
+                    self._unreachable[name] = _error(exc, f"target group {name}")
+            # else a name not found failed the whole call: info() reads one by one
+        return None
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -262,7 +262,7 @@ def sync(
     limit = settings.max_concurrency
 
     # Target group side first: details (cached across warm invocations), then live health.
-    target_groups.prefetch(w.binding.target_group for w in works)
+    target_groups.prefetch([w.binding.target_group for w in works], limit)
     _each(works, lambda w: _read_group_info(w, ctx), limit, "reading target group")
     for w in works:
         # A target group belongs to one binding: in configuration order, the first keeps it.
