@@ -259,6 +259,7 @@ ISSUE_PARAMETERS = {
     "TargetProtocol", "ScheduleExpression", "ScheduleRuleName", "NotificationTopicArn",
     "HealthCheckIntervalSeconds", "HealthyThreshold", "DeregistrationDelaySeconds", "CodeBucket", "CodeKey",
     "TcpIdleTimeoutSeconds", "ReservedConcurrency", "LambdaSubnetIds", "LambdaSecurityGroupId", "CreateVpcEndpoints",
+    "ExtraBindings", "ConfigFile",
 }
 
 
