@@ -16,6 +16,11 @@ The safety rules of cachebridge live here and only here:
 
 Draining targets count as absent: they are already leaving, and if desired they are
 registered again.
+
+Before an answer reaches ``plan`` it is checked (``checks``: count, address kind and range)
+and confirmed by a second read (``sync``); a refused answer is planned as a failed source
+(rule 1). Rule 5 is what keeps a group non-empty between controllers once their writes
+are serialised by the write lease (``lease``, applied in ``writes``).
 """
 
 from __future__ import annotations

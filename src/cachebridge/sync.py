@@ -15,18 +15,11 @@ later and the two answers must agree: an answer that alternates between two addr
 refused instead of flipping the group on every run. This costs one ``poll_interval_s``
 (plus one source read) on every change, and nothing when nothing changes.
 
-Applying (``_apply``) is guarded against other controllers writing the same group:
-
-- **Ownership.** A group tagged ``cachebridge:owner`` by a deployed stack is written only
-  by that stack's controller (``controller_id``); anyone else is refused unless forced.
-- **Lease.** With a lock table (``lock_table``, or the group's ``cachebridge:lock-table``
-  tag), the writes happen under a DynamoDB lease (``lease``), after a fresh read of the
-  group's health; that is what makes "never empty" hold between controllers. A lock
-  table that fails means register only, never deregister.
-- **Without a lease** (no lock table known), the group is read again before deregistering
-  and after: deregistration needs a desired target live in the fresh read, and a group
-  found empty afterwards is restored. That narrows the window between two unlocked
-  controllers; it cannot close it (see ``lease``).
+Applying (``writes.apply_plan``) is guarded against other controllers writing the same
+group: a group tagged ``cachebridge:owner`` by a deployed stack is written only by that
+stack's controller (``controller_id``) unless forced; with a lock table the writes happen
+under a DynamoDB lease (``lease``) after a fresh read of the group, which is what makes
+"never empty" hold between controllers.
 
 With a ``deadline`` (the Lambda's), a write is started only when the time left covers it
 and the writes that must follow it at the configured timeouts (``aws.call_budget_s``);
@@ -50,13 +43,13 @@ from typing import Any, Literal
 
 from .checks import check_answer
 from .config import Binding, Config, ElastiCacheSourceSpec, Settings
-from .errors import CacheBridgeError, LeaseBusy, LeaseError, LeaseUnavailable
-from .lease import Lease, Leases
+from .errors import CacheBridgeError
 from .nlb import OWNER_TAG, TargetGroupInfo, TargetGroups, risky_settings
 from .parallel import Failure, map_ordered
 from .planner import Plan, plan
 from .sources import Reading, Sources
 from .targets import Target, TargetHealth
+from .writes import apply_plan, record_plan, targets_text
 
 __all__ = ["Trigger", "BindingResult", "SyncReport", "sync", "select_bindings"]
 
@@ -378,7 +371,7 @@ def _step(w: _Work, ctx: _Context, sources: Sources, wait_until: float) -> bool:
             return True
         w.source_error = (
             f"{w.binding.source} did not give the same answer twice in a row "
-            f"({_targets_text(w.previous)} then {_targets_text(w.desired)}); nothing applied"
+            f"({targets_text(w.previous)} then {targets_text(w.desired)}); nothing applied"
         )
     w.previous = w.desired
     if changed or now >= wait_until:
@@ -391,10 +384,6 @@ def _skip(w: _Work, why: str) -> None:
     w.result.status = "skipped"
     w.result.error = why
     w.result.registered_after = w.result.registered_before
-
-
-def _targets_text(targets: frozenset[Target] | None) -> str:
-    return ", ".join(map(str, sorted(targets))) if targets else "nothing"
 
 
 def _read_source(w: _Work, sources: Sources) -> None:
@@ -438,7 +427,7 @@ def _plan_and_apply(w: _Work, ctx: _Context) -> None:
             w.source_error = f"{w.binding.source}: answer refused: {check.error}"
     # A refused or failed answer plans nothing, as a failed source does (planner rule 1).
     p: Plan = plan(w.desired if w.source_error is None else None, w.actual, max_changes=settings.max_changes)
-    _record_plan(w, p)
+    record_plan(w, p)
     r.ttl = w.reading.ttl if w.reading else None
     if w.source_error is not None:
         r.status, r.error, r.source_error = "error", w.source_error, True
@@ -470,7 +459,7 @@ def _plan_and_apply(w: _Work, ctx: _Context) -> None:
         r.register, r.deregister = (), ()
         r.registered_after = r.registered_before
         return
-    _apply(w, ctx)
+    apply_plan(w, ctx)
 
 
 def _vpc_for_check(w: _Work, ctx: _Context) -> tuple[tuple[str, ...], bool]:
@@ -491,194 +480,3 @@ def _vpc_for_check(w: _Work, ctx: _Context) -> tuple[tuple[str, ...], bool]:
     w.info = ctx.target_groups.with_vpc(w.info)
     w.result.warnings.extend(x for x in w.info.warnings if x not in before)
     return w.info.vpc_cidrs, w.info.vpc_known
-
-
-def _record_plan(w: _Work, p: Plan) -> None:
-    r = w.result
-    r.desired = tuple(sorted(w.desired or ()))
-    r.register, r.deregister, r.deferred, r.reasons = p.register, p.deregister, p.deferred, p.reasons
-    r.drift = p.drift
-
-
-def _apply(w: _Work, ctx: _Context) -> None:
-    """Write one binding's plan, guarded against other controllers (module docstring)."""
-    r = w.result
-    info = w.info
-    assert info is not None and w.desired
-    table = ctx.settings.lock_table or info.lock_table
-    controller = ctx.settings.controller_id or "manual"
-    lease: Lease | None = None
-    leases: Leases | None = None
-    register_only: str | None = None
-    if not ctx.covers(2):
-        _nothing_written(r, "skipped", "not enough time left to register and deregister before the deadline; "
-                         "nothing written, the next run syncs it")
-        return
-    if table:
-        client = ctx.target_groups.dynamodb()
-        if client is None:
-            register_only = f"lock table {table} is set but no DynamoDB client is configured"
-        else:
-            leases = Leases(client, table)
-            try:
-                lease = leases.acquire(info.arn, controller, wait_s=_lease_wait(ctx))
-            except LeaseBusy as exc:
-                _nothing_written(r, "skipped", str(exc))
-                return
-            except LeaseUnavailable as exc:
-                register_only = str(exc)
-    wrote = False
-    try:
-        if lease is not None and leases is not None and not ctx.force:
-            conflict = leases.conflict(lease, [str(t) for t in sorted(w.desired)])
-            if conflict:
-                _nothing_written(r, "error", f"target group {info.name}: {conflict}")
-                return
-        wrote = _write(w, ctx, lease, register_only)
-    finally:
-        if lease is not None and leases is not None:
-            try:
-                leases.release(lease, [str(t) for t in sorted(w.desired)] if wrote else None)
-            except LeaseError as exc:
-                r.warnings.append(f"releasing the write lease failed ({exc}); it lapses by itself")
-
-
-def _lease_wait(ctx: _Context) -> float:
-    from .lease import LEASE_WAIT_S
-
-    if ctx.deadline is None:
-        return LEASE_WAIT_S
-    return max(0.0, min(LEASE_WAIT_S, ctx.deadline - ctx.clock() - 2 * ctx.call_budget_s))
-
-
-def _nothing_written(r: BindingResult, status: Status, error: str) -> None:
-    r.status, r.error = status, error
-    r.register, r.deregister = (), ()
-    r.registered_after = r.registered_before
-
-
-def _write(w: _Work, ctx: _Context, lease: Lease | None, register_only: str | None) -> bool:
-    """Register, then deregister; returns whether anything was written."""
-    r = w.result
-    info = w.info
-    assert info is not None and w.desired is not None
-    groups = ctx.target_groups
-    outside = w.binding.allow_outside_vpc or bool(ctx.settings.allowed_target_networks)
-
-    # The group as it is now, not as it was before a wait or before the lease.
-    try:
-        w.actual = groups.health(info.arn)
-    except Exception as exc:
-        _nothing_written(r, "error", f"re-reading target group {info.name} before writing failed: {exc}")
-        return False
-    p = plan(w.desired, w.actual, max_changes=ctx.settings.max_changes)
-    _record_plan(w, p)
-    live = set(w.actual_live)
-    if p.empty:
-        r.status = "in_sync"
-        r.registered_after = tuple(sorted(live))
-        return False
-
-    unlocked = lease is None and register_only is None
-    calls = (1 if p.register else 0) + (0 if register_only else (1 if p.deregister else 0))
-    calls += 2 if unlocked and p.deregister else 0  # the reads around an unlocked deregister
-    if not ctx.covers(calls) or (lease is not None and not lease.outlives(calls * ctx.call_budget_s, time.monotonic())):
-        _nothing_written(r, "skipped", "not enough time left to register and deregister before the deadline; "
-                         "nothing written, the next run syncs it")
-        r.registered_after = tuple(sorted(live))
-        return False
-
-    try:
-        if p.register:
-            groups.register(info, p.register, outside_vpc=outside)
-            live.update(p.register)
-    except Exception as exc:
-        # Rule 5: a failed register means no deregister in this run. ``register`` and
-        # ``deregister`` report what was done, so neither lists anything here.
-        planned = ", ".join(map(str, p.register))
-        r.status, r.error = "error", f"registering {planned} failed: {exc} (nothing deregistered)"
-        r.register, r.deregister = (), ()
-        r.registered_after = tuple(sorted(live))
-        return False
-    wrote = bool(p.register)
-    if not p.deregister:
-        r.status = "changed"
-        r.registered_after = tuple(sorted(live))
-        return wrote
-    if register_only is not None:
-        r.status = "error"
-        r.error = f"{register_only}; registered only, deregistration held back: {', '.join(map(str, p.deregister))}"
-        r.deferred = tuple(sorted(set(r.deferred) | set(p.deregister)))
-        r.deregister = ()
-        r.registered_after = tuple(sorted(live))
-        return wrote
-
-    stale = p.deregister
-    if unlocked:
-        stale = _still_safe_to_deregister(w, ctx, stale)
-        if stale is None:
-            r.deregister = ()
-            r.registered_after = tuple(sorted(live))
-            return wrote
-    try:
-        groups.deregister(info, stale, outside_vpc=outside)
-        live.difference_update(stale)
-    except Exception as exc:
-        planned = ", ".join(map(str, stale))
-        r.status, r.error = "error", f"deregistering {planned} failed: {exc}"
-        r.deregister = ()
-        r.registered_after = tuple(sorted(live))
-        return wrote
-    r.deregister = tuple(stale)
-    r.status = "changed"
-    r.registered_after = tuple(sorted(live))
-    if unlocked:
-        _restore_if_emptied(w, ctx, outside)
-    return True
-
-
-def _still_safe_to_deregister(w: _Work, ctx: _Context, stale: tuple[Target, ...]) -> tuple[Target, ...] | None:
-    """Without a lease: read the group again; deregister only targets still live there,
-    and only while one of this binding's desired targets is live too."""
-    r = w.result
-    assert w.info is not None and w.desired is not None
-    try:
-        fresh = ctx.target_groups.health(w.info.arn)
-    except Exception as exc:
-        r.status, r.error = "error", f"re-reading target group {w.info.name} before deregistering failed: {exc} (nothing deregistered)"
-        return None
-    fresh_live = {t for t, h in fresh.items() if not h.draining}
-    if not fresh_live & w.desired:
-        r.status = "error"
-        r.error = (
-            f"target group {w.info.name} no longer holds a desired target ({_targets_text(w.desired)}) after "
-            "registering it (another controller is writing it); nothing deregistered"
-        )
-        return None
-    return tuple(t for t in stale if t in fresh_live)
-
-
-def _restore_if_emptied(w: _Work, ctx: _Context, outside: bool) -> None:
-    r = w.result
-    assert w.info is not None and w.desired is not None
-    try:
-        after = ctx.target_groups.health(w.info.arn)
-    except Exception as exc:
-        r.warnings.append(f"reading target group {w.info.name} after writing failed: {exc}")
-        return
-    if any(not h.draining for h in after.values()):
-        return
-    restore = tuple(sorted(w.desired))
-    try:
-        ctx.target_groups.register(w.info, restore, outside_vpc=outside)
-    except Exception as exc:
-        r.status, r.error = "error", f"target group {w.info.name} was left empty by a concurrent writer and re-registering {_targets_text(w.desired)} failed: {exc}"
-        r.registered_after = ()
-        return
-    r.status = "error"
-    r.error = (
-        f"target group {w.info.name} was found empty after deregistering (another controller wrote it at the "
-        f"same time); re-registered {_targets_text(w.desired)}. Configure a lock table to prevent this"
-    )
-    r.register = tuple(sorted(set(r.register) | set(restore)))
-    r.registered_after = restore

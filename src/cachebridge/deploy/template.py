@@ -98,9 +98,10 @@ SCHEDULE_RULE_NAME_MAX = 64
 TCP_IDLE_TIMEOUT_RANGE = (60, 6000)
 TCP_IDLE_TIMEOUT_DEFAULT_S = 350
 # The APIs the controller calls (nlb.py, sources.py, lease.py): interface endpoints for these
-# let a function in subnets without NAT reach them (DynamoDB takes interface endpoints too,
-# "AWS PrivateLink for DynamoDB", DynamoDB Developer Guide). Logs need none: Lambda ships the
-# function's stdout itself.
+# let a function in subnets without NAT reach them. Logs need none: Lambda ships the
+# function's stdout itself. DynamoDB has interface endpoints too ("AWS PrivateLink for
+# DynamoDB", DynamoDB Developer Guide); without its lock table the controller registers but
+# never deregisters.
 VPC_ENDPOINT_SERVICES = ("elasticloadbalancing", "elasticache", "ec2", "dynamodb")
 
 _OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
@@ -759,6 +760,50 @@ def _controller_resources(settings: Settings) -> dict[str, Any]:
     }
 
 
+# -- the write lease: one controller at a time writes the target group (cachebridge.lease) --
+
+def _lease_resources() -> dict[str, Any]:
+    """The lock table: one small item per target group, written with conditional updates."""
+    return {
+        "LockTable": {
+            "Type": "AWS::DynamoDB::Table",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Metadata": _skip(
+                ("CKV_AWS_28", "holds a short-lived write lease per target group, nothing to restore"),
+                ("CKV_AWS_119", "holds a lease holder's name and target addresses, nothing secret; encrypted at rest with an AWS owned key"),
+            ),
+            "Properties": {
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [{"AttributeName": "lease_key", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "lease_key", "KeyType": "HASH"}],
+            },
+        },
+    }
+
+
+def _lease_tags() -> list[dict[str, Any]]:
+    # nlb.OWNER_TAG and nlb.LOCK_TABLE_TAG: a CLI sync refuses a group another stack owns.
+    return [
+        {"Key": "cachebridge:owner", "Value": _ref("AWS::StackName")},
+        {"Key": "cachebridge:lock-table", "Value": _ref("LockTable")},
+    ]
+
+
+def _lease_statement() -> dict[str, Any]:
+    return {
+        "Sid": "WriteLeaseOnly",
+        "Effect": "Allow",
+        "Action": ["dynamodb:UpdateItem"],
+        "Resource": _get_att("LockTable", "Arn"),
+    }
+
+
+def _lease_environment() -> dict[str, Any]:
+    # The controller's name is the stack's: the owner the target group's tag names.
+    return {"CACHEBRIDGE_CONTROLLER_ID": _ref("AWS::StackName")}
+
+
 # What AWSLambdaVPCAccessExecutionRole grants, as the Lambda Developer Guide lists it for a
 # function connected to a VPC. These actions take no resource-level scope (the interfaces do
 # not exist yet), so "*" as in the managed policy.
@@ -848,50 +893,6 @@ def _controller_network_resources() -> dict[str, Any]:
 
 def _endpoint_name(service: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[^a-z0-9]", service)) + "Endpoint"
-
-
-# -- the write lease: one controller at a time writes the target group (cachebridge.lease) --
-
-def _lease_resources() -> dict[str, Any]:
-    """The lock table: one small item per target group, written with conditional updates."""
-    return {
-        "LockTable": {
-            "Type": "AWS::DynamoDB::Table",
-            "DeletionPolicy": "Delete",
-            "UpdateReplacePolicy": "Delete",
-            "Metadata": _skip(
-                ("CKV_AWS_28", "holds a short-lived write lease per target group, nothing to restore"),
-                ("CKV_AWS_119", "holds a lease holder's name and target addresses, nothing secret; encrypted at rest with an AWS owned key"),
-            ),
-            "Properties": {
-                "BillingMode": "PAY_PER_REQUEST",
-                "AttributeDefinitions": [{"AttributeName": "lease_key", "AttributeType": "S"}],
-                "KeySchema": [{"AttributeName": "lease_key", "KeyType": "HASH"}],
-            },
-        },
-    }
-
-
-def _lease_tags() -> list[dict[str, Any]]:
-    # nlb.OWNER_TAG and nlb.LOCK_TABLE_TAG: a CLI sync refuses a group another stack owns.
-    return [
-        {"Key": "cachebridge:owner", "Value": _ref("AWS::StackName")},
-        {"Key": "cachebridge:lock-table", "Value": _ref("LockTable")},
-    ]
-
-
-def _lease_statement() -> dict[str, Any]:
-    return {
-        "Sid": "WriteLeaseOnly",
-        "Effect": "Allow",
-        "Action": ["dynamodb:UpdateItem"],
-        "Resource": _get_att("LockTable", "Arn"),
-    }
-
-
-def _lease_environment() -> dict[str, Any]:
-    # The controller's name is the stack's: the owner the target group's tag names.
-    return {"CACHEBRIDGE_CONTROLLER_ID": _ref("AWS::StackName")}
 
 
 # -- bindings besides the stack's own (ExtraBindings, ConfigFile) ---------------------------
@@ -1122,8 +1123,8 @@ def build(settings: Settings | None = None) -> dict[str, Any]:
         _security_group_resources(),
         _load_balancer_resources(),
         _controller_resources(settings),
-        _controller_network_resources(),
         _lease_resources(),
+        _controller_network_resources(),
         _trigger_resources(),
         _alarm_resources(),
     ):
