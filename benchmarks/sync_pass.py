@@ -191,7 +191,8 @@ TARGETS = {
 
 
 def build_world_parallel(n_bindings: int, dns: LoopbackDnsServer, clients: dict[str, Any]) -> tuple[Config, dict[str, str]]:
-    """``build_world``, its groups created 8 at a time (1,000 bindings are 500 groups)."""
+    """``build_world``, its replication groups created 8 at a time (1,000 bindings are 500
+    groups)."""
     from concurrent.futures import ThreadPoolExecutor
 
     n_groups = max(1, n_bindings // 2)
@@ -211,7 +212,6 @@ def build_world_parallel(n_bindings: int, dns: LoopbackDnsServer, clients: dict[
         out = []
         for role in ("primary", "replicas")[:per_group]:
             name = f"tg-{run}-{g}-{role[0]}"
-            clients["elbv2"].create_target_group(Name=name, Protocol="TCP", Port=6379, VpcId=vpc, TargetType="ip")
             out.append(Binding(name=name, source=ElastiCacheSourceSpec(rg_id, role), target_group=name))  # type: ignore[arg-type]
         return out, names
 
@@ -221,6 +221,8 @@ def build_world_parallel(n_bindings: int, dns: LoopbackDnsServer, clients: dict[
         for made, names in pool.map(group, range(n_groups)):
             bindings += made
             node_names.update(names)
+    for binding in bindings[:n_bindings]:  # one at a time: moto creates target groups unlocked
+        clients["elbv2"].create_target_group(Name=binding.target_group, Protocol="TCP", Port=6379, VpcId=vpc, TargetType="ip")
     return Config(tuple(bindings[:n_bindings]), Settings()), node_names
 
 
