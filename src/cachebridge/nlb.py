@@ -193,14 +193,28 @@ class TargetGroups:
         for (key, chunk), groups in zip(chunks, map_ordered(lambda c: self._describe_chunk(*c), chunks, limit)):
             if isinstance(groups, list):
                 found += [(tg, chunk) for tg in groups if tg.get("TargetType") == "ip"]
-        # The details beyond DescribeTargetGroups (attributes, tags) are one call per group.
-        for (tg, chunk), info in zip(found, map_ordered(lambda f: self._info_from(f[0]), found, limit)):
+        # Tags for 20 groups a call; attributes are one call per group. A failed tag read
+        # leaves those groups to read their own (and warn).
+        arns = [tg["TargetGroupArn"] for tg, _ in found]
+        tags: dict[str, list[dict[str, str]]] = {}
+        for described in map_ordered(self._describe_tags, [arns[i : i + DESCRIBE_CHUNK] for i in range(0, len(arns), DESCRIBE_CHUNK)], limit):
+            if isinstance(described, dict):
+                tags.update(described)
+        infos = map_ordered(lambda f: self._info_from(f[0], tags.get(f[0]["TargetGroupArn"])), found, limit)
+        for (tg, chunk), info in zip(found, infos):
             if isinstance(info, Failure):
                 continue
             with _info_lock:
                 for alias in (tg["TargetGroupArn"], tg["TargetGroupName"]):
                     if alias in chunk:
                         _info_cache[self._cache_key(alias)] = info
+
+    def _describe_tags(self, arns: list[str]) -> dict[str, list[dict[str, str]]] | None:
+        try:
+            described = self.elbv2.describe_tags(ResourceArns=arns)["TagDescriptions"]
+        except (BotoCoreError, ClientError):
+            return None
+        return {d["ResourceArn"]: list(d.get("Tags", [])) for d in described if "ResourceArn" in d}
 
     def _describe_chunk(self, key: str, chunk: list[str]) -> list[dict[str, Any]] | None:
         try:
@@ -289,7 +303,7 @@ class TargetGroups:
             raise TargetGroupNotFound(f"target group {name_or_arn}: not found", "TargetGroupNotFound")
         return self._info_from(groups[0])
 
-    def _info_from(self, tg: dict[str, Any]) -> TargetGroupInfo:
+    def _info_from(self, tg: dict[str, Any], known_tags: list[dict[str, str]] | None = None) -> TargetGroupInfo:
         if tg.get("TargetType", "instance") != "ip":
             raise NlbError(
                 f"target group {tg['TargetGroupName']}: target type is {tg.get('TargetType')!r}; cachebridge needs an IP target group",
@@ -301,7 +315,7 @@ class TargetGroups:
             lambda: self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"],
             f"target group {name} attributes", "its settings are not checked this run", warnings, [],
         )
-        tags = self._soft(
+        tags = known_tags if known_tags is not None else self._soft(
             lambda: next((d.get("Tags", []) for d in self.elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]), []),
             f"target group {name} tags", "its owner and lock table are unknown this run", warnings, [],
         )
