@@ -27,7 +27,7 @@ from typing import Any, Literal, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import AccessDenied, NlbError, TargetGroupNotFound, Throttled
-from .parallel import Failure, map_ordered
+from .parallel import map_ordered
 from .targets import Target, TargetHealth, TargetState
 
 __all__ = [
@@ -157,6 +157,7 @@ class TargetGroups:
         # Endpoint failures seen by ``prefetch``: ``info`` reports them instead of calling
         # again, so an unreachable endpoint costs one call's retries, not one per binding.
         self._unreachable: dict[str, NlbError] = {}
+        self._described: dict[str, dict[str, Any]] = {}  # DescribeTargetGroups answers by alias
 
     def dynamodb(self) -> Any | None:
         """The DynamoDB client for write leases (built on first use), or None."""
@@ -178,10 +179,12 @@ class TargetGroups:
         return (f"{meta.region_name}|{meta.endpoint_url}", name_or_arn)
 
     def prefetch(self, names_or_arns: Iterable[str], limit: int = 1) -> None:
-        """Read the details of many target groups in few calls (a cold start with many
-        bindings), ``limit`` calls at a time. Errors are left for ``info()`` to raise per
-        binding."""
+        """Describe many target groups in few calls (a cold start with many bindings),
+        ``limit`` calls at a time; ``info()`` then reads each one's optional details when its
+        binding's turn comes (so a deadline can stop between bindings). Errors are left for
+        ``info()`` to raise per binding."""
         self._unreachable.clear()
+        self._described.clear()
         if not self.cache:
             return
         wanted = [n for n in dict.fromkeys(names_or_arns) if not (self.cache and self._cache_key(n) in _info_cache)]
@@ -189,32 +192,13 @@ class TargetGroups:
         for kind, key in (("arn", "TargetGroupArns"), ("name", "Names")):
             batch = [n for n in wanted if n.startswith("arn:") == (kind == "arn")]
             chunks += [(key, batch[i : i + DESCRIBE_CHUNK]) for i in range(0, len(batch), DESCRIBE_CHUNK)]
-        found: list[tuple[dict[str, Any], list[str]]] = []
-        for (key, chunk), groups in zip(chunks, map_ordered(lambda c: self._describe_chunk(*c), chunks, limit)):
-            if isinstance(groups, list):
-                found += [(tg, chunk) for tg in groups if tg.get("TargetType") == "ip"]
-        # Tags for 20 groups a call; attributes are one call per group. A failed tag read
-        # leaves those groups to read their own (and warn).
-        arns = [tg["TargetGroupArn"] for tg, _ in found]
-        tags: dict[str, list[dict[str, str]]] = {}
-        for described in map_ordered(self._describe_tags, [arns[i : i + DESCRIBE_CHUNK] for i in range(0, len(arns), DESCRIBE_CHUNK)], limit):
-            if isinstance(described, dict):
-                tags.update(described)
-        infos = map_ordered(lambda f: self._info_from(f[0], tags.get(f[0]["TargetGroupArn"])), found, limit)
-        for (tg, chunk), info in zip(found, infos):
-            if isinstance(info, Failure):
+        for (_, chunk), groups in zip(chunks, map_ordered(lambda c: self._describe_chunk(*c), chunks, limit)):
+            if not isinstance(groups, list):
                 continue
-            with _info_lock:
+            for tg in groups:
                 for alias in (tg["TargetGroupArn"], tg["TargetGroupName"]):
                     if alias in chunk:
-                        _info_cache[self._cache_key(alias)] = info
-
-    def _describe_tags(self, arns: list[str]) -> dict[str, list[dict[str, str]]] | None:
-        try:
-            described = self.elbv2.describe_tags(ResourceArns=arns)["TagDescriptions"]
-        except (BotoCoreError, ClientError):
-            return None
-        return {d["ResourceArn"]: list(d.get("Tags", [])) for d in described if "ResourceArn" in d}
+                        self._described[alias] = tg
 
     def _describe_chunk(self, key: str, chunk: list[str]) -> list[dict[str, Any]] | None:
         try:
@@ -239,8 +223,10 @@ class TargetGroups:
         or a new process re-reads). ``vpc=False`` leaves the CIDRs to ``with_vpc``."""
         if name_or_arn in self._unreachable:
             raise self._unreachable[name_or_arn]
+        described = self._described.get(name_or_arn)
+        read = (lambda: self._info_from(described)) if described is not None else (lambda: self._read_info(name_or_arn))
         key = self._cache_key(name_or_arn)
-        info = self._cached(_info_cache, key, lambda: self._read_info(name_or_arn))
+        info = self._cached(_info_cache, key, read)
         if not vpc or info.vpc_known:
             return info
         info = self.with_vpc(info)
@@ -248,6 +234,10 @@ class TargetGroups:
             with _info_lock:
                 _info_cache[key] = info
         return info
+
+    def cached(self, name_or_arn: str) -> bool:
+        """Whether ``info(name_or_arn)`` needs no call at all."""
+        return self.cache and self._cache_key(name_or_arn) in _info_cache
 
     def with_vpc(self, info: TargetGroupInfo) -> TargetGroupInfo:
         """``info`` with its VPC's CIDRs (one DescribeVpcs per VPC, cached); a failed read
@@ -303,7 +293,7 @@ class TargetGroups:
             raise TargetGroupNotFound(f"target group {name_or_arn}: not found", "TargetGroupNotFound")
         return self._info_from(groups[0])
 
-    def _info_from(self, tg: dict[str, Any], known_tags: list[dict[str, str]] | None = None) -> TargetGroupInfo:
+    def _info_from(self, tg: dict[str, Any]) -> TargetGroupInfo:
         if tg.get("TargetType", "instance") != "ip":
             raise NlbError(
                 f"target group {tg['TargetGroupName']}: target type is {tg.get('TargetType')!r}; cachebridge needs an IP target group",
@@ -315,7 +305,7 @@ class TargetGroups:
             lambda: self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"],
             f"target group {name} attributes", "its settings are not checked this run", warnings, [],
         )
-        tags = known_tags if known_tags is not None else self._soft(
+        tags = self._soft(
             lambda: next((d.get("Tags", []) for d in self.elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]), []),
             f"target group {name} tags", "its owner and lock table are unknown this run", warnings, [],
         )

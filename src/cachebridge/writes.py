@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from .errors import LeaseBusy, LeaseError, LeaseUnavailable
 from .lease import LEASE_WAIT_S, Lease, Leases
 from .planner import Plan, plan
-from .targets import Target
+from .targets import Target, TargetState
 
 if TYPE_CHECKING:
     from .sync import BindingResult, Status, _Context, _Work
@@ -195,11 +195,11 @@ def _still_safe_to_deregister(w: "_Work", ctx: "_Context", stale: tuple[Target, 
         r.status, r.error = "error", f"re-reading target group {w.info.name} before deregistering failed: {exc} (nothing deregistered)"
         return None
     fresh_live = {t for t, h in fresh.items() if not h.draining}
-    if not fresh_live & w.desired:
+    if not {t for t in fresh_live & w.desired if fresh[t].state is not TargetState.UNHEALTHY}:
         r.status = "error"
         r.error = (
-            f"target group {w.info.name} no longer holds a desired target ({targets_text(w.desired)}) after "
-            "registering it (another controller is writing it); nothing deregistered"
+            f"target group {w.info.name} no longer holds a healthy or initial desired target "
+            f"({targets_text(w.desired)}) after registering it (another controller is writing it); nothing deregistered"
         )
         return None
     return tuple(t for t in stale if t in fresh_live)

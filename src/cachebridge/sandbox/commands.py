@@ -191,7 +191,7 @@ def printed_commands(state: dict[str, Any], *, state_dir: Path, cli: str | None 
             f"{cb} sandbox status {sd}",
             f"{aws_env} {cb} status --source {q(f'elasticache://{rg}?role=primary')} "
             f"--target-group {q(state.get('target_group_arn') or '')} --port {int(state['nodes'][0]['port'])} "
-            f"--nameserver {q(state['dns'])}",
+            f"--nameserver {q(state['dns'])} --allow-target-network 127.0.0.0/8",
         ],
         "stop": [f"{cb} sandbox down {sd}"],
     }
