@@ -7,6 +7,12 @@ profile); ``resolve_region`` also honours ``AWS_REGION``, which the AWS CLI v2, 
 SDKs and the Lambda runtime set, and which wins when both are set. Clients are cached per
 (service, region, profile) for a warm Lambda; ``clear_caches()`` drops them (tests, or a
 changed environment).
+
+The controller's clients come from one botocore session per profile, not from boto3:
+boto3's import pulls in s3transfer and its resource layer (about a third of the
+function's import time) for nothing the controller calls, and one session loads the
+SDK's shared data (endpoints, partitions, defaults) once for all clients. Deploy clients
+still come from boto3 (its S3 customizations).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-import boto3
+import botocore.session
 from botocore.config import Config as BotoConfig
 
 if TYPE_CHECKING:
@@ -81,6 +87,7 @@ DEPLOY_BOTO_CONFIG = BotoConfig(
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, str | None, str | None, bool], Any] = {}
+_sessions: dict[str | None, Any] = {}
 
 
 def resolve_region(region: str | None = None) -> str | None:
@@ -100,9 +107,17 @@ def client(service: str, region: str | None = None, profile: str | None = None, 
     with _lock:
         cached = _clients.get(key)
         if cached is None:
-            session = boto3.session.Session(profile_name=profile) if profile else boto3.session.Session()
-            config = BOTO_CONFIG if controller else DEPLOY_BOTO_CONFIG  # read now: tests may swap it
-            cached = session.client(service, region_name=region, config=config)
+            if controller:
+                session = _sessions.get(profile)
+                if session is None:
+                    session = _sessions[profile] = botocore.session.Session(profile=profile)
+                # BOTO_CONFIG read now: tests may swap it.
+                cached = session.create_client(service, region_name=region, config=BOTO_CONFIG)
+            else:
+                import boto3
+
+                session = boto3.session.Session(profile_name=profile) if profile else boto3.session.Session()
+                cached = session.client(service, region_name=region, config=DEPLOY_BOTO_CONFIG)
             _clients[key] = cached
         return cached
 
@@ -116,7 +131,7 @@ def adapters(settings: "Settings", profile: str | None = None) -> "tuple[TargetG
     region = settings.region
     target_groups = TargetGroups(
         client("elbv2", region, profile, controller=True),
-        client("ec2", region, profile, controller=True),
+        lambda: client("ec2", region, profile, controller=True),  # only when a write needs the VPC
         dynamodb=lambda: client("dynamodb", region, profile, controller=True),
     )
     sources = Sources(
@@ -129,3 +144,4 @@ def adapters(settings: "Settings", profile: str | None = None) -> "tuple[TargetG
 def clear_caches() -> None:
     with _lock:
         _clients.clear()
+        _sessions.clear()

@@ -284,6 +284,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--lambda-subnets", help="Comma-separated subnets of --vpc: run the controller in the VPC (VPC resolver); they need a NAT route or --create-vpc-endpoints  [default: outside the VPC].")
 @click.option("--lambda-security-group", help="With --lambda-subnets: the controller's security group  [default: one the stack creates, HTTPS out only].")
 @click.option("--create-vpc-endpoints", is_flag=True, help="With --lambda-subnets: create interface endpoints for the ELB, ElastiCache and EC2 APIs (for subnets without NAT).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A config file (TOML/YAML/JSON) of more bindings for the controller, besides the stack's own; their target groups must be tagged cachebridge:owner=<stack name>. Small sets go in the function's environment, larger ones in a file inside its zip.")
 @click.option("--wire-notifications/--no-wire-notifications", default=None, help="Set the stack's topic on the replication group  [default: ask].")
 @click.option("--invoke", type=click.Choice(["lambda", "local", "none"]), default="lambda", show_default=True, help="How to run the first sync: invoke the function, run it in this process with its environment, or skip.")
 @click.option("--nameserver", "nameservers", multiple=True, metavar="IP[:PORT]", help="With --invoke local only: resolve node names through these nameservers.")
@@ -315,6 +316,7 @@ def deploy_command(
     lambda_subnets: str | None,
     lambda_security_group: str | None,
     create_vpc_endpoints: bool,
+    config_path: str | None,
     wire_notifications: bool | None,
     invoke: str,
     nameservers: tuple[str, ...],
@@ -338,9 +340,11 @@ def deploy_command(
     Exit status: 0 deployed (or nothing to change), 1 the stack or the first sync failed,
     2 bad input (nothing was created).
     """
-    from .config import parse_nameserver
+    from .config import Config, parse_nameserver
     from .deploy.stack import DeployRequest, deploy
     from .errors import DeployError
+
+    extra_bindings = Config.from_file(config_path).bindings if config_path else ()
 
     request = DeployRequest(
         stack_name=stack_name,
@@ -368,6 +372,7 @@ def deploy_command(
         lambda_subnet_ids=_split((lambda_subnets,)) if lambda_subnets else (),
         lambda_security_group_id=lambda_security_group,
         create_vpc_endpoints=create_vpc_endpoints,
+        extra_bindings=extra_bindings,
     )
     servers = tuple(parse_nameserver(ns, "--nameserver") for ns in nameservers)
     if wire_notifications is None and yes:

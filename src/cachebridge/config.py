@@ -29,7 +29,10 @@ group, on that port) plus global *settings*. It can be read from:
 - flags describing one binding (``--source S --target-group TG --port P``);
 - in Lambda, the environment: ``CACHEBRIDGE_BINDINGS`` holds JSON (a list of bindings, or an
   object with ``bindings`` and ``settings``); ``CACHEBRIDGE_<SETTING>`` variables override
-  single settings (``CACHEBRIDGE_NAMESERVERS`` is comma-separated).
+  single settings (``CACHEBRIDGE_NAMESERVERS`` is comma-separated). More bindings follow
+  from ``CACHEBRIDGE_EXTRA_BINDINGS`` (JSON, the same forms) when they fit Lambda's 4 KB of
+  environment, or from the JSON file ``CACHEBRIDGE_CONFIG_FILE`` names (a path inside the
+  function's zip, relative to ``LAMBDA_TASK_ROOT``) when they do not.
 
 Every problem is a ``ConfigError`` naming the field, what was wrong and what is accepted.
 """
@@ -57,8 +60,11 @@ __all__ = [
     "DEFAULT_REJOIN_AFTER_S",
     "LAYOUTS",
     "MAX_NODE_TARGET_GROUPS",
+    "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_TARGETS",
     "ENV_BINDINGS",
+    "ENV_EXTRA_BINDINGS",
+    "ENV_CONFIG_FILE",
     "DnsSourceSpec",
     "ElastiCacheSourceSpec",
     "SourceSpec",
@@ -78,6 +84,12 @@ DEFAULT_EVENT_WAIT_S = 30.0
 DEFAULT_POLL_INTERVAL_S = 0.5
 DEFAULT_DNS_TIMEOUT_S = 2.0
 DEFAULT_PORT = 6379
+# Bindings handled at once in a pass: enough to hide API latency for hundreds of bindings,
+# few enough to stay far below the ELB API's request rates (a pass makes about two reads a
+# binding) and within botocore's pool of 10 connections per client. More than the limit
+# buys nothing at API rate limits and costs memory in a 128 MB function.
+DEFAULT_MAX_CONCURRENCY = 8
+MAX_CONCURRENCY_LIMIT = 64
 # How many targets a binding may hold unless it says otherwise: a primary is one node; a
 # replicas (or dns://) binding is bounded so a runaway answer cannot fill the group.
 DEFAULT_MAX_TARGETS = {"primary": 1, "other": 16}
@@ -91,6 +103,8 @@ LAYOUTS: tuple[str, ...] = ("retarget", "switch")
 # 50 listeners per Network Load Balancer (not adjustable; "Quotas for your Network Load
 # Balancers"), less the primary and the reader listeners.
 MAX_NODE_TARGET_GROUPS = 48
+ENV_EXTRA_BINDINGS = "CACHEBRIDGE_EXTRA_BINDINGS"
+ENV_CONFIG_FILE = "CACHEBRIDGE_CONFIG_FILE"
 
 Role = Literal["primary", "replicas"]
 ROLES: tuple[str, ...] = ("primary", "replicas")
@@ -441,10 +455,11 @@ class Settings:
     # cachebridge:lock-table tag); and who this controller is (the deployed stack's name).
     lock_table: str | None = None
     controller_id: str | None = None
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
 
     SETTING_KEYS = (
         "region", "nameservers", "max_changes", "event_wait_s", "poll_interval_s", "dns_timeout_s",
-        "allowed_target_networks", "lock_table", "controller_id", "rejoin_after_s",
+        "allowed_target_networks", "lock_table", "controller_id", "max_concurrency", "rejoin_after_s",
     )
 
     @classmethod
@@ -472,6 +487,8 @@ class Settings:
             changes["nameservers"] = tuple(parse_nameserver(s, f"{where}.nameservers") for s in servers)
         if data.get("max_changes") is not None:
             changes["max_changes"] = _int(data["max_changes"], f"{where}.max_changes", 1, 1000)
+        if data.get("max_concurrency") is not None:
+            changes["max_concurrency"] = _int(data["max_concurrency"], f"{where}.max_concurrency", 1, MAX_CONCURRENCY_LIMIT)
         if data.get("event_wait_s") is not None:
             changes["event_wait_s"] = _float(data["event_wait_s"], f"{where}.event_wait_s", 0, 600)
         if data.get("poll_interval_s") is not None:
@@ -505,6 +522,8 @@ class Settings:
             "allowed_target_networks": list(self.allowed_target_networks),
             "lock_table": self.lock_table,
             "controller_id": self.controller_id,
+            # Left out at its default: the template's CACHEBRIDGE_BINDINGS stays as it was.
+            **({"max_concurrency": self.max_concurrency} if self.max_concurrency != DEFAULT_MAX_CONCURRENCY else {}),
         }
 
 
@@ -580,6 +599,10 @@ class Config:
         except InputRejected as exc:
             raise _rejected(exc, ENV_BINDINGS) from None
         config = cls.from_mapping(data)
+        extra = _extra_bindings(environ)
+        if extra:
+            # Checked as one list: a name used twice, here or there, is refused.
+            config = cls(config.bindings + extra, config.settings)
         settings = config.settings
         for key in Settings.SETTING_KEYS:
             variable = f"CACHEBRIDGE_{key.upper()}"
@@ -645,3 +668,34 @@ def _rejected(exc: InputRejected, where: str, document: str = "") -> ConfigError
     if document:
         problem = f"{document} is {problem}" if problem.startswith("not ") else f"{document}: {problem}"
     return ConfigError(where, problem, exc.accepted)
+
+
+def _extra_bindings(environ: Mapping[str, str]) -> tuple[Binding, ...]:
+    """Bindings beyond ``CACHEBRIDGE_BINDINGS``: ``CACHEBRIDGE_EXTRA_BINDINGS`` (JSON), then
+    the JSON file ``CACHEBRIDGE_CONFIG_FILE`` names. Either holds a list of bindings or an
+    object with ``bindings``; settings stay those of ``CACHEBRIDGE_BINDINGS``."""
+    found: list[Binding] = []
+    sources: list[tuple[str, str]] = []
+    if environ.get(ENV_EXTRA_BINDINGS):
+        sources.append((ENV_EXTRA_BINDINGS, environ[ENV_EXTRA_BINDINGS]))
+    path_text = environ.get(ENV_CONFIG_FILE)
+    if path_text:
+        path = Path(path_text)
+        if not path.is_absolute():
+            path = Path(environ.get("LAMBDA_TASK_ROOT") or os.getcwd()) / path
+        try:
+            sources.append((ENV_CONFIG_FILE, path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(ENV_CONFIG_FILE, f"cannot read {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    for variable, text in sources:
+        try:
+            data = load_json(text)  # MAX_CONFIG_BYTES: about 5,000 bindings
+        except InputRejected as exc:
+            raise _rejected(exc, variable) from None
+        if isinstance(data, Mapping):
+            _check_keys(data, ("bindings",), variable)
+            data = data.get("bindings")
+        if not isinstance(data, list) or not data:
+            raise ConfigError(variable, "no bindings", "a non-empty list of bindings, or {\"bindings\": [...]}")
+        found += [Binding.from_mapping(b, f"{variable}[{i}]") for i, b in enumerate(data)]
+    return tuple(found)

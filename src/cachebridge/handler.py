@@ -18,7 +18,8 @@ handler raises ``SyncFailed`` after every binding was handled and reported, so L
 ``Errors`` metric counts it and asynchronous events (SNS, schedule) are retried; ``status``
 only reports.
 
-The configuration (from ``CACHEBRIDGE_BINDINGS`` and ``CACHEBRIDGE_*``) and the adapters
+The configuration (``CACHEBRIDGE_BINDINGS``, more bindings from ``CACHEBRIDGE_EXTRA_BINDINGS``
+or the file in the zip ``CACHEBRIDGE_CONFIG_FILE`` names, ``CACHEBRIDGE_*``) and the adapters
 with their boto3 clients are kept between warm invocations; ``clear_caches()`` drops them.
 """
 

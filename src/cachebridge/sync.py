@@ -24,6 +24,13 @@ under a DynamoDB lease (``lease``) after a fresh read of the group, which is wha
 With a ``deadline`` (the Lambda's), a write is started only when the time left covers it
 and the writes that must follow it at the configured timeouts (``aws.call_budget_s``);
 otherwise the binding is reported ``skipped`` with nothing written.
+
+Bindings are handled ``settings.max_concurrency`` at a time (``parallel.map_ordered``):
+their target group reads, then each round of source reads and writes. Results keep the
+configuration's order, and one binding's exception is that binding's error only. Reads
+shared between bindings (a replication group, target group details, a VPC) are made once
+however many threads ask. The VPC's CIDRs are read only for a binding with something to
+write (``_plan_and_apply``).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from .checks import check_answer
 from .config import Binding, Config, ElastiCacheSourceSpec, Settings
 from .errors import CacheBridgeError
 from .nlb import OWNER_TAG, TargetGroupInfo, TargetGroups, risky_settings
+from .parallel import Failure, map_ordered
 from .planner import Plan, plan
 from .sources import Reading, Sources
 from .targets import Target, TargetHealth
@@ -252,35 +260,29 @@ def sync(
         _default_call_budget() if call_budget_s is None else call_budget_s,
     )
 
-    # Target group side first: details (cached across warm invocations) and live health.
+    limit = settings.max_concurrency
+
+    # Target group side first: details (cached across warm invocations), then live health.
     if deadline is None or clock() < deadline:
-        target_groups.prefetch(w.binding.target_group for w in works)
+        target_groups.prefetch([w.binding.target_group for w in works], limit)
+    _each(works, lambda w: _read_group_info(w, ctx), limit, "reading target group")
     for w in works:
-        # A call started before the deadline may run one call budget past it (the handler's
-        # margin); so start this binding's reads only if all but the last fit before it:
-        # attributes, tags, VPC CIDRs and health when not cached, health alone when cached.
-        reads = 1 if target_groups.cached(w.binding.target_group) else 4
-        if deadline is not None and clock() + (reads - 1) * ctx.call_budget_s >= deadline:
-            _skip(w, "not reached before the deadline; nothing written, the next run syncs it")
+        # A target group belongs to one binding: in configuration order, the first keeps it.
+        if w.info is None or w.result.status in ("error", "skipped"):
             continue
-        try:
-            w.info = target_groups.info(w.binding.target_group)
-            w.result.target_group_arn = w.info.arn
-            if w.info.arn in owners:
-                raise CacheBridgeError(
-                    f"target group {w.info.name} is also the target of binding {owners[w.info.arn]!r}; "
-                    "a target group belongs to one binding"
-                )
-            owners[w.info.arn] = w.binding.name
-            w.result.warnings.extend(w.info.warnings)
-            w.result.warnings.extend(risky_settings(w.info))
-            w.actual = target_groups.health(w.info.arn)
-        except CacheBridgeError as exc:
+        if w.info.arn in owners:
             w.result.status = "error"
-            w.result.error = str(exc)
-        except Exception as exc:  # one binding's surprise must not stop the others
-            w.result.status = "error"
-            w.result.error = f"unexpected error reading target group {w.binding.target_group}: {exc!r}"
+            w.result.error = (
+                f"target group {w.info.name} is also the target of binding {owners[w.info.arn]!r}; "
+                "a target group belongs to one binding"
+            )
+            continue
+        owners[w.info.arn] = w.binding.name
+    _each(
+        [w for w in works if w.result.status not in ("error", "skipped")],
+        lambda w: _read_group_health(w, ctx), limit, "reading target group",
+    )
+    for w in works:
         if w.info is not None and w.info.port and w.info.port != w.binding.port and w.result.status != "error":
             w.result.warnings.append(
                 f"binding port {w.binding.port} differs from the target group's port {w.info.port}; "
@@ -288,6 +290,8 @@ def sync(
             )
         w.result.registered_before = tuple(sorted(w.actual_live))
         w.result.health = {str(t): h.state.value for t, h in sorted(w.actual.items())}
+        if w.result.status == "skipped":
+            w.result.registered_after = w.result.registered_before
 
     pending = [w for w in works if w.result.status not in ("error", "skipped")]
     start = clock()
@@ -300,34 +304,8 @@ def sync(
     # changed answer is read once more and applied only when the two reads agree.
     while pending:
         sources.new_pass()
-        still_waiting: list[_Work] = []
-        for w in pending:
-            if deadline is not None and clock() >= deadline:
-                # Out of time (a slow source ahead of it, or a change still unconfirmed):
-                # leave it untouched and report it, rather than be cut off mid-write.
-                _skip(w, "not finished before the deadline; nothing written, the next run syncs it")
-                continue
-            _read_source(w, sources)
-            w.result.polls += 1
-            changed = w.desired is not None and w.desired != w.actual_live
-            now = clock()
-            if changed and w.desired != w.previous:
-                # A change not yet confirmed by a second read: read again a poll later.
-                w.confirm_by = max(wait_until, now) + settings.poll_interval_s * 1.5 if w.confirm_by is None else w.confirm_by
-                if now < w.confirm_by:
-                    w.previous = w.desired
-                    still_waiting.append(w)
-                    continue
-                w.source_error = (
-                    f"{w.binding.source} did not give the same answer twice in a row "
-                    f"({targets_text(w.previous)} then {targets_text(w.desired)}); nothing applied"
-                )
-            w.previous = w.desired
-            if changed or now >= wait_until:
-                _plan_and_apply(w, ctx)
-            else:
-                still_waiting.append(w)
-        pending = still_waiting
+        waiting = _each(pending, lambda w: _step(w, ctx, sources, wait_until), limit, "syncing")
+        pending = [w for w, again in zip(pending, waiting) if again is True]
         if pending:
             # A change being confirmed waits for its next read whatever the event wait says.
             confirming = any(w.confirm_by is not None for w in pending)
@@ -338,6 +316,81 @@ def sync(
             sleep(min(settings.poll_interval_s, remaining))
 
     return SyncReport([w.finish() for w in works], trigger)
+
+
+def _each(works: Sequence[_Work], step: Callable[[_Work], Any], limit: int, doing: str) -> list[Any]:
+    """``step`` over ``works``, ``limit`` at a time, in order; an exception that escapes a
+    step ends that binding in error and no other."""
+    outcomes = map_ordered(step, works, limit)
+    for w, outcome in zip(works, outcomes):
+        if isinstance(outcome, Failure):
+            w.result.status = "error"
+            w.result.error = f"unexpected error {doing} for binding {w.binding.name}: {outcome.error!r}"
+            w.result.registered_after = w.result.registered_before
+    return outcomes
+
+
+def _read_group_info(w: _Work, ctx: _Context) -> None:
+    # A call started before the deadline may run one call budget past it (the handler's
+    # margin); so start this binding's reads only if all but the last fit before it:
+    # attributes, tags, VPC CIDRs and health when not cached, health alone when cached.
+    reads = 1 if ctx.target_groups.cached(w.binding.target_group) else 4
+    if ctx.deadline is not None and ctx.clock() + (reads - 1) * ctx.call_budget_s >= ctx.deadline:
+        _skip(w, "not reached before the deadline; nothing written, the next run syncs it")
+        return
+    try:
+        w.info = ctx.target_groups.info(w.binding.target_group, vpc=False)
+        w.result.target_group_arn = w.info.arn
+        w.result.warnings.extend(w.info.warnings)
+        w.result.warnings.extend(risky_settings(w.info))
+    except CacheBridgeError as exc:
+        w.result.status = "error"
+        w.result.error = str(exc)
+    except Exception as exc:  # one binding's surprise must not stop the others
+        w.result.status = "error"
+        w.result.error = f"unexpected error reading target group {w.binding.target_group}: {exc!r}"
+
+
+def _read_group_health(w: _Work, ctx: _Context) -> None:
+    assert w.info is not None
+    try:
+        w.actual = ctx.target_groups.health(w.info.arn)
+    except CacheBridgeError as exc:
+        w.result.status = "error"
+        w.result.error = str(exc)
+    except Exception as exc:
+        w.result.status = "error"
+        w.result.error = f"unexpected error reading target group {w.binding.target_group}: {exc!r}"
+
+
+def _step(w: _Work, ctx: _Context, sources: Sources, wait_until: float) -> bool:
+    """One round for one binding: read its source, then apply, or wait for another round
+    (returns True)."""
+    settings = ctx.settings
+    if ctx.deadline is not None and ctx.clock() >= ctx.deadline:
+        # Out of time (a slow source ahead of it, or a change still unconfirmed):
+        # leave it untouched and report it, rather than be cut off mid-write.
+        _skip(w, "not finished before the deadline; nothing written, the next run syncs it")
+        return False
+    _read_source(w, sources)
+    w.result.polls += 1
+    changed = w.desired is not None and w.desired != w.actual_live
+    now = ctx.clock()
+    if changed and w.desired != w.previous:
+        # A change not yet confirmed by a second read: read again a poll later.
+        w.confirm_by = max(wait_until, now) + settings.poll_interval_s * 1.5 if w.confirm_by is None else w.confirm_by
+        if now < w.confirm_by:
+            w.previous = w.desired
+            return True
+        w.source_error = (
+            f"{w.binding.source} did not give the same answer twice in a row "
+            f"({targets_text(w.previous)} then {targets_text(w.desired)}); nothing applied"
+        )
+    w.previous = w.desired
+    if changed or now >= wait_until:
+        _plan_and_apply(w, ctx)
+        return False
+    return True
 
 
 def _skip(w: _Work, why: str) -> None:
@@ -373,11 +426,12 @@ def _plan_and_apply(w: _Work, ctx: _Context) -> None:
     r = w.result
     settings = ctx.settings
     if w.source_error is None and w.desired and w.info is not None:
+        vpc_cidrs, vpc_known = _vpc_for_check(w, ctx)
         check = check_answer(
             [t.ip for t in sorted(w.desired)],
             max_targets=w.binding.target_limit,
-            vpc_cidrs=w.info.vpc_cidrs,
-            vpc_known=w.info.vpc_known,
+            vpc_cidrs=vpc_cidrs,
+            vpc_known=vpc_known,
             allow_outside_vpc=w.binding.allow_outside_vpc,
             allowed_networks=settings.allowed_target_networks,
         )
@@ -419,3 +473,23 @@ def _plan_and_apply(w: _Work, ctx: _Context) -> None:
         r.registered_after = r.registered_before
         return
     apply_plan(w, ctx)
+
+
+def _vpc_for_check(w: _Work, ctx: _Context) -> tuple[tuple[str, ...], bool]:
+    """The CIDRs the answer's addresses are checked against (``checks`` rule 3).
+
+    With something to write, the VPC's own (read now, once per VPC, cached). With nothing
+    to write, the answer is exactly what the group already holds, which ELB accepted into
+    this group's VPC when it was registered: the range rule has nothing left to guard, so
+    the held addresses stand in for the CIDRs and no EC2 client or DescribeVpcs is needed.
+    The count and address-kind rules apply either way; a write needs the CIDRs anyway, to
+    mark addresses outside the VPC (``AvailabilityZone=all``)."""
+    assert w.info is not None and w.desired is not None
+    if w.info.vpc_known:
+        return w.info.vpc_cidrs, True
+    if plan(w.desired, w.actual, max_changes=ctx.settings.max_changes).empty:
+        return tuple(f"{t.ip}/{32 if ':' not in t.ip else 128}" for t in w.desired), True
+    before = set(w.info.warnings)
+    w.info = ctx.target_groups.with_vpc(w.info)
+    w.result.warnings.extend(x for x in w.info.warnings if x not in before)
+    return w.info.vpc_cidrs, w.info.vpc_known

@@ -566,3 +566,56 @@ def test_an_update_keeps_the_stacks_layout_unless_asked(aws_env, dns_server, sta
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
     assert report["action"] == "none" and report["outputs"]["Layout"] == "retarget"
+
+
+def test_a_thousand_bindings_travel_in_the_zip_and_the_deployed_handler_reads_them(aws_env, dns_server, stacks, tmp_path):
+    import io
+    import zipfile
+    from cachebridge.deploy.package import CONFIG_FILE_NAME
+
+    site = _site(aws_env, dns_server, 14)
+    name = _stack_name()
+    stacks.append(name)
+    elbv2 = aws_client(aws_env, "elbv2")
+    run = uuid.uuid4().hex[:6]
+
+    def target_group(i: int) -> str:
+        return elbv2.create_target_group(
+            Name=f"x{run}-{i}", Protocol="TCP", Port=site.port, VpcId=site.vpc, TargetType="ip",
+            Tags=[{"Key": "cachebridge:owner", "Value": name}],
+        )["TargetGroups"][0]["TargetGroupArn"]
+
+    arns = [target_group(i) for i in range(1000)]  # one at a time: moto serves creates unlocked
+    host = f"shared.{run}.example.internal"
+    dns_server.zone.set_a(host, "10.14.1.50")
+    more = tmp_path / "more.json"
+    more.write_text(json.dumps({"bindings": [
+        {"name": f"extra-{i:04d}", "source": f"dns://{host}", "target_group": arn, "port": site.port}
+        for i, arn in enumerate(arns)
+    ]}))
+
+    result = run_cli(aws_env, *_deploy_args(site, name, dns_server, "--no-wire-notifications", "--config", str(more), "--json"), timeout=900)
+
+    assert result.returncode == 0, (result.stderr[-1500:], result.stdout[-200:], [b for b in json.loads(result.stdout).get("sync", {}).get("report", {}).get("bindings", []) if b["status"] != "changed"][:3])
+    report = json.loads(result.stdout)
+    # Far past Lambda's 4 KB of environment: the bindings are a file in the zip.
+    environment = aws_client(aws_env, "lambda").get_function_configuration(FunctionName=report["outputs"]["FunctionName"])["Environment"]["Variables"]
+    assert environment["CACHEBRIDGE_CONFIG_FILE"] == CONFIG_FILE_NAME
+    assert "CACHEBRIDGE_EXTRA_BINDINGS" not in environment
+    assert len(json.dumps(environment)) < 4096
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in _stack(aws_env, name)["Parameters"]}
+    code = aws_client(aws_env, "s3").get_object(Bucket=parameters["CodeBucket"], Key=parameters["CodeKey"])["Body"].read()
+    shipped = json.loads(zipfile.ZipFile(io.BytesIO(code)).read(CONFIG_FILE_NAME))
+    assert [b["target_group"] for b in shipped["bindings"]] == arns
+    assert any(CONFIG_FILE_NAME in note for note in report["notes"])
+
+    # The deployed function's handler, run in-process from that zip, followed all 1,002
+    # (the stack's own primary and replicas bindings, then the extra ones).
+    sync = report["sync"]
+    assert sync["ok"] is True, sync.get("error")
+    names = [b["name"] for b in sync["report"]["bindings"]]
+    assert len(names) == 1002 and names[2:] == [f"extra-{i:04d}" for i in range(1000)]
+    assert {b["status"] for b in sync["report"]["bindings"]} == {"changed"}
+    for arn in (arns[0], arns[499], arns[-1]):
+        assert _registered(aws_env, arn) == {Target("10.14.1.50", site.port)}
+    assert _registered(aws_env, report["outputs"]["TargetGroupArn"]) == {Target(site.primary_ip, site.port)}

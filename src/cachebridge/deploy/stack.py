@@ -51,9 +51,10 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError, ProfileNotFound, WaiterError
 
 from .. import aws
+from ..config import Binding
 from ..errors import CacheBridgeError, ConfigError, DeployError, SourceError, SourceNotFound
 from ..sources import describe_replication_group
-from . import allow_list
+from . import allow_list, more_bindings
 from . import package as packaging
 from . import template as cfn_template
 from .local import LocalFunction
@@ -164,6 +165,9 @@ class DeployRequest:
     lambda_subnet_ids: tuple[str, ...] = ()  # empty: the function runs outside the VPC
     lambda_security_group_id: str | None = None
     create_vpc_endpoints: bool = False
+    # Bindings the controller follows besides the stack's own (``deploy --config``); their
+    # target groups are tagged cachebridge:owner=<stack name> (``more_bindings``).
+    extra_bindings: tuple[Binding, ...] = ()
 
 
 def validate_request(request: DeployRequest) -> None:
@@ -953,12 +957,19 @@ def deploy(
     change_set_type = _change_set_type(request.stack_name, existing)
     current = existing if change_set_type == "UPDATE" else None
     topic, notifications, notes = _topic_parameter(request, cache, current)
-    built = built or packaging.build()
-    bucket = artifact_bucket_name(account_id, region)
     node_slots = _node_slots(request, cache, current)
     request = _with_layout(request, current)
-    values = stack_parameters(request, cache, bucket, built.key, topic, node_slots)
     template = cfn_template.build(node_slots=node_slots, replicas=len(cache.members) > 1)
+    own_binding = cfn_template.binding_name_sub().replace("${ReplicationGroupId}", cache.replication_group_id)
+    placement = more_bindings.place(request.extra_bindings, template, own_binding=own_binding)
+    if placement.config is not None:
+        built = packaging.build(config=placement.config)  # the file changes the zip, hence its key
+    built = built or packaging.build()
+    bucket = artifact_bucket_name(account_id, region)
+    values = stack_parameters(request, cache, bucket, built.key, topic, node_slots)
+    values.update(placement.parameters)
+    if request.extra_bindings:
+        notes.append(placement.describe(len(request.extra_bindings)))
     _check_parameters(values, request.stack_name, template)
 
     step(f"artifact bucket {bucket}")
@@ -1017,7 +1028,7 @@ def deploy(
         if not function_name:
             raise DeployError(f"stack {request.stack_name} has no FunctionName output; cannot run the first sync")
         step(f"first sync ({invoke})")
-        result.sync = run_sync(invoke, function_name, clients=clients, region=region, nameservers=nameservers)
+        result.sync = run_sync(invoke, function_name, clients=clients, region=region, nameservers=nameservers, code=built.data)
     return result
 
 
@@ -1126,8 +1137,10 @@ def run_sync(
     clients: Callable[[str], Any] | None = None,
     region: str | None = None,
     nameservers: Sequence[str] = (),
+    code: bytes | None = None,
 ) -> dict[str, Any] | None:
-    """One sync by the deployed controller. Returns ``{"mode", "ok", "report" | "error"}``."""
+    """One sync by the deployed controller. Returns ``{"mode", "ok", "report" | "error"}``.
+    ``code`` (the function's zip) lets a local run read the files the zip ships."""
     clients = clients or Clients()
     if mode == "none":
         return None
@@ -1152,17 +1165,17 @@ def run_sync(
         configuration = lam.get_function_configuration(FunctionName=function_name)
     except ClientError as exc:
         return {"mode": mode, "ok": False, "error": _message(exc)}
-    return _run_local(configuration, region or _region(lam), nameservers)
+    return _run_local(configuration, region or _region(lam), nameservers, code)
 
 
-def _run_local(configuration: Mapping[str, Any], region: str, nameservers: Sequence[str]) -> dict[str, Any]:
+def _run_local(configuration: Mapping[str, Any], region: str, nameservers: Sequence[str], code: bytes | None = None) -> dict[str, Any]:
     from ..errors import SyncFailed
 
     overrides: dict[str, str] = {}
     if nameservers:
         overrides["CACHEBRIDGE_NAMESERVERS"] = ",".join(nameservers)
     # Lambda sets the region itself; here it is the region the function was read from.
-    function = LocalFunction(configuration, {"AWS_REGION": region, "AWS_DEFAULT_REGION": region, **overrides}, cold_start=True)
+    function = LocalFunction(configuration, {"AWS_REGION": region, "AWS_DEFAULT_REGION": region, **overrides}, cold_start=True, code=code)
     logs = io.StringIO()
     result: dict[str, Any] = {
         "mode": "local",

@@ -131,6 +131,7 @@ PARAMETER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Controller network", ("LambdaSubnetIds", "LambdaSecurityGroupId", "CreateVpcEndpoints")),
     ("Target health and failover", ("HealthCheckIntervalSeconds", "HealthyThreshold", "DeregistrationDelaySeconds", "TcpIdleTimeoutSeconds")),
     ("Controller code", ("CodeBucket", "CodeKey")),
+    ("More bindings", ("ExtraBindings", "ConfigFile")),
 )
 
 
@@ -341,6 +342,22 @@ def _parameters(node_slots: int = 0) -> dict[str, Any]:
             "ConstraintDescription": "an S3 object key",
             "Description": "S3 key of the controller zip (content-addressed; filled in by cachebridge deploy).",
         },
+        # Bindings besides this stack's own (cachebridge deploy --config fills in one of
+        # the two): JSON in the environment while everything fits Lambda's 4 KB, else a
+        # file in the zip. Their target groups carry the cachebridge:owner tag naming
+        # this stack, which is what lets the controller write them.
+        "ExtraBindings": {
+            "Type": "String",
+            "Default": "",
+            "Description": "JSON bindings the controller also follows (CACHEBRIDGE_EXTRA_BINDINGS); empty: none.",
+        },
+        "ConfigFile": {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": r"^(|[A-Za-z0-9_.-]{1,128}\.json)$",
+            "ConstraintDescription": "empty, or the name of a JSON file at the zip's root",
+            "Description": "A JSON file of bindings inside the controller zip (CACHEBRIDGE_CONFIG_FILE); empty: none.",
+        },
     }
 
 
@@ -373,6 +390,8 @@ _LABELS = {
     "Layout": "Layout (switch or retarget)",
     "ReaderPort": "Reader listener port",
     "NodePorts": "Per-node listener ports",
+    "ExtraBindings": "More bindings (JSON)",
+    "ConfigFile": "More bindings (file in the zip)",
 }
 
 
@@ -450,6 +469,9 @@ def _conditions() -> dict[str, Any]:
         "CreateTopic": {"Fn::Equals": [_ref("NotificationTopicArn"), ""]},
         "HasScheduleRuleName": {"Fn::Not": [{"Fn::Equals": [_ref("ScheduleRuleName"), ""]}]},
         "HasReservedConcurrency": {"Fn::Not": [{"Fn::Equals": [_ref("ReservedConcurrency"), "0"]}]},
+        "HasExtraBindings": {"Fn::Not": [{"Fn::Equals": [_ref("ExtraBindings"), ""]}]},
+        "HasConfigFile": {"Fn::Not": [{"Fn::Equals": [_ref("ConfigFile"), ""]}]},
+        "FollowsMoreBindings": {"Fn::Or": [{"Condition": "HasExtraBindings"}, {"Condition": "HasConfigFile"}]},
         "FunctionInVpc": {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", _ref("LambdaSubnetIds")]}, ""]}]},
         "CreateControllerSecurityGroup": {
             "Fn::And": [{"Condition": "FunctionInVpc"}, {"Fn::Equals": [_ref("LambdaSecurityGroupId"), ""]}]
@@ -722,6 +744,7 @@ def _controller_resources(settings: Settings, node_slots: int = 0, replicas: boo
                                     "Resource": "*",
                                 },
                                 _lease_statement(),
+                                _if("FollowsMoreBindings", _owned_target_groups_statement(), _NO_VALUE),
                                 {
                                     "Sid": "WriteOwnLogs",
                                     "Effect": "Allow",
@@ -765,7 +788,13 @@ def _controller_resources(settings: Settings, node_slots: int = 0, replicas: boo
                     _NO_VALUE,
                 ),
                 "LoggingConfig": {"LogGroup": _ref("ControllerLogGroup"), "LogFormat": "Text"},
-                "Environment": {"Variables": {"CACHEBRIDGE_BINDINGS": _bindings_value(settings, node_slots, replicas), **_lease_environment()}},
+                "Environment": {
+                    "Variables": {
+                        "CACHEBRIDGE_BINDINGS": _bindings_value(settings, node_slots, replicas),
+                        **_lease_environment(),
+                        **_more_bindings_environment(),
+                    }
+                },
             },
         },
     }
@@ -904,6 +933,29 @@ def _controller_network_resources() -> dict[str, Any]:
 
 def _endpoint_name(service: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[^a-z0-9]", service)) + "Endpoint"
+
+
+# -- bindings besides the stack's own (ExtraBindings, ConfigFile) ---------------------------
+
+def _more_bindings_environment() -> dict[str, Any]:
+    return {
+        "CACHEBRIDGE_EXTRA_BINDINGS": _if("HasExtraBindings", _ref("ExtraBindings"), _NO_VALUE),
+        "CACHEBRIDGE_CONFIG_FILE": _if("HasConfigFile", _ref("ConfigFile"), _NO_VALUE),
+    }
+
+
+def _owned_target_groups_statement() -> dict[str, Any]:
+    # RegisterTargets and DeregisterTargets take the aws:ResourceTag/${TagKey} condition key
+    # on the targetgroup resource (Service Authorization Reference, Elastic Load Balancing
+    # V2): writes reach only the groups tagged as this stack's, as a CLI sync already
+    # refuses to write another stack's group (nlb.OWNER_TAG).
+    return {
+        "Sid": "RouteTargetGroupsOwnedByThisStack",
+        "Effect": "Allow",
+        "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+        "Resource": _sub("arn:${AWS::Partition}:elasticloadbalancing:${AWS::Region}:${AWS::AccountId}:targetgroup/*/*"),
+        "Condition": {"StringEquals": {"aws:ResourceTag/cachebridge:owner": _ref("AWS::StackName")}},
+    }
 
 
 def _schedule_rule_name() -> dict[str, Any]:
