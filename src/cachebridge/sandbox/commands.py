@@ -10,7 +10,14 @@ from typing import Any
 
 import click
 
+from .nlb_profiles import DEFAULT_PROFILE, PROFILE_NAMES, NlbProfile
+
 __all__ = ["sandbox", "drill"]
+
+
+def _profile_line(state: dict[str, Any]) -> str:
+    raw = state.get("nlb_profile")
+    return NlbProfile(**raw).describe() if raw else "unknown"
 
 
 def _state_dir_option(func: Any) -> Any:
@@ -40,17 +47,35 @@ def sandbox() -> None:
               help="On failover, flip DNS before the SNS notification, or after it.")
 @click.option("--notify-delay", type=float, default=0.5, show_default=True, help="Seconds between the DNS flip and the notification.")
 @click.option("--detect-delay", type=float, default=3.0, show_default=True, help="Unplanned failover: seconds until the dead primary is noticed.")
-@click.option("--registration-delay", type=float, default=None, help="NLB stand-in: seconds before a new target's health checks start  [default: 30].")
+@click.option("--nlb-profile", type=click.Choice(PROFILE_NAMES), default=DEFAULT_PROFILE, show_default=True,
+              help="How the NLB stand-in times registration, deregistration and listener updates: 'documented' "
+                   "holds it to AWS's documentation (new targets wait minutes, updates take a while), 'optimistic' "
+                   "is a fast NLB.")
+@click.option("--time-scale", type=click.FloatRange(0.001, 10, min_open=False), default=1.0, show_default=True,
+              help="Multiply every delay the NLB stand-in models (0.1: ten times faster), to keep demos short.")
+@click.option("--registration-delay", type=click.FloatRange(0), default=None,
+              help="NLB stand-in: seconds before a new target's health checks start  [default: the profile's].")
+@click.option("--deregistration-lag", type=click.FloatRange(0), default=None,
+              help="NLB stand-in: seconds a deregistered target still takes new connections  [default: the profile's].")
+@click.option("--listener-propagation", type=click.FloatRange(0), default=None,
+              help="NLB stand-in: seconds before a listener update reaches new connections  [default: the profile's].")
 @click.option("--health-check-interval", type=int, help="Target group health check interval  [default: the template's].")
 @click.option("--healthy-threshold", type=int, help="Target group healthy threshold  [default: the template's].")
 @click.option("--deregistration-delay", type=int, help="Target group deregistration delay  [default: the template's].")
 @click.option("--schedule", "schedule_s", type=float, help="Seconds between schedule ticks  [default: the rule's rate].")
 @click.option("--event-wait", "event_wait_s", type=float, help="Controller's event_wait_s  [default: the function's].")
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
-def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, detect_delay: float,
-               registration_delay: float | None, health_check_interval: int | None, healthy_threshold: int | None,
+def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, detect_delay: float, nlb_profile: str,
+               time_scale: float, registration_delay: float | None, deregistration_lag: float | None,
+               listener_propagation: float | None, health_check_interval: int | None, healthy_threshold: int | None,
                deregistration_delay: int | None, schedule_s: float | None, event_wait_s: float | None, as_json: bool) -> None:
-    """Start the sandbox and return once everything is ready."""
+    """Start the sandbox and return once everything is ready.
+
+    The NLB stand-in follows AWS's documentation by default (--nlb-profile documented): a
+    new target takes no traffic for minutes, so the NLB endpoint serves once the primary's
+    target is healthy ('cachebridge sandbox status' shows it; 'cachebridge drill' waits
+    for it). --time-scale 0.05 runs every modelled delay twenty times faster.
+    """
     from .control import SandboxError, up
     from .failover import FailoverOptions
     from .supervisor import SandboxOptions
@@ -58,11 +83,11 @@ def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, det
     options = SandboxOptions(
         state_dir=state_dir.resolve(), nodes=nodes, schedule_s=schedule_s, event_wait_s=event_wait_s,
         health_check_interval_s=health_check_interval, healthy_threshold=healthy_threshold,
-        deregistration_delay_s=deregistration_delay,
+        deregistration_delay_s=deregistration_delay, nlb_profile=nlb_profile, time_scale=time_scale,
+        registration_delay_s=registration_delay, deregistration_lag_s=deregistration_lag,
+        listener_propagation_s=listener_propagation,
         failover=FailoverOptions(order=order, notify_delay_s=notify_delay, detect_s=detect_delay),  # type: ignore[arg-type]
     )
-    if registration_delay is not None:
-        options.registration_delay_s = registration_delay
     if not as_json:
         click.echo("starting the sandbox (moto, DNS, redis-server nodes, NLB stand-in; deploying the stack)...", err=True)
     try:
@@ -77,12 +102,13 @@ def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, det
 sandbox ready (pid {state['pid']}, state in {state['state_dir']})
 
   NLB endpoint   {nlb['host']}:{nlb['port']}   (forwards to the current primary)
+  NLB profile    {_profile_line(state)}
   AWS endpoint   {state['aws_endpoint_url']}   (moto; region {state['region']})
   DNS server     {state['dns']}
   stack          {state['stack_name']}  function {state['function_name']}
   cluster        {state['replication_group']}: {', '.join(n['cluster_id'] + ' ' + n['host'] + ':' + str(n['port']) for n in state['nodes'])}
 
-connect:
+connect (once the primary's target is healthy: 'cachebridge sandbox status'):
   redis-cli -h {nlb['host']} -p {nlb['port']} SET hello world
   python -c "import redis; r = redis.Redis('{nlb['host']}', {nlb['port']}); r.set('hello', 'world'); print(r.get('hello'))"
 
@@ -136,13 +162,20 @@ def status_command(state_dir: Path, as_json: bool) -> None:
         click.echo(json.dumps(live, indent=2))
         return
     click.echo(f"supervisor pid {live['pid']}  NLB {live['nlb']['host']}:{live['nlb']['port']}  AWS {live['aws_endpoint_url']}  DNS {live['dns']}")
-    click.echo(f"stack {live['stack_name']}  primary {live['primary']}")
+    click.echo(f"stack {live['stack_name']}  layout {live.get('layout', 'retarget')}  primary {live['primary']}")
+    click.echo(f"NLB profile {_profile_line(live)}")
     for node in live["nodes"]:
         click.echo(f"  {node['cluster_id']:<16} {node['host']}:{node['port']}  pid {node['pid']}  {'up' if node['alive'] else 'down'}")
+    for arn, listener in live["dataplane"].get("listeners", {}).items():
+        tg = (listener.get("target_group") or "-").rsplit(":", 1)[-1]
+        routing = (listener.get("routing_to") or "-").rsplit(":", 1)[-1]
+        moving = f"  (new connections still go to {routing})" if routing != tg else ""
+        click.echo(f"  listener :{listener['port']} -> {tg}{moving}{'  ' + listener['error'] if listener.get('error') else ''}")
     for arn, targets in live["dataplane"].get("targets", {}).items():
         click.echo(f"  target group {arn.rsplit(':', 1)[-1]}")
         for target, info in targets.items():
-            click.echo(f"    {target:<22} {info['state']:<10} {info['reason'] or ''}")
+            lag = "  (deregistered; still takes new connections)" if info["state"] == "draining" and info.get("takes_new_connections") else ""
+            click.echo(f"    {target:<22} {info['state']:<10} {info['reason'] or ''}{lag}")
 
 
 @sandbox.command("kill-primary")
@@ -168,16 +201,22 @@ def kill_primary_command(state_dir: Path) -> None:
 @click.option("--rate", type=click.FloatRange(1, 2000), default=50.0, show_default=True, help="Writes per second (each followed by a read).")
 @click.option("--duration", type=click.FloatRange(5, 3600), default=30.0, show_default=True, help="Seconds of load.")
 @click.option("--failover-after", type=float, default=5.0, show_default=True, help="Seconds of load before the failover.")
+@click.option("--wait-timeout", type=click.FloatRange(0), default=600.0, show_default=True,
+              help="Seconds to wait, before the load starts, for the path to be healthy (every watched target "
+                   "healthy, new connections reaching the primary).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw the timeline to a PNG file.")
 @click.option("--yes", "-y", is_flag=True, help="With --stack-name: do not ask before failing the cluster over.")
 def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: float, duration: float,
-          failover_after: float, as_json: bool, plot_path: str | None, yes: bool) -> None:
+          failover_after: float, wait_timeout: float, as_json: bool, plot_path: str | None, yes: bool) -> None:
     """Drive writes and reads through the NLB, fail over, and measure what the client saw.
 
     Against the sandbox by default; with --stack-name against a deployed stack (uses
-    TestFailover, which really fails over your cluster). Reports detect_s, retarget_s,
-    write_unavailable_s, errors by kind and lost acknowledged writes.
+    TestFailover, which really fails over your cluster). Waits first until the path is
+    healthy. Reports the layout and the NLB profile it ran under, detect_s, retarget_s,
+    write_unavailable_s, errors by kind, lost acknowledged writes, and what it measured of
+    the two timings AWS does not document: a listener update reaching new connections
+    (switch layout) and a new target's registration until healthy.
     """
     from .. import drill as drills
     from .drill_targets import resolve_target
@@ -205,11 +244,15 @@ def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: flo
 
         def progress(elapsed: float, ops: int, errors: int) -> None:
             bar.update(task, completed=elapsed, description=f"drill: {ops} ops, {errors} errors")
+    def on_wait(reason: str) -> None:
+        click.echo(f"waiting up to {wait_timeout:g} s for the path to be healthy before the drill starts ({reason})", err=True)
+
     try:
         result = drills.run_drill(
-            host=target.host, port=target.port, elbv2=target.elbv2, target_group_arn=target.target_group_arn,
+            host=target.host, port=target.port, elbv2=target.elbv2, path=target.path,
             trigger=target.trigger, kind=target.kind, rate=rate, duration=duration, failover_after=failover_after,
-            progress=progress, deregistration_delay_s=target.deregistration_delay_s,
+            progress=progress, deregistration_delay_s=target.deregistration_delay_s, wait_timeout=wait_timeout,
+            on_wait=on_wait, watch_period=target.watch_period, context=target.context,
         )
     except (RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -223,12 +266,18 @@ def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: flo
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    click.echo(f"\n{target.kind} failover drill: {summary['ops']} operations at {rate:g} writes/s\n")
+    profile = summary.get("nlb_profile") or {}
+    click.echo(f"\n{target.kind} failover drill, {summary.get('layout')} layout: {summary['ops']} operations at {rate:g} writes/s")
+    click.echo(f"NLB: {NlbProfile(**profile).describe() if 'registration_delay_s' in profile else profile.get('name')}")
+    if summary["waited_for_healthy_s"] >= 1:
+        click.echo(f"waited {summary['waited_for_healthy_s']:g} s for the path to be healthy before starting")
+    click.echo("")
     for t, text in drills.timeline(result):
         click.echo(f"  {t:+8.2f}s  {text}")
     click.echo("")
-    for key in ("detect_s", "retarget_s", "write_unavailable_s", "readonly_errors", "readonly_after_termination",
-                "lost_acknowledged_writes", "errors"):
+    for key in ("detect_s", "retarget_s", "listener_switched_s", "new_primary_reached_s", "write_unavailable_s",
+                "readonly_errors", "readonly_after_termination", "lost_acknowledged_writes", "errors",
+                "measured_listener_propagation_s", "measured_registration_s"):
         click.echo(f"  {key:<28} {summary[key]}")
     if plot_path:
         click.echo(f"\n  timeline drawn to {plot_path}")
