@@ -410,6 +410,7 @@ def summarise(result: DrillResult, rate: float) -> dict[str, Any]:
     readonly_after = [op for op in ops if op.outcome == "readonly" and termination_at is not None and op.t > termination_at + 1.0]
     dns_flip = next((e["t"] for e in result.events if e.get("kind") == "dns.flipped" and e["t"] >= t0 - 1), None)
     notified = next((e["t"] for e in result.events if e.get("kind") == "notification.sent" and e["t"] >= t0 - 1), None)
+    promoted = next((e["t"] for e in result.events if e.get("kind") == "node.promoted" and e["t"] >= t0 - 1), None)
 
     def rel(t: float | None) -> float | None:
         return None if t is None else round(t - t0, 3)
@@ -434,6 +435,7 @@ def summarise(result: DrillResult, rate: float) -> dict[str, Any]:
         "new_target": result.new_target,
         "dns_flip_s": rel(dns_flip),
         "notification_s": rel(notified),
+        "promoted_s": rel(promoted),
         "deregistered_s": rel(deregistered_at),
         "duration_s": round(result.ended - result.started, 3),
         **measured,
