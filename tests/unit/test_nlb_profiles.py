@@ -48,7 +48,7 @@ def test_bad_values_are_refused_with_a_clear_error(kwargs: dict, message: str) -
 
 
 def test_every_modelled_number_cites_its_source() -> None:
-    doc = inspect.getdoc(nlb_profiles) or ""
+    doc = " ".join((inspect.getdoc(nlb_profiles) or "").split())
     for field in ("registration_delay_s", "initial_takes_traffic", "deregistration_lag_s", "listener_propagation_s",
                   "unused_when_unattached"):
         assert f"``{field}``" in doc
