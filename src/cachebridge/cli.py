@@ -256,6 +256,9 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--health-check-interval", type=int, help="Seconds between health checks  [default: 10].")
 @click.option("--healthy-threshold", type=int, help="Checks for a target to turn healthy/unhealthy  [default: 2].")
 @click.option("--deregistration-delay", type=int, help="Seconds the old primary keeps connections  [default: 5].")
+@click.option("--layout", type=click.Choice(["switch", "retarget"]), default="switch", show_default=True, help="switch: a target group and listener per cache node, the primary listener switched on failover; retarget: one target group re-pointed (waits for NLB registration).")
+@click.option("--reader-port", type=int, help="Port of the reader listener (every replica)  [default: listener port + 1].")
+@click.option("--node-port-base", type=int, help="Switch layout: first per-node listener port, one per node slot  [default: after the reader port].")
 @click.option("--wire-notifications/--no-wire-notifications", default=None, help="Set the stack's topic on the replication group  [default: ask].")
 @click.option("--invoke", type=click.Choice(["lambda", "local", "none"]), default="lambda", show_default=True, help="How to run the first sync: invoke the function, run it in this process with its environment, or skip.")
 @click.option("--nameserver", "nameservers", multiple=True, metavar="IP[:PORT]", help="With --invoke local only: resolve node names through these nameservers.")
@@ -291,6 +294,9 @@ def deploy_command(
     region: str | None,
     profile: str | None,
     as_json: bool,
+    layout: str = "switch",
+    reader_port: int | None = None,
+    node_port_base: int | None = None,
 ) -> None:
     """Create or update the stack that gives clients outside the VPC an NLB on the primary.
 
@@ -324,6 +330,9 @@ def deploy_command(
         health_check_interval_s=health_check_interval,
         healthy_threshold=healthy_threshold,
         deregistration_delay_s=deregistration_delay,
+        layout=layout,
+        reader_port=reader_port,
+        node_port_base=node_port_base,
     )
     servers = tuple(parse_nameserver(ns, "--nameserver") for ns in nameservers)
     if wire_notifications is None and yes:

@@ -64,11 +64,13 @@ def sandbox() -> None:
 @click.option("--deregistration-delay", type=int, help="Target group deregistration delay  [default: the template's].")
 @click.option("--schedule", "schedule_s", type=float, help="Seconds between schedule ticks  [default: the rule's rate].")
 @click.option("--event-wait", "event_wait_s", type=float, help="Controller's event_wait_s  [default: the function's].")
+@click.option("--layout", type=click.Choice(["switch", "retarget"]), default="switch", show_default=True, help="The stack's layout (see cachebridge deploy --help).")
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
 def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, detect_delay: float, nlb_profile: str,
                time_scale: float, registration_delay: float | None, deregistration_lag: float | None,
                listener_propagation: float | None, health_check_interval: int | None, healthy_threshold: int | None,
-               deregistration_delay: int | None, schedule_s: float | None, event_wait_s: float | None, as_json: bool) -> None:
+               deregistration_delay: int | None, schedule_s: float | None, event_wait_s: float | None, as_json: bool,
+               layout: str = "switch") -> None:
     """Start the sandbox and return once everything is ready.
 
     The NLB stand-in follows AWS's documentation by default (--nlb-profile documented): a
@@ -85,7 +87,7 @@ def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, det
         health_check_interval_s=health_check_interval, healthy_threshold=healthy_threshold,
         deregistration_delay_s=deregistration_delay, nlb_profile=nlb_profile, time_scale=time_scale,
         registration_delay_s=registration_delay, deregistration_lag_s=deregistration_lag,
-        listener_propagation_s=listener_propagation,
+        listener_propagation_s=listener_propagation, layout=layout,
         failover=FailoverOptions(order=order, notify_delay_s=notify_delay, detect_s=detect_delay),  # type: ignore[arg-type]
     )
     if not as_json:
