@@ -15,6 +15,13 @@ from .nlb_profiles import DEFAULT_PROFILE, PROFILE_NAMES, NlbProfile
 __all__ = ["sandbox", "drill"]
 
 
+def _listener_ports(state: dict[str, Any]) -> str:
+    listeners = state.get("listeners") or {}
+    if not listeners.get("nodes"):
+        return ""
+    return f"   (reader :{listeners.get('reader')}, nodes :{','.join(map(str, listeners['nodes']))})"
+
+
 def _profile_line(state: dict[str, Any]) -> str:
     raw = state.get("nlb_profile")
     return NlbProfile(**raw).describe() if raw else "unknown"
@@ -104,6 +111,7 @@ def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, det
 sandbox ready (pid {state['pid']}, state in {state['state_dir']})
 
   NLB endpoint   {nlb['host']}:{nlb['port']}   (forwards to the current primary)
+  layout         {state.get('layout', 'retarget')}{_listener_ports(state)}
   NLB profile    {_profile_line(state)}
   AWS endpoint   {state['aws_endpoint_url']}   (moto; region {state['region']})
   DNS server     {state['dns']}
