@@ -40,6 +40,9 @@ def _path(elbv2: Any, layout: str, outputs: dict[str, str], listener_port: int, 
         raise RuntimeError(f"no load balancer named {dns!r} (the stack's LoadBalancerDnsName output)")
     listeners = elbv2.describe_listeners(LoadBalancerArn=lbs[0]["LoadBalancerArn"])["Listeners"]
     by_port = {int(listener["Port"]): listener for listener in listeners}
+    by_arn = {listener["ListenerArn"]: listener for listener in listeners}
+    if outputs.get("PrimaryListenerArn") in by_arn:
+        listener_port = int(by_arn[outputs["PrimaryListenerArn"]]["Port"])
     if listener_port not in by_port:
         raise RuntimeError(f"the stack's NLB has no listener on its primary port {listener_port}")
     node_ports = [int(p) for p in outputs.get("NodePorts", "").split(",") if p.strip()]
