@@ -24,7 +24,7 @@ Targets checked (printed, not asserted), switch layout under the documented prof
 planned ``write_unavailable_s`` median <= promotion + listener propagation (as run) + 2 s;
 unplanned <= the emulated detection time + the same; 0 lost acknowledged writes on planned.
 
-    python benchmarks/failover.py [--drills 5] [--sweep-drills 3] [--time-scale 0.05] [--json]
+    python benchmarks/failover.py [--drills 5] [--sweep-drills 3] [--time-scale 0.05] [--json] [--save results.json]
     python benchmarks/failover.py --table results.json     # print saved results again
 """
 
@@ -143,7 +143,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     scale = args.time_scale
     report: dict[str, Any] = {"time_scale": scale, "detect_delay_s": DETECT_DELAY_S, "table": {}, "sweep": {}}
     layouts = [name for name in args.layouts.split(",") if name]
-    for layout in layouts:
+    for layout in layouts if args.drills else ():
         for profile in PROFILES:
             key = f"{layout}/{profile}"
             if layout not in available:
@@ -153,8 +153,10 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             report["table"][key] = {kind: stats(r) for kind, r in runs.items()}
     if args.sweep_drills:
         for layout in layouts:
-            for flag, values in (("--listener-propagation", PROPAGATION_SWEEP), ("--registration-delay", REGISTRATION_SWEEP),
-                                 ("--deregistration-lag", LAG_SWEEP)):
+            sweeps = {"propagation": ("--listener-propagation", PROPAGATION_SWEEP),
+                      "registration": ("--registration-delay", REGISTRATION_SWEEP),
+                      "lag": ("--deregistration-lag", LAG_SWEEP)}
+            for flag, values in (sweeps[name] for name in args.sweeps.split(",") if name):
                 for value in values:
                     key = f"{layout}/{flag.lstrip('-')}={value:g}"
                     if layout not in available:
@@ -237,6 +239,7 @@ def main() -> int:
     parser.add_argument("--sweep-drills", type=int, default=3, help="planned drills per sweep point (0: no sweep)")
     parser.add_argument("--time-scale", type=float, default=0.05)
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
+    parser.add_argument("--sweeps", default="propagation,registration,lag", help="which sweeps to run")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--save", type=Path, help="also write the results as JSON to this file")
     parser.add_argument("--table", type=Path, nargs="+", help="print the table of saved results (merged in order)")
