@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what cachebridge's tests, sandbox and benchmarks need: redis-server (Debian
-# package, when missing), a virtualenv in .venv with the pinned Python packages, and
-# checkov in .venv-checkov.
-# Safe to run again: it only reinstalls when pyproject.toml changed.
+# package, when missing), a virtualenv in .venv with the pinned Python packages, checkov in
+# .venv-checkov, and the latest cfn-lint in .venv-cfnlint-latest.
+# Safe to run again: .venv is reinstalled only when pyproject.toml changed; the latest
+# cfn-lint is upgraded on every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,4 +35,18 @@ if [ "$(.venv-checkov/bin/checkov --version 2>/dev/null)" != "$CHECKOV_VERSION" 
     echo "bootstrap: installing checkov $CHECKOV_VERSION into .venv-checkov" >&2
     "$PYTHON" -m venv .venv-checkov
     .venv-checkov/bin/python -m pip install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+fi
+
+# cfn-lint's newest release, unpinned, in a virtualenv of its own: the template is linted
+# with the pinned version (in .venv) and with the rules CloudFormation users get today
+# (tests/unit/test_template.py runs both).
+if [ ! -x .venv-cfnlint-latest/bin/cfn-lint ]; then
+    echo "bootstrap: creating .venv-cfnlint-latest" >&2
+    "$PYTHON" -m venv .venv-cfnlint-latest
+fi
+echo "bootstrap: installing the latest cfn-lint into .venv-cfnlint-latest" >&2
+if ! .venv-cfnlint-latest/bin/python -m pip install -q --disable-pip-version-check -U cfn-lint; then
+    # Offline: keep the release already there, if any.
+    [ -x .venv-cfnlint-latest/bin/cfn-lint ] || exit 1
+    echo "bootstrap: could not upgrade cfn-lint; keeping $(.venv-cfnlint-latest/bin/cfn-lint --version)" >&2
 fi

@@ -2,12 +2,16 @@
 
 Region, credentials and endpoint come from the standard AWS settings (``AWS_REGION`` /
 ``AWS_DEFAULT_REGION``, profiles, ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>``),
-so emulators need no special flag. Clients are cached per (service, region, profile) for a
-warm Lambda; ``clear_caches()`` drops them (tests, or a changed environment).
+so emulators need no special flag. boto3 itself reads only ``AWS_DEFAULT_REGION`` (and the
+profile); ``resolve_region`` also honours ``AWS_REGION``, which the AWS CLI v2, the other
+SDKs and the Lambda runtime set, and which wins when both are set. Clients are cached per
+(service, region, profile) for a warm Lambda; ``clear_caches()`` drops them (tests, or a
+changed environment).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +23,7 @@ if TYPE_CHECKING:
     from .nlb import TargetGroups
     from .sources import Sources
 
-__all__ = ["client", "adapters", "clear_caches", "BOTO_CONFIG"]
+__all__ = ["client", "adapters", "clear_caches", "resolve_region", "BOTO_CONFIG"]
 
 # Adaptive mode adds client-side rate limiting on top of retries, which is what a burst
 # of failover-driven syncs against a throttled ELB API wants.
@@ -35,7 +39,17 @@ _lock = threading.Lock()
 _clients: dict[tuple[str, str | None, str | None], Any] = {}
 
 
+def resolve_region(region: str | None = None) -> str | None:
+    """The region a client is built for: ``region`` when given, else ``AWS_REGION``, else
+    ``AWS_DEFAULT_REGION``; ``None`` leaves it to boto3 (the profile's region)."""
+    for candidate in (region, os.environ.get("AWS_REGION"), os.environ.get("AWS_DEFAULT_REGION")):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    return None
+
+
 def client(service: str, region: str | None = None, profile: str | None = None) -> Any:
+    region = resolve_region(region)
     key = (service, region, profile)
     with _lock:
         cached = _clients.get(key)

@@ -256,9 +256,14 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--health-check-interval", type=int, help="Seconds between health checks  [default: 10].")
 @click.option("--healthy-threshold", type=int, help="Checks for a target to turn healthy/unhealthy  [default: 2].")
 @click.option("--deregistration-delay", type=int, help="Seconds the old primary keeps connections  [default: 5].")
-@click.option("--layout", type=click.Choice(["switch", "retarget"]), default="switch", show_default=True, help="switch: a target group and listener per cache node, the primary listener switched on failover; retarget: one target group re-pointed (waits for NLB registration).")
+@click.option("--layout", type=click.Choice(["switch", "retarget"]), help="switch: a target group and listener per cache node, the primary listener switched on failover; retarget: one target group re-pointed (waits for NLB registration)  [default: switch for a new stack, the stack's own on an update].")
 @click.option("--reader-port", type=int, help="Port of the reader listener (every replica)  [default: listener port + 1].")
 @click.option("--node-port-base", type=int, help="Switch layout: first per-node listener port, one per node slot  [default: after the reader port].")
+@click.option("--tcp-idle-timeout", type=int, metavar="SECONDS", help="Idle seconds before a TCP listener closes a connection, 60-6000 (pub/sub, blocking commands)  [default: 350].")
+@click.option("--reserved-concurrency", type=int, metavar="N", help="Reserve N concurrent executions for the controller; Lambda refuses it when less than 100 would stay unreserved  [default: 0, none].")
+@click.option("--lambda-subnets", help="Comma-separated subnets of --vpc: run the controller in the VPC (VPC resolver); they need a NAT route or --create-vpc-endpoints  [default: outside the VPC].")
+@click.option("--lambda-security-group", help="With --lambda-subnets: the controller's security group  [default: one the stack creates, HTTPS out only].")
+@click.option("--create-vpc-endpoints", is_flag=True, help="With --lambda-subnets: create interface endpoints for the ELB, ElastiCache and EC2 APIs (for subnets without NAT).")
 @click.option("--wire-notifications/--no-wire-notifications", default=None, help="Set the stack's topic on the replication group  [default: ask].")
 @click.option("--invoke", type=click.Choice(["lambda", "local", "none"]), default="lambda", show_default=True, help="How to run the first sync: invoke the function, run it in this process with its environment, or skip.")
 @click.option("--nameserver", "nameservers", multiple=True, metavar="IP[:PORT]", help="With --invoke local only: resolve node names through these nameservers.")
@@ -285,6 +290,11 @@ def deploy_command(
     health_check_interval: int | None,
     healthy_threshold: int | None,
     deregistration_delay: int | None,
+    tcp_idle_timeout: int | None,
+    reserved_concurrency: int | None,
+    lambda_subnets: str | None,
+    lambda_security_group: str | None,
+    create_vpc_endpoints: bool,
     wire_notifications: bool | None,
     invoke: str,
     nameservers: tuple[str, ...],
@@ -294,7 +304,7 @@ def deploy_command(
     region: str | None,
     profile: str | None,
     as_json: bool,
-    layout: str = "switch",
+    layout: str | None = None,
     reader_port: int | None = None,
     node_port_base: int | None = None,
 ) -> None:
@@ -333,6 +343,11 @@ def deploy_command(
         layout=layout,
         reader_port=reader_port,
         node_port_base=node_port_base,
+        tcp_idle_timeout_s=tcp_idle_timeout,
+        reserved_concurrency=reserved_concurrency,
+        lambda_subnet_ids=_split((lambda_subnets,)) if lambda_subnets else (),
+        lambda_security_group_id=lambda_security_group,
+        create_vpc_endpoints=create_vpc_endpoints,
     )
     servers = tuple(parse_nameserver(ns, "--nameserver") for ns in nameservers)
     if wire_notifications is None and yes:

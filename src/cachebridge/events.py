@@ -21,7 +21,15 @@ more keys::
 
     {"ElastiCache:FailoverComplete": "orders", "Cache Cluster ID": "orders-002"}
 
-The documented plain-text form ``ElastiCache:FailoverComplete : orders`` is read too.
+The documented plain-text form ``ElastiCache:FailoverComplete : orders`` is read too
+(ElastiCache User Guide, "Event Notifications and Amazon SNS": the table's Message column
+reads ``ElastiCache:AddCacheNodeComplete : cache-cluster``).
+
+A notification topic can be shared (the account's ops topic, a test publish from the
+console). A message that does not name an ElastiCache event at all is someone else's: it
+is reported in ``ParsedEvent.foreign`` and ignored, so it never fails the invocation nor
+triggers Lambda's retries. A message that names an ``ElastiCache:`` event but cannot be
+read is still an ``EventError``: it may be a failover the controller would miss.
 """
 
 from __future__ import annotations
@@ -453,6 +461,7 @@ class ParsedEvent:
     dry_run: bool = False
     reason: str | None = None
     notifications: tuple[ElastiCacheNotification, ...] = ()
+    foreign: tuple[str, ...] = ()  # SNS messages that are not ElastiCache notifications
 
     @property
     def ignored(self) -> bool:
@@ -504,6 +513,7 @@ def _parse_sns(raw: Mapping[str, Any]) -> ParsedEvent:
         raise EventError("SNS event: Records must be a non-empty list")
     view = SNSEvent(raw)
     notifications: list[ElastiCacheNotification] = []
+    foreign: list[str] = []
     for i, item in enumerate(records):
         if not isinstance(item, Mapping):
             raise EventError(f"Records[{i}]: expected an object, got {_describe(item)}")
@@ -517,6 +527,9 @@ def _parse_sns(raw: Mapping[str, Any]) -> ParsedEvent:
             raise EventError(f"Records[{i}].Sns.Type is {sns.type!r}, expected 'Notification'")
         if "Message" not in sns:
             raise EventError(f"Records[{i}].Sns: missing Message")
+        if _is_foreign(sns.message):
+            foreign.append(_foreign_description(i, sns))
+            continue
         try:
             notifications.append(ElastiCacheNotification.from_message(sns.message))
         except EventError as exc:
@@ -524,12 +537,34 @@ def _parse_sns(raw: Mapping[str, Any]) -> ParsedEvent:
 
     topology = [n for n in notifications if n.is_topology]
     if not topology:
-        names = ", ".join(n.event_name for n in notifications)
-        return ParsedEvent("sns", view, None, reason=f"not a topology event: {names}", notifications=tuple(notifications))
+        reasons = []
+        if notifications:
+            reasons.append("not a topology event: " + ", ".join(n.event_name for n in notifications))
+        if foreign:
+            reasons.append("not an ElastiCache notification: " + "; ".join(foreign))
+        return ParsedEvent(
+            "sns", view, None, reason="; ".join(reasons), notifications=tuple(notifications), foreign=tuple(foreign)
+        )
     groups = {n.source_id for n in topology}
     # Lambda delivers one SNS record per invocation; should several arrive, events about
     # different groups sync every binding rather than pick one.
     group = groups.pop() if len(groups) == 1 else None
     events = sorted({n.event_name for n in topology})
     trigger = Trigger(kind="event", replication_group=group, event=",".join(events), wait_for_change=True)
-    return ParsedEvent("sns", view, trigger, notifications=tuple(notifications))
+    return ParsedEvent("sns", view, trigger, notifications=tuple(notifications), foreign=tuple(foreign))
+
+
+def _is_foreign(message: Any) -> bool:
+    """True for a string Message that names no ElastiCache event: not ``ElastiCache:``
+    anywhere in it, and not one of the documented names written without the prefix."""
+    if not isinstance(message, str):
+        return False  # SNS always sends a string: anything else is a malformed event
+    if EVENT_PREFIX.lower() in message.lower():
+        return False
+    match = _PLAIN.match(message.strip())
+    return not (match and f"{EVENT_PREFIX}{match['name']}" in KNOWN_EVENTS)
+
+
+def _foreign_description(index: int, sns: SNSMessage) -> str:
+    # The message itself is not repeated: on a shared topic it may hold anything.
+    return f"Records[{index}] message {sns.message_id or '?'} on {sns.topic_arn or '?'} ({len(sns.message)} characters)"

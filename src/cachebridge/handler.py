@@ -3,7 +3,9 @@
 - EventBridge schedule: sync every binding; returns a short summary.
 - SNS notification from ElastiCache: a topology event (see ``events.TOPOLOGY_EVENTS``)
   syncs the bindings that follow the named group, re-reading the source for up to
-  ``event_wait_s`` until it changes; other ElastiCache events are acknowledged and ignored.
+  ``event_wait_s`` until it changes; other ElastiCache events are acknowledged and ignored,
+  and so is a message on a shared topic that is not an ElastiCache notification (logged
+  as a warning, never a failed invocation).
 - Direct invoke: ``{"action": "sync", "dry_run": bool}`` or ``{"action": "status"}``
   returns the whole report.
 
@@ -102,6 +104,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         log.error("event rejected", extra={"error": str(exc), "event_type": type(event).__name__})
         raise
 
+    if parsed.foreign:
+        # Someone else's message on a shared topic: worth a look, never a failed invocation.
+        log.warning("SNS message ignored: not an ElastiCache notification", extra={"messages": list(parsed.foreign)})
     if parsed.ignored:
         log.info("event ignored", extra={"events": list(parsed.event_names), "reason": parsed.reason})
         return {"ok": True, "ignored": True, "events": list(parsed.event_names), "reason": parsed.reason}

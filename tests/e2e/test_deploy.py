@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from cachebridge.deploy import stack as deploy_stack
+from cachebridge.deploy.template import elasticache_publish_statement
 from cachebridge.sandbox.dns import LoopbackDnsServer
 from cachebridge.targets import Target
 
@@ -352,6 +353,61 @@ def test_a_failed_stack_shows_the_failing_resource_and_its_reason(aws_env, dns_s
     assert _stack(aws_env, second) is None
 
 
+def test_a_function_in_the_vpc_with_endpoints_idle_timeout_and_only_aws_region(aws_env, dns_server, stacks):
+    # AWS_REGION alone: boto3 would read AWS_DEFAULT_REGION only.
+    env = {k: v for k, v in aws_env.items() if k != "AWS_DEFAULT_REGION"}
+    site = _site(aws_env, dns_server, 12)
+    name = _stack_name()
+    stacks.append(name)
+    result = run_cli(
+        env,
+        *_deploy_args(site, name, dns_server, "--wire-notifications", "--json",
+                      "--lambda-subnets", ",".join(site.subnets), "--create-vpc-endpoints", "--tcp-idle-timeout", "1200"),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "CREATE_COMPLETE" and report["sync"]["ok"] is True
+    outputs = report["outputs"]
+
+    # The function runs in the VPC, in its subnets, behind a group that only allows HTTPS out.
+    lam = aws_client(aws_env, "lambda")
+    function = lam.get_function_configuration(FunctionName=outputs["FunctionName"])
+    assert sorted(function["VpcConfig"]["SubnetIds"]) == sorted(site.subnets)
+    (group_id,) = function["VpcConfig"]["SecurityGroupIds"]
+    ec2 = aws_client(aws_env, "ec2")
+    (group,) = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+    assert group["VpcId"] == site.vpc
+    assert [(r["IpProtocol"], r.get("FromPort"), r.get("ToPort")) for r in group["IpPermissionsEgress"]] == [("tcp", 443, 443)]
+    # No reserved concurrency unless asked for.
+    assert "Concurrency" not in lam.get_function(FunctionName=outputs["FunctionName"])
+
+    # One interface endpoint per API the controller calls, in its subnets, with private DNS.
+    endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [site.vpc]}])["VpcEndpoints"]
+    assert sorted(e["ServiceName"] for e in endpoints) == [
+        "com.amazonaws.us-east-1.ec2", "com.amazonaws.us-east-1.elasticache", "com.amazonaws.us-east-1.elasticloadbalancing",
+    ]
+    assert all(e["VpcEndpointType"] == "Interface" and e["PrivateDnsEnabled"] for e in endpoints)
+
+    # The TCP listener holds the idle timeout.
+    elbv2 = aws_client(aws_env, "elbv2")
+    (lb_arn,) = elbv2.describe_target_groups(TargetGroupArns=[outputs["TargetGroupArn"]])["TargetGroups"][0]["LoadBalancerArns"]
+    (listener,) = elbv2.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]
+    attributes = {a["Key"]: a["Value"] for a in elbv2.describe_listener_attributes(ListenerArn=listener["ListenerArn"])["Attributes"]}
+    assert attributes["tcp.idle_timeout.seconds"] == "1200"
+
+    # The stack's topic carries ElastiCache's documented publish statement.
+    policy = json.loads(aws_client(aws_env, "sns").get_topic_attributes(TopicArn=outputs["NotificationTopicArn"])["Attributes"]["Policy"])
+    assert {
+        "Sid": "AllowElastiCachePublish",
+        "Effect": "Allow",
+        "Principal": {"AWS": "*"},
+        "Action": "SNS:Publish",
+        "Resource": outputs["NotificationTopicArn"],
+        "Condition": {"StringEquals": {"AWS:SourceOwner": "123456789012"}},
+    } in policy["Statement"]
+
+
 def test_package_uploads_once_under_its_content_key(aws_env):
     bucket = f"cb-artifacts-{uuid.uuid4().hex[:8]}"
     aws_client(aws_env, "s3").create_bucket(Bucket=bucket)
@@ -387,6 +443,17 @@ def fresh_site(fresh_aws_env: dict[str, str]) -> Iterator[tuple[Site, str, Loopb
             ReplicasPerNodeGroup=1,
             SecurityGroupIds=[site.cache_sg],
         )
+        sns = aws_client(fresh_aws_env, "sns")
+        encrypted = sns.create_topic(Name="encrypted", Attributes={"KmsMasterKeyId": "alias/aws/sns"})["TopicArn"]
+        sns.set_topic_attributes(TopicArn=encrypted, AttributeName="Policy", AttributeValue=json.dumps(
+            {"Version": "2012-10-17", "Statement": [elasticache_publish_statement(encrypted, "123456789012")]}
+        ))
+        _EXTRA["encrypted_topic"] = encrypted
+        # A new topic's default policy conditions on aws:SourceAccount.
+        _EXTRA["source_account_topic"] = sns.create_topic(Name="source-account")["TopicArn"]
+        ec2 = aws_client(fresh_aws_env, "ec2")
+        other_vpc = ec2.create_vpc(CidrBlock="10.21.0.0/16")["Vpc"]["VpcId"]
+        _EXTRA["other_vpc_subnet"] = ec2.create_subnet(VpcId=other_vpc, CidrBlock="10.21.1.0/24", AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
         yield site, clustered, dns
     finally:
         dns.stop()
@@ -406,7 +473,17 @@ def _replace(args: list[str], flag: str, value: str) -> list[str]:
     return args[: i + 1] + [value] + args[i + 2 :]
 
 
+_EXTRA: dict[str, str] = {}  # filled by fresh_site
+
 BAD_INPUT = {
+    "encrypted-topic": (lambda a, clustered: [*a, "--notification-topic-arn", _EXTRA["encrypted_topic"]], ["--notification-topic-arn", "encrypted", "KmsMasterKeyId"]),
+    "topic-without-elasticache-statement": (
+        lambda a, clustered: [*a, "--notification-topic-arn", _EXTRA["source_account_topic"]],
+        ["--notification-topic-arn", "add this statement", '"AWS:SourceOwner":"123456789012"'],
+    ),
+    "lambda-subnets-of-another-vpc": (lambda a, clustered: [*a, "--lambda-subnets", _EXTRA["other_vpc_subnet"]], ["--lambda-subnets", "not in"]),
+    "vpc-endpoints-without-lambda-subnets": (lambda a, clustered: [*a, "--create-vpc-endpoints"], ["--create-vpc-endpoints", "--lambda-subnets"]),
+    "tcp-idle-timeout-out-of-range": (lambda a, clustered: [*a, "--tcp-idle-timeout", "59"], ["--tcp-idle-timeout", "60..6000"]),
     "missing-allowed-cidr": (lambda a, clustered: _without(a, "--allowed-cidr"), ["--allowed-cidr", "missing"]),
     "any-source-not-on-purpose": (lambda a, clustered: _replace(a, "--allowed-cidr", "0.0.0.0/0"), ["--allowed-cidr", "--allow-any-source"]),
     "tls-without-certificate": (lambda a, clustered: [*a, "--listener-protocol", "TLS"], ["--certificate-arn", "TLS"]),
@@ -472,3 +549,17 @@ def test_switch_layout_deploys_node_slots_and_keeps_the_listener_on_the_primary(
     again = deploy_stack.run_sync("local", outputs["FunctionName"], clients=deploy_stack.Clients(), nameservers=[dns_server.address])
     assert again is not None and again["ok"] is True, again
     assert [b["status"] for b in again["report"]["bindings"]] == ["in_sync", "in_sync"]
+
+
+def test_an_update_keeps_the_stacks_layout_unless_asked(aws_env, dns_server, stacks):
+    site = _site(aws_env, dns_server, 16)
+    name = _stack_name()
+    stacks.append(name)
+    first = run_cli(aws_env, *_deploy_args(site, name, dns_server, "--no-wire-notifications", "--json", layout="retarget"), timeout=120)
+    assert first.returncode == 0, first.stderr
+    # No --layout: the update keeps retarget rather than moving the primary listener.
+    args = [a for a in _deploy_args(site, name, dns_server, "--no-wire-notifications", "--json") if a not in ("--layout", "retarget")]
+    again = run_cli(aws_env, *args, timeout=120)
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["action"] == "none" and report["outputs"]["Layout"] == "retarget"

@@ -271,7 +271,7 @@ def test_direct_sync_writes_and_returns_the_report(configured: Cloud):
 
 @pytest.mark.parametrize(
     "fixture",
-    ["malformed_sns_message_not_json.json", "malformed_sns_not_elasticache.json", "malformed_sqs_record.json",
+    ["malformed_sns_message_not_json.json", "malformed_sqs_record.json",
      "malformed_invoke_unknown_action.json", "malformed_eventbridge_not_schedule.json"],
 )
 def test_malformed_event_is_logged_and_rejected_without_changes(configured: Cloud, capsys, fixture):
@@ -318,6 +318,26 @@ def test_ignored_elasticache_event_reads_nothing(configured: Cloud, capsys):
     assert configured.snapshot() == {"orders-primary": set(), "orders-replicas": set()}
     _, emf = split_output(capsys.readouterr().out)
     assert emf == []
+
+
+def test_other_message_on_a_shared_topic_is_logged_and_ignored(configured: Cloud, capsys):
+    invoke(load("schedule.json"))
+    before = configured.snapshot()
+    capsys.readouterr()
+
+    response = invoke(load("sns_shared_topic_other_message.json"))
+
+    assert response["ok"] is True and response["ignored"] is True
+    assert response["events"] == []
+    assert response["reason"].startswith("not an ElastiCache notification: Records[0] message 1a2b3c4d-0000-5000-8000-000000000002")
+    assert configured.snapshot() == before
+    log_lines, emf = split_output(capsys.readouterr().out)
+    assert emf == []
+    warning, ignored = log_lines
+    assert warning["level"] == "WARNING"
+    assert warning["message"] == "SNS message ignored: not an ElastiCache notification"
+    assert "Hello from a test publish" not in json.dumps(log_lines)
+    assert ignored["message"] == "event ignored"
 
 
 def test_dns_down_raises_after_reporting_and_changes_nothing(configured: Cloud, dns: LoopbackDnsServer, capsys):

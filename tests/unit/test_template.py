@@ -38,7 +38,7 @@ TEMPLATE = build()
 RESOURCES = TEMPLATE["Resources"]
 SAMPLE_TG_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/orders-TargetGroup-1A2B3C/0123456789abcdef"
 SAMPLE_LISTENER_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/net/orders-LoadB-1A2B/0123456789abcdef/0123456789abcdef"
-LIST_PARAMETERS = ("SubnetIds", "AllowedCidrs", "NodePorts")
+LIST_PARAMETERS = ("SubnetIds", "AllowedCidrs", "LambdaSubnetIds", "NodePorts")
 VARIANTS = variants()
 BASE = Variant("TCP", "TCP", "internet-facing", topic_given=False)
 
@@ -115,10 +115,18 @@ def all_dependencies(logical_id: str) -> set[str]:
     return seen
 
 
-def policy_statements() -> list[dict[str, Any]]:
-    """Every statement, the switch layout's (inside Fn::If) included."""
-    statements = [s for p in props("ControllerRole")["Policies"] for s in p["PolicyDocument"]["Statement"]]
-    return [s["Fn::If"][1] if "Fn::If" in s else s for s in statements]
+def policy_statements(values: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The role's statements as a stack with these parameters has them (Fn::If resolved)."""
+    values = values if values is not None else BASE.parameters()
+    found = []
+    for policy in props("ControllerRole")["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if "Fn::If" in statement:
+                name, then, otherwise = statement["Fn::If"]
+                statement = then if condition(name, values) else otherwise
+            if statement != {"Ref": "AWS::NoValue"}:
+                found.append(statement)
+    return found
 
 
 def bindings_text(layout: str = "retarget") -> str:
@@ -264,6 +272,7 @@ ISSUE_PARAMETERS = {
     "TargetProtocol", "ScheduleExpression", "ScheduleRuleName", "NotificationTopicArn",
     "HealthCheckIntervalSeconds", "HealthyThreshold", "DeregistrationDelaySeconds", "CodeBucket", "CodeKey",
     "Layout", "ReaderPort", "NodePorts",
+    "TcpIdleTimeoutSeconds", "ReservedConcurrency", "LambdaSubnetIds", "LambdaSecurityGroupId", "CreateVpcEndpoints",
 }
 
 
@@ -521,8 +530,10 @@ def test_protocols_and_url_per_variant(variant: Variant) -> None:
 
 
 def test_variants_cover_every_combination() -> None:
-    assert len(VARIANTS) == len(set(VARIANTS)) == 16
-    assert {(v.listener_protocol, v.target_protocol, v.scheme, v.topic_given) for v in VARIANTS} == {
+    assert len(VARIANTS) == len(set(VARIANTS)) == 20
+    outside = [v for v in VARIANTS if v.lambda_network == "outside-vpc"]
+    assert {v.lambda_network for v in VARIANTS} == {"outside-vpc", "vpc", "vpc-endpoints"}
+    assert {(v.listener_protocol, v.target_protocol, v.scheme, v.topic_given) for v in outside} == {
         (listener, target, scheme, topic)
         for listener in ("TCP", "TLS")
         for target in ("TCP", "TLS")
@@ -543,9 +554,97 @@ def test_function_runtime_handler_and_concurrency() -> None:
     fn = props("ControllerFunction")
     assert fn["Runtime"] in ("python3.12", "python3.13")
     assert fn["Handler"] == "cachebridge.handler.handler"
-    assert fn["ReservedConcurrentExecutions"] == 1
     assert fn["Code"] == {"S3Bucket": {"Ref": "CodeBucket"}, "S3Key": {"Ref": "CodeKey"}}
-    assert "VpcConfig" not in fn
+
+
+def test_reserved_concurrency_is_off_unless_asked_for() -> None:
+    # A reservation fails stack creation when less than 100 would stay unreserved.
+    spec = TEMPLATE["Parameters"]["ReservedConcurrency"]
+    assert (spec["Type"], spec["Default"], spec["MinValue"]) == ("Number", 0, 0)
+    assert props("ControllerFunction")["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["HasReservedConcurrency", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert not condition("HasReservedConcurrency", BASE.parameters())
+    assert not condition("HasReservedConcurrency", BASE.parameters(ReservedConcurrency="0"))
+    assert condition("HasReservedConcurrency", BASE.parameters(ReservedConcurrency="2"))
+    assert validate_parameters(BASE.parameters(ReservedConcurrency="2")) == []
+    assert validate_parameters(BASE.parameters(ReservedConcurrency="-1")) == ["ReservedConcurrency: -1 is not within 0..1000"]
+
+
+# -- the controller in the VPC -------------------------------------------------------------
+
+IN_VPC = Variant("TCP", "TCP", "internal", False, "vpc")
+WITH_ENDPOINTS = Variant("TCP", "TCP", "internal", False, "vpc-endpoints")
+NETWORK_RESOURCES = {"ControllerSecurityGroup", "VpcEndpointSecurityGroup", *(template._endpoint_name(s) for s in template.VPC_ENDPOINT_SERVICES)}
+
+
+def test_outside_the_vpc_by_default() -> None:
+    values = BASE.parameters()
+    assert not condition("FunctionInVpc", values)
+    assert not created(values) & NETWORK_RESOURCES
+    assert props("ControllerFunction")["VpcConfig"]["Fn::If"][0] == "FunctionInVpc"
+    assert props("ControllerFunction")["VpcConfig"]["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    assert not [s for s in policy_statements(values) if any(a.startswith("ec2:Create") for a in actions(s))]
+
+
+def test_lambda_subnets_put_the_function_in_the_vpc_with_its_own_https_only_group() -> None:
+    values = IN_VPC.parameters()
+    assert condition("FunctionInVpc", values)
+    assert created(values) & NETWORK_RESOURCES == {"ControllerSecurityGroup"}
+    vpc_config = props("ControllerFunction")["VpcConfig"]["Fn::If"][1]
+    assert vpc_config["SubnetIds"] == {"Ref": "LambdaSubnetIds"}
+    (group,) = vpc_config["SecurityGroupIds"]
+    assert group == {"Fn::If": ["CreateControllerSecurityGroup", {"Fn::GetAtt": ["ControllerSecurityGroup", "GroupId"]}, {"Ref": "LambdaSecurityGroupId"}]}
+    egress = props("ControllerSecurityGroup")["SecurityGroupEgress"]
+    assert [(e["IpProtocol"], e["FromPort"], e["ToPort"]) for e in egress] == [("tcp", 443, 443)]
+    assert "SecurityGroupIngress" not in props("ControllerSecurityGroup")
+
+
+def test_a_given_lambda_security_group_is_used_instead_of_a_created_one() -> None:
+    values = IN_VPC.parameters(LambdaSecurityGroupId="sg-0a1b2c3d4e5f60799")
+    assert condition("FunctionInVpc", values)
+    assert not condition("CreateControllerSecurityGroup", values)
+    assert "ControllerSecurityGroup" not in created(values)
+
+
+def test_in_the_vpc_the_role_may_manage_the_function_network_interfaces() -> None:
+    # Lambda checks these when it creates a function with VpcConfig.
+    extra = [s for s in policy_statements(IN_VPC.parameters()) if s not in policy_statements(BASE.parameters())]
+    assert extra == [template.VPC_ACCESS_STATEMENT]
+    assert {"ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface"} <= set(actions(extra[0]))
+
+
+def test_endpoints_only_when_asked_for_one_per_api_the_controller_calls() -> None:
+    assert created(IN_VPC.parameters()) & NETWORK_RESOURCES == {"ControllerSecurityGroup"}
+    values = WITH_ENDPOINTS.parameters()
+    assert created(values) >= NETWORK_RESOURCES
+    pseudo = {"AWS::Region": "eu-west-1"}
+    services = set()
+    for service in template.VPC_ENDPOINT_SERVICES:
+        endpoint = props(template._endpoint_name(service))
+        assert endpoint["VpcEndpointType"] == "Interface"
+        assert endpoint["PrivateDnsEnabled"] is True
+        assert endpoint["SubnetIds"] == {"Ref": "LambdaSubnetIds"}
+        assert endpoint["SecurityGroupIds"] == [{"Fn::GetAtt": ["VpcEndpointSecurityGroup", "GroupId"]}]
+        services.add(evaluate(endpoint["ServiceName"], TEMPLATE, resolved(values), pseudo))
+    # Every service the role's policy calls has an endpoint (logs go through Lambda itself).
+    called = {a.split(":")[0] for s in policy_statements(BASE.parameters()) for a in actions(s)} - {"logs"}
+    assert services == {f"com.amazonaws.eu-west-1.{service}" for service in called}
+    (ingress,) = props("VpcEndpointSecurityGroup")["SecurityGroupIngress"]
+    assert (ingress["FromPort"], ingress["ToPort"]) == (443, 443)
+    assert ingress["SourceSecurityGroupId"] == props("ControllerFunction")["VpcConfig"]["Fn::If"][1]["SecurityGroupIds"][0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"CreateVpcEndpoints": "true"}, "VpcOptionsNeedLambdaSubnets: CreateVpcEndpoints needs LambdaSubnetIds"),
+        ({"LambdaSecurityGroupId": "sg-0a1b2c3d4e5f60799"}, "VpcOptionsNeedLambdaSubnets: LambdaSecurityGroupId needs LambdaSubnetIds"),
+        ({"LambdaSubnetIds": "subnet-0a1b2c3d4e5f60744,nope"}, "LambdaSubnetIds: 'nope' is not empty, or subnet ids"),
+    ],
+)
+def test_vpc_options_without_lambda_subnets_are_refused(overrides: dict[str, str], problem: str) -> None:
+    assert any(p.startswith(problem) for p in validate_parameters(BASE.parameters(**overrides))), validate_parameters(BASE.parameters(**overrides))
 
 
 def baked_settings() -> Settings:
@@ -629,7 +728,7 @@ def test_modify_listener_only_on_this_stacks_primary_listener() -> None:
     assert tagging["Resource"] == [{"Ref": r} for r in RESOURCES if r.startswith("NodeTargetGroup")]
 
 
-def test_policy_allows_exactly_what_the_controller_calls() -> None:
+def test_policy_allows_exactly_what_the_controller_calls_outside_the_vpc() -> None:
     granted = {a for s in policy_statements() for a in actions(s)}
     assert granted == {
         "elasticloadbalancing:RegisterTargets",
@@ -653,6 +752,10 @@ def test_policy_allows_exactly_what_the_controller_calls() -> None:
 def test_wildcard_resources_only_for_describe_calls() -> None:
     for statement in policy_statements():
         if statement["Resource"] == "*":
+            assert all(a.split(":")[1].startswith("Describe") for a in actions(statement)), statement
+    # In the VPC, the network interface actions (as AWSLambdaVPCAccessExecutionRole has them).
+    for statement in policy_statements(IN_VPC.parameters()):
+        if statement["Resource"] == "*" and statement != template.VPC_ACCESS_STATEMENT:
             assert all(a.split(":")[1].startswith("Describe") for a in actions(statement)), statement
 
 
@@ -827,7 +930,113 @@ def test_a_created_topic_lets_elasticache_publish_by_source_owner() -> None:
     assert policy["Condition"] == "CreateTopic"
     assert policy["Properties"]["Topics"] == [{"Ref": "NotificationTopic"}]
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
-    publish = next(s for s in statements if s.get("Principal") == {"Service": "elasticache.amazonaws.com"})
-    assert publish["Action"] == "sns:Publish"
+    # The statement ElastiCache's documentation shows, and no service principal it never names.
+    assert statements[0] == {
+        "Sid": "AllowElastiCachePublish",
+        "Effect": "Allow",
+        "Principal": {"AWS": "*"},
+        "Action": "SNS:Publish",
+        "Resource": {"Ref": "NotificationTopic"},
+        "Condition": {"StringEquals": {"AWS:SourceOwner": {"Ref": "AWS::AccountId"}}},
+    }
+    assert "elasticache.amazonaws.com" not in json.dumps(policy)
     # aws:SourceAccount (the default for new topics) is what ElastiCache cannot satisfy.
-    assert publish["Condition"] == {"StringEquals": {"AWS:SourceOwner": {"Ref": "AWS::AccountId"}}}
+    assert "SourceAccount" not in json.dumps(policy)
+    assert "KmsMasterKeyId" not in props("NotificationTopic")
+
+
+# -- TCP idle timeout ----------------------------------------------------------------------
+
+def test_tcp_idle_timeout_is_a_parameter_within_what_the_nlb_accepts() -> None:
+    spec = TEMPLATE["Parameters"]["TcpIdleTimeoutSeconds"]
+    assert (spec["Type"], spec["Default"], spec["MinValue"], spec["MaxValue"]) == ("Number", 350, 60, 6000)
+    assert validate_parameters(BASE.parameters(TcpIdleTimeoutSeconds="3600")) == []
+    assert validate_parameters(BASE.parameters(TcpIdleTimeoutSeconds="59")) == ["TcpIdleTimeoutSeconds: 59 is not within 60..6000"]
+    assert validate_parameters(BASE.parameters(TcpIdleTimeoutSeconds="6001")) == ["TcpIdleTimeoutSeconds: 6001 is not within 60..6000"]
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v.lambda_network == "outside-vpc"], ids=lambda v: v.name)
+def test_idle_timeout_applies_to_tcp_listeners_only(variant: Variant) -> None:
+    values = variant.parameters(TcpIdleTimeoutSeconds="1200")
+    name, when_tls, when_tcp = props("Listener")["ListenerAttributes"]["Fn::If"]
+    attributes = when_tls if condition(name, values) else when_tcp
+    if variant.listener_protocol == "TLS":
+        # A TLS listener's idle timeout is fixed at 350 s: the attribute is left out.
+        assert attributes == {"Ref": "AWS::NoValue"}
+    else:
+        assert [(a["Key"], evaluate(a["Value"], TEMPLATE, resolved(values))) for a in attributes] == [("tcp.idle_timeout.seconds", "1200")]
+
+
+# -- no YAML aliases -------------------------------------------------------------------------
+
+def yaml_anchors(text: str) -> list[str]:
+    return [type(t).__name__ for t in yaml.scan(text) if isinstance(t, (yaml.AnchorToken, yaml.AliasToken))]
+
+
+@pytest.mark.parametrize(
+    "settings", [None, Settings(max_changes=2, event_wait_s=20.0, nameservers=("10.0.0.2:53",))], ids=["default", "settings"]
+)
+def test_yaml_has_no_anchors_or_aliases(settings: Settings | None) -> None:
+    # The dict shares values (AWS::NoValue, the topic ARN) that a plain dump writes as
+    # &id001 / *id001, which CloudFormation refuses unless the template is packaged first.
+    text = render("yaml", settings)
+    assert yaml_anchors(text) == []
+    assert not re.search(r"[&*]id\d", text)
+    assert yaml.safe_load(text) == build(settings)
+
+
+def test_template_command_writes_yaml_without_aliases(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cachebridge.cli import cli
+
+    out = tmp_path / "x.yaml"
+    result = CliRunner().invoke(cli, ["template", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert yaml_anchors(text) == [] and yaml.safe_load(text) == TEMPLATE
+
+
+# -- cfn-lint's latest release ---------------------------------------------------------------
+
+LATEST_CFN_LINT = ROOT / ".venv-cfnlint-latest" / "bin" / "cfn-lint"
+
+
+@pytest.fixture(scope="module")
+def latest_cfn_lint() -> Path:
+    """scripts/bootstrap.sh installs cfn-lint's newest release (unpinned) here, so new rules
+    (such as W1101 on YAML aliases) show up before the pin moves."""
+    if not LATEST_CFN_LINT.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{LATEST_CFN_LINT} missing: run scripts/bootstrap.sh")
+        pytest.skip(f"{LATEST_CFN_LINT} not installed (scripts/bootstrap.sh installs it)")
+    return LATEST_CFN_LINT
+
+
+def lint_with_latest(cfn_lint: Path, tmp_path: Path, parameter_sets: dict[str, dict[str, str]]) -> subprocess.CompletedProcess[str]:
+    """One cfn-lint run over the rendered YAML with one parameter file per set (named for it,
+    so a finding names the variant): a run per variant would take minutes."""
+    path = tmp_path / "cachebridge.yaml"
+    path.write_text(render(), encoding="utf-8")
+    files = []
+    for name, values in parameter_sets.items():
+        file = tmp_path / f"{name}.json"
+        file.write_text(json.dumps([
+            {"ParameterKey": k, "ParameterValue": v.split(",") if k in LIST_PARAMETERS else v} for k, v in values.items()
+        ]))
+        files.append(str(file))
+    return subprocess.run(
+        [str(cfn_lint), "--include-checks", "I", "--regions", "us-east-1", "eu-west-1", "--parameter-files", *files, "--", str(path)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )
+
+
+def test_latest_cfn_lint_reports_nothing_for_every_variant(latest_cfn_lint: Path, tmp_path: Path) -> None:
+    result = lint_with_latest(latest_cfn_lint, tmp_path, {v.name: v.parameters() for v in VARIANTS})
+    assert (result.returncode, result.stdout) == (0, ""), result.stderr
+
+
+def test_latest_cfn_lint_run_does_report_a_bad_variant(latest_cfn_lint: Path, tmp_path: Path) -> None:
+    result = lint_with_latest(latest_cfn_lint, tmp_path, {"good": BASE.parameters(), "bad-port": BASE.parameters(CachePort="70000")})
+    assert result.returncode != 0
+    assert "bad-port.json" in result.stdout and "good.json" not in result.stdout

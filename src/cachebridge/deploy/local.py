@@ -5,8 +5,8 @@ local`` and the sandbox call ``cachebridge.handler.handler`` here instead, with 
 function's configuration says: its environment variables, its name and its timeout.
 
 The handler reads its settings from ``os.environ``, which is process-wide, so invocations
-run one at a time (the deployed function has reserved concurrency 1 as well) and each
-restores the environment it found. Only for local runs: the Lambda zip leaves ``deploy/``
+run one at a time here (on Lambda each invocation has an environment of its own) and
+each restores the environment it found. Only for local runs: the Lambda zip leaves ``deploy/``
 out.
 """
 

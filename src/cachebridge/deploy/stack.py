@@ -4,13 +4,17 @@ and ``cachebridge destroy``; no click here).
 ``deploy`` in order, refusing bad input before it creates anything:
 
 1. Check the request (``validate_request``): stack name, allowed CIDRs (0.0.0.0/0 only with
-   ``allow_any_source``), listener protocol and certificate, subnets, VPC.
+   ``allow_any_source``), listener protocol and certificate, subnets, VPC, and the
+   controller's options (idle timeout, reserved concurrency, its subnets and endpoints).
 2. Read the replication group (``read_cache``): it must exist and have cluster mode
    disabled; its port and in-transit encryption come from DescribeReplicationGroups, its
    security group and notification topic from DescribeCacheClusters of a member (the
    replication group call has neither). Check the subnets are in the VPC, the template
    accepts the parameter values (``template.validate_parameters``), and an existing stack
-   of that name is a cachebridge stack that can be updated.
+   of that name is a cachebridge stack that can be updated. A function in the VPC needs
+   subnets of that VPC (``deploy.vpc``); a given notification topic must be one ElastiCache
+   can publish to: same account and Region, unencrypted, with the documented policy
+   statement (``deploy.notifications``).
 3. Ensure the artifact bucket ``cachebridge-artifacts-<account>-<region>`` (private: public
    access blocked, owner-enforced; encrypted; versioned) and upload the Lambda zip under its
    content-addressed key, only if that key is absent.
@@ -40,7 +44,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -52,6 +56,8 @@ from ..sources import describe_replication_group
 from . import package as packaging
 from . import template as cfn_template
 from .local import LocalFunction
+from .notifications import check_topic
+from .vpc import check_lambda_network
 
 __all__ = [
     "DEFAULT_POLL_S",
@@ -115,6 +121,12 @@ _FLAG_OF = {
     "Layout": "--layout",
     "ReaderPort": "--reader-port",
     "NodePorts": "--node-port-base",
+    "TcpIdleTimeoutSeconds": "--tcp-idle-timeout",
+    "ReservedConcurrency": "--reserved-concurrency",
+    "LambdaSubnetIds": "--lambda-subnets",
+    "LambdaSecurityGroupId": "--lambda-security-group",
+    "CreateVpcEndpoints": "--create-vpc-endpoints",
+    "VpcOptionsNeedLambdaSubnets": "--lambda-subnets",
 }
 
 
@@ -143,9 +155,14 @@ class DeployRequest:
     health_check_interval_s: int | None = None
     healthy_threshold: int | None = None
     deregistration_delay_s: int | None = None
-    layout: str = "switch"
+    layout: str | None = None  # None: the stack's current layout, "switch" for a new stack
     reader_port: int | None = None
     node_port_base: int | None = None
+    tcp_idle_timeout_s: int | None = None
+    reserved_concurrency: int | None = None  # None or 0: no reservation
+    lambda_subnet_ids: tuple[str, ...] = ()  # empty: the function runs outside the VPC
+    lambda_security_group_id: str | None = None
+    create_vpc_endpoints: bool = False
 
 
 def validate_request(request: DeployRequest) -> None:
@@ -181,6 +198,30 @@ def validate_request(request: DeployRequest) -> None:
     if request.listener_port is not None and not 1 <= request.listener_port <= 65535:
         raise ConfigError("--listener-port", f"{request.listener_port} is out of range", "1..65535")
     _validate_layout(request)
+    _validate_controller_options(request)
+
+
+def _validate_controller_options(request: DeployRequest) -> None:
+    low, high = cfn_template.TCP_IDLE_TIMEOUT_RANGE
+    if request.tcp_idle_timeout_s is not None:
+        if request.listener_protocol == "TLS":
+            raise ConfigError("--tcp-idle-timeout", "a TLS listener's idle timeout is fixed at 350 s", "--listener-protocol TCP, or no --tcp-idle-timeout")
+        if not low <= request.tcp_idle_timeout_s <= high:
+            raise ConfigError("--tcp-idle-timeout", f"{request.tcp_idle_timeout_s} is out of range", f"{low}..{high} seconds")
+    if request.reserved_concurrency is not None and request.reserved_concurrency < 0:
+        raise ConfigError("--reserved-concurrency", f"{request.reserved_concurrency} is negative", "0 (no reservation) or a positive count")
+    for subnet in request.lambda_subnet_ids:
+        if not _SUBNET_ID.match(subnet):
+            raise ConfigError("--lambda-subnets", f"{subnet!r} is not a subnet id", "subnet-0123456789abcdef0,subnet-...")
+    if len(set(request.lambda_subnet_ids)) != len(request.lambda_subnet_ids):
+        raise ConfigError("--lambda-subnets", "a subnet is listed twice", "each subnet once")
+    if request.lambda_security_group_id is not None:
+        if not request.lambda_subnet_ids:
+            raise ConfigError("--lambda-security-group", "only a function in the VPC has a security group", "--lambda-subnets too")
+        if not _SG_ID.match(request.lambda_security_group_id):
+            raise ConfigError("--lambda-security-group", f"{request.lambda_security_group_id!r} is not a security group id", "sg-0123456789abcdef0")
+    if request.create_vpc_endpoints and not request.lambda_subnet_ids:
+        raise ConfigError("--create-vpc-endpoints", "the endpoints are for a function in the VPC", "--lambda-subnets too")
 
 
 def _validate_cidrs(cidrs: Sequence[str], allow_any_source: bool) -> None:
@@ -436,18 +477,37 @@ def stack_parameters(
         "HealthCheckIntervalSeconds": request.health_check_interval_s,
         "HealthyThreshold": request.healthy_threshold,
         "DeregistrationDelaySeconds": request.deregistration_delay_s,
+        "TcpIdleTimeoutSeconds": request.tcp_idle_timeout_s,
+        "ReservedConcurrency": request.reserved_concurrency,
+        "LambdaSecurityGroupId": request.lambda_security_group_id,
     }
+    if request.lambda_subnet_ids:
+        values["LambdaSubnetIds"] = ",".join(request.lambda_subnet_ids)
+    if request.create_vpc_endpoints:
+        values["CreateVpcEndpoints"] = "true"
     values.update({name: str(value) for name, value in optional.items() if value is not None})
     values.update(_layout_parameters(request, cache, node_slots or cfn_template.node_slots_for(len(cache.members))))
     return values
 
 
 def _validate_layout(request: DeployRequest) -> None:
-    if request.layout not in cfn_template.LAYOUTS:
+    if request.layout is not None and request.layout not in cfn_template.LAYOUTS:
         raise ConfigError("--layout", f"{request.layout!r} is not a layout", ", ".join(cfn_template.LAYOUTS))
     for flag, port in (("--reader-port", request.reader_port), ("--node-port-base", request.node_port_base)):
         if port is not None and not 1 <= port <= 65535:
             raise ConfigError(flag, f"{port} is out of range", "1..65535")
+
+
+def _with_layout(request: DeployRequest, current: Mapping[str, Any] | None) -> DeployRequest:
+    """An update keeps the stack's layout unless one is asked for: moving a stack from one
+    layout to the other points the primary listener at target groups the controller has
+    not filled yet (until its next run and the NLB's registration), which should be a
+    choice. A stack from before layouts existed is a retarget stack."""
+    if request.layout is not None:
+        return request
+    if current is None:
+        return replace(request, layout="switch")
+    return replace(request, layout=Stacks.parameters(current).get("Layout") or "retarget")
 
 
 def _node_slots(request: DeployRequest, cache: CacheFacts, current: Mapping[str, Any] | None) -> int:
@@ -472,7 +532,7 @@ def _layout_parameters(request: DeployRequest, cache: CacheFacts, node_slots: in
         raise ConfigError("--node-port-base", str(exc), f"a port with {node_slots} free ports from it") from None
     if reader_port > 65535:
         raise ConfigError("--reader-port", f"{reader_port} is out of range", "1..65535")
-    return {"Layout": request.layout, "ReaderPort": str(reader_port), "NodePorts": ",".join(map(str, ports))}
+    return {"Layout": request.layout or "switch", "ReaderPort": str(reader_port), "NodePorts": ",".join(map(str, ports))}
 
 
 def _check_parameters(values: Mapping[str, str], stack_name: str, template: Mapping[str, Any]) -> None:
@@ -864,12 +924,16 @@ def deploy(
         cache = read_cache(clients("elasticache"), request.replication_group_id)
         _check_zones(cache, _check_network(clients("ec2"), request.vpc_id, request.subnet_ids))
         _check_security_group(clients("ec2"), _cache_security_group(request, cache), request.vpc_id)
+        check_lambda_network(clients("ec2"), request.vpc_id, request.lambda_subnet_ids, request.lambda_security_group_id)
         account_id = clients("sts").get_caller_identity()["Account"]
+        region = _region(clients("s3"))
+        if request.notification_topic_arn:
+            step(f"checking notification topic {request.notification_topic_arn}")
+            check_topic(clients("sns"), request.notification_topic_arn, account_id, region)
     except ClientError as exc:
         raise DeployError(f"AWS: {_message(exc)}") from None
     except BotoCoreError as exc:
         raise DeployError(f"AWS: {exc}") from None
-    region = _region(clients("s3"))
     stacks = Stacks(clients("cloudformation"), poll_s=poll_s, timeout_s=timeout_s)
     existing = stacks.describe(request.stack_name)
     change_set_type = _change_set_type(request.stack_name, existing)
@@ -878,8 +942,9 @@ def deploy(
     built = built or packaging.build()
     bucket = artifact_bucket_name(account_id, region)
     node_slots = _node_slots(request, cache, current)
+    request = _with_layout(request, current)
     values = stack_parameters(request, cache, bucket, built.key, topic, node_slots)
-    template = cfn_template.build(node_slots=node_slots)
+    template = cfn_template.build(node_slots=node_slots, replicas=len(cache.members) > 1)
     _check_parameters(values, request.stack_name, template)
 
     step(f"artifact bucket {bucket}")

@@ -25,6 +25,22 @@ terminates TLS with ``CertificateArn`` and, for a TLS cache, re-encrypts towards
 target group). With a TCP listener the bytes pass through unchanged, so a TLS cache is
 reached end to end through a TCP target group; the connection URL is ``rediss://``
 whenever the client must speak TLS.
+
+Optional parts, each off by default and selected by a Condition:
+
+- ``ReservedConcurrency``: 0 leaves the function unreserved. Lambda refuses a reservation
+  that would leave the account's unreserved concurrency below 100 ("You can reserve up to
+  the Unreserved account concurrency value minus 100", Lambda Developer Guide, "Configuring
+  reserved concurrency"), which fails stack creation in new accounts with low quotas; the
+  controller is safe with concurrent invocations without it.
+- ``LambdaSubnetIds``: the function runs in the VPC and resolves node names through the VPC
+  resolver. It then reaches the ELB, ElastiCache and EC2 APIs through an existing NAT, or
+  through interface endpoints the stack creates (``CreateVpcEndpoints``).
+- ``TcpIdleTimeoutSeconds``: the TCP listener's ``tcp.idle_timeout.seconds`` (60-6000,
+  AWS's default 350); a TLS listener keeps its fixed 350 s.
+
+The topic the stack creates carries ElastiCache's documented publish statement
+(``"Principal": {"AWS": "*"}`` with ``AWS:SourceOwner``), see ``_trigger_resources``.
 """
 
 from __future__ import annotations
@@ -64,6 +80,10 @@ __all__ = [
     "node_slots_for",
     "switch_bindings_sub",
     "retarget_bindings_sub",
+    "TCP_IDLE_TIMEOUT_RANGE",
+    "VPC_ENDPOINT_SERVICES",
+    "elasticache_publish_statement",
+    "tcp_listener_attributes",
 ]
 
 MAX_ALLOWED_CIDRS = 5
@@ -80,6 +100,14 @@ HEALTH_CHECK_TIMEOUT_S = 4
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 SCHEDULE_RULE_SUFFIX = "-sync"
 SCHEDULE_RULE_NAME_MAX = 64
+# "Enter a value for TCP idle timeout from 60-6000 seconds"; "The default idle timeout value
+# for TCP flows is 350 seconds" (ELB User Guide for NLBs, "Update the TCP idle timeout").
+TCP_IDLE_TIMEOUT_RANGE = (60, 6000)
+TCP_IDLE_TIMEOUT_DEFAULT_S = 350
+# The APIs the controller calls (nlb.py, sources.py): interface endpoints for these let a
+# function in subnets without NAT reach them. Logs need none: Lambda ships the function's
+# stdout itself.
+VPC_ENDPOINT_SERVICES = ("elasticloadbalancing", "elasticache", "ec2")
 
 _OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 # An IPv4 CIDR with a prefix of 1-32, or exactly 0.0.0.0/0 (which a Rule then refuses
@@ -93,8 +121,9 @@ PARAMETER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Layout", ("Layout", "ReaderPort", "NodePorts")),
     ("Who may connect", ("AllowedCidrs", "AllowAnySource")),
     ("ElastiCache", ("ReplicationGroupId", "CacheSecurityGroupId", "CachePort", "TargetProtocol")),
-    ("Controller", ("ScheduleExpression", "ScheduleRuleName", "NotificationTopicArn")),
-    ("Target health and failover", ("HealthCheckIntervalSeconds", "HealthyThreshold", "DeregistrationDelaySeconds")),
+    ("Controller", ("ScheduleExpression", "ScheduleRuleName", "NotificationTopicArn", "ReservedConcurrency")),
+    ("Controller network", ("LambdaSubnetIds", "LambdaSecurityGroupId", "CreateVpcEndpoints")),
+    ("Target health and failover", ("HealthCheckIntervalSeconds", "HealthyThreshold", "DeregistrationDelaySeconds", "TcpIdleTimeoutSeconds")),
     ("Controller code", ("CodeBucket", "CodeKey")),
 )
 
@@ -247,6 +276,53 @@ def _parameters(node_slots: int = 0) -> dict[str, Any]:
             "MaxValue": 3600,
             "Description": "Seconds a deregistered target (the old primary) keeps its connections before the NLB resets them.",
         },
+        "TcpIdleTimeoutSeconds": {
+            "Type": "Number",
+            "Default": TCP_IDLE_TIMEOUT_DEFAULT_S,
+            "MinValue": TCP_IDLE_TIMEOUT_RANGE[0],
+            "MaxValue": TCP_IDLE_TIMEOUT_RANGE[1],
+            "Description": (
+                "Seconds a TCP listener keeps a connection with no traffic either way (pub/sub, blocking commands). "
+                "A TLS listener stays at 350."
+            ),
+        },
+        "ReservedConcurrency": {
+            "Type": "Number",
+            "Default": 0,
+            "MinValue": 0,
+            "MaxValue": 1000,
+            "Description": (
+                "0: the function draws on the account's unreserved concurrency. N: reserve N executions "
+                "(Lambda refuses what would leave less than 100 unreserved)."
+            ),
+        },
+        "LambdaSubnetIds": {
+            "Type": "CommaDelimitedList",
+            "Default": "",
+            "AllowedPattern": r"^(|subnet-[0-9a-f]{8,17})$",
+            "ConstraintDescription": "empty, or subnet ids separated by commas without spaces",
+            "Description": (
+                "Empty: the function runs outside the VPC. Subnets of VpcId: it runs there and resolves node names "
+                "through the VPC resolver; the subnets need a NAT route or CreateVpcEndpoints=true."
+            ),
+        },
+        "LambdaSecurityGroupId": {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": r"^(|sg-[0-9a-f]{8,17})$",
+            "ConstraintDescription": "empty, or a security group id",
+            "Description": "With LambdaSubnetIds: the function's security group. Empty: the stack creates one (HTTPS out only).",
+        },
+        "CreateVpcEndpoints": {
+            "Type": "String",
+            "Default": "false",
+            "AllowedValues": ["false", "true"],
+            "Description": (
+                "With LambdaSubnetIds: true creates interface endpoints (with private DNS) for "
+                + ", ".join(VPC_ENDPOINT_SERVICES)
+                + " in those subnets; false relies on an existing NAT or endpoints."
+            ),
+        },
         "CodeBucket": {
             "Type": "String",
             "AllowedPattern": "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
@@ -281,6 +357,11 @@ _LABELS = {
     "HealthCheckIntervalSeconds": "Health check interval (s)",
     "HealthyThreshold": "Healthy threshold",
     "DeregistrationDelaySeconds": "Deregistration delay (s)",
+    "TcpIdleTimeoutSeconds": "TCP idle timeout (s)",
+    "ReservedConcurrency": "Reserved concurrency (0: none)",
+    "LambdaSubnetIds": "Controller subnets (empty: outside the VPC)",
+    "LambdaSecurityGroupId": "Controller security group",
+    "CreateVpcEndpoints": "Create interface VPC endpoints",
     "CodeBucket": "Code bucket",
     "CodeKey": "Code key",
     "Layout": "Layout (switch or retarget)",
@@ -307,6 +388,19 @@ def _rules() -> dict[str, Any]:
                     "Assert": {"Fn::Not": [{"Fn::Contains": [_ref("AllowedCidrs"), ANY_SOURCE]}]},
                     "AssertDescription": f"AllowedCidrs contains {ANY_SOURCE}; set AllowAnySource=true to allow any source on purpose",
                 }
+            ],
+        },
+        "VpcOptionsNeedLambdaSubnets": {
+            "RuleCondition": {"Fn::Equals": [{"Fn::Join": ["", _ref("LambdaSubnetIds")]}, ""]},
+            "Assertions": [
+                {
+                    "Assert": {"Fn::Equals": [_ref("CreateVpcEndpoints"), "false"]},
+                    "AssertDescription": "CreateVpcEndpoints needs LambdaSubnetIds",
+                },
+                {
+                    "Assert": {"Fn::Equals": [_ref("LambdaSecurityGroupId"), ""]},
+                    "AssertDescription": "LambdaSecurityGroupId needs LambdaSubnetIds",
+                },
             ],
         },
         "TlsListenerNeedsCertificate": {
@@ -349,6 +443,12 @@ def _conditions() -> dict[str, Any]:
         "TerminateTls": {"Fn::And": [{"Condition": "ListenerIsTls"}, {"Condition": "HasCertificate"}]},
         "CreateTopic": {"Fn::Equals": [_ref("NotificationTopicArn"), ""]},
         "HasScheduleRuleName": {"Fn::Not": [{"Fn::Equals": [_ref("ScheduleRuleName"), ""]}]},
+        "HasReservedConcurrency": {"Fn::Not": [{"Fn::Equals": [_ref("ReservedConcurrency"), "0"]}]},
+        "FunctionInVpc": {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", _ref("LambdaSubnetIds")]}, ""]}]},
+        "CreateControllerSecurityGroup": {
+            "Fn::And": [{"Condition": "FunctionInVpc"}, {"Fn::Equals": [_ref("LambdaSecurityGroupId"), ""]}]
+        },
+        "CreateEndpoints": {"Fn::And": [{"Condition": "FunctionInVpc"}, {"Fn::Equals": [_ref("CreateVpcEndpoints"), "true"]}]},
         TOO_MANY_CIDRS: {"Fn::Not": [{"Fn::Equals": [_allowed_cidr(MAX_ALLOWED_CIDRS), ""]}]},
     }
     for index in range(1, MAX_ALLOWED_CIDRS):
@@ -523,12 +623,20 @@ def _load_balancer_resources() -> dict[str, Any]:
                 "DefaultActions": [
                     {"Type": "forward", "TargetGroupArn": _if("IsSwitch", _ref(node_target_group_name(0)), _ref("TargetGroup"))}
                 ],
+                "ListenerAttributes": _if("ListenerIsTls", _NO_VALUE, tcp_listener_attributes()),
             },
         },
     }
 
 
-def _controller_resources(settings: Settings, node_slots: int = 0) -> dict[str, Any]:
+def tcp_listener_attributes() -> list[dict[str, Any]]:
+    """``ListenerAttributes`` of a TCP listener: the TcpIdleTimeoutSeconds parameter. Only
+    TCP listeners take it: "The connection idle timeout for TLS listeners is 350 seconds and
+    can't be modified" (ELB User Guide for NLBs, "Update the TCP idle timeout")."""
+    return [{"Key": "tcp.idle_timeout.seconds", "Value": _ref("TcpIdleTimeoutSeconds")}]
+
+
+def _controller_resources(settings: Settings, node_slots: int = 0, replicas: bool = True) -> dict[str, Any]:
     node_slots = node_slots or DEFAULT_NODE_SLOTS
     return {
         "ControllerLogGroup": {
@@ -596,6 +704,11 @@ def _controller_resources(settings: Settings, node_slots: int = 0) -> dict[str, 
                                     "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                                     "Resource": _get_att("ControllerLogGroup", "Arn"),
                                 },
+                                # In the VPC, Lambda manages the function's network interfaces
+                                # with the execution role (the AWSLambdaVPCAccessExecutionRole
+                                # permissions); Lambda checks them when the function is created,
+                                # so they live in this inline policy.
+                                _if("FunctionInVpc", VPC_ACCESS_STATEMENT, _NO_VALUE),
                             ],
                         },
                     }
@@ -606,7 +719,7 @@ def _controller_resources(settings: Settings, node_slots: int = 0) -> dict[str, 
             "Type": "AWS::Lambda::Function",
             "Metadata": _skip(
                 ("CKV_AWS_116", "level-triggered: the next scheduled run redoes a failed one, and failures raise the Errors alarm"),
-                ("CKV_AWS_117", "calls only AWS APIs and public DNS; inside a VPC it would need NAT or endpoints, and its network interfaces slow stack deletion"),
+                ("CKV_AWS_117", "in the VPC only when LambdaSubnetIds is given (then it needs NAT or endpoints); by default it calls only AWS APIs and DNS"),
                 ("CKV_AWS_173", "the environment holds only the binding (group id, target group ARN, port), nothing secret"),
             ),
             # Ordering: the function references its log group (LoggingConfig) and its role,
@@ -619,13 +732,110 @@ def _controller_resources(settings: Settings, node_slots: int = 0) -> dict[str, 
                 "Role": _get_att("ControllerRole", "Arn"),
                 "Timeout": FUNCTION_TIMEOUT_S,
                 "MemorySize": FUNCTION_MEMORY_MB,
-                # One sync at a time: a schedule tick and an SNS event never race.
-                "ReservedConcurrentExecutions": 1,
+                # Off by default: a reservation can fail stack creation (see the module
+                # docstring); concurrent syncs are safe without it.
+                "ReservedConcurrentExecutions": _if("HasReservedConcurrency", _ref("ReservedConcurrency"), _NO_VALUE),
+                "VpcConfig": _if(
+                    "FunctionInVpc",
+                    {"SubnetIds": _ref("LambdaSubnetIds"), "SecurityGroupIds": [_controller_security_group()]},
+                    _NO_VALUE,
+                ),
                 "LoggingConfig": {"LogGroup": _ref("ControllerLogGroup"), "LogFormat": "Text"},
-                "Environment": {"Variables": {"CACHEBRIDGE_BINDINGS": _bindings_value(settings, node_slots)}},
+                "Environment": {"Variables": {"CACHEBRIDGE_BINDINGS": _bindings_value(settings, node_slots, replicas)}},
             },
         },
     }
+
+
+# What AWSLambdaVPCAccessExecutionRole grants, as the Lambda Developer Guide lists it for a
+# function connected to a VPC. These actions take no resource-level scope (the interfaces do
+# not exist yet), so "*" as in the managed policy.
+VPC_ACCESS_STATEMENT: dict[str, Any] = {
+    "Sid": "ManageFunctionNetworkInterfaces",
+    "Effect": "Allow",
+    "Action": [
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    ],
+    "Resource": "*",
+}
+
+
+def _controller_security_group() -> dict[str, Any]:
+    return _if("CreateControllerSecurityGroup", _get_att("ControllerSecurityGroup", "GroupId"), _ref("LambdaSecurityGroupId"))
+
+
+def _controller_network_resources() -> dict[str, Any]:
+    """The function's security group and the interface endpoints, when it runs in the VPC.
+
+    The function only calls AWS APIs over HTTPS and asks the VPC resolver for node names
+    (security groups do not filter traffic to the Amazon DNS server), so HTTPS out is all
+    its group allows."""
+    resources: dict[str, Any] = {
+        "ControllerSecurityGroup": {
+            "Type": "AWS::EC2::SecurityGroup",
+            "Condition": "CreateControllerSecurityGroup",
+            "Properties": {
+                "GroupDescription": _sub("cachebridge controller of stack ${AWS::StackName}: HTTPS to AWS APIs only"),
+                "VpcId": _ref("VpcId"),
+                "SecurityGroupEgress": [
+                    {
+                        "IpProtocol": "tcp",
+                        "FromPort": 443,
+                        "ToPort": 443,
+                        # AWS API addresses are many and change; the port is the limit.
+                        "CidrIp": "0.0.0.0/0",
+                        "Description": "AWS APIs, through a NAT or the VPC endpoints",
+                    }
+                ],
+            },
+        },
+        "VpcEndpointSecurityGroup": {
+            "Type": "AWS::EC2::SecurityGroup",
+            "Condition": "CreateEndpoints",
+            "Properties": {
+                "GroupDescription": _sub("cachebridge VPC endpoints of stack ${AWS::StackName}: HTTPS from the controller"),
+                "VpcId": _ref("VpcId"),
+                "SecurityGroupIngress": [
+                    {
+                        "IpProtocol": "tcp",
+                        "FromPort": 443,
+                        "ToPort": 443,
+                        "SourceSecurityGroupId": _controller_security_group(),
+                        "Description": "the cachebridge controller",
+                    }
+                ],
+                # An endpoint only answers (security groups are stateful): a rule to the
+                # loopback address replaces the default allow-all egress with nothing usable.
+                "SecurityGroupEgress": [
+                    {"IpProtocol": "-1", "CidrIp": "127.0.0.1/32", "Description": "no egress"}
+                ],
+            },
+        },
+    }
+    for service in VPC_ENDPOINT_SERVICES:
+        resources[_endpoint_name(service)] = {
+            "Type": "AWS::EC2::VPCEndpoint",
+            "Condition": "CreateEndpoints",
+            "Properties": {
+                "VpcEndpointType": "Interface",
+                "ServiceName": _sub(f"com.amazonaws.${{AWS::Region}}.{service}"),
+                "VpcId": _ref("VpcId"),
+                "SubnetIds": _ref("LambdaSubnetIds"),
+                "SecurityGroupIds": [_get_att("VpcEndpointSecurityGroup", "GroupId")],
+                # The SDK's regional endpoint names then resolve to the endpoint's addresses.
+                "PrivateDnsEnabled": True,
+            },
+        }
+    return resources
+
+
+def _endpoint_name(service: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^a-z0-9]", service)) + "Endpoint"
 
 
 def _schedule_rule_name() -> dict[str, Any]:
@@ -664,14 +874,15 @@ def _trigger_resources() -> dict[str, Any]:
             "Type": "AWS::SNS::Topic",
             "Condition": "CreateTopic",
             "Metadata": _skip(
-                ("CKV_AWS_26", "ElastiCache notifications carry no secrets, and ElastiCache cannot publish through the AWS managed SNS key"),
+                ("CKV_AWS_26", "ElastiCache cannot publish to an encrypted topic (User Guide: the topic cannot be encrypted)"),
             ),
             "Properties": {"DisplayName": _sub("cachebridge ${ReplicationGroupId}")},
         },
-        # ElastiCache publishes only to topics whose policy conditions on AWS:SourceOwner;
-        # the default policy of a new topic uses aws:SourceAccount, which ElastiCache's
-        # notifications do not satisfy (ElastiCache User Guide, "Event Notifications and
-        # Amazon SNS"), so the topic would turn inactive and events would never arrive.
+        # ElastiCache publishes only to topics whose policy conditions on AWS:SourceOwner:
+        # "the topic's access policy must use the aws:SourceOwner condition key, not
+        # aws:SourceAccount" or ElastiCache "automatically sets the topic status to
+        # inactive" (ElastiCache User Guide, "Managing ElastiCache Amazon SNS
+        # notifications"). The statement is the one that page shows, word for word.
         "NotificationTopicPolicy": {
             "Type": "AWS::SNS::TopicPolicy",
             "Condition": "CreateTopic",
@@ -680,14 +891,7 @@ def _trigger_resources() -> dict[str, Any]:
                 "PolicyDocument": {
                     "Version": "2012-10-17",
                     "Statement": [
-                        {
-                            "Sid": "ElastiCacheNotifications",
-                            "Effect": "Allow",
-                            "Principal": {"Service": "elasticache.amazonaws.com"},
-                            "Action": "sns:Publish",
-                            "Resource": _ref("NotificationTopic"),
-                            "Condition": {"StringEquals": {"AWS:SourceOwner": _ref("AWS::AccountId")}},
-                        },
+                        elasticache_publish_statement(_ref("NotificationTopic"), _ref("AWS::AccountId")),
                         {
                             "Sid": "AccountManagesTopic",
                             "Effect": "Allow",
@@ -724,6 +928,20 @@ def _trigger_resources() -> dict[str, Any]:
                 "TopicArn": topic_arn,
             },
         },
+    }
+
+
+def elasticache_publish_statement(topic_arn: Any, account_id: Any) -> dict[str, Any]:
+    """ElastiCache's documented statement letting it publish to a topic (ElastiCache User
+    Guide, "Managing ElastiCache Amazon SNS notifications"): any principal, SNS:Publish,
+    on condition that the source owner is this account."""
+    return {
+        "Sid": "AllowElastiCachePublish",
+        "Effect": "Allow",
+        "Principal": {"AWS": "*"},
+        "Action": "SNS:Publish",
+        "Resource": topic_arn,
+        "Condition": {"StringEquals": {"AWS:SourceOwner": account_id}},
     }
 
 
@@ -819,11 +1037,13 @@ def _outputs() -> dict[str, Any]:
     }
 
 
-def build(settings: Settings | None = None, node_slots: int = 0) -> dict[str, Any]:
+def build(settings: Settings | None = None, node_slots: int = 0, replicas: bool = True) -> dict[str, Any]:
     """The template as a fresh dict. ``settings`` are baked into CACHEBRIDGE_BINDINGS
     (default: the package defaults); event_wait_s must stay below the function timeout.
     ``node_slots``: how many node target groups the switch layout gets (default
-    ``DEFAULT_NODE_SLOTS``; ``node_slots_for`` sizes it from a group's members)."""
+    ``DEFAULT_NODE_SLOTS``; ``node_slots_for`` sizes it from a group's members).
+    ``replicas``: whether the controller gets a binding for the reader target group (a
+    group without replicas has nothing to put there)."""
     settings = settings or Settings()
     node_slots = node_slots or DEFAULT_NODE_SLOTS
     if not 1 <= node_slots <= MAX_NODE_SLOTS:
@@ -836,7 +1056,8 @@ def build(settings: Settings | None = None, node_slots: int = 0) -> dict[str, An
         _security_group_resources(),
         _load_balancer_resources(),
         _switch_resources(node_slots),
-        _controller_resources(settings, node_slots),
+        _controller_resources(settings, node_slots, replicas),
+        _controller_network_resources(),
         _trigger_resources(),
         _alarm_resources(),
     ):
@@ -863,8 +1084,20 @@ def render(fmt: str = "yaml", settings: Settings | None = None, node_slots: int 
     if fmt in ("yaml", "yml"):
         import yaml  # the CLI's dependency; the Lambda never renders
 
-        return yaml.safe_dump(template, sort_keys=False, default_flow_style=False, width=10_000)
+        return yaml.dump(template, Dumper=_no_alias_dumper(), sort_keys=False, default_flow_style=False, width=10_000)
     raise ValueError(f"unknown template format {fmt!r} (accepted: yaml, json)")
+
+
+def _no_alias_dumper() -> type:
+    """A SafeDumper that writes shared values out again instead of as ``&id001``/``*id001``
+    anchors and aliases, which CloudFormation only accepts after packaging."""
+    import yaml
+
+    class NoAliasDumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    return NoAliasDumper
 
 
 # -- the switch layout ---------------------------------------------------------------------
@@ -988,6 +1221,7 @@ def _listener(port: Any, target_group: str, extra: Mapping[str, Any] | None = No
             "Certificates": _if("TerminateTls", [{"CertificateArn": _ref("CertificateArn")}], _NO_VALUE),
             "SslPolicy": _if("ListenerIsTls", TLS_POLICY, _NO_VALUE),
             "DefaultActions": [{"Type": "forward", "TargetGroupArn": _ref(target_group)}],
+            "ListenerAttributes": _if("ListenerIsTls", _NO_VALUE, tcp_listener_attributes()),
         },
     }
 
@@ -1064,23 +1298,19 @@ def _switch_statements(node_slots: int) -> list[dict[str, Any]]:
     ]
 
 
-def _placeholder_settings_text(config: Config) -> str:
-    return config.bindings_json()
-
-
-def retarget_bindings_sub(settings: Settings | None = None) -> str:
+def retarget_bindings_sub(settings: Settings | None = None, replicas: bool = True) -> str:
     """The Fn::Sub string of ``CACHEBRIDGE_BINDINGS`` in the retarget layout: the primary
-    into ``TargetGroup`` and the replicas into ``ReaderTargetGroup``."""
+    into ``TargetGroup`` and (``replicas``) the replicas into ``ReaderTargetGroup``."""
     primary = Config.single(
         source=f"elasticache://{_PLACEHOLDER_RG}?role=primary",
         target_group=_PLACEHOLDER_TG,
         port=_PLACEHOLDER_PORT,
         name=f"{_PLACEHOLDER_RG}-primary",
     ).bindings[0]
-    return _substitute_placeholders(Config(bindings=(primary, _reader_binding()), settings=settings or Settings()), 0)
+    return _substitute_placeholders(Config(bindings=(primary, *_reader_binding(replicas)), settings=settings or Settings()), 0)
 
 
-def switch_bindings_sub(settings: Settings | None = None, node_slots: int = DEFAULT_NODE_SLOTS) -> str:
+def switch_bindings_sub(settings: Settings | None = None, node_slots: int = DEFAULT_NODE_SLOTS, replicas: bool = True) -> str:
     """The Fn::Sub string of ``CACHEBRIDGE_BINDINGS`` in the switch layout: the primary
     through ``Listener`` and the node target groups (``${NodeTargetGroupNName}``, the
     names, to keep the variable well under Lambda's 4 KB), the replicas into
@@ -1093,24 +1323,29 @@ def switch_bindings_sub(settings: Settings | None = None, node_slots: int = DEFA
         "node_target_groups": [f"cb-placeholder-n{i + 1}" for i in range(node_slots)],
         "port": _PLACEHOLDER_PORT,
     })
-    return _substitute_placeholders(Config(bindings=(primary, _reader_binding()), settings=settings or Settings()), node_slots)
+    return _substitute_placeholders(Config(bindings=(primary, *_reader_binding(replicas)), settings=settings or Settings()), node_slots)
 
 
-def _reader_binding() -> Binding:
-    return Binding.from_mapping({
+def _reader_binding(replicas: bool) -> tuple[Binding, ...]:
+    # A group without replicas would make a replicas binding fail on every run (an empty
+    # source is an error): it gets the reader listener, and the binding once it has some.
+    if not replicas:
+        return ()
+    return (Binding.from_mapping({
         "name": f"{_PLACEHOLDER_RG}-replicas",
         "source": f"elasticache://{_PLACEHOLDER_RG}?role=replicas",
         "target_group": _PLACEHOLDER_READER_TG,
         "port": _PLACEHOLDER_PORT,
-    })
+    }),)
 
 
 def _substitute_placeholders(config: Config, node_slots: int) -> str:
     text = config.bindings_json()
+    count = len(config.bindings)
     replacements = [
-        (f'"port":{_PLACEHOLDER_PORT}', '"port":${CachePort}', 2),
-        (f'"{_PLACEHOLDER_READER_TG}"', '"${ReaderTargetGroup}"', 1),
-        (_PLACEHOLDER_RG, "${ReplicationGroupId}", 4),
+        (f'"port":{_PLACEHOLDER_PORT}', '"port":${CachePort}', count),
+        (f'"{_PLACEHOLDER_READER_TG}"', '"${ReaderTargetGroup}"', count - 1),
+        (_PLACEHOLDER_RG, "${ReplicationGroupId}", 2 * count),
     ]
     if node_slots:
         replacements.append((f'"{_PLACEHOLDER_LISTENER}"', '"${Listener}"', 1))
@@ -1127,9 +1362,13 @@ def _substitute_placeholders(config: Config, node_slots: int) -> str:
     return text
 
 
-def _bindings_value(settings: Settings, node_slots: int) -> dict[str, Any]:
+def _bindings_value(settings: Settings, node_slots: int, replicas: bool) -> dict[str, Any]:
     names = {f"{node_target_group_name(i)}Name": _get_att(node_target_group_name(i), "TargetGroupName") for i in range(node_slots)}
-    return _if("IsSwitch", _sub(switch_bindings_sub(settings, node_slots), names), _sub(retarget_bindings_sub(settings)))
+    return _if(
+        "IsSwitch",
+        _sub(switch_bindings_sub(settings, node_slots, replicas), names),
+        _sub(retarget_bindings_sub(settings, replicas)),
+    )
 
 
 def _switch_outputs() -> dict[str, Any]:
@@ -1176,11 +1415,15 @@ class Variant:
     target_protocol: str
     scheme: str
     topic_given: bool
+    # Where the function runs: "outside-vpc", "vpc" (an existing NAT or endpoints) or
+    # "vpc-endpoints" (the stack creates the endpoints).
+    lambda_network: str = "outside-vpc"
 
     @property
     def name(self) -> str:
         topic = "topic-given" if self.topic_given else "topic-created"
-        return f"{self.listener_protocol.lower()}-to-{self.target_protocol.lower()}-{self.scheme}-{topic}"
+        network = "" if self.lambda_network == "outside-vpc" else f"-lambda-{self.lambda_network}"
+        return f"{self.listener_protocol.lower()}-to-{self.target_protocol.lower()}-{self.scheme}-{topic}{network}"
 
     @property
     def client_speaks_tls(self) -> bool:
@@ -1208,19 +1451,30 @@ class Variant:
             values["CertificateArn"] = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
         if self.topic_given:
             values["NotificationTopicArn"] = "arn:aws:sns:us-east-1:123456789012:elasticache-orders"
+        if self.lambda_network != "outside-vpc":
+            values["LambdaSubnetIds"] = "subnet-0a1b2c3d4e5f60744,subnet-0a1b2c3d4e5f60755"
+        if self.lambda_network == "vpc-endpoints":
+            values["CreateVpcEndpoints"] = "true"
         values.update(overrides)
         return values
 
 
 def variants() -> tuple[Variant, ...]:
     """Every combination the template supports: TCP/TLS listener x TCP/TLS cache x
-    internet-facing/internal x notification topic given/created."""
-    return tuple(
+    internet-facing/internal x notification topic given/created, with the function outside
+    the VPC; plus the function in the VPC (with and without the stack's endpoints) for a
+    TCP and a TLS listener, the network being independent of the rest."""
+    outside = tuple(
         Variant(listener, target, scheme, topic_given)
         for listener, target, scheme, topic_given in itertools.product(
             ("TCP", "TLS"), ("TCP", "TLS"), ("internet-facing", "internal"), (True, False)
         )
     )
+    in_vpc = tuple(
+        Variant(listener, target, "internal", False, network)
+        for (listener, target), network in itertools.product((("TCP", "TCP"), ("TLS", "TLS")), ("vpc", "vpc-endpoints"))
+    )
+    return outside + in_vpc
 
 
 # -- a tiny evaluator for Rules and Conditions ---------------------------------------------

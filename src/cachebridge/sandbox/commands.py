@@ -126,7 +126,7 @@ fail over:
   cachebridge drill                                  # planned (TestFailover), measured
   cachebridge drill --kill-primary                   # unplanned, measured
   AWS_ENDPOINT_URL={state['aws_endpoint_url']} AWS_REGION={state['region']} AWS_ACCESS_KEY_ID=sandbox AWS_SECRET_ACCESS_KEY=sandbox \\
-    aws elasticache test-failover --replication-group-id {state['replication_group']} --node-group-id 0001
+    aws elasticache test-failover --region {state['region']} --replication-group-id {state['replication_group']} --node-group-id 0001
   cachebridge sandbox kill-primary
   cachebridge status --target-group {state.get('target_group_arn') or '...'} --source elasticache://{state['replication_group']}?role=primary
 

@@ -66,13 +66,15 @@ def resolve_target(*, state_dir: Path, stack_name: str | None, kill_primary: boo
     if stack_name:
         if kill_primary:
             raise ValueError("--kill-primary works only in the sandbox; a real stack fails over with TestFailover")
-        cfn = boto3.client("cloudformation")
+        from .. import aws  # AWS_REGION as well as AWS_DEFAULT_REGION
+
+        cfn = aws.client("cloudformation")
         stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         params = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters", [])}
         url = urlsplit(outputs["ConnectionUrl"])
-        elbv2 = boto3.client("elbv2")
-        elasticache = boto3.client("elasticache")
+        elbv2 = aws.client("elbv2")
+        elasticache = aws.client("elasticache")
         rg = params["ReplicationGroupId"]
         layout = params.get("Layout") or "retarget"
         port = url.port or 6379

@@ -69,6 +69,7 @@ class SandboxOptions:
     event_wait_s: float | None = None
     failover: FailoverOptions = field(default_factory=FailoverOptions)
     layout: str = "switch"  # the stack's Layout: switch | retarget
+    rejoin_after_s: float | None = None  # controller's rejoin_after_s; default: the function's
 
 
 class FunctionHost:
@@ -210,7 +211,9 @@ class Supervisor:
         extra = {"CACHEBRIDGE_NAMESERVERS": self.dns.address}
         if opts.event_wait_s is not None:
             extra["CACHEBRIDGE_EVENT_WAIT_S"] = str(opts.event_wait_s)
-        if opts.time_scale != 1:
+        if opts.rejoin_after_s is not None:
+            extra["CACHEBRIDGE_REJOIN_AFTER_S"] = str(opts.rejoin_after_s)
+        elif opts.time_scale != 1:
             # The switch layout holds a cut node out of its slot for a while that stands for
             # the listener propagation; it runs at the stand-in's time scale like the rest.
             extra["CACHEBRIDGE_REJOIN_AFTER_S"] = f"{DEFAULT_REJOIN_AFTER_S * opts.time_scale:g}"

@@ -22,13 +22,17 @@ Modules:
   ``Type``, target group attributes, security group rules, deletes moto lacks, a rule
   name already taken) and the ones it does not model (SNS subscriptions, CloudWatch
   alarms).
+- ``listener_attributes``: ``ListenerAttributes`` of a listener in a stack (moto ignores
+  them) and the documented limits of ``tcp.idle_timeout.seconds``.
+- ``sns``: a new topic's default access policy conditions on ``aws:SourceAccount``, as
+  AWS's does now (moto still writes the old ``AWS:SourceOwner`` default).
 """
 
 from __future__ import annotations
 
 import threading
 
-from . import cfn_resources, cloudformation, elasticache, elbv2
+from . import cfn_resources, cloudformation, elasticache, elbv2, listener_attributes, sns
 from .cloudformation import stack_events_recorded
 from .elasticache import TestFailoverHook, failover_replication_group, set_test_failover_hook
 from .elbv2 import (
@@ -58,7 +62,7 @@ __all__ = [
     "set_test_failover_hook",
 ]
 
-_MODULES = (elbv2, cloudformation, cfn_resources, elasticache)
+_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes, sns)
 _install_lock = threading.Lock()
 
 

@@ -517,7 +517,8 @@ def _define_missing_resources() -> None:
             topics = list(properties["Topics"])
             document = properties["PolicyDocument"]
             for topic in topics:
-                backend.set_topic_attribute(topic, "Policy", document if isinstance(document, str) else json.dumps(document))
+                # moto stores topic attributes under their snake_case names ("policy").
+                backend.set_topic_attribute(topic, "policy", document if isinstance(document, str) else json.dumps(document))
             return cls(f"{resource_name}-{abs(hash(tuple(topics))) % 10**8}", topics)
 
         def delete(self, account_id: str, region_name: str) -> None:
