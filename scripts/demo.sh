@@ -6,27 +6,19 @@
 # demo takes a few minutes; the figures it prints are wall seconds at that scale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+scripts/bootstrap.sh --demo
 
 STATE_DIR="${STATE_DIR:-.cachebridge-sandbox}"
 TIME_SCALE="${TIME_SCALE:-0.05}"
 CB=.venv/bin/cachebridge
 
-if $CB sandbox up --help | grep -q -- '--layout'; then
-    LAYOUTS=(switch retarget)
-else
-    LAYOUTS=(retarget)
-fi
-
 trap '$CB sandbox down --state-dir "$STATE_DIR" >/dev/null 2>&1 || true' EXIT
 echo "NLB stand-in: documented profile at time scale $TIME_SCALE: registration 120 s runs as" \
      "$(awk "BEGIN{print 120*$TIME_SCALE}") s, listener propagation 10 s as $(awk "BEGIN{print 10*$TIME_SCALE}") s"
-for layout in "${LAYOUTS[@]}"; do
-    layout_flag=()
-    if [ "${#LAYOUTS[@]}" -gt 1 ]; then layout_flag=(--layout "$layout"); fi
+for layout in switch retarget; do
     echo
     echo "######## $layout layout ########"
-    $CB sandbox up --state-dir "$STATE_DIR" "${layout_flag[@]}" --nlb-profile documented --time-scale "$TIME_SCALE" --detect-delay 1
+    $CB sandbox up --state-dir "$STATE_DIR" --layout "$layout" --nlb-profile documented --time-scale "$TIME_SCALE" --detect-delay 1
     echo
     echo "== $layout: planned failover (TestFailover) =="
     $CB drill --state-dir "$STATE_DIR" --duration 20 --failover-after 3 --plot "drill-$layout-planned.png"

@@ -45,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Op", "Sample", "Probe", "DrillPath", "DrillResult", "run_drill", "wait_until_ready", "summarise", "plot"]
+__all__ = ["Op", "Sample", "Probe", "DrillPath", "DrillResult", "run_drill", "wait_until_ready", "summarise", "plot", "label_positions"]
 
 
 @dataclass(frozen=True)
@@ -320,6 +320,7 @@ def run_drill(
     on_wait: Callable[[str], None] | None = None,
     watch_period: float = 0.1,
     context: dict[str, Any] | None = None,
+    ready_waited: float | None = None,
 ) -> DrillResult:
     """Wait until the path is healthy, then run load for ``duration`` seconds, triggering
     the failover ``failover_after`` in."""
@@ -329,7 +330,10 @@ def run_drill(
         if target_group_arn is None:
             raise ValueError("give the target group or the path to watch")
         path = DrillPath(target_group_arn=target_group_arn)
-    waited = wait_until_ready(host, port, elbv2, path, timeout=wait_timeout, op_timeout=op_timeout, on_wait=on_wait)
+    if ready_waited is None:
+        waited = wait_until_ready(host, port, elbv2, path, timeout=wait_timeout, op_timeout=op_timeout, on_wait=on_wait)
+    else:
+        waited = ready_waited  # the caller waited already
     stop = threading.Event()
     prefix = f"drill:{uuid.uuid4().hex[:8]}"
     watcher = _Watcher(elbv2, path, stop, watch_period)
@@ -520,6 +524,26 @@ def timeline(result: DrillResult) -> list[tuple[float, str]]:
     return sorted(lines)
 
 
+def label_positions(marks: list[tuple[float | None, str]], span: float, min_gap: float = 0.03) -> list[tuple[float, str, float]]:
+    """Where each milestone's label goes: (x, text, height as a fraction of the axis).
+    Milestones at the same moment share one label; a label closer than ``min_gap`` of the
+    time span to others takes the highest of three heights none of them uses, so labels of
+    near-simultaneous milestones do not overlap."""
+    merged: list[tuple[float, str]] = []
+    for x, label in sorted(((float(x), label) for x, label in marks if x is not None), key=lambda m: m[0]):
+        if merged and x - merged[-1][0] < 0.001 * span:
+            merged[-1] = (merged[-1][0], f"{merged[-1][1]} / {label}")
+        else:
+            merged.append((x, label))
+    heights = (0.95, 0.65, 0.35)
+    placed: list[tuple[float, str, float]] = []
+    for x, label in merged:
+        taken = {y for px, _, y in placed if x - px < min_gap * span}
+        y = next((h for h in heights if h not in taken), heights[len(placed) % len(heights)])
+        placed.append((x, label, y))
+    return placed
+
+
 def plot(result: DrillResult, path: str) -> None:
     """Operations per 100 ms coloured by outcome, failover milestones marked."""
     import matplotlib
@@ -546,14 +570,14 @@ def plot(result: DrillResult, path: str) -> None:
     summary = summarise(result, rate=max(1.0, len(result.ops) / max(1e-6, result.ended - result.started) / 2))
     marks = [(0.0, "failover"), (summary["dns_flip_s"], "DNS flip"), (summary["notification_s"], "notification"),
              (summary["detect_s"], "registered"), (summary["retarget_s"], "retargeted")]
-    for x, label in marks:
-        if x is not None:
-            ax.axvline(x, color="black", linestyle="--", linewidth=0.8)
-            ax.text(x, ax.get_ylim()[1] * 0.95, f" {label}", rotation=90, va="top", fontsize=8)
+    for x, label, y in label_positions(marks, span=max(1e-6, end - start)):
+        ax.axvline(x, color="black", linestyle="--", linewidth=0.8)
+        ax.text(x, ax.get_ylim()[1] * y, f" {label}", rotation=90, va="top", fontsize=8,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
     ax.set_xlabel("seconds from failover start")
     ax.set_ylabel("operations per 100 ms")
     ax.set_title(f"cachebridge drill: {result.kind} failover")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # outside: never over bars or labels
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -40,7 +40,7 @@ def test_switch_drill_reports_the_listener_switch_and_its_propagation(sandbox: d
     assert summary["nlb_profile"]["listener_propagation_s"] == PROPAGATION_S
     # Right after up, every node's target is still registering: the drill waited, and said so.
     assert summary["waited_for_healthy_s"] > 0
-    assert "waiting up to 600 s for the path to be healthy" in result.stderr
+    assert "not yet:" in result.stderr and "path healthy after" in result.stderr
     # The drill times the switch from the primary listener's default action.
     assert summary["forward_before"] and summary["forward_after"] and summary["forward_before"] != summary["forward_after"]
     assert summary["listener_switched_s"] is not None
