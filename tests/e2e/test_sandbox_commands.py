@@ -118,7 +118,7 @@ def test_drill_on_a_short_duration_waits_for_a_healthy_path(sandbox: dict) -> No
     summary = json.loads(done.stdout)
     assert summary["kind"] == "planned" and summary["lost_acknowledged_writes"] == 0
     assert "waiting until the path the drill measures is healthy" in done.stderr
-    assert "path healthy" in done.stderr and "healthy, PING through the NLB answered" in done.stderr
+    assert "path healthy after" in done.stderr and "new connections through the NLB reach the primary" in done.stderr
     # The default failover point is inside a 5 s drill: a third of it.
     assert "failing over 1.67 s into 5 s of load" in done.stderr
 

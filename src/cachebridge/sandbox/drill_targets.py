@@ -78,8 +78,10 @@ def resolve_target(*, state_dir: Path, stack_name: str | None, kill_primary: boo
         rg = params["ReplicationGroupId"]
         layout = params.get("Layout") or "retarget"
         port = url.port or 6379
-        group = elasticache.describe_replication_groups(ReplicationGroupId=rg)["ReplicationGroups"][0]
-        members = sum(len(ng.get("NodeGroupMembers", [])) for ng in group.get("NodeGroups", []))
+        members = 0
+        if layout == "switch":  # the drill waits for every node's target group to be healthy
+            group = elasticache.describe_replication_groups(ReplicationGroupId=rg)["ReplicationGroups"][0]
+            members = sum(len(ng.get("NodeGroupMembers", [])) for ng in group.get("NodeGroups", []))
         path = _path(elbv2, layout, outputs, port, members)
         arn = path.target_group_arn or path.listener_arn and _forward_of(elbv2, path.listener_arn)
         return DrillTarget(
