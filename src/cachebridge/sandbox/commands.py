@@ -67,6 +67,15 @@ def _listener_ports(state: dict[str, Any]) -> str:
     return f"   (reader :{listeners.get('reader')}, nodes :{','.join(map(str, listeners['nodes']))})"
 
 
+def _serving_note(state: dict[str, Any]) -> str:
+    raw = state.get("nlb_profile") or {}
+    if raw.get("initial_takes_traffic", True):
+        return ""
+    wait = raw["registration_delay_s"] * raw.get("time_scale", 1.0)
+    return (f"\n                 the NLB endpoint serves once the primary's target is healthy: registration "
+            f"({wait:g} s) and its first health checks ('sandbox status' shows it; the drill waits for it)")
+
+
 def _profile_line(state: dict[str, Any]) -> str:
     raw = state.get("nlb_profile")
     return NlbProfile(**raw).describe() if raw else "unknown"
@@ -164,7 +173,7 @@ sandbox ready (pid {state['pid']}, state in {state['state_dir']})
 
   NLB endpoint   {nlb['host']}:{nlb['port']}   (forwards to the current primary)
   layout         {state.get('layout', 'retarget')}{_listener_ports(state)}
-  NLB profile    {_profile_line(state)}
+  NLB profile    {_profile_line(state)}{_serving_note(state)}
   AWS endpoint   {state['aws_endpoint_url']}   (moto; region {state['region']})
   DNS server     {state['dns']}
   stack          {state['stack_name']}  function {state['function_name']}
