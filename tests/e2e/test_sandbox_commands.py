@@ -31,9 +31,10 @@ def _clean_env() -> dict[str, str]:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     state_dir = tmp_path_factory.mktemp("sandbox-commands")
     # The printed commands are the subject, not the NLB's timings: the fast NLB profile lets
-    # the connect lines work right after up (the documented one waits for registration).
+    # the connect lines work right after up (the documented one waits for registration). The
+    # printed 'cachebridge status' line watches the retarget layout's one target group.
     up = subprocess.run([CLI, "sandbox", "up", "--state-dir", str(state_dir), "--registration-delay", "2",
-                         "--nlb-profile", "optimistic"],
+                         "--nlb-profile", "optimistic", "--layout", "retarget"],
                         capture_output=True, text=True, timeout=300, env=_clean_env())
     try:
         assert up.returncode == 0, up.stderr
