@@ -389,12 +389,14 @@ def test_a_function_in_the_vpc_with_endpoints_idle_timeout_and_only_aws_region(a
     ]
     assert all(e["VpcEndpointType"] == "Interface" and e["PrivateDnsEnabled"] for e in endpoints)
 
-    # The TCP listener holds the idle timeout.
+    # The TCP listeners (primary and reader) hold the idle timeout.
     elbv2 = aws_client(aws_env, "elbv2")
     (lb_arn,) = elbv2.describe_target_groups(TargetGroupArns=[outputs["TargetGroupArn"]])["TargetGroups"][0]["LoadBalancerArns"]
-    (listener,) = elbv2.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]
-    attributes = {a["Key"]: a["Value"] for a in elbv2.describe_listener_attributes(ListenerArn=listener["ListenerArn"])["Attributes"]}
-    assert attributes["tcp.idle_timeout.seconds"] == "1200"
+    listeners = elbv2.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]
+    assert sorted(lst["Port"] for lst in listeners) == [int(outputs["PrimaryPort"]), int(outputs["ReaderPort"])]
+    for listener in listeners:
+        attributes = {a["Key"]: a["Value"] for a in elbv2.describe_listener_attributes(ListenerArn=listener["ListenerArn"])["Attributes"]}
+        assert attributes["tcp.idle_timeout.seconds"] == "1200"
 
     # The stack's topic carries ElastiCache's documented publish statement.
     policy = json.loads(aws_client(aws_env, "sns").get_topic_attributes(TopicArn=outputs["NotificationTopicArn"])["Attributes"]["Policy"])
