@@ -8,7 +8,8 @@ Modules:
 
 - ``elbv2``: target groups key targets by (IP, port), record ``AvailabilityZone``, take
   their health from a pluggable provider (moto says ``healthy`` for everything) and list
-  the targets the sandbox's data plane still drains (moto forgets them at once).
+  the targets the sandbox's data plane still drains (moto forgets them at once), and tell
+  an observer of each registration and deregistration as it lands.
 - ``elasticache``: ``failover_replication_group`` swaps ``CurrentRole`` (moto never
   promotes a replica), ``TestFailover`` (not in moto) runs the sandbox's failover hook,
   and ``DescribeCacheClusters`` / ``ModifyReplicationGroup`` answer for replication group
@@ -45,6 +46,7 @@ from .elbv2 import (
     registered_targets,
     set_draining_provider,
     set_health_provider,
+    set_membership_observer,
 )
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "failover_replication_group",
     "stack_events_recorded",
     "set_draining_provider",
+    "set_membership_observer",
     "set_test_failover_hook",
 ]
 
