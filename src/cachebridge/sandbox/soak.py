@@ -35,9 +35,16 @@ __all__ = ["FailoverOutcome", "WrongDeregistration", "SoakReport", "run_soak", "
 def soak_options(state_dir: Path, time_scale: float = 1.0) -> SandboxOptions:
     """A sandbox whose failovers follow each other quickly: short registration delay,
     detection and rejoin times (times ``time_scale``), and AWS's minimum health check
-    settings (interval 5 s, threshold 2)."""
+    settings (interval 5 s, threshold 2).
+
+    The soak counts wrong deregistrations, so it runs the layout that deregisters on every
+    failover (retarget) under the optimistic NLB profile: the profile's minutes-long
+    registration and deregistration lag would make a hundred failovers take hours without
+    exercising the controller any further."""
     return SandboxOptions(
         state_dir=state_dir,
+        layout="retarget",
+        nlb_profile="optimistic",
         registration_delay_s=2.0 * time_scale,
         health_check_interval_s=5,
         healthy_threshold=2,
