@@ -275,8 +275,9 @@ def _sync(
         r.status = "in_sync"
         r.registered_after = r.registered_before
         return
-    # Room for the settle wait: the cut's tag and deregistration, then the rest of the plan.
-    room = None if deadline is None else lambda wait: clock() + wait + 3 * call_budget_s <= deadline
+    # Room for the settle wait and then the cut's tag and deregistration at their worst (what
+    # follows can fail or be cut short without harm: the tags make a later run finish it).
+    room = None if deadline is None else lambda wait: clock() + wait + 2 * call_budget_s <= deadline
     apply(p, binding, target_groups, r, {i.arn: i for i in read.infos}, live, wall=wall, sleep=sleep, room=room)
 
 
