@@ -58,6 +58,7 @@ __all__ = [
     "DEFAULT_DNS_TIMEOUT_S",
     "DEFAULT_PORT",
     "DEFAULT_REJOIN_AFTER_S",
+    "DEFAULT_LISTENER_SETTLE_S",
     "LAYOUTS",
     "MAX_NODE_TARGET_GROUPS",
     "DEFAULT_MAX_CONCURRENCY",
@@ -99,6 +100,16 @@ ENV_BINDINGS = "CACHEBRIDGE_BINDINGS"
 # connections; one user saw connections reach the old targets for about 75 s after an
 # update (aws/containers-roadmap#470, 2019), so the default waits that long.
 DEFAULT_REJOIN_AFTER_S = 75.0
+# How long the switch layout waits after a successful ModifyListener before it cuts the
+# demoted primary's connections. A listener update reaches new connections only after a
+# delay AWS does not document ("Update a listener for your Network Load Balancer" gives no
+# figure); cutting earlier lets clients reconnect through the old default action to the old
+# node, whose deregistered target keeps taking new connections for "a few minutes" ("Register
+# targets for your Network Load Balancer"), and nothing resets those connections. 10 s is
+# our choice, as for the sandbox's documented listener propagation; one user saw ~75 s
+# (aws/containers-roadmap#470, 2019). ``cachebridge drill --stack-name`` measures it on a
+# real stack (``measured_listener_propagation_s``).
+DEFAULT_LISTENER_SETTLE_S = 10.0
 LAYOUTS: tuple[str, ...] = ("retarget", "switch")
 # 50 listeners per Network Load Balancer (not adjustable; "Quotas for your Network Load
 # Balancers"), less the primary and the reader listeners.
@@ -449,6 +460,7 @@ class Settings:
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     dns_timeout_s: float = DEFAULT_DNS_TIMEOUT_S
     rejoin_after_s: float = DEFAULT_REJOIN_AFTER_S
+    listener_settle_s: float = DEFAULT_LISTENER_SETTLE_S
     # CIDRs that replace the VPC check of target addresses (the sandbox's loopback nodes).
     allowed_target_networks: tuple[str, ...] = ()
     # DynamoDB table holding the write lease per target group (default: the group's
@@ -460,6 +472,7 @@ class Settings:
     SETTING_KEYS = (
         "region", "nameservers", "max_changes", "event_wait_s", "poll_interval_s", "dns_timeout_s",
         "allowed_target_networks", "lock_table", "controller_id", "max_concurrency", "rejoin_after_s",
+        "listener_settle_s",
     )
 
     @classmethod
@@ -497,6 +510,8 @@ class Settings:
             changes["dns_timeout_s"] = _float(data["dns_timeout_s"], f"{where}.dns_timeout_s", 0.1, 30)
         if data.get("rejoin_after_s") is not None:
             changes["rejoin_after_s"] = _float(data["rejoin_after_s"], f"{where}.rejoin_after_s", 0, 3600)
+        if data.get("listener_settle_s") is not None:
+            changes["listener_settle_s"] = _float(data["listener_settle_s"], f"{where}.listener_settle_s", 0, 600)
         if data.get("allowed_target_networks") is not None:
             changes["allowed_target_networks"] = _networks(data["allowed_target_networks"], f"{where}.allowed_target_networks")
         for key, pattern, accepted in (
@@ -519,6 +534,8 @@ class Settings:
             "poll_interval_s": self.poll_interval_s,
             "dns_timeout_s": self.dns_timeout_s,
             "rejoin_after_s": self.rejoin_after_s,
+            # Left out at its default: the template's CACHEBRIDGE_BINDINGS stays as it was.
+            **({"listener_settle_s": self.listener_settle_s} if self.listener_settle_s != DEFAULT_LISTENER_SETTLE_S else {}),
             "allowed_target_networks": list(self.allowed_target_networks),
             "lock_table": self.lock_table,
             "controller_id": self.controller_id,

@@ -36,9 +36,15 @@ target health and the listener's default action; ``switch_planner.plan_switch``;
    "Update a listener for your Network Load Balancer"). If it fails, nothing else is
    applied in this pass.
 2. Tags of newly assigned slots, registrations.
-3. The cut: deregister the demoted primary from its own slot (the node groups have
-   deregistration delay 0 and connection termination on), which resets the connections
-   still open to it, through the primary listener or its own; tag the slot with the time.
+3. The cut, ``listener_settle_s`` after the switch (the planner's rule 7): the switch time
+   is tagged on the demoted primary's slot, the pass waits the settle time if the
+   invocation's deadline leaves room (otherwise a later run cuts), then deregisters the
+   demoted primary from its own slot (the node groups have deregistration delay 0 and
+   connection termination on), which resets the connections still open to it, through the
+   primary listener or its own; tag the slot with the time. Cutting at once would be
+   worse than not cutting: clients reconnect while the listener update propagates, reach
+   the old node through the old default action, and a deregistered target keeps taking
+   new connections for "a few minutes" with nothing to reset them.
 4. Deregistrations of stale targets, untag freed slots, and the rejoin of a cut node once
    ``rejoin_after_s`` has passed (see the planner's rule 6 for why it is not registered
    again at once: connections that still follow the old default action while the update
@@ -60,7 +66,7 @@ from .config import Binding, ElastiCacheSourceSpec, Settings
 from .errors import CacheBridgeError, SourceError, SourceUnsupported
 from .nlb import TargetGroupInfo, TargetGroups, risky_settings
 from .sources import Sources
-from .switch_planner import CUT_TAG, NODE_TAG, Node, Slot, SwitchPlan, plan_switch
+from .switch_planner import CUT_TAG, NODE_TAG, SWITCH_TAG, Node, Slot, SwitchPlan, plan_switch
 from .sync import BindingResult, Trigger
 from .targets import Target
 
@@ -77,6 +83,7 @@ class SwitchResult(BindingResult):
     forward_after: str | None = None
     switched: bool = False
     cut: tuple[Target, ...] = ()
+    cut_deferred: bool = False  # the cut waits for a later run (settle time beyond the deadline)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     plan: SwitchPlan | None = None
 
@@ -93,6 +100,7 @@ class SwitchResult(BindingResult):
             forward_after=self.forward_after,
             switched=self.switched,
             cut=[str(t) for t in self.cut],
+            cut_deferred=self.cut_deferred,
             nodes=self.nodes,
         )
         return out
@@ -147,14 +155,19 @@ def _read_nlb(binding: Binding, target_groups: TargetGroups) -> _Read:
     slots = []
     for info in infos:
         tag = tags.get(info.arn, {})
-        cut_at: float | None
-        try:
-            cut_at = float(tag[CUT_TAG]) if tag.get(CUT_TAG) else None
-        except ValueError:
-            cut_at = 0.0  # unreadable: treat the hold as long over
-        slots.append(Slot(info.arn, tag.get(NODE_TAG) or None, target_groups.health(info.arn), cut_at))
+        # Unreadable: treat the hold, and the settle time, as long over.
+        cut_at = _unix_tag(tag, CUT_TAG)
+        switched_at = _unix_tag(tag, SWITCH_TAG)
+        slots.append(Slot(info.arn, tag.get(NODE_TAG) or None, target_groups.health(info.arn), cut_at, switched_at))
     forward = target_groups.listener(binding.listener).forward
     return _Read(infos, slots, forward)
+
+
+def _unix_tag(tags: dict[str, str], key: str) -> float | None:
+    try:
+        return float(tags[key]) if tags.get(key) else None
+    except ValueError:
+        return 0.0
 
 
 def sync_switch(
@@ -168,14 +181,20 @@ def sync_switch(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     deadline: float | None = None,
+    wall: Callable[[], float] | None = None,
+    call_budget_s: float = 0.0,
 ) -> SwitchResult:
     """Reconcile one switch binding; never raises for AWS or source trouble (the result
-    says ``error``)."""
+    says ``error``).
+
+    ``clock``, ``sleep`` and ``deadline`` (in ``clock``'s time) bound the waits; ``wall``
+    is the Unix time the tags hold (default ``wall_clock``); ``call_budget_s`` is kept free before the deadline
+    for the cut's own calls."""
     started = time.perf_counter()
     result = SwitchResult(binding.name, str(binding.source), ",".join(binding.node_target_groups), binding.port)
     result.listener = binding.listener
     try:
-        _sync(binding, result, target_groups, sources, settings, dry_run, trigger, clock, sleep, deadline)
+        _sync(binding, result, target_groups, sources, settings, dry_run, trigger, clock, sleep, deadline, wall or wall_clock, call_budget_s)
     except CacheBridgeError as exc:
         result.status, result.error = "error", str(exc)
     except Exception as exc:  # one binding's surprise must not stop the others
@@ -197,6 +216,8 @@ def _sync(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     deadline: float | None,
+    wall: Callable[[], float],
+    call_budget_s: float,
 ) -> None:
     assert isinstance(binding.source, ElastiCacheSourceSpec)
     read = _read_nlb(binding, target_groups)
@@ -221,7 +242,10 @@ def _sync(
             source_error = None
         except SourceError as exc:
             nodes, source_error = None, str(exc)
-        p = plan_switch(nodes, read.slots, read.forward, now=wall_clock(), rejoin_after_s=settings.rejoin_after_s)
+        p = plan_switch(
+            nodes, read.slots, read.forward, now=wall(),
+            rejoin_after_s=settings.rejoin_after_s, listener_settle_s=settings.listener_settle_s,
+        )
         if p.switch or clock() >= wait_until:
             break
         sleep(max(0.0, min(settings.poll_interval_s, wait_until - clock())))
@@ -251,7 +275,10 @@ def _sync(
         r.status = "in_sync"
         r.registered_after = r.registered_before
         return
-    apply(p, binding, target_groups, r, {i.arn: i for i in read.infos}, live)
+    # Room for the settle wait and then the cut's tag and deregistration at their worst (what
+    # follows can fail or be cut short without harm: the tags make a later run finish it).
+    room = None if deadline is None else lambda wait: clock() + wait + 2 * call_budget_s <= deadline
+    apply(p, binding, target_groups, r, {i.arn: i for i in read.infos}, live, wall=wall, sleep=sleep, room=room)
 
 
 def apply(
@@ -261,9 +288,16 @@ def apply(
     r: SwitchResult,
     infos: dict[str, TargetGroupInfo],
     live: set[Target],
+    *,
+    wall: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    room: Callable[[float], bool] | None = None,
 ) -> None:
-    """Apply a plan in the order the planner's rule 4 asks for; ``r`` records what was done."""
+    """Apply a plan in the order the planner's rules 4 and 7 ask for; ``r`` records what was
+    done. ``room(wait)`` says whether the invocation can wait that long before the cut
+    (None: no deadline)."""
     assert binding.listener is not None
+    wall = wall or wall_clock
     registered: list[Target] = []
     deregistered: list[Target] = []
     r.registered_after = tuple(sorted(live))
@@ -279,6 +313,10 @@ def apply(
             r.switched = True
             r.forward_after = p.forward_after
             r.target_group_arn = p.forward_after
+            if p.cut_slot is not None:
+                # Recorded before anything else: whatever happens next in this run, a later
+                # run finds the cut pending and performs it once the settle time has passed.
+                target_groups.set_tags(p.cut_slot, {SWITCH_TAG: f"{wall():.3f}"})
         for s in p.slots:
             if s.tag and s.node:
                 target_groups.set_tags(s.arn, {NODE_TAG: s.node})
@@ -288,21 +326,33 @@ def apply(
                 live.update(s.register)
             if s.rejoin:
                 target_groups.remove_tags(s.arn, [CUT_TAG])
-        if p.cut and p.cut_slot is not None:
+        cut = bool(p.cut) and p.cut_slot is not None
+        wait = max(0.0, (p.cut_due or 0.0) - wall()) if cut else 0.0
+        if cut and wait > 0 and room is not None and not room(wait):
+            cut = False
+            r.cut_deferred = True
+            r.warnings.append(f"cut of {', '.join(map(str, p.cut))} left to a later run: the settle time ({wait:.1f} s) does not fit before the deadline")
+        if cut and p.cut_slot is not None:
+            if wait > 0:
+                sleep(wait)
             # Tagged first: if the deregistration then fails, the next run does not put the
-            # node straight back; if the tag fails, nothing was cut yet.
-            target_groups.set_tags(p.cut_slot, {CUT_TAG: f"{wall_clock():.0f}"})
+            # node straight back (and, the switch tag still there, cuts again); if the tag
+            # fails, nothing was cut yet.
+            target_groups.set_tags(p.cut_slot, {CUT_TAG: f"{wall():.0f}"})
             target_groups.deregister(infos[p.cut_slot], p.cut)
             r.cut = p.cut
             deregistered.extend(p.cut)
             live.difference_update(p.cut)
+            target_groups.remove_tags(p.cut_slot, [SWITCH_TAG])
         for s in p.slots:
             if s.deregister:
                 target_groups.deregister(infos[s.arn], s.deregister)
                 deregistered.extend(s.deregister)
                 live.difference_update(s.deregister)
+            if s.unmark:
+                target_groups.remove_tags(s.arn, [SWITCH_TAG])
             if s.untag:
-                target_groups.remove_tags(s.arn, [NODE_TAG, CUT_TAG])
+                target_groups.remove_tags(s.arn, [NODE_TAG, CUT_TAG, SWITCH_TAG])
     except CacheBridgeError as exc:
         r.status, r.error = "error", f"{exc} (after the switch)" if r.switched else str(exc)
         return

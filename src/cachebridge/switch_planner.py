@@ -24,6 +24,16 @@ The safety rules of the switch layout live here and only here, in the form of
    (deregister it from its own slot) is only applied after the switch succeeded, and
    nothing else in the plan is applied when the switch fails (``switch.apply``), so a
    failed switch leaves the listener and every membership as they were.
+7. The cut waits ``listener_settle_s`` after the switch (``cut_due``). Until the listener
+   update has propagated, new connections still follow the old default action to the
+   demoted primary's slot; a cut before then leaves a deregistered target that keeps taking
+   new connections for "a few minutes" and nothing resets them. After the settle time, the
+   cut resets every connection opened until then and new ones follow the new action. The
+   switch time is a tag on the demoted slot (``SWITCH_TAG``), so a cut the invocation could
+   not wait for, or one that failed, is planned again on every later run until it is done.
+   The current primary is never cut, and neither is the slot the listener forwards to: a
+   pending cut whose node is primary again, or is gone, or whose target is already out, is
+   dropped (the tag removed).
 5. A slot is never reassigned (freed, retagged or emptied) while the listener forwards to
    it: a slot whose node left the group keeps its tag and its target until the listener
    forwards elsewhere, and is freed on a later run; an untagged slot the listener
@@ -54,6 +64,7 @@ from .targets import Target, TargetHealth, TargetState
 __all__ = [
     "NODE_TAG",
     "CUT_TAG",
+    "SWITCH_TAG",
     "Node",
     "Slot",
     "SlotPlan",
@@ -64,6 +75,9 @@ __all__ = [
 NODE_TAG = "cachebridge:node"
 # When the demoted primary's connections were cut (Unix seconds); removed when it rejoins.
 CUT_TAG = "cachebridge:cut-at"
+# When the listener was switched away from this slot (Unix seconds): a cut is pending until
+# ``listener_settle_s`` later; removed once the cut is done or no longer needed.
+SWITCH_TAG = "cachebridge:switched-at"
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,7 @@ class Slot:
     node: str | None = None
     actual: Mapping[Target, TargetHealth] = field(default_factory=dict)
     cut_at: float | None = None
+    switched_at: float | None = None  # SWITCH_TAG: a cut is pending since then
 
     @property
     def live(self) -> frozenset[Target]:
@@ -108,10 +123,11 @@ class SlotPlan:
     register: tuple[Target, ...] = ()
     deregister: tuple[Target, ...] = ()
     rejoin: bool = False  # remove CUT_TAG: the cut node comes back now
+    unmark: bool = False  # remove SWITCH_TAG: its pending cut is no longer needed
 
     @property
     def empty(self) -> bool:
-        return not (self.tag or self.untag or self.register or self.deregister or self.rejoin)
+        return not (self.tag or self.untag or self.register or self.deregister or self.rejoin or self.unmark)
 
 
 @dataclass(frozen=True)
@@ -126,6 +142,11 @@ class SwitchPlan:
     reasons: tuple[str, ...] = ()
     blocked: bool = False
     primary_slot: str | None = None
+    # Not before this (Unix seconds) is ``cut`` applied: the switch time plus the settle
+    # time. With a switch in this plan, the apply step tags ``cut_slot`` with the switch
+    # time and waits, or leaves the cut to a later run.
+    cut_due: float | None = None
+    pending: tuple[str, ...] = ()  # slots whose cut waits for the settle time, not due yet
 
     @property
     def switch(self) -> bool:
@@ -159,6 +180,7 @@ def plan_switch(
     *,
     now: float,
     rejoin_after_s: float,
+    listener_settle_s: float = 0.0,
 ) -> SwitchPlan:
     """Plan slot assignments, memberships and the listener's forward target.
 
@@ -166,6 +188,8 @@ def plan_switch(
     configuration order; ``forward`` is the target group the primary listener forwards to."""
     if rejoin_after_s < 0:
         raise ValueError("rejoin_after_s must not be negative")
+    if listener_settle_s < 0:
+        raise ValueError("listener_settle_s must not be negative")
     if len({s.arn for s in slots}) != len(slots):
         raise ValueError("a node target group is listed twice")
     unchanged = tuple(SlotPlan(s.arn, s.node) for s in slots)
@@ -256,11 +280,39 @@ def plan_switch(
     # -- the cut --------------------------------------------------------------------------
     cut: tuple[Target, ...] = ()
     cut_slot: str | None = None
+    cut_due: float | None = None
+    pending: list[str] = []
+    unmark: set[str] = set()
     if demoted is not None:
         old = by_id.get(demoted.node or "")
         if old is not None and not old.primary and old.target in demoted.live:
-            cut, cut_slot = (old.target,), demoted.arn
-            reasons.append(f"cut {old.cluster_id}: deregister {old.target} from {demoted.arn} after the switch")
+            cut, cut_slot, cut_due = (old.target,), demoted.arn, now + listener_settle_s
+            reasons.append(
+                f"cut {old.cluster_id}: deregister {old.target} from {demoted.arn} "
+                f"{listener_settle_s:g} s after the switch (listener_settle_s)"
+            )
+    # Rule 7: cuts left over from earlier runs (not waited for, or failed).
+    for s in slots:
+        if s.switched_at is None or s.arn == cut_slot:
+            continue
+        old = by_id.get(assigned[s.arn] or "")
+        if s.arn == forward_after or old is None or old.primary or old.target not in s.live:
+            unmark.add(s.arn)
+            reasons.append(f"pending cut in {s.arn} dropped: " + (
+                "the listener forwards to it" if s.arn == forward_after
+                else "its node left the group" if old is None
+                else f"{old.cluster_id} is the primary" if old.primary
+                else f"{old.target} is already out"
+            ))
+        elif now - s.switched_at < listener_settle_s:
+            pending.append(s.arn)
+            reasons.append(f"cut {old.cluster_id} in {s.arn} waits for listener_settle_s={listener_settle_s:g} after the switch")
+        elif cut_slot is None:
+            cut, cut_slot, cut_due = (old.target,), s.arn, s.switched_at + listener_settle_s
+            reasons.append(f"cut {old.cluster_id}: deregister {old.target} from {s.arn} (pending since the switch)")
+        else:
+            pending.append(s.arn)
+            reasons.append(f"cut {old.cluster_id} in {s.arn} left to the next run: one cut per run")
 
     # -- memberships ----------------------------------------------------------------------
     planned: list[SlotPlan] = []
@@ -273,11 +325,13 @@ def plan_switch(
         if node is not None:
             desired = frozenset({node.target})
             in_hold = s.cut_at is not None and now - s.cut_at < rejoin_after_s and not node.primary
-            if s.arn == cut_slot or in_hold:
+            if s.arn in pending:
+                desired = s.live  # its cut is pending: nothing else touches it before
+            elif s.arn == cut_slot or in_hold:
                 desired = frozenset()
                 if in_hold:
                     held.append(node.cluster_id)
-            elif s.cut_at is not None:
+            elif s.cut_at is not None and s.switched_at is None:
                 rejoin = True
         elif node_id is not None or s.arn == forward:
             desired = s.live  # the listener forwards to it (rule 5): untouched
@@ -293,6 +347,7 @@ def plan_switch(
                 register=register,
                 deregister=deregister,
                 rejoin=rejoin,
+                unmark=s.arn in unmark,
             )
         )
         draining = sorted(t for t, h in s.actual.items() if h.draining and t in desired)
@@ -314,4 +369,6 @@ def plan_switch(
         tuple(sorted(held)),
         tuple(reasons),
         primary_slot=primary_slot,
+        cut_due=cut_due,
+        pending=tuple(pending),
     )

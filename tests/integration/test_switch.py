@@ -12,12 +12,12 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from cachebridge.config import Config, Settings
+from cachebridge.config import DEFAULT_LISTENER_SETTLE_S, Config, Settings
 from cachebridge.nlb import TargetGroups
 from cachebridge.sandbox import moto_ext
 from cachebridge.sandbox.dns import LoopbackDnsServer
 from cachebridge.sources import DnsResolver, Sources
-from cachebridge.switch_planner import CUT_TAG, NODE_TAG
+from cachebridge.switch_planner import CUT_TAG, NODE_TAG, SWITCH_TAG
 from cachebridge.sync import SyncReport, Trigger, sync
 from cachebridge.targets import Target
 
@@ -95,15 +95,44 @@ def stack(aws: None, ec2: Any, elbv2: Any, dns_server: LoopbackDnsServer) -> Sta
     return Stack(listener, slots, [m["CacheClusterId"] for m in members], config)
 
 
-def run(stack: Stack, elbv2: Any, dry_run: bool = False, now: float = 1_000_000.0, trigger: Trigger = Trigger()) -> SyncReport:
+class FakeTime:
+    """The pass's clocks (wall and monotonic alike) and its sleep: sleeping moves time on."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def run(
+    stack: Stack,
+    elbv2: Any,
+    dry_run: bool = False,
+    now: float = 1_000_000.0,
+    trigger: Trigger = Trigger(),
+    time: FakeTime | None = None,
+    deadline_s: float | None = None,
+    target_groups: TargetGroups | None = None,
+) -> SyncReport:
+    """One pass at ``now`` (or on ``time``), with ``deadline_s`` left in the invocation."""
     settings = stack.config.settings
     sources = Sources(DnsResolver(settings.nameservers, settings.dns_timeout_s), boto3.client("elasticache", region_name=REGION))
     from cachebridge import switch
 
+    t = time or FakeTime(now)
     original = switch.wall_clock
-    switch.wall_clock = lambda: now  # type: ignore[assignment]
+    switch.wall_clock = t.time  # type: ignore[assignment]
     try:
-        return sync(stack.config, target_groups=TargetGroups(elbv2), sources=sources, dry_run=dry_run, trigger=trigger)
+        return sync(
+            stack.config, target_groups=target_groups or TargetGroups(elbv2), sources=sources, dry_run=dry_run, trigger=trigger,
+            clock=t.time, sleep=t.sleep, deadline=None if deadline_s is None else t.now + deadline_s, call_budget_s=1.0,
+        )
     finally:
         switch.wall_clock = original  # type: ignore[assignment]
 
@@ -148,12 +177,16 @@ def test_failover_switches_the_listener_then_cuts_the_demoted_primary(stack: Sta
     run(stack, elbv2)
     fail_over(stack, 1)
     log = CallLog(elbv2)
-    [result] = run(stack, elbv2).bindings
+    t = FakeTime(1_000_000.0)
+    [result] = run(stack, elbv2, time=t).bindings
     assert result.status == "changed", result.error
     assert forward_of(elbv2, stack.listener) == stack.slots[1]
-    # The demoted primary left its own slot (its connections are cut); nothing else moved.
+    # The demoted primary left its own slot (its connections are cut) once the listener
+    # update had listener_settle_s to propagate; nothing else moved.
     assert memberships(elbv2, stack) == [set(), {R}, set()]
-    assert tags(elbv2, stack)[0][CUT_TAG] == "1000000"
+    assert t.slept == [DEFAULT_LISTENER_SETTLE_S]
+    assert tags(elbv2, stack)[0][CUT_TAG] == f"{1_000_000 + DEFAULT_LISTENER_SETTLE_S:.0f}"
+    assert SWITCH_TAG not in tags(elbv2, stack)[0]
     names = [n for n in log.names() if n in ("ModifyListener", "DeregisterTargets", "RegisterTargets")]
     assert names == ["ModifyListener", "DeregisterTargets"]
     entry = result.to_json()
@@ -176,7 +209,7 @@ def test_demoted_primary_rejoins_its_slot_after_rejoin_after_s(stack: Stack, elb
     run(stack, elbv2)
     fail_over(stack, 1)
     run(stack, elbv2)
-    [result] = run(stack, elbv2, now=1_000_060.0).bindings
+    [result] = run(stack, elbv2, now=1_000_000.0 + DEFAULT_LISTENER_SETTLE_S + 60).bindings
     assert result.status == "changed" and result.register == (P,)
     assert memberships(elbv2, stack) == [{P}, {R}, set()]
     assert CUT_TAG not in tags(elbv2, stack)[0]
@@ -229,3 +262,70 @@ def test_dry_run_plans_the_switch_and_changes_nothing(stack: Stack, elbv2: Any) 
     assert result.status == "dry_run" and result.cut == (P,)
     assert forward_of(elbv2, stack.listener) == stack.slots[0]
     assert memberships(elbv2, stack) == [{P}, {R}, set()]
+
+
+class FailingDeregister:
+    """An elbv2 client whose DeregisterTargets fails; every other call goes to the real one."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def deregister_targets(self, **params: Any) -> Any:
+        raise ClientError({"Error": {"Code": "InternalFailure", "Message": "injected"}}, "DeregisterTargets")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_cut_waits_for_the_listener_to_settle_or_is_left_to_a_later_run(stack: Stack, elbv2: Any) -> None:
+    run(stack, elbv2)
+    fail_over(stack, 1)
+    # 5 s left in the invocation: the settle time does not fit, so the pass switches, records
+    # the switch time on the old slot and leaves the demoted primary where it is.
+    t = FakeTime(1_000_000.0)
+    [result] = run(stack, elbv2, time=t, deadline_s=5).bindings
+    assert result.status == "changed", result.error
+    assert forward_of(elbv2, stack.listener) == stack.slots[1]
+    assert memberships(elbv2, stack) == [{P}, {R}, set()]
+    assert t.slept == [] and result.cut == () and result.to_json()["cut_deferred"] is True
+    assert tags(elbv2, stack)[0][SWITCH_TAG] == "1000000.000" and CUT_TAG not in tags(elbv2, stack)[0]
+    # A run before the settle time has passed does not cut either.
+    log = CallLog(elbv2)
+    [early] = run(stack, elbv2, now=1_000_004.0).bindings
+    assert early.status == "in_sync", early.reasons
+    assert memberships(elbv2, stack) == [{P}, {R}, set()]
+    assert not [n for n in log.names() if n in ("ModifyListener", "RegisterTargets", "DeregisterTargets")]
+    # The first run after it cuts, once.
+    [later] = run(stack, elbv2, now=1_000_000.0 + DEFAULT_LISTENER_SETTLE_S + 1).bindings
+    assert later.status == "changed" and later.cut == (P,)
+    assert memberships(elbv2, stack) == [set(), {R}, set()]
+    assert SWITCH_TAG not in tags(elbv2, stack)[0] and CUT_TAG in tags(elbv2, stack)[0]
+    assert forward_of(elbv2, stack.listener) == stack.slots[1]
+
+
+def test_failed_cut_is_retried_on_the_next_run(stack: Stack, elbv2: Any) -> None:
+    run(stack, elbv2)
+    fail_over(stack, 1)
+    [result] = run(stack, elbv2, target_groups=TargetGroups(FailingDeregister(elbv2))).bindings
+    assert result.status == "error" and "after the switch" in (result.error or "")
+    assert forward_of(elbv2, stack.listener) == stack.slots[1]
+    assert memberships(elbv2, stack) == [{P}, {R}, set()]
+    assert SWITCH_TAG in tags(elbv2, stack)[0]
+    [retry] = run(stack, elbv2, now=1_000_000.0 + DEFAULT_LISTENER_SETTLE_S + 30).bindings
+    assert retry.status == "changed" and retry.cut == (P,), retry.reasons
+    assert memberships(elbv2, stack) == [set(), {R}, set()]
+    assert SWITCH_TAG not in tags(elbv2, stack)[0]
+
+
+def test_pending_cut_is_dropped_when_the_node_is_primary_again(stack: Stack, elbv2: Any) -> None:
+    run(stack, elbv2)
+    fail_over(stack, 1)
+    run(stack, elbv2, deadline_s=5)  # switched, cut deferred
+    fail_over(stack, 0)
+    [back] = run(stack, elbv2, now=1_000_000.0 + DEFAULT_LISTENER_SETTLE_S + 1, deadline_s=5).bindings
+    assert back.status == "changed", back.error
+    assert forward_of(elbv2, stack.listener) == stack.slots[0]
+    # The primary keeps its target; the new demoted one (its cut deferred again) keeps its own.
+    assert memberships(elbv2, stack) == [{P}, {R}, set()]
+    assert back.cut == () and SWITCH_TAG not in tags(elbv2, stack)[0]
+    assert SWITCH_TAG in tags(elbv2, stack)[1]

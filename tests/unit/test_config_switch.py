@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cachebridge.config import DEFAULT_REJOIN_AFTER_S, MAX_NODE_TARGET_GROUPS, Binding, Config
+from cachebridge.config import DEFAULT_LISTENER_SETTLE_S, DEFAULT_REJOIN_AFTER_S, MAX_NODE_TARGET_GROUPS, Binding, Config
 from cachebridge.errors import ConfigError
 
 LISTENER = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/net/orders/0123456789abcdef/0123456789abcdef"
@@ -82,3 +82,15 @@ def test_rejoin_after_s_setting() -> None:
     assert Config.from_env(env).settings.rejoin_after_s == 10
     with pytest.raises(ConfigError):
         Config.from_mapping({"bindings": [switch_binding()], "settings": {"rejoin_after_s": -1}})
+
+
+def test_listener_settle_s_setting() -> None:
+    config = Config.from_mapping({"bindings": [switch_binding()]})
+    assert config.settings.listener_settle_s == DEFAULT_LISTENER_SETTLE_S == 10
+    env = {"CACHEBRIDGE_BINDINGS": config.bindings_json(), "CACHEBRIDGE_LISTENER_SETTLE_S": "2.5"}
+    assert Config.from_env(env).settings.listener_settle_s == 2.5
+    assert Config.from_mapping({"bindings": [switch_binding()], "settings": {"listener_settle_s": 0}}).settings.listener_settle_s == 0
+    for bad in (-1, 601, "soon"):
+        with pytest.raises(ConfigError) as caught:
+            Config.from_mapping({"bindings": [switch_binding()], "settings": {"listener_settle_s": bad}})
+        assert caught.value.field == "settings.listener_settle_s"

@@ -348,3 +348,88 @@ def test_forwarded_slot_never_reassigned(situation: tuple) -> None:
 def test_replace_keeps_identity() -> None:
     # Guard for the model above: a Slot with the same fields is equal, so plans compare.
     assert replace(Slot(S1), node=None) == Slot(S1)
+
+
+# -- rule 7: the cut waits listener_settle_s after the switch, and is retried until done --------
+
+SETTLE = 10.0
+
+
+@dataclass(frozen=True)
+class CutCase:
+    nodes: tuple[Node, ...]
+    slots: list[Slot]
+    forward: str
+    now: float
+    cut: tuple[Target, ...]  # planned in this run
+    cut_due: float | None = None
+    pending: tuple[str, ...] = ()
+    unmark: tuple[str, ...] = ()  # slots whose SWITCH_TAG is dropped
+    register: tuple[Target, ...] = ()
+
+
+def switched(at: float | None = NOW, cut_at: float | None = None, health_1: TargetHealth = HEALTHY) -> list[Slot]:
+    """The listener moved from slot 1 (orders-001) to slot 2 at ``at``; slot 1 still holds T1
+    unless ``health_1`` is None."""
+    actual = {T1: health_1} if health_1 is not None else {}
+    return [Slot(S1, "orders-001", actual, cut_at=cut_at, switched_at=at), Slot(S2, "orders-002", {T2: HEALTHY}), Slot(S3)]
+
+
+CUT_RULES = [
+    pytest.param(CutCase(nodes("orders-002"), settled(), S1, NOW, cut=(T1,), cut_due=NOW + SETTLE), id="switch-plans-the-cut-not-before-settle"),
+    pytest.param(CutCase(nodes("orders-002"), switched(), S2, NOW + SETTLE - 0.5, cut=(), pending=(S1,)), id="not-cut-before-settle"),
+    pytest.param(CutCase(nodes("orders-002"), switched(), S2, NOW + SETTLE, cut=(T1,), cut_due=NOW + SETTLE), id="deferred-cut-on-a-later-run"),
+    pytest.param(CutCase(nodes("orders-002"), switched(), S2, NOW + 3600, cut=(T1,), cut_due=NOW + SETTLE), id="deferred-cut-long-after"),
+    # CUT_TAG set, deregistration failed: the switch tag is still there, so cut again.
+    pytest.param(CutCase(nodes("orders-002"), switched(cut_at=NOW + SETTLE), S2, NOW + SETTLE + 30, cut=(T1,), cut_due=NOW + SETTLE), id="failed-cut-retried"),
+    pytest.param(CutCase(nodes("orders-002"), switched(health_1=UNHEALTHY), S2, NOW + SETTLE, cut=(T1,), cut_due=NOW + SETTLE), id="dead-demoted-primary-still-cut"),
+    # Promoted again and forwarded to again: never cut the current primary.
+    pytest.param(CutCase(nodes("orders-001"), switched(), S1, NOW + SETTLE, cut=(), unmark=(S1,)), id="never-cut-the-primary"),
+    # Promoted again, listener not back yet (the switch back is planned): still not cut.
+    pytest.param(CutCase(nodes("orders-001"), switched(), S2, NOW + SETTLE, cut=(T2,), cut_due=NOW + 2 * SETTLE, unmark=(S1,)), id="never-cut-the-primary-switching-back"),
+    pytest.param(CutCase(nodes("orders-002"), switched(health_1=None, cut_at=NOW + SETTLE), S2, NOW + SETTLE + 1, cut=(), unmark=(S1,)), id="already-out-dropped"),
+    pytest.param(CutCase(nodes("orders-002", "orders-002"), switched(), S2, NOW + SETTLE, cut=(), unmark=(S1,)), id="departed-node-dropped"),
+]
+
+
+@pytest.mark.parametrize("case", CUT_RULES)
+def test_cut_rules(case: CutCase) -> None:
+    p = plan_switch(case.nodes, case.slots, case.forward, now=case.now, rejoin_after_s=REJOIN, listener_settle_s=SETTLE)
+    primary = next(n for n in case.nodes if n.primary)
+    assert primary.target not in p.cut
+    assert p.cut == case.cut
+    assert p.cut_due == case.cut_due
+    if case.cut:
+        assert p.cut_due is not None and (p.switch or p.cut_due <= case.now)
+    assert p.pending == case.pending
+    assert tuple(s.arn for s in p.slots if s.unmark) == case.unmark
+    # A pending cut keeps its node where it is: nothing else touches the slot before.
+    for arn in case.pending:
+        [sp] = [s for s in p.slots if s.arn == arn]
+        assert sp.empty
+    if case.pending and not p.switch:
+        assert p.empty
+
+
+def test_deferred_cut_then_hold_then_rejoin() -> None:
+    """Switch (cut deferred), a run inside the settle time, the cut, the hold, the rejoin."""
+
+    def plan(slots: list[Slot], forward: str, now: float) -> SwitchPlan:
+        return plan_switch(nodes("orders-002"), slots, forward, now=now, rejoin_after_s=REJOIN, listener_settle_s=SETTLE)
+
+    first = plan(settled(), S1, NOW)
+    assert first.switch and first.cut == (T1,) and first.cut_due == NOW + SETTLE
+    # The invocation could not wait: the switch tag is all that was written.
+    assert plan(switched(), S2, NOW + 1).empty
+    cut = plan(switched(), S2, NOW + SETTLE + 5)
+    assert cut.cut == (T1,) and cut.cut_slot == S1 and not cut.switch
+    after = [Slot(S1, "orders-001", {}, cut_at=NOW + SETTLE + 5), Slot(S2, "orders-002", {T2: HEALTHY}), Slot(S3)]
+    held = plan(after, S2, NOW + SETTLE + 6)
+    assert held.empty and held.held == ("orders-001",)
+    back = plan(after, S2, NOW + SETTLE + 5 + REJOIN)
+    assert back.slots[0].register == (T1,) and back.slots[0].rejoin and not back.cut
+
+
+def test_negative_settle_is_refused() -> None:
+    with pytest.raises(ValueError):
+        plan_switch(nodes(), settled(), S1, now=NOW, rejoin_after_s=REJOIN, listener_settle_s=-1)

@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_REJOIN_AFTER_S
+from ..config import DEFAULT_LISTENER_SETTLE_S, DEFAULT_REJOIN_AFTER_S
 from ..deploy.local import LocalFunction
 from .aws_server import ACCOUNT_ID, AwsServer
 from .dns import LoopbackDnsServer
@@ -75,6 +75,7 @@ class SandboxOptions:
     failover: FailoverOptions = field(default_factory=FailoverOptions)
     layout: str = "switch"  # the stack's Layout: switch | retarget
     rejoin_after_s: float | None = None  # controller's rejoin_after_s; default: the function's
+    listener_settle_s: float | None = None  # controller's listener_settle_s; default: the function's
 
 
 class FunctionHost:
@@ -226,6 +227,12 @@ class Supervisor:
             # The switch layout holds a cut node out of its slot for a while that stands for
             # the listener propagation; it runs at the stand-in's time scale like the rest.
             extra["CACHEBRIDGE_REJOIN_AFTER_S"] = f"{DEFAULT_REJOIN_AFTER_S * opts.time_scale:g}"
+        if opts.listener_settle_s is not None:
+            extra["CACHEBRIDGE_LISTENER_SETTLE_S"] = str(opts.listener_settle_s)
+        elif opts.time_scale != 1:
+            # The wait before the cut stands for the listener propagation, which the stand-in
+            # runs at its time scale.
+            extra["CACHEBRIDGE_LISTENER_SETTLE_S"] = f"{DEFAULT_LISTENER_SETTLE_S * opts.time_scale:g}"
         self.function = FunctionHost(LocalFunction(config, extra), self.record)
         schedule_s = opts.schedule_s or self._schedule_period(clients["events"], clients["cloudformation"])
         first = self.function.invoke(SCHEDULE_EVENT, "schedule")
