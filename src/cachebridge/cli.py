@@ -261,6 +261,9 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--lambda-subnets", help="Comma-separated subnets of --vpc: run the controller in the VPC (VPC resolver); they need a NAT route or --create-vpc-endpoints  [default: outside the VPC].")
 @click.option("--lambda-security-group", help="With --lambda-subnets: the controller's security group  [default: one the stack creates, HTTPS out only].")
 @click.option("--create-vpc-endpoints", is_flag=True, help="With --lambda-subnets: create interface endpoints for the ELB, ElastiCache and EC2 APIs (for subnets without NAT).")
+@click.option("--layout", type=click.Choice(["switch", "retarget"]), default="switch", show_default=True, help="switch: a target group and listener per cache node, the primary listener switched on failover; retarget: one target group re-pointed (waits for NLB registration).")
+@click.option("--reader-port", type=int, help="Port of the reader listener (every replica)  [default: listener port + 1].")
+@click.option("--node-port-base", type=int, help="Switch layout: first per-node listener port, one per node slot  [default: after the reader port].")
 @click.option("--wire-notifications/--no-wire-notifications", default=None, help="Set the stack's topic on the replication group  [default: ask].")
 @click.option("--invoke", type=click.Choice(["lambda", "local", "none"]), default="lambda", show_default=True, help="How to run the first sync: invoke the function, run it in this process with its environment, or skip.")
 @click.option("--nameserver", "nameservers", multiple=True, metavar="IP[:PORT]", help="With --invoke local only: resolve node names through these nameservers.")
@@ -301,6 +304,9 @@ def deploy_command(
     region: str | None,
     profile: str | None,
     as_json: bool,
+    layout: str = "switch",
+    reader_port: int | None = None,
+    node_port_base: int | None = None,
 ) -> None:
     """Create or update the stack that gives clients outside the VPC an NLB on the primary.
 
@@ -339,6 +345,9 @@ def deploy_command(
         lambda_subnet_ids=_split((lambda_subnets,)) if lambda_subnets else (),
         lambda_security_group_id=lambda_security_group,
         create_vpc_endpoints=create_vpc_endpoints,
+        layout=layout,
+        reader_port=reader_port,
+        node_port_base=node_port_base,
     )
     servers = tuple(parse_nameserver(ns, "--nameserver") for ns in nameservers)
     if wire_notifications is None and yes:

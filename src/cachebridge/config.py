@@ -15,6 +15,17 @@ group, on that port) plus global *settings*. It can be read from:
       target_group = "orders-primary"
       port = 6379
 
+  or, in the switch layout (one target group per cache node, the primary listener's
+  default action switched to the primary's; see ``switch``)::
+
+      [[bindings]]
+      name = "orders-primary"
+      source = "elasticache://orders?role=primary"
+      layout = "switch"
+      listener = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/net/orders/0123456789abcdef/0123456789abcdef"
+      node_target_groups = ["orders-n1", "orders-n2", "orders-n3", "orders-n4"]
+      port = 6379
+
 - flags describing one binding (``--source S --target-group TG --port P``);
 - in Lambda, the environment: ``CACHEBRIDGE_BINDINGS`` holds JSON (a list of bindings, or an
   object with ``bindings`` and ``settings``); ``CACHEBRIDGE_<SETTING>`` variables override
@@ -43,6 +54,9 @@ __all__ = [
     "DEFAULT_POLL_INTERVAL_S",
     "DEFAULT_DNS_TIMEOUT_S",
     "DEFAULT_PORT",
+    "DEFAULT_REJOIN_AFTER_S",
+    "LAYOUTS",
+    "MAX_NODE_TARGET_GROUPS",
     "ENV_BINDINGS",
     "DnsSourceSpec",
     "ElastiCacheSourceSpec",
@@ -63,6 +77,15 @@ DEFAULT_POLL_INTERVAL_S = 0.5
 DEFAULT_DNS_TIMEOUT_S = 2.0
 DEFAULT_PORT = 6379
 ENV_BINDINGS = "CACHEBRIDGE_BINDINGS"
+# How long a demoted primary stays out of its node target group after its connections were
+# cut. AWS documents no figure for how long a listener update takes to reach new
+# connections; one user saw connections reach the old targets for about 75 s after an
+# update (aws/containers-roadmap#470, 2019), so the default waits that long.
+DEFAULT_REJOIN_AFTER_S = 75.0
+LAYOUTS: tuple[str, ...] = ("retarget", "switch")
+# 50 listeners per Network Load Balancer (not adjustable; "Quotas for your Network Load
+# Balancers"), less the primary and the reader listeners.
+MAX_NODE_TARGET_GROUPS = 48
 
 Role = Literal["primary", "replicas"]
 ROLES: tuple[str, ...] = ("primary", "replicas")
@@ -72,6 +95,9 @@ _RG_ID = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
 _TG_NAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,32}(?<!-)$")
 _TG_ARN = re.compile(
     r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]+$"
+)
+_LISTENER_ARN = re.compile(
+    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener/net/[A-Za-z0-9-]{1,32}/[0-9a-f]+/[0-9a-f]+$"
 )
 _BINDING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SOURCE_FORMS = "dns://HOST or elasticache://REPLICATION_GROUP_ID?role=primary|replicas"
@@ -223,14 +249,19 @@ def validate_target_group(value: Any, field_name: str = "target_group") -> str:
 
 @dataclass(frozen=True)
 class Binding:
-    """Route what ``source`` says to ``target_group`` on ``port``."""
+    """Route what ``source`` says to ``target_group`` on ``port`` (the retarget layout), or,
+    in the switch layout, keep one target group per cache node (``node_target_groups``)
+    and switch ``listener``'s default action to the primary's."""
 
     name: str
     source: SourceSpec
     target_group: str
     port: int = DEFAULT_PORT
+    layout: Literal["retarget", "switch"] = "retarget"
+    listener: str | None = None
+    node_target_groups: tuple[str, ...] = ()
 
-    BINDING_KEYS = ("name", "source", "target_group", "port")
+    BINDING_KEYS = ("name", "source", "target_group", "port", "layout", "listener", "node_target_groups")
 
     @classmethod
     def from_mapping(cls, data: Any, where: str = "bindings[0]") -> "Binding":
@@ -238,17 +269,70 @@ class Binding:
             raise ConfigError(where, "not a table/object", "a table with source, target_group, port and name")
         _check_keys(data, cls.BINDING_KEYS, where)
         source = parse_source(data.get("source"), f"{where}.source")
+        layout = data.get("layout", "retarget")
+        if layout not in LAYOUTS:
+            raise ConfigError(f"{where}.layout", f"{layout!r} is not a layout", ", ".join(LAYOUTS))
+        if layout == "switch":
+            return cls._switch_from_mapping(data, source, where)
+        for key in ("listener", "node_target_groups"):
+            if key in data:
+                raise ConfigError(f"{where}.{key}", "only a switch binding uses it", 'layout = "switch", or leave it out')
         if "target_group" not in data:
             raise ConfigError(f"{where}.target_group", "missing", "a target group name or ARN")
         target_group = validate_target_group(data["target_group"], f"{where}.target_group")
         port = _int(data.get("port", DEFAULT_PORT), f"{where}.port", 1, 65535)
-        name = data.get("name") or default_binding_name(source)
-        if not isinstance(name, str) or not _BINDING_NAME.match(name):
-            raise ConfigError(f"{where}.name", f"{name!r} is not a valid name", "1-64 letters, digits, '.', '_' or '-'")
+        name = _binding_name(data, source, where)
         return cls(name=name, source=source, target_group=target_group, port=port)
 
+    @classmethod
+    def _switch_from_mapping(cls, data: Mapping[str, Any], source: SourceSpec, where: str) -> "Binding":
+        if not isinstance(source, ElastiCacheSourceSpec) or source.role != "primary":
+            raise ConfigError(
+                f"{where}.layout",
+                f"the switch layout follows the primary of a replication group, not {source}",
+                'source = "elasticache://GROUP?role=primary", or layout = "retarget"',
+            )
+        if "target_group" in data:
+            raise ConfigError(f"{where}.target_group", "a switch binding has node_target_groups instead", "node_target_groups = [...]")
+        listener = data.get("listener")
+        if not isinstance(listener, str) or not _LISTENER_ARN.match(listener.strip()):
+            raise ConfigError(
+                f"{where}.listener",
+                f"{listener!r} is not a Network Load Balancer listener ARN",
+                "arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener/net/NLB/ID/ID",
+            )
+        groups = data.get("node_target_groups")
+        if isinstance(groups, str):
+            groups = [g for g in groups.split(",") if g.strip()]
+        if not isinstance(groups, Sequence) or not groups:
+            raise ConfigError(f"{where}.node_target_groups", "missing or empty", "a list of target group names or ARNs, one per node slot")
+        if len(groups) > MAX_NODE_TARGET_GROUPS:
+            raise ConfigError(f"{where}.node_target_groups", f"{len(groups)} given", f"at most {MAX_NODE_TARGET_GROUPS} (50 listeners per NLB)")
+        node_groups = tuple(validate_target_group(g, f"{where}.node_target_groups[{i}]") for i, g in enumerate(groups))
+        if len(set(node_groups)) != len(node_groups):
+            raise ConfigError(f"{where}.node_target_groups", "a target group is listed twice", "each node target group once")
+        port = _int(data.get("port", DEFAULT_PORT), f"{where}.port", 1, 65535)
+        name = _binding_name(data, source, where)
+        return cls(name=name, source=source, target_group="", port=port, layout="switch", listener=listener.strip(), node_target_groups=node_groups)
+
     def to_mapping(self) -> dict[str, Any]:
+        if self.layout == "switch":
+            return {
+                "name": self.name,
+                "source": str(self.source),
+                "layout": self.layout,
+                "listener": self.listener,
+                "node_target_groups": list(self.node_target_groups),
+                "port": self.port,
+            }
         return {"name": self.name, "source": str(self.source), "target_group": self.target_group, "port": self.port}
+
+
+def _binding_name(data: Mapping[str, Any], source: SourceSpec, where: str) -> str:
+    name = data.get("name") or default_binding_name(source)
+    if not isinstance(name, str) or not _BINDING_NAME.match(name):
+        raise ConfigError(f"{where}.name", f"{name!r} is not a valid name", "1-64 letters, digits, '.', '_' or '-'")
+    return name
 
 
 def default_binding_name(source: SourceSpec) -> str:
@@ -265,8 +349,9 @@ class Settings:
     event_wait_s: float = DEFAULT_EVENT_WAIT_S
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     dns_timeout_s: float = DEFAULT_DNS_TIMEOUT_S
+    rejoin_after_s: float = DEFAULT_REJOIN_AFTER_S
 
-    SETTING_KEYS = ("region", "nameservers", "max_changes", "event_wait_s", "poll_interval_s", "dns_timeout_s")
+    SETTING_KEYS = ("region", "nameservers", "max_changes", "event_wait_s", "poll_interval_s", "dns_timeout_s", "rejoin_after_s")
 
     @classmethod
     def from_mapping(cls, data: Any, where: str = "settings") -> "Settings":
@@ -299,6 +384,8 @@ class Settings:
             changes["poll_interval_s"] = _float(data["poll_interval_s"], f"{where}.poll_interval_s", 0.05, 60)
         if data.get("dns_timeout_s") is not None:
             changes["dns_timeout_s"] = _float(data["dns_timeout_s"], f"{where}.dns_timeout_s", 0.1, 30)
+        if data.get("rejoin_after_s") is not None:
+            changes["rejoin_after_s"] = _float(data["rejoin_after_s"], f"{where}.rejoin_after_s", 0, 3600)
         return replace(self, **changes)
 
     def to_mapping(self) -> dict[str, Any]:
@@ -309,6 +396,7 @@ class Settings:
             "event_wait_s": self.event_wait_s,
             "poll_interval_s": self.poll_interval_s,
             "dns_timeout_s": self.dns_timeout_s,
+            "rejoin_after_s": self.rejoin_after_s,
         }
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "clear_caches",
     "WRITE_CHUNK",
     "MAX_SAFE_DEREGISTRATION_DELAY_S",
+    "ListenerInfo",
 ]
 
 # RegisterTargets / DeregisterTargets accept many targets per call; keep requests small.
@@ -276,6 +277,97 @@ class TargetGroups:
                 raise error from None
             except BotoCoreError as exc:
                 raise NlbError(f"{verb} targets in {info.name}: {exc}") from None
+
+    # -- listeners and tags (the switch layout) ----------------------------------------------
+
+    def listener(self, listener_arn: str) -> "ListenerInfo":
+        """A listener and the one target group its default action forwards to (``None``
+        when the default action is not a plain forward to one target group)."""
+        try:
+            listeners = self.elbv2.describe_listeners(ListenerArns=[listener_arn])["Listeners"]
+        except ClientError as exc:
+            raise _error(exc, f"listener {listener_arn}") from None
+        except BotoCoreError as exc:
+            raise NlbError(f"listener {listener_arn}: {exc}") from None
+        if not listeners:
+            raise NlbError(f"listener {listener_arn}: not found", "ListenerNotFound")
+        raw = listeners[0]
+        return ListenerInfo(
+            arn=raw["ListenerArn"],
+            port=raw.get("Port"),
+            protocol=raw.get("Protocol"),
+            load_balancer_arn=raw.get("LoadBalancerArn"),
+            forward=_forward_target(raw.get("DefaultActions") or []),
+        )
+
+    def forward(self, listener_arn: str, target_group_arn: str) -> None:
+        """Make the listener's default action forward to ``target_group_arn`` (ModifyListener:
+        new connections only; established ones stay where they are)."""
+        try:
+            self.elbv2.modify_listener(
+                ListenerArn=listener_arn,
+                DefaultActions=[{"Type": "forward", "TargetGroupArn": target_group_arn}],
+            )
+        except ClientError as exc:
+            raise _error(exc, f"modify listener {listener_arn}") from None
+        except BotoCoreError as exc:
+            raise NlbError(f"modify listener {listener_arn}: {exc}") from None
+
+    def tags(self, arns: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The tags of each resource (DescribeTags, 20 ARNs per call)."""
+        found: dict[str, dict[str, str]] = {arn: {} for arn in arns}
+        for i in range(0, len(arns), DESCRIBE_TAGS_CHUNK):
+            chunk = list(arns[i : i + DESCRIBE_TAGS_CHUNK])
+            try:
+                described = self.elbv2.describe_tags(ResourceArns=chunk)["TagDescriptions"]
+            except ClientError as exc:
+                raise _error(exc, f"describe tags of {', '.join(chunk)}") from None
+            except BotoCoreError as exc:
+                raise NlbError(f"describe tags: {exc}") from None
+            for item in described:
+                found[item["ResourceArn"]] = {t["Key"]: t.get("Value", "") for t in item.get("Tags", [])}
+        return found
+
+    def set_tags(self, arn: str, tags: dict[str, str]) -> None:
+        try:
+            self.elbv2.add_tags(ResourceArns=[arn], Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())])
+        except ClientError as exc:
+            raise _error(exc, f"tag {arn}") from None
+        except BotoCoreError as exc:
+            raise NlbError(f"tag {arn}: {exc}") from None
+
+    def remove_tags(self, arn: str, keys: Sequence[str]) -> None:
+        try:
+            self.elbv2.remove_tags(ResourceArns=[arn], TagKeys=list(keys))
+        except ClientError as exc:
+            raise _error(exc, f"untag {arn}") from None
+        except BotoCoreError as exc:
+            raise NlbError(f"untag {arn}: {exc}") from None
+
+
+DESCRIBE_TAGS_CHUNK = 20
+
+
+@dataclass(frozen=True)
+class ListenerInfo:
+    arn: str
+    port: int | None
+    protocol: str | None
+    load_balancer_arn: str | None
+    forward: str | None
+
+
+def _forward_target(actions: Sequence[dict[str, Any]]) -> str | None:
+    """The target group of a default action that forwards to exactly one group."""
+    for action in actions:
+        if action.get("Type") != "forward":
+            continue
+        groups = [g["TargetGroupArn"] for g in (action.get("ForwardConfig") or {}).get("TargetGroups", []) if g.get("TargetGroupArn")]
+        if action.get("TargetGroupArn"):
+            groups = [action["TargetGroupArn"], *groups]
+        unique = set(groups)
+        return groups[0] if len(unique) == 1 else None
+    return None
 
 
 def risky_settings(info: TargetGroupInfo) -> list[str]:

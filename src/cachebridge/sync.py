@@ -93,6 +93,7 @@ class BindingResult:
             "deferred": [str(t) for t in self.deferred],
             "drift": self.drift,
             "ttl": self.ttl,
+            "layout": "retarget",
         }
 
 
@@ -191,6 +192,13 @@ def sync(
     time, less a margin)."""
     settings = config.settings
     selected = tuple(bindings) if bindings is not None else select_bindings(config, trigger)
+    if any(b.layout == "switch" for b in selected):
+        from .switch import sync_switch  # its own pass; see switch.py
+
+        switched = {b.name: sync_switch(b, target_groups=target_groups, sources=sources, settings=settings, dry_run=dry_run, trigger=trigger, clock=clock, sleep=sleep, deadline=deadline) for b in selected if b.layout == "switch"}
+        report = sync(config, target_groups=target_groups, sources=sources, dry_run=dry_run, trigger=trigger, bindings=[b for b in selected if b.layout != "switch"], clock=clock, sleep=sleep, deadline=deadline)
+        retargeted = {b.name: b for b in report.bindings}
+        return SyncReport([switched.get(b.name) or retargeted[b.name] for b in selected], trigger)
     works = [_Work(b) for b in selected]
     owners: dict[str, str] = {}
 

@@ -68,7 +68,9 @@ def _site(env: dict[str, str], dns: LoopbackDnsServer, octet: int, port: int = 6
     return Site(vpc, subnets, cache_sg, rg_id, port, primary["ReadEndpoint"]["Address"], primary_ip, replica_ip, [m["CacheClusterId"] for m in members])
 
 
-def _deploy_args(site: Site, stack_name: str, dns: LoopbackDnsServer, *extra: str, cidr: str = CLIENT_CIDR) -> list[str]:
+def _deploy_args(site: Site, stack_name: str, dns: LoopbackDnsServer, *extra: str, cidr: str = CLIENT_CIDR, layout: str = "retarget") -> list[str]:
+    # These tests look at the retarget layout's one target group; test_switch_layout_*
+    # deploys the default, switch.
     return [
         "deploy",
         "--stack-name", stack_name,
@@ -80,6 +82,7 @@ def _deploy_args(site: Site, stack_name: str, dns: LoopbackDnsServer, *extra: st
         "--nameserver", dns.address,
         "--poll-interval", "0.2",
         "--timeout", "60",
+        "--layout", layout,
         *extra,
     ]
 
@@ -148,11 +151,12 @@ def test_two_stacks_deploy_side_by_side_and_each_syncs_its_own_target_group(aws_
         assert sync["mode"] == "local" and sync["ok"] is True
         assert sync["function_environment"] == ["CACHEBRIDGE_BINDINGS"]
         assert sync["overrides"] == {"CACHEBRIDGE_NAMESERVERS": dns_server.address}
-        (binding,) = sync["report"]["bindings"]
-        assert binding["status"] == "changed"
+        binding, reader = sync["report"]["bindings"]
+        assert binding["status"] == reader["status"] == "changed"
+        assert _registered(aws_env, outputs["ReaderTargetGroupArn"]) == {Target(site.replica_ip, site.port)}
         assert _registered(aws_env, outputs["TargetGroupArn"]) == {Target(site.primary_ip, site.port)}
         environment = lam.get_function_configuration(FunctionName=outputs["FunctionName"])["Environment"]["Variables"]
-        (configured,) = json.loads(environment["CACHEBRIDGE_BINDINGS"])["bindings"]
+        configured, _ = json.loads(environment["CACHEBRIDGE_BINDINGS"])["bindings"]
         assert configured["target_group"] == outputs["TargetGroupArn"]
         assert configured["source"] == f"elasticache://{site.rg_id}?role=primary"
         assert configured["port"] == site.port
@@ -200,7 +204,7 @@ def test_the_deployed_environment_follows_a_node_replacement(aws_env, dns_server
         monkeypatch.setenv(key, value)
     sync = deploy_stack.run_sync("local", outputs["FunctionName"], clients=deploy_stack.Clients(), nameservers=[dns_server.address])
     assert sync is not None and sync["ok"] is True, sync
-    (binding,) = sync["report"]["bindings"]
+    binding = sync["report"]["bindings"][0]
     assert binding["register"] == [f"{new_ip}:{site.port}"]
     assert binding["deregister"] == [f"{site.primary_ip}:{site.port}"]
     assert _registered(aws_env, outputs["TargetGroupArn"]) == {Target(new_ip, site.port)}
@@ -244,7 +248,8 @@ def test_deploying_again_without_a_change_does_nothing(aws_env, dns_server, stac
     assert changed.returncode == 0, changed.stderr
     report = json.loads(changed.stdout)
     assert (report["action"], report["status"]) == ("update", "UPDATE_COMPLETE")
-    assert {e["logical_id"] for e in report["events"] if e["status"] == "UPDATE_COMPLETE"} == {"TargetGroup", name}
+    # The health check interval is a property of both of the retarget layout's target groups.
+    assert {e["logical_id"] for e in report["events"] if e["status"] == "UPDATE_COMPLETE"} == {"TargetGroup", "ReaderTargetGroup", name}
     group = aws_client(aws_env, "elbv2").describe_target_groups(TargetGroupArns=[_outputs(after)["TargetGroupArn"]])["TargetGroups"][0]
     assert group["HealthCheckIntervalSeconds"] == 15
 
@@ -310,7 +315,8 @@ def test_any_source_is_allowed_only_on_purpose(aws_env, dns_server, stacks):
     sg = aws_client(aws_env, "cloudformation").describe_stack_resource(StackName=name, LogicalResourceId="LoadBalancerSecurityGroup")
     group_id = sg["StackResourceDetail"]["PhysicalResourceId"]
     rules = aws_client(aws_env, "ec2").describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]["IpPermissions"]
-    assert [r["CidrIp"] for rule in rules for r in rule["IpRanges"]] == ["0.0.0.0/0"]
+    # One rule per listener port: the primary listener's and the reader listener's.
+    assert [r["CidrIp"] for rule in rules for r in rule["IpRanges"]] == ["0.0.0.0/0", "0.0.0.0/0"]
 
 
 def test_a_failed_stack_shows_the_failing_resource_and_its_reason(aws_env, dns_server, stacks):
@@ -502,3 +508,44 @@ def test_bad_input_is_refused_before_anything_is_created(fresh_aws_env, fresh_si
     assert aws_client(fresh_aws_env, "s3").list_buckets()["Buckets"] == []
     member = aws_client(fresh_aws_env, "elasticache").describe_cache_clusters(CacheClusterId=site.members[0])["CacheClusters"][0]
     assert "NotificationConfiguration" not in member
+
+
+def test_switch_layout_deploys_node_slots_and_keeps_the_listener_on_the_primary(aws_env, dns_server, stacks, monkeypatch):
+    site = _site(aws_env, dns_server, 14)
+    name = _stack_name()
+    stacks.append(name)
+    result = run_cli(aws_env, *_deploy_args(site, name, dns_server, "--no-wire-notifications", "--json", layout="switch"), timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    outputs = report["outputs"]
+    assert outputs["Layout"] == "switch" and "TargetGroupArn" not in outputs
+    # Two members and two slots of room: four node listeners after the reader's port.
+    assert (outputs["PrimaryPort"], outputs["ReaderPort"], outputs["NodePorts"]) == (
+        str(site.port), str(site.port + 1), ",".join(str(site.port + 2 + i) for i in range(4))
+    )
+    primary, reader = report["sync"]["report"]["bindings"]
+    assert report["sync"]["ok"] is True, report["sync"]
+    assert (primary["layout"], primary["status"], reader["layout"]) == ("switch", "changed", "retarget")
+
+    elbv2 = aws_client(aws_env, "elbv2")
+    listener = elbv2.describe_listeners(ListenerArns=[outputs["PrimaryListenerArn"]])["Listeners"][0]
+    forward = listener["DefaultActions"][0]["TargetGroupArn"]
+    # The primary took the slot the listener forwards to: no switch was needed.
+    assert primary["forward_after"] == forward and primary["switched"] is False
+    assert _registered(aws_env, forward) == {Target(site.primary_ip, site.port)}
+    nodes = primary["nodes"]
+    assert {n["target"] for n in nodes.values()} == {f"{site.primary_ip}:{site.port}", f"{site.replica_ip}:{site.port}"}
+    listeners = elbv2.describe_listeners(LoadBalancerArn=listener["LoadBalancerArn"])["Listeners"]
+    assert sorted(lst["Port"] for lst in listeners) == [site.port, site.port + 1, *(site.port + 2 + i for i in range(4))]
+    for node in nodes.values():
+        attributes = {a["Key"]: a["Value"] for a in elbv2.describe_target_group_attributes(TargetGroupArn=node["target_group"])["Attributes"]}
+        assert attributes["deregistration_delay.timeout_seconds"] == "0"
+        assert attributes["deregistration_delay.connection_termination.enabled"] == "true"
+    assert _registered(aws_env, outputs["ReaderTargetGroupArn"]) == {Target(site.replica_ip, site.port)}
+
+    # A second sync by the deployed function's own environment changes nothing.
+    for key, value in aws_env.items():
+        monkeypatch.setenv(key, value)
+    again = deploy_stack.run_sync("local", outputs["FunctionName"], clients=deploy_stack.Clients(), nameservers=[dns_server.address])
+    assert again is not None and again["ok"] is True, again
+    assert [b["status"] for b in again["report"]["bindings"]] == ["in_sync", "in_sync"]

@@ -35,7 +35,8 @@ def _listening(host: str, port: int) -> bool:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     state_dir = tmp_path_factory.mktemp("sandbox")
     env = {"PATH": os.environ["PATH"]}
-    up = run_cli(env, "sandbox", "up", "--state-dir", str(state_dir), "--registration-delay", "2",
+    # The drill measures the retarget layout's target group.
+    up = run_cli(env, "sandbox", "up", "--state-dir", str(state_dir), "--layout", "retarget", "--registration-delay", "2",
                  "--event-wait", str(EVENT_WAIT_S), "--detect-delay", "1", "--json", timeout=300)
     try:
         assert up.returncode == 0, up.stderr + up.stdout

@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = build()
 RESOURCES = TEMPLATE["Resources"]
 SAMPLE_TG_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/orders-TargetGroup-1A2B3C/0123456789abcdef"
-LIST_PARAMETERS = ("SubnetIds", "AllowedCidrs", "LambdaSubnetIds")
+SAMPLE_LISTENER_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/net/orders-LoadB-1A2B/0123456789abcdef/0123456789abcdef"
+LIST_PARAMETERS = ("SubnetIds", "AllowedCidrs", "LambdaSubnetIds", "NodePorts")
 VARIANTS = variants()
 BASE = Variant("TCP", "TCP", "internet-facing", topic_given=False)
 
@@ -126,6 +127,18 @@ def policy_statements(values: dict[str, str] | None = None) -> list[dict[str, An
             if statement != {"Ref": "AWS::NoValue"}:
                 found.append(statement)
     return found
+
+
+def bindings_text(layout: str = "retarget") -> str:
+    """The Fn::Sub text of CACHEBRIDGE_BINDINGS in one layout."""
+    value = props("ControllerFunction")["Environment"]["Variables"][ENV_BINDINGS]["Fn::If"]
+    assert value[0] == "IsSwitch"
+    chosen = value[1] if layout == "switch" else value[2]
+    sub = chosen["Fn::Sub"]
+    return sub if isinstance(sub, str) else sub[0]
+
+
+RETARGET_VALUES = {"ReplicationGroupId": "orders", "TargetGroup": SAMPLE_TG_ARN, "ReaderTargetGroup": SAMPLE_TG_ARN.replace("TargetGroup-1A2B3C", "Reader-4D5E6F"), "CachePort": "6379"}
 
 
 def actions(statement: dict[str, Any]) -> list[str]:
@@ -259,6 +272,7 @@ ISSUE_PARAMETERS = {
     "TargetProtocol", "ScheduleExpression", "ScheduleRuleName", "NotificationTopicArn",
     "HealthCheckIntervalSeconds", "HealthyThreshold", "DeregistrationDelaySeconds", "CodeBucket", "CodeKey",
     "TcpIdleTimeoutSeconds", "ReservedConcurrency", "LambdaSubnetIds", "LambdaSecurityGroupId", "CreateVpcEndpoints",
+    "Layout", "ReaderPort", "NodePorts",
 }
 
 
@@ -431,15 +445,23 @@ def test_more_cidrs_than_supported_create_the_failing_guard() -> None:
     assert f"AllowedCidrs: at most {MAX_ALLOWED_CIDRS} ranges" in validate_parameters(values)
 
 
-def test_client_ingress_is_only_the_listener_port_into_the_nlb_group() -> None:
+def test_client_ingress_is_only_the_listener_ports_into_the_nlb_group() -> None:
+    last = len([r for r in RESOURCES if r.startswith("NodeListener")]) - 1
     for index in range(MAX_ALLOWED_CIDRS):
         rule = props(client_ingress_name(index))
         assert rule["GroupId"] == {"Fn::GetAtt": ["LoadBalancerSecurityGroup", "GroupId"]}
         assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", {"Ref": "ListenerPort"}, {"Ref": "ListenerPort"})
+        reader = props(f"ReaderIngress{index + 1}")
+        assert (reader["FromPort"], reader["ToPort"], reader["CidrIp"]) == ({"Ref": "ReaderPort"}, {"Ref": "ReaderPort"}, rule["CidrIp"])
+        nodes = RESOURCES[f"NodeIngress{index + 1}"]
+        assert nodes["Condition"] == ("IsSwitch" if index == 0 else f"SwitchAllowedCidr{index + 1}")
+        assert (nodes["Properties"]["FromPort"], nodes["Properties"]["ToPort"]) == (
+            {"Fn::Select": [0, {"Ref": "NodePorts"}]}, {"Fn::Select": [last, {"Ref": "NodePorts"}]}
+        )
     group = props("LoadBalancerSecurityGroup")
     assert "SecurityGroupIngress" not in group
     ingress_rules = [r for r in RESOURCES.values() if r["Type"] == "AWS::EC2::SecurityGroupIngress"]
-    assert len(ingress_rules) == MAX_ALLOWED_CIDRS + 1
+    assert len(ingress_rules) == 3 * MAX_ALLOWED_CIDRS + 1
 
 
 def test_nlb_security_group_only_reaches_the_cache_port() -> None:
@@ -626,8 +648,7 @@ def test_vpc_options_without_lambda_subnets_are_refused(overrides: dict[str, str
 
 
 def baked_settings() -> Settings:
-    text = props("ControllerFunction")["Environment"]["Variables"][ENV_BINDINGS]["Fn::Sub"]
-    return Config.from_env({ENV_BINDINGS: substitute(text, {"ReplicationGroupId": "orders", "TargetGroup": SAMPLE_TG_ARN, "CachePort": "6379"})}).settings
+    return Config.from_env({ENV_BINDINGS: substitute(bindings_text(), RETARGET_VALUES)}).settings
 
 
 def test_function_timeout_leaves_the_whole_event_wait() -> None:
@@ -646,30 +667,34 @@ def test_settings_that_outlast_the_timeout_are_refused() -> None:
     [("orders", "6379"), ("sessions-eu-1", "6380"), ("a", "1"), ("cache-" + "x" * 33, "65535")],
 )
 def test_bindings_env_is_the_config_model(rg: str, port: str) -> None:
-    text = props("ControllerFunction")["Environment"]["Variables"][ENV_BINDINGS]["Fn::Sub"]
-    value = substitute(text, {"ReplicationGroupId": rg, "TargetGroup": SAMPLE_TG_ARN, "CachePort": port})
+    value = substitute(bindings_text(), {**RETARGET_VALUES, "ReplicationGroupId": rg, "CachePort": port})
     config = Config.from_env({ENV_BINDINGS: value})
-    (binding,) = config.bindings
+    (binding, reader) = config.bindings
     assert str(binding.source) == f"elasticache://{rg}?role=primary"
     assert binding.target_group == SAMPLE_TG_ARN
     assert binding.port == int(port)
+    assert (str(reader.source), reader.target_group, reader.name) == (f"elasticache://{rg}?role=replicas", RETARGET_VALUES["ReaderTargetGroup"], f"{rg}-replicas")
     assert config.settings == Settings()
-    expected = Config.single(f"elasticache://{rg}?role=primary", SAMPLE_TG_ARN, int(port), name=f"{rg}-primary")
-    assert value == expected.bindings_json()
+    assert value == Config(bindings=config.bindings).bindings_json()
 
 
 def test_bindings_env_carries_the_settings_it_was_built_with() -> None:
     settings = Settings(max_changes=2, event_wait_s=20.0, nameservers=("10.0.0.2:53",))
     fn = build(settings)["Resources"]["ControllerFunction"]["Properties"]
-    text = fn["Environment"]["Variables"][ENV_BINDINGS]["Fn::Sub"]
-    value = substitute(text, {"ReplicationGroupId": "orders", "TargetGroup": SAMPLE_TG_ARN, "CachePort": "6379"})
-    assert Config.from_env({ENV_BINDINGS: value}).settings == settings
+    for branch in fn["Environment"]["Variables"][ENV_BINDINGS]["Fn::If"][1:]:
+        sub = branch["Fn::Sub"]
+        text = sub if isinstance(sub, str) else sub[0]
+        value = re.sub(r"\$\{NodeTargetGroup(\d+)Name\}", r"orders-n\1", text).replace("${Listener}", SAMPLE_LISTENER_ARN)
+        assert Config.from_env({ENV_BINDINGS: substitute(value, RETARGET_VALUES)}).settings == settings
 
 
 def test_bindings_env_refers_only_to_parameters_and_this_target_group() -> None:
-    text = props("ControllerFunction")["Environment"]["Variables"][ENV_BINDINGS]["Fn::Sub"]
-    assert set(re.findall(r"\$\{([^}]+)\}", text)) == {"ReplicationGroupId", "TargetGroup", "CachePort"}
+    assert set(re.findall(r"\$\{([^}]+)\}", bindings_text())) == {"ReplicationGroupId", "TargetGroup", "ReaderTargetGroup", "CachePort"}
     assert RESOURCES["TargetGroup"]["Type"] == "AWS::ElasticLoadBalancingV2::TargetGroup"
+    slots = [r for r in RESOURCES if r.startswith("NodeTargetGroup")]
+    assert set(re.findall(r"\$\{([^}]+)\}", bindings_text("switch"))) == {
+        "ReplicationGroupId", "Listener", "ReaderTargetGroup", "CachePort", *(f"{slot}Name" for slot in slots)
+    }
 
 
 def test_function_logs_to_its_own_log_group_with_retention() -> None:
@@ -682,11 +707,25 @@ def test_function_logs_to_its_own_log_group_with_retention() -> None:
 
 # -- IAM -----------------------------------------------------------------------------------
 
-def test_register_and_deregister_only_on_this_target_group() -> None:
+def test_register_and_deregister_only_on_this_stacks_target_groups() -> None:
     writes = [s for s in policy_statements() if {"elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"} & set(actions(s))]
     assert len(writes) == 1
     assert sorted(actions(writes[0])) == ["elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets"]
-    assert writes[0]["Resource"] == {"Ref": "TargetGroup"}
+    slots = [r for r in RESOURCES if r.startswith("NodeTargetGroup")]
+    assert writes[0]["Resource"] == [
+        {"Ref": "ReaderTargetGroup"},
+        {"Fn::If": ["IsRetarget", {"Ref": "TargetGroup"}, {"Ref": "AWS::NoValue"}]},
+        *({"Fn::If": ["IsSwitch", {"Ref": slot}, {"Ref": "AWS::NoValue"}]} for slot in slots),
+    ]
+
+
+def test_modify_listener_only_on_this_stacks_primary_listener() -> None:
+    (statement,) = [s for s in policy_statements() if "elasticloadbalancing:ModifyListener" in actions(s)]
+    assert actions(statement) == ["elasticloadbalancing:ModifyListener"]
+    assert statement["Resource"] == {"Ref": "Listener"}
+    (tagging,) = [s for s in policy_statements() if "elasticloadbalancing:AddTags" in actions(s)]
+    assert sorted(actions(tagging)) == ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"]
+    assert tagging["Resource"] == [{"Ref": r} for r in RESOURCES if r.startswith("NodeTargetGroup")]
 
 
 def test_policy_allows_exactly_what_the_controller_calls_outside_the_vpc() -> None:
@@ -697,6 +736,11 @@ def test_policy_allows_exactly_what_the_controller_calls_outside_the_vpc() -> No
         "elasticloadbalancing:DescribeTargetGroups",
         "elasticloadbalancing:DescribeTargetGroupAttributes",
         "elasticloadbalancing:DescribeTargetHealth",
+        "elasticloadbalancing:DescribeListeners",
+        "elasticloadbalancing:DescribeTags",
+        "elasticloadbalancing:ModifyListener",
+        "elasticloadbalancing:AddTags",
+        "elasticloadbalancing:RemoveTags",
         "elasticache:DescribeReplicationGroups",
         "ec2:DescribeVpcs",
         "logs:CreateLogStream",
@@ -861,8 +905,7 @@ def test_drift_alarm_watches_the_metric_the_controller_emits() -> None:
     assert alarm["Namespace"] == "CacheBridge" == metrics.NAMESPACE
     assert alarm["MetricName"] == "Drift"
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
-    text = props("ControllerFunction")["Environment"]["Variables"][ENV_BINDINGS]["Fn::Sub"]
-    env = substitute(text, {"ReplicationGroupId": "orders", "TargetGroup": SAMPLE_TG_ARN, "CachePort": "6379"})
+    env = substitute(bindings_text(), RETARGET_VALUES)
     binding_name = Config.from_env({ENV_BINDINGS: env}).bindings[0].name
     namespace, dimension_names, line = emitted_dimensions("orders-ControllerFunction-ABC", binding_name)
     assert namespace == alarm["Namespace"]

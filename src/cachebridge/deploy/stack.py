@@ -124,6 +124,9 @@ _FLAG_OF = {
     "LambdaSecurityGroupId": "--lambda-security-group",
     "CreateVpcEndpoints": "--create-vpc-endpoints",
     "VpcOptionsNeedLambdaSubnets": "--lambda-subnets",
+    "Layout": "--layout",
+    "ReaderPort": "--reader-port",
+    "NodePorts": "--node-port-base",
 }
 
 
@@ -157,6 +160,9 @@ class DeployRequest:
     lambda_subnet_ids: tuple[str, ...] = ()  # empty: the function runs outside the VPC
     lambda_security_group_id: str | None = None
     create_vpc_endpoints: bool = False
+    layout: str = "switch"
+    reader_port: int | None = None
+    node_port_base: int | None = None
 
 
 def validate_request(request: DeployRequest) -> None:
@@ -192,6 +198,7 @@ def validate_request(request: DeployRequest) -> None:
     if request.listener_port is not None and not 1 <= request.listener_port <= 65535:
         raise ConfigError("--listener-port", f"{request.listener_port} is out of range", "1..65535")
     _validate_controller_options(request)
+    _validate_layout(request)
 
 
 def _validate_controller_options(request: DeployRequest) -> None:
@@ -440,6 +447,7 @@ def stack_parameters(
     bucket: str,
     key: str,
     notification_topic_arn: str = "",
+    node_slots: int | None = None,
 ) -> dict[str, str]:
     """The stack's parameter values (strings, lists comma-separated). Options left out
     take the template's defaults, so the same command always describes the same stack."""
@@ -478,7 +486,41 @@ def stack_parameters(
     if request.create_vpc_endpoints:
         values["CreateVpcEndpoints"] = "true"
     values.update({name: str(value) for name, value in optional.items() if value is not None})
+    values.update(_layout_parameters(request, cache, node_slots or cfn_template.node_slots_for(len(cache.members))))
     return values
+
+
+def _validate_layout(request: DeployRequest) -> None:
+    if request.layout not in cfn_template.LAYOUTS:
+        raise ConfigError("--layout", f"{request.layout!r} is not a layout", ", ".join(cfn_template.LAYOUTS))
+    for flag, port in (("--reader-port", request.reader_port), ("--node-port-base", request.node_port_base)):
+        if port is not None and not 1 <= port <= 65535:
+            raise ConfigError(flag, f"{port} is out of range", "1..65535")
+
+
+def _node_slots(request: DeployRequest, cache: CacheFacts, current: Mapping[str, Any] | None) -> int:
+    """The group's members plus room to grow, and never fewer than the stack has: a slot
+    removed by an update could be the one the primary listener forwards to."""
+    slots = cfn_template.node_slots_for(len(cache.members))
+    if current is not None:
+        existing = [p for p in Stacks.parameters(current).get("NodePorts", "").split(",") if p.strip()]
+        slots = max(slots, min(len(existing), cfn_template.MAX_NODE_SLOTS))
+    return slots
+
+
+def _layout_parameters(request: DeployRequest, cache: CacheFacts, node_slots: int) -> dict[str, str]:
+    """Layout, ReaderPort and NodePorts: by default the reader listens on the primary
+    listener's port + 1 and the node slots on the ports after it."""
+    listener_port = request.listener_port or cache.port
+    reader_port = request.reader_port or listener_port + 1
+    base = request.node_port_base or max(listener_port, reader_port) + 1
+    try:
+        ports = cfn_template.node_ports(base, node_slots)
+    except ValueError as exc:
+        raise ConfigError("--node-port-base", str(exc), f"a port with {node_slots} free ports from it") from None
+    if reader_port > 65535:
+        raise ConfigError("--reader-port", f"{reader_port} is out of range", "1..65535")
+    return {"Layout": request.layout, "ReaderPort": str(reader_port), "NodePorts": ",".join(map(str, ports))}
 
 
 def _check_parameters(values: Mapping[str, str], stack_name: str, template: Mapping[str, Any]) -> None:
@@ -887,8 +929,9 @@ def deploy(
     topic, notifications, notes = _topic_parameter(request, cache, current)
     built = built or packaging.build()
     bucket = artifact_bucket_name(account_id, region)
-    values = stack_parameters(request, cache, bucket, built.key, topic)
-    template = cfn_template.build()
+    node_slots = _node_slots(request, cache, current)
+    values = stack_parameters(request, cache, bucket, built.key, topic, node_slots)
+    template = cfn_template.build(node_slots=node_slots)
     _check_parameters(values, request.stack_name, template)
 
     step(f"artifact bucket {bucket}")

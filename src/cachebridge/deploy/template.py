@@ -53,7 +53,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import DEFAULT_EVENT_WAIT_S, DEFAULT_PORT, Config, Settings
+from ..config import DEFAULT_EVENT_WAIT_S, DEFAULT_PORT, MAX_NODE_TARGET_GROUPS, Binding, Config, Settings
 
 __all__ = [
     "MAX_ALLOWED_CIDRS",
@@ -77,6 +77,13 @@ __all__ = [
     "VPC_ENDPOINT_SERVICES",
     "elasticache_publish_statement",
     "tcp_listener_attributes",
+    "LAYOUTS",
+    "DEFAULT_NODE_SLOTS",
+    "MAX_NODE_SLOTS",
+    "node_ports",
+    "node_slots_for",
+    "switch_bindings_sub",
+    "retarget_bindings_sub",
 ]
 
 MAX_ALLOWED_CIDRS = 5
@@ -111,6 +118,7 @@ TOO_MANY_CIDRS = "TooManyAllowedCidrs"  # the condition that creates the failing
 
 PARAMETER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Network Load Balancer", ("VpcId", "SubnetIds", "Scheme", "ListenerPort", "ListenerProtocol", "CertificateArn")),
+    ("Layout", ("Layout", "ReaderPort", "NodePorts")),
     ("Who may connect", ("AllowedCidrs", "AllowAnySource")),
     ("ElastiCache", ("ReplicationGroupId", "CacheSecurityGroupId", "CachePort", "TargetProtocol")),
     ("Controller", ("ScheduleExpression", "ScheduleRuleName", "NotificationTopicArn", "ReservedConcurrency")),
@@ -148,8 +156,9 @@ def _skip(*checks: tuple[str, str]) -> dict[str, Any]:
 
 # -- parameters ----------------------------------------------------------------------------
 
-def _parameters() -> dict[str, Any]:
+def _parameters(node_slots: int = 0) -> dict[str, Any]:
     return {
+        **_switch_parameters(node_slots or DEFAULT_NODE_SLOTS),
         "VpcId": {
             "Type": "AWS::EC2::VPC::Id",
             "Description": "The VPC of the replication group; the NLB and its target group live here.",
@@ -355,6 +364,9 @@ _LABELS = {
     "CreateVpcEndpoints": "Create interface VPC endpoints",
     "CodeBucket": "Code bucket",
     "CodeKey": "Code key",
+    "Layout": "Layout (switch or retarget)",
+    "ReaderPort": "Reader listener port",
+    "NodePorts": "Per-node listener ports",
 }
 
 
@@ -441,6 +453,7 @@ def _conditions() -> dict[str, Any]:
     }
     for index in range(1, MAX_ALLOWED_CIDRS):
         conditions[_cidr_condition(index)] = {"Fn::Not": [{"Fn::Equals": [_allowed_cidr(index), ""]}]}
+    conditions.update(_switch_conditions())
     return conditions
 
 
@@ -574,6 +587,7 @@ def _load_balancer_resources() -> dict[str, Any]:
         },
         "TargetGroup": {
             "Type": "AWS::ElasticLoadBalancingV2::TargetGroup",
+            "Condition": "IsRetarget",
             "Properties": {
                 "TargetType": "ip",
                 "Protocol": _if("ReEncryptToTarget", "TLS", "TCP"),
@@ -604,8 +618,12 @@ def _load_balancer_resources() -> dict[str, Any]:
                 "Protocol": _ref("ListenerProtocol"),
                 "Certificates": _if("TerminateTls", [{"CertificateArn": _ref("CertificateArn")}], _NO_VALUE),
                 "SslPolicy": _if("ListenerIsTls", TLS_POLICY, _NO_VALUE),
-                "DefaultActions": [{"Type": "forward", "TargetGroupArn": _ref("TargetGroup")}],
                 "ListenerAttributes": _if("ListenerIsTls", _NO_VALUE, tcp_listener_attributes()),
+                # Switch: the controller moves this to the primary's node target group;
+                # CloudFormation sets it again only when a stack update changes it.
+                "DefaultActions": [
+                    {"Type": "forward", "TargetGroupArn": _if("IsSwitch", _ref(node_target_group_name(0)), _ref("TargetGroup"))}
+                ],
             },
         },
     }
@@ -618,7 +636,8 @@ def tcp_listener_attributes() -> list[dict[str, Any]]:
     return [{"Key": "tcp.idle_timeout.seconds", "Value": _ref("TcpIdleTimeoutSeconds")}]
 
 
-def _controller_resources(settings: Settings) -> dict[str, Any]:
+def _controller_resources(settings: Settings, node_slots: int = 0) -> dict[str, Any]:
+    node_slots = node_slots or DEFAULT_NODE_SLOTS
     return {
         "ControllerLogGroup": {
             "Type": "AWS::Logs::LogGroup",
@@ -659,8 +678,9 @@ def _controller_resources(settings: Settings) -> dict[str, Any]:
                                         "elasticloadbalancing:RegisterTargets",
                                         "elasticloadbalancing:DeregisterTargets",
                                     ],
-                                    "Resource": _ref("TargetGroup"),
+                                    "Resource": _routed_target_groups(node_slots),
                                 },
+                                *_switch_statements(node_slots),
                                 {
                                     "Sid": "ReadOnlyLookups",
                                     "Effect": "Allow",
@@ -668,6 +688,8 @@ def _controller_resources(settings: Settings) -> dict[str, Any]:
                                         "elasticloadbalancing:DescribeTargetGroups",
                                         "elasticloadbalancing:DescribeTargetGroupAttributes",
                                         "elasticloadbalancing:DescribeTargetHealth",
+                                        "elasticloadbalancing:DescribeListeners",
+                                        "elasticloadbalancing:DescribeTags",
                                         "elasticache:DescribeReplicationGroups",
                                         "ec2:DescribeVpcs",
                                     ],
@@ -719,7 +741,7 @@ def _controller_resources(settings: Settings) -> dict[str, Any]:
                     _NO_VALUE,
                 ),
                 "LoggingConfig": {"LogGroup": _ref("ControllerLogGroup"), "LogFormat": "Text"},
-                "Environment": {"Variables": {"CACHEBRIDGE_BINDINGS": _sub(bindings_sub(settings))}},
+                "Environment": {"Variables": {"CACHEBRIDGE_BINDINGS": _bindings_value(settings, node_slots)}},
             },
         },
     }
@@ -942,6 +964,7 @@ def _alarm_resources() -> dict[str, Any]:
         },
         "NoHealthyTargetAlarm": {
             "Type": "AWS::CloudWatch::Alarm",
+            "Condition": "IsRetarget",
             "Properties": {
                 "AlarmDescription": _sub("cachebridge ${AWS::StackName}: no healthy target behind the NLB"),
                 "Namespace": "AWS/NetworkELB",
@@ -995,7 +1018,12 @@ def _outputs() -> dict[str, Any]:
                 {"UrlScheme": _if("ClientSpeaksTls", "rediss", "redis")},
             ),
         },
-        "TargetGroupArn": {"Description": "The target group the controller keeps on the primary", "Value": _ref("TargetGroup")},
+        "TargetGroupArn": {
+            "Description": "The target group the controller keeps on the primary",
+            "Condition": "IsRetarget",
+            "Value": _ref("TargetGroup"),
+        },
+        **_switch_outputs(),
         "FunctionName": {"Description": "The controller Lambda function", "Value": _ref("ControllerFunction")},
         "NotificationTopicArn": {
             "Description": "The ElastiCache notification topic the controller listens to",
@@ -1009,10 +1037,15 @@ def _outputs() -> dict[str, Any]:
     }
 
 
-def build(settings: Settings | None = None) -> dict[str, Any]:
+def build(settings: Settings | None = None, node_slots: int = 0) -> dict[str, Any]:
     """The template as a fresh dict. ``settings`` are baked into CACHEBRIDGE_BINDINGS
-    (default: the package defaults); event_wait_s must stay below the function timeout."""
+    (default: the package defaults); event_wait_s must stay below the function timeout.
+    ``node_slots``: how many node target groups the switch layout gets (default
+    ``DEFAULT_NODE_SLOTS``; ``node_slots_for`` sizes it from a group's members)."""
     settings = settings or Settings()
+    node_slots = node_slots or DEFAULT_NODE_SLOTS
+    if not 1 <= node_slots <= MAX_NODE_SLOTS:
+        raise ValueError(f"node_slots {node_slots} is not within 1..{MAX_NODE_SLOTS} (50 listeners per NLB)")
     if settings.event_wait_s >= FUNCTION_TIMEOUT_S:
         raise ValueError(f"event_wait_s {settings.event_wait_s:g} must be below the function timeout {FUNCTION_TIMEOUT_S} s")
     resources: dict[str, Any] = {}
@@ -1020,7 +1053,8 @@ def build(settings: Settings | None = None) -> dict[str, Any]:
         _guard_resources(),
         _security_group_resources(),
         _load_balancer_resources(),
-        _controller_resources(settings),
+        _switch_resources(node_slots),
+        _controller_resources(settings, node_slots),
         _controller_network_resources(),
         _trigger_resources(),
         _alarm_resources(),
@@ -1031,7 +1065,7 @@ def build(settings: Settings | None = None) -> dict[str, Any]:
             "AWSTemplateFormatVersion": "2010-09-09",
             "Description": "cachebridge: an NLB that follows the primary of an ElastiCache replication group",
             "Metadata": {"AWS::CloudFormation::Interface": _interface()},
-            "Parameters": _parameters(),
+            "Parameters": _parameters(node_slots),
             "Rules": _rules(),
             "Conditions": _conditions(),
             "Resources": resources,
@@ -1040,9 +1074,9 @@ def build(settings: Settings | None = None) -> dict[str, Any]:
     )
 
 
-def render(fmt: str = "yaml", settings: Settings | None = None) -> str:
+def render(fmt: str = "yaml", settings: Settings | None = None, node_slots: int = 0) -> str:
     """The template as YAML (``fmt='yaml'``) or JSON (``fmt='json'``) text."""
-    template = build(settings)
+    template = build(settings, node_slots)
     if fmt == "json":
         return json.dumps(template, indent=2) + "\n"
     if fmt in ("yaml", "yml"):
@@ -1062,6 +1096,306 @@ def _no_alias_dumper() -> type:
             return True
 
     return NoAliasDumper
+
+
+# -- the switch layout ---------------------------------------------------------------------
+#
+# Switch (the default): one IP target group per node slot, each behind its own listener on
+# NodePorts[i] (a target group no listener uses is not health-checked, and a slot must be
+# healthy before a failover needs it), the primary listener forwarding to the primary's
+# slot (the controller switches it), a reader listener forwarding to every replica.
+# Retarget: the primary listener forwards to one target group the controller re-points,
+# plus the same reader listener. See ``cachebridge.switch`` for the documented facts.
+
+LAYOUTS = ("switch", "retarget")
+DEFAULT_NODE_SLOTS = 4
+MAX_NODE_SLOTS = MAX_NODE_TARGET_GROUPS
+# Slots beyond the group's members: room for scale-out and for a replacement node that
+# appears before the node it replaces is gone.
+NODE_SLOT_HEADROOM = 2
+_PLACEHOLDER_READER_TG = "cb-placeholder-reader"
+_PLACEHOLDER_LISTENER = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/net/cbplaceholderlb/0123456789abcdef/0123456789abcdef"
+_PORT_PATTERN = r"^([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
+
+
+def node_target_group_name(index: int) -> str:
+    """Logical id of node slot ``index`` (0-based)'s target group."""
+    return f"NodeTargetGroup{index + 1}"
+
+
+def node_listener_name(index: int) -> str:
+    return f"NodeListener{index + 1}"
+
+
+def node_slots_for(members: int) -> int:
+    """Node slots for a group of ``members`` nodes: members plus headroom, within the
+    listener quota."""
+    return max(1, min(MAX_NODE_SLOTS, max(1, members) + NODE_SLOT_HEADROOM))
+
+
+def node_ports(base: int, count: int) -> list[int]:
+    """The per-node listener ports: ``base``, ``base + 1``, ... (one range in the NLB's
+    security group)."""
+    if count < 1 or not 1 <= base or base + count - 1 > 65535:
+        raise ValueError(f"{count} node ports from {base} do not fit in 1..65535")
+    return list(range(base, base + count))
+
+
+def _switch_parameters(node_slots: int) -> dict[str, Any]:
+    return {
+        "Layout": {
+            "Type": "String",
+            "Default": "switch",
+            "AllowedValues": list(LAYOUTS),
+            "Description": (
+                "switch: one target group and listener per cache node, the primary listener switched to the new "
+                "primary on failover (no registration on the failover path). retarget: one target group re-pointed "
+                "to the new primary (waits for NLB registration)."
+            ),
+        },
+        "ReaderPort": {
+            "Type": "Number",
+            "Default": DEFAULT_PORT + 1,
+            "MinValue": 1,
+            "MaxValue": 65535,
+            "Description": "The port of the reader listener, which forwards to every replica.",
+        },
+        "NodePorts": {
+            "Type": "CommaDelimitedList",
+            "Default": ",".join(map(str, node_ports(DEFAULT_PORT + 2, node_slots))),
+            "AllowedPattern": _PORT_PATTERN,
+            "ConstraintDescription": "port numbers 1-65535, separated by commas",
+            "Description": (
+                f"Switch layout: {node_slots} consecutive ports, one listener per node slot, in slot order "
+                "(clients that discover roles themselves connect to each node here)."
+            ),
+        },
+    }
+
+
+def _switch_conditions() -> dict[str, Any]:
+    conditions: dict[str, Any] = {
+        "IsSwitch": {"Fn::Equals": [_ref("Layout"), "switch"]},
+        "IsRetarget": {"Fn::Equals": [_ref("Layout"), "retarget"]},
+    }
+    for index in range(1, MAX_ALLOWED_CIDRS):
+        conditions[f"SwitchAllowedCidr{index + 1}"] = {"Fn::And": [{"Condition": "IsSwitch"}, {"Condition": _cidr_condition(index)}]}
+    return conditions
+
+
+def _ip_target_group(deregistration_delay: Any, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "Type": "AWS::ElasticLoadBalancingV2::TargetGroup",
+        **(extra or {}),
+        "Properties": {
+            "TargetType": "ip",
+            "Protocol": _if("ReEncryptToTarget", "TLS", "TCP"),
+            "Port": _ref("CachePort"),
+            "VpcId": _ref("VpcId"),
+            "HealthCheckEnabled": True,
+            "HealthCheckProtocol": "TCP",
+            "HealthCheckPort": "traffic-port",
+            "HealthCheckIntervalSeconds": _ref("HealthCheckIntervalSeconds"),
+            "HealthCheckTimeoutSeconds": HEALTH_CHECK_TIMEOUT_S,
+            "HealthyThresholdCount": _ref("HealthyThreshold"),
+            "UnhealthyThresholdCount": _ref("HealthyThreshold"),
+            "TargetGroupAttributes": [
+                {"Key": "deregistration_delay.timeout_seconds", "Value": deregistration_delay},
+                {"Key": "deregistration_delay.connection_termination.enabled", "Value": "true"},
+                {"Key": "load_balancing.cross_zone.enabled", "Value": "true"},
+            ],
+        },
+    }
+
+
+def _listener(port: Any, target_group: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "Type": "AWS::ElasticLoadBalancingV2::Listener",
+        **(extra or {}),
+        "Properties": {
+            "LoadBalancerArn": _ref("LoadBalancer"),
+            "Port": port,
+            "Protocol": _ref("ListenerProtocol"),
+            "Certificates": _if("TerminateTls", [{"CertificateArn": _ref("CertificateArn")}], _NO_VALUE),
+            "SslPolicy": _if("ListenerIsTls", TLS_POLICY, _NO_VALUE),
+            "DefaultActions": [{"Type": "forward", "TargetGroupArn": _ref(target_group)}],
+            "ListenerAttributes": _if("ListenerIsTls", _NO_VALUE, tcp_listener_attributes()),
+        },
+    }
+
+
+def _client_ingress(from_port: Any, to_port: Any, index: int, what: str) -> dict[str, Any]:
+    return {
+        "GroupId": _get_att("LoadBalancerSecurityGroup", "GroupId"),
+        "IpProtocol": "tcp",
+        "FromPort": from_port,
+        "ToPort": to_port,
+        "CidrIp": _allowed_cidr(index),
+        "Description": f"cachebridge clients to the {what}, AllowedCidrs entry {index + 1}",
+    }
+
+
+def _switch_resources(node_slots: int) -> dict[str, Any]:
+    """The reader path (both layouts) and the node slots (switch layout)."""
+    switch = {"Condition": "IsSwitch"}
+    resources: dict[str, Any] = {
+        "ReaderTargetGroup": _ip_target_group(_ref("DeregistrationDelaySeconds")),
+        "ReaderListener": _listener(_ref("ReaderPort"), "ReaderTargetGroup"),
+    }
+    for index in range(node_slots):
+        # Delay 0 and termination on: deregistering the demoted primary from its own slot
+        # resets its connections at once (the cut); a listener update never does.
+        resources[node_target_group_name(index)] = _ip_target_group("0", switch)
+        resources[node_listener_name(index)] = _listener({"Fn::Select": [index, _ref("NodePorts")]}, node_target_group_name(index), switch)
+    first_port = {"Fn::Select": [0, _ref("NodePorts")]}
+    last_port = {"Fn::Select": [node_slots - 1, _ref("NodePorts")]}
+    for index in range(MAX_ALLOWED_CIDRS):
+        reader: dict[str, Any] = {"Type": "AWS::EC2::SecurityGroupIngress"}
+        nodes: dict[str, Any] = {"Type": "AWS::EC2::SecurityGroupIngress", "Condition": "IsSwitch"}
+        if index:
+            reader["Condition"] = _cidr_condition(index)
+            nodes["Condition"] = f"SwitchAllowedCidr{index + 1}"
+        reader["Properties"] = _client_ingress(_ref("ReaderPort"), _ref("ReaderPort"), index, "reader listener")
+        nodes["Properties"] = _client_ingress(first_port, last_port, index, "per-node listeners")
+        resources[f"ReaderIngress{index + 1}"] = reader
+        resources[f"NodeIngress{index + 1}"] = nodes
+    return resources
+
+
+def _routed_target_groups(node_slots: int) -> list[Any]:
+    """The target groups the controller registers into and deregisters from."""
+    return [
+        _ref("ReaderTargetGroup"),
+        _if("IsRetarget", _ref("TargetGroup"), _NO_VALUE),
+        *(_if("IsSwitch", _ref(node_target_group_name(i)), _NO_VALUE) for i in range(node_slots)),
+    ]
+
+
+def _switch_statements(node_slots: int) -> list[dict[str, Any]]:
+    return [
+        _if(
+            "IsSwitch",
+            {
+                "Sid": "SwitchThisListenerOnly",
+                "Effect": "Allow",
+                "Action": "elasticloadbalancing:ModifyListener",
+                "Resource": _ref("Listener"),
+            },
+            _NO_VALUE,
+        ),
+        _if(
+            "IsSwitch",
+            {
+                "Sid": "TagOwnNodeTargetGroupsOnly",
+                "Effect": "Allow",
+                "Action": ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"],
+                "Resource": [_ref(node_target_group_name(i)) for i in range(node_slots)],
+            },
+            _NO_VALUE,
+        ),
+    ]
+
+
+def _placeholder_settings_text(config: Config) -> str:
+    return config.bindings_json()
+
+
+def retarget_bindings_sub(settings: Settings | None = None) -> str:
+    """The Fn::Sub string of ``CACHEBRIDGE_BINDINGS`` in the retarget layout: the primary
+    into ``TargetGroup`` and the replicas into ``ReaderTargetGroup``."""
+    primary = Config.single(
+        source=f"elasticache://{_PLACEHOLDER_RG}?role=primary",
+        target_group=_PLACEHOLDER_TG,
+        port=_PLACEHOLDER_PORT,
+        name=f"{_PLACEHOLDER_RG}-primary",
+    ).bindings[0]
+    return _substitute_placeholders(Config(bindings=(primary, _reader_binding()), settings=settings or Settings()), 0)
+
+
+def switch_bindings_sub(settings: Settings | None = None, node_slots: int = DEFAULT_NODE_SLOTS) -> str:
+    """The Fn::Sub string of ``CACHEBRIDGE_BINDINGS`` in the switch layout: the primary
+    through ``Listener`` and the node target groups (``${NodeTargetGroupNName}``, the
+    names, to keep the variable well under Lambda's 4 KB), the replicas into
+    ``ReaderTargetGroup``."""
+    primary = Binding.from_mapping({
+        "name": f"{_PLACEHOLDER_RG}-primary",
+        "source": f"elasticache://{_PLACEHOLDER_RG}?role=primary",
+        "layout": "switch",
+        "listener": _PLACEHOLDER_LISTENER,
+        "node_target_groups": [f"cb-placeholder-n{i + 1}" for i in range(node_slots)],
+        "port": _PLACEHOLDER_PORT,
+    })
+    return _substitute_placeholders(Config(bindings=(primary, _reader_binding()), settings=settings or Settings()), node_slots)
+
+
+def _reader_binding() -> Binding:
+    return Binding.from_mapping({
+        "name": f"{_PLACEHOLDER_RG}-replicas",
+        "source": f"elasticache://{_PLACEHOLDER_RG}?role=replicas",
+        "target_group": _PLACEHOLDER_READER_TG,
+        "port": _PLACEHOLDER_PORT,
+    })
+
+
+def _substitute_placeholders(config: Config, node_slots: int) -> str:
+    text = config.bindings_json()
+    replacements = [
+        (f'"port":{_PLACEHOLDER_PORT}', '"port":${CachePort}', 2),
+        (f'"{_PLACEHOLDER_READER_TG}"', '"${ReaderTargetGroup}"', 1),
+        (_PLACEHOLDER_RG, "${ReplicationGroupId}", 4),
+    ]
+    if node_slots:
+        replacements.append((f'"{_PLACEHOLDER_LISTENER}"', '"${Listener}"', 1))
+        replacements += [(f'"cb-placeholder-n{i + 1}"', f'"${{{node_target_group_name(i)}Name}}"', 1) for i in range(node_slots)]
+    else:
+        replacements.append((f'"{_PLACEHOLDER_TG}"', '"${TargetGroup}"', 1))
+    for placeholder, reference, expected in replacements:
+        found = text.count(placeholder)
+        if found != expected:
+            raise RuntimeError(f"bindings_json() holds {placeholder!r} {found} times, expected {expected}: {text}")
+        text = text.replace(placeholder, reference)
+    if "$" in re.sub(r"\$\{[A-Za-z0-9]+\}", "", text):
+        raise RuntimeError(f"bindings_json() holds a '$' that Fn::Sub would misread: {text}")
+    return text
+
+
+def _bindings_value(settings: Settings, node_slots: int) -> dict[str, Any]:
+    names = {f"{node_target_group_name(i)}Name": _get_att(node_target_group_name(i), "TargetGroupName") for i in range(node_slots)}
+    return _if("IsSwitch", _sub(switch_bindings_sub(settings, node_slots), names), _sub(retarget_bindings_sub(settings)))
+
+
+def _switch_outputs() -> dict[str, Any]:
+    return {
+        "Layout": {"Description": "switch or retarget", "Value": _ref("Layout")},
+        "PrimaryPort": {"Description": "Clients that write connect here: the primary listener", "Value": _ref("ListenerPort")},
+        "PrimaryListenerArn": {"Description": "The primary listener (the switch layout switches its default action)", "Value": _ref("Listener")},
+        "ReaderPort": {"Description": "The reader listener: every replica", "Value": _ref("ReaderPort")},
+        "ReaderTargetGroupArn": {"Description": "The target group the controller keeps on the replicas", "Value": _ref("ReaderTargetGroup")},
+        "NodePorts": {
+            "Description": "Switch layout: one listener per node slot, in slot order",
+            "Condition": "IsSwitch",
+            "Value": {"Fn::Join": [",", _ref("NodePorts")]},
+        },
+    }
+
+
+def _switch_parameter_problems(parameters: Mapping[str, Any], template: Mapping[str, Any]) -> list[str]:
+    """What CloudFormation cannot check itself about the layout's ports."""
+    problems: list[str] = []
+    listener, reader = str(parameters.get("ListenerPort")), str(parameters.get("ReaderPort"))
+    if reader == listener:
+        problems.append(f"ReaderPort: {reader} is also the ListenerPort")
+    if parameters.get("Layout") != "switch":
+        return problems
+    slots = sum(1 for rid in template["Resources"] if re.fullmatch(r"NodeListener\d+", rid))
+    ports = [int(p) for p in parameters.get("NodePorts", []) if str(p).isdigit()]
+    if len(ports) != slots:
+        problems.append(f"NodePorts: {len(ports)} ports given; the template has {slots} node slots")
+    elif ports != list(range(ports[0], ports[0] + slots)):
+        problems.append("NodePorts: the ports must be consecutive, in slot order")
+    elif {listener, reader} & {str(p) for p in ports}:
+        problems.append("NodePorts: a node port is also the ListenerPort or the ReaderPort")
+    return problems
 
 
 # -- supported parameter combinations ------------------------------------------------------
@@ -1297,6 +1631,7 @@ def validate_parameters(
                 problems.append(f"{rule_name}: {assertion.get('AssertDescription', 'assertion failed')}")
     if evaluate({"Condition": TOO_MANY_CIDRS}, template, parameters, pseudo):
         problems.append(f"AllowedCidrs: at most {MAX_ALLOWED_CIDRS} ranges")
+    problems += _switch_parameter_problems(parameters, template)
     if stack_name is not None and not values.get("ScheduleRuleName"):
         derived = stack_name + SCHEDULE_RULE_SUFFIX
         if len(derived) > SCHEDULE_RULE_NAME_MAX:

@@ -46,10 +46,12 @@ def sandbox() -> None:
 @click.option("--deregistration-delay", type=int, help="Target group deregistration delay  [default: the template's].")
 @click.option("--schedule", "schedule_s", type=float, help="Seconds between schedule ticks  [default: the rule's rate].")
 @click.option("--event-wait", "event_wait_s", type=float, help="Controller's event_wait_s  [default: the function's].")
+@click.option("--layout", type=click.Choice(["switch", "retarget"]), default="switch", show_default=True, help="The stack's layout (see cachebridge deploy --help).")
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
 def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, detect_delay: float,
                registration_delay: float | None, health_check_interval: int | None, healthy_threshold: int | None,
-               deregistration_delay: int | None, schedule_s: float | None, event_wait_s: float | None, as_json: bool) -> None:
+               deregistration_delay: int | None, schedule_s: float | None, event_wait_s: float | None, as_json: bool,
+               layout: str = "switch") -> None:
     """Start the sandbox and return once everything is ready."""
     from .control import SandboxError, up
     from .failover import FailoverOptions
@@ -58,7 +60,7 @@ def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, det
     options = SandboxOptions(
         state_dir=state_dir.resolve(), nodes=nodes, schedule_s=schedule_s, event_wait_s=event_wait_s,
         health_check_interval_s=health_check_interval, healthy_threshold=healthy_threshold,
-        deregistration_delay_s=deregistration_delay,
+        deregistration_delay_s=deregistration_delay, layout=layout,
         failover=FailoverOptions(order=order, notify_delay_s=notify_delay, detect_s=detect_delay),  # type: ignore[arg-type]
     )
     if registration_delay is not None:

@@ -31,7 +31,7 @@ from .aws_server import ACCOUNT_ID, AwsServer
 from .dns import LoopbackDnsServer
 from .failover import Cluster, FailoverOptions, Member
 from .nlb_dataplane import DEFAULT_REGISTRATION_DELAY_S, DataPlane
-from .redis_nodes import RedisNode, free_port
+from .redis_nodes import RedisNode, _bindable, free_port
 
 __all__ = ["SandboxOptions", "Supervisor", "main", "STATE_FILE"]
 
@@ -62,6 +62,7 @@ class SandboxOptions:
     deregistration_delay_s: int | None = None
     event_wait_s: float | None = None
     failover: FailoverOptions = field(default_factory=FailoverOptions)
+    layout: str = "switch"  # the stack's Layout: switch | retarget
 
 
 class FunctionHost:
@@ -189,7 +190,10 @@ class Supervisor:
         moto_ext.set_test_failover_hook(self._on_test_failover)
 
         listener_port = free_port()
-        outputs = self._deploy(vpc, subnets, cache_sg, listener_port)
+        reader_port = free_port()
+        # Node slots: the group's members plus room to grow, as deploy sizes them.
+        node_port_base = free_port_range(opts.nodes + 2)
+        outputs = self._deploy(vpc, subnets, cache_sg, listener_port, layout=opts.layout, reader_port=reader_port, node_port_base=node_port_base)
         function_name = outputs["FunctionName"]
         config = clients["lambda"].get_function_configuration(FunctionName=function_name)
         extra = {"CACHEBRIDGE_NAMESERVERS": self.dns.address}
@@ -217,6 +221,13 @@ class Supervisor:
             "replication_group": opts.replication_group,
             "primary_endpoint": primary_endpoint,
             "nlb": {"host": "127.0.0.1", "port": listener_port, "dns_name": outputs.get("LoadBalancerDnsName")},
+            "layout": outputs.get("Layout", opts.layout),
+            "listeners": {
+                "primary": listener_port,
+                "reader": int(outputs.get("ReaderPort", reader_port)),
+                "nodes": [int(p) for p in outputs.get("NodePorts", "").split(",") if p],
+            },
+            "primary_listener_arn": outputs.get("PrimaryListenerArn"),
             "target_group_arn": outputs.get("TargetGroupArn"),
             "schedule_s": schedule_s,
             "outputs": outputs,
@@ -235,7 +246,18 @@ class Supervisor:
         cache_sg = ec2.create_security_group(GroupName="sandbox-cache", Description="cache nodes", VpcId=vpc)["GroupId"]
         return vpc, subnets, cache_sg
 
-    def _deploy(self, vpc: str, subnets: list[str], cache_sg: str, listener_port: int) -> dict[str, str]:
+    def _deploy(
+        self,
+        vpc: str,
+        subnets: list[str],
+        cache_sg: str,
+        listener_port: int,
+        *,
+        layout: str = "switch",
+        reader_port: int | None = None,
+        node_port_base: int | None = None,
+    ) -> dict[str, str]:
+        """``cachebridge deploy`` of the sandbox's stack, through the same template as on AWS."""
         opts = self.options
         args = [
             sys.executable, "-m", "cachebridge.cli", "deploy",
@@ -245,6 +267,7 @@ class Supervisor:
             "--subnets", ",".join(subnets),
             "--allowed-cidr", "127.0.0.0/8",
             "--listener-port", str(listener_port),
+            "--layout", layout,
             "--wire-notifications",
             "--invoke", "none",
             "--poll-interval", "0.2",
@@ -255,6 +278,8 @@ class Supervisor:
             ("--health-check-interval", opts.health_check_interval_s),
             ("--healthy-threshold", opts.healthy_threshold),
             ("--deregistration-delay", opts.deregistration_delay_s),
+            ("--reader-port", reader_port),
+            ("--node-port-base", node_port_base),
         ):
             if value is not None:
                 args += [flag, str(value)]
@@ -316,6 +341,16 @@ class Supervisor:
     def wait(self) -> None:
         while not self._stop.wait(0.5):
             pass
+
+
+def free_port_range(count: int, attempts: int = 50) -> int:
+    """The first of ``count`` consecutive ports free on 127.0.0.1 (the per-node listeners
+    take one range, as the NLB's security group rule does)."""
+    for _ in range(attempts):
+        base = free_port()
+        if base + count - 1 <= 65535 and all(_bindable("127.0.0.1", base + i) for i in range(count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1 after {attempts} attempts")
 
 
 def _jsonable(value: Any) -> Any:

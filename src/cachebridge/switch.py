@@ -1,0 +1,332 @@
+"""The switch pass: one reconcile of a ``layout = "switch"`` binding (``sync`` dispatches here).
+
+The switch layout gives each cache node its own IP target group (a *node slot*), holding
+that node's address permanently, and switches the primary listener's default action to
+the current primary's slot on failover. ElastiCache keeps a node's DNS name and IP across
+node replacement in a VPC, so what changes on failover is the role, not the address, and
+registration (which "can take a few minutes" on AWS) never sits on the failover path.
+
+Why per-node listeners (the template gives each slot its own listener), not one weighted
+forward action:
+
+- A target group is health-checked only once a listener uses it: "After you specify a
+  target group in a rule for a listener, the load balancer continually monitors the health
+  of all targets registered with the target group" (Elastic Load Balancing, "Target groups
+  for your Network Load Balancers"); a group no listener uses reports its targets
+  ``unused`` (``Target.NotInUse``). A slot must be healthy *before* the failover, so every
+  slot must be attached to a listener.
+- NLBs now accept weighted forward actions over several target groups ("Network Load
+  Balancers now support Weighted Target Groups", AWS Networking & Content Delivery blog;
+  weights 0-999; the NLB listener guide shows a ModifyListener with two weighted groups),
+  but the CloudFormation reference for ``ForwardConfig`` still says "For Network Load
+  Balancers, you can specify a single target group", and nothing documents whether a
+  group with weight 0 is health-checked. Per-node listeners rely on documented
+  behaviour only, and also give clients direct access to each node (role-aware clients,
+  cluster mode). Their limit: 50 listeners per NLB, not adjustable ("Quotas for your Network
+  Load Balancers"), so at most 48 node slots beside the primary and reader listeners.
+
+One pass: read the replication group (roles, node names resolved), each slot's tags and
+target health and the listener's default action; ``switch_planner.plan_switch``; apply:
+
+1. Switch: ModifyListener to the new primary's slot. "When the target group for the
+   default action of a TCP or TLS listener is updated, new connections are routed to the
+   newly configured target group ... active connections ... remain associated to the
+   target in the original target group for up to one hour"; "Connection termination on
+   deregistration is not applied when updating the listener" (Elastic Load Balancing,
+   "Update a listener for your Network Load Balancer"). If it fails, nothing else is
+   applied in this pass.
+2. Tags of newly assigned slots, registrations.
+3. The cut: deregister the demoted primary from its own slot (the node groups have
+   deregistration delay 0 and connection termination on), which resets the connections
+   still open to it, through the primary listener or its own; tag the slot with the time.
+4. Deregistrations of stale targets, untag freed slots, and the rejoin of a cut node once
+   ``rejoin_after_s`` has passed (see the planner's rule 6 for why it is not registered
+   again at once: connections that still follow the old default action while the update
+   propagates must find no target rather than a read-only one).
+
+On an ElastiCache event the roles may not have flipped yet: the pass re-reads the source
+every ``poll_interval_s`` for up to ``event_wait_s`` until the primary's slot differs
+from the listener's forward target.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Binding, ElastiCacheSourceSpec, Settings
+from .errors import CacheBridgeError, SourceError, SourceUnsupported
+from .nlb import TargetGroupInfo, TargetGroups, risky_settings
+from .sources import Sources
+from .switch_planner import CUT_TAG, NODE_TAG, Node, Slot, SwitchPlan, plan_switch
+from .sync import BindingResult, Trigger
+from .targets import Target
+
+__all__ = ["SwitchResult", "read_nodes", "sync_switch"]
+
+
+@dataclass
+class SwitchResult(BindingResult):
+    """A ``BindingResult`` plus what the switch layout adds to the report."""
+
+    layout: str = "switch"
+    listener: str | None = None
+    forward_before: str | None = None
+    forward_after: str | None = None
+    switched: bool = False
+    cut: tuple[Target, ...] = ()
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    plan: SwitchPlan | None = None
+
+    @property
+    def changes(self) -> int:
+        return super().changes + (int(self.switched) if self.status != "dry_run" else 0)
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        out.update(
+            layout="switch",
+            listener=self.listener,
+            forward_before=self.forward_before,
+            forward_after=self.forward_after,
+            switched=self.switched,
+            cut=[str(t) for t in self.cut],
+            nodes=self.nodes,
+        )
+        return out
+
+
+def read_nodes(sources: Sources, spec: ElastiCacheSourceSpec, port: int, families: Sequence[int] = (4, 6)) -> tuple[Node, ...]:
+    """Every member of the replication group with its role and its one address.
+
+    Raises ``SourceError`` rather than return part of the group: a missing node would look
+    like a slot to free."""
+    rg = sources.replication_group(spec.replication_group_id)
+    where = str(spec)
+    if rg.cluster_enabled:
+        raise SourceUnsupported(f"{where}: cluster mode is enabled; the switch layout follows cluster-mode-disabled groups")
+    if not rg.members:
+        raise SourceError(f"{where}: the group lists no member (status {rg.status})")
+    nodes: list[Node] = []
+    for m in rg.members:
+        if m.role not in ("primary", "replica"):
+            raise SourceError(f"{where}: member {m.cache_cluster_id} has no role yet (status {rg.status})")
+        if not m.address:
+            raise SourceError(f"{where}: member {m.cache_cluster_id} has no endpoint yet (status {rg.status})")
+        if m.port is not None and m.port != port:
+            raise SourceError(f"{where}: member {m.cache_cluster_id} listens on port {m.port}, not {port}; set port = {m.port}")
+        try:
+            resolution = sources.resolver.resolve(m.address, families)
+        except SourceError as exc:
+            raise type(exc)(f"{where}: member {m.cache_cluster_id}: {exc}") from None
+        if len(resolution.addresses) != 1:
+            raise SourceError(f"{where}: member {m.cache_cluster_id} resolves to {', '.join(resolution.addresses)}; a node has one address")
+        nodes.append(Node(m.cache_cluster_id, m.role, Target(resolution.addresses[0], port)))
+    return tuple(nodes)
+
+
+def wall_clock() -> float:
+    """Unix time: the cut's tag and the rejoin hold compare it across runs (and hosts),
+    which a monotonic clock cannot do."""
+    return time.time()
+
+
+@dataclass
+class _Read:
+    infos: list[TargetGroupInfo]
+    slots: list[Slot]
+    forward: str | None
+
+
+def _read_nlb(binding: Binding, target_groups: TargetGroups) -> _Read:
+    assert binding.listener is not None
+    infos = [target_groups.info(name) for name in binding.node_target_groups]
+    tags = target_groups.tags([i.arn for i in infos])
+    slots = []
+    for info in infos:
+        tag = tags.get(info.arn, {})
+        cut_at: float | None
+        try:
+            cut_at = float(tag[CUT_TAG]) if tag.get(CUT_TAG) else None
+        except ValueError:
+            cut_at = 0.0  # unreadable: treat the hold as long over
+        slots.append(Slot(info.arn, tag.get(NODE_TAG) or None, target_groups.health(info.arn), cut_at))
+    forward = target_groups.listener(binding.listener).forward
+    return _Read(infos, slots, forward)
+
+
+def sync_switch(
+    binding: Binding,
+    *,
+    target_groups: TargetGroups,
+    sources: Sources,
+    settings: Settings,
+    dry_run: bool = False,
+    trigger: Trigger | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
+) -> SwitchResult:
+    """Reconcile one switch binding; never raises for AWS or source trouble (the result
+    says ``error``)."""
+    started = time.perf_counter()
+    result = SwitchResult(binding.name, str(binding.source), ",".join(binding.node_target_groups), binding.port)
+    result.listener = binding.listener
+    try:
+        _sync(binding, result, target_groups, sources, settings, dry_run, trigger, clock, sleep, deadline)
+    except CacheBridgeError as exc:
+        result.status, result.error = "error", str(exc)
+    except Exception as exc:  # one binding's surprise must not stop the others
+        result.status, result.error = "error", f"unexpected error in switch binding {binding.name}: {exc!r}"
+    if result.status == "error" and not result.registered_after:
+        result.registered_after = result.registered_before
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    return result
+
+
+def _sync(
+    binding: Binding,
+    r: SwitchResult,
+    target_groups: TargetGroups,
+    sources: Sources,
+    settings: Settings,
+    dry_run: bool,
+    trigger: Trigger | None,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    deadline: float | None,
+) -> None:
+    assert isinstance(binding.source, ElastiCacheSourceSpec)
+    read = _read_nlb(binding, target_groups)
+    for info in read.infos:
+        r.warnings.extend(f"{info.name}: {w}" for w in risky_settings(info))
+    r.forward_before = r.forward_after = read.forward
+    r.target_group_arn = read.forward
+    live = {t for s in read.slots for t in s.live}
+    r.registered_before = tuple(sorted(live))
+    r.health = {f"{s.arn}|{t}": h.state.value for s in read.slots for t, h in sorted(s.actual.items())}
+    families = read.infos[0].families if read.infos else (4, 6)
+
+    wait_until = clock() + (settings.event_wait_s if trigger is not None and trigger.wait_for_change else 0.0)
+    if deadline is not None:
+        wait_until = min(wait_until, deadline)
+    while True:
+        sources.new_pass()
+        r.polls += 1
+        try:
+            nodes: tuple[Node, ...] | None = read_nodes(sources, binding.source, binding.port, families)
+            source_error = None
+        except SourceError as exc:
+            nodes, source_error = None, str(exc)
+        p = plan_switch(nodes, read.slots, read.forward, now=wall_clock(), rejoin_after_s=settings.rejoin_after_s)
+        if p.switch or clock() >= wait_until:
+            break
+        sleep(max(0.0, min(settings.poll_interval_s, wait_until - clock())))
+
+    r.plan = p
+    r.reasons = p.reasons
+    r.drift = p.drift
+    r.desired = tuple(sorted(n.target for n in nodes or ()))
+    r.forward_after = p.forward_after
+    r.nodes = _nodes_report(nodes or (), p, read.slots)
+    if p.unplaced:
+        r.warnings.append("no free node slot for " + ", ".join(p.unplaced))
+    if source_error is not None or p.blocked:
+        r.status, r.error, r.source_error = "error", source_error or "; ".join(p.reasons), source_error is not None
+        r.forward_after = read.forward
+        return
+    r.register, r.deregister, r.cut = p.register, p.deregister, p.cut
+    if dry_run:
+        r.status = "dry_run"
+        r.forward_after = read.forward
+        r.registered_after = r.registered_before
+        return
+    r.register, r.deregister, r.cut = (), (), ()
+    if p.empty:
+        r.status = "in_sync"
+        r.registered_after = r.registered_before
+        return
+    apply(p, binding, target_groups, r, {i.arn: i for i in read.infos}, live)
+
+
+def apply(
+    p: SwitchPlan,
+    binding: Binding,
+    target_groups: TargetGroups,
+    r: SwitchResult,
+    infos: dict[str, TargetGroupInfo],
+    live: set[Target],
+) -> None:
+    """Apply a plan in the order the planner's rule 4 asks for; ``r`` records what was done."""
+    assert binding.listener is not None
+    registered: list[Target] = []
+    deregistered: list[Target] = []
+    r.registered_after = tuple(sorted(live))
+    try:
+        if p.switch:
+            assert p.forward_after is not None
+            try:
+                target_groups.forward(binding.listener, p.forward_after)
+            except Exception as exc:
+                r.status, r.error = "error", f"switching {binding.listener} to {p.forward_after} failed: {exc} (nothing else changed)"
+                r.forward_after = p.forward_before
+                return
+            r.switched = True
+            r.forward_after = p.forward_after
+            r.target_group_arn = p.forward_after
+        for s in p.slots:
+            if s.tag and s.node:
+                target_groups.set_tags(s.arn, {NODE_TAG: s.node})
+            if s.register:
+                target_groups.register(infos[s.arn], s.register)
+                registered.extend(s.register)
+                live.update(s.register)
+            if s.rejoin:
+                target_groups.remove_tags(s.arn, [CUT_TAG])
+        if p.cut and p.cut_slot is not None:
+            # Tagged first: if the deregistration then fails, the next run does not put the
+            # node straight back; if the tag fails, nothing was cut yet.
+            target_groups.set_tags(p.cut_slot, {CUT_TAG: f"{wall_clock():.0f}"})
+            target_groups.deregister(infos[p.cut_slot], p.cut)
+            r.cut = p.cut
+            deregistered.extend(p.cut)
+            live.difference_update(p.cut)
+        for s in p.slots:
+            if s.deregister:
+                target_groups.deregister(infos[s.arn], s.deregister)
+                deregistered.extend(s.deregister)
+                live.difference_update(s.deregister)
+            if s.untag:
+                target_groups.remove_tags(s.arn, [NODE_TAG, CUT_TAG])
+    except CacheBridgeError as exc:
+        r.status, r.error = "error", f"{exc} (after the switch)" if r.switched else str(exc)
+        return
+    finally:
+        r.register = tuple(sorted(set(registered)))
+        r.deregister = tuple(sorted(set(deregistered)))
+        r.registered_after = tuple(sorted(live))
+    r.status = "changed"
+
+
+def _nodes_report(nodes: Sequence[Node], p: SwitchPlan, slots: Sequence[Slot]) -> dict[str, dict[str, Any]]:
+    by_arn = {s.arn: s for s in slots}
+    report: dict[str, dict[str, Any]] = {}
+    for sp in p.slots:
+        if sp.node is None:
+            continue
+        node = next((n for n in nodes if n.cluster_id == sp.node), None)
+        health = None
+        if node is not None:
+            state = by_arn[sp.arn].actual.get(node.target)
+            health = state.state.value if state is not None else "unused"
+        report[sp.node] = {
+            "target_group": sp.arn,
+            "target": str(node.target) if node else None,
+            "role": node.role if node else None,
+            "health": health,
+        }
+    return report
+
+

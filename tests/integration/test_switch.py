@@ -1,0 +1,230 @@
+"""The switch layout end to end: ``sync()`` against moto in-process (with ``moto_ext``), a
+real replication group in moto's ElastiCache, node names on a loopback DNS server, one NLB
+with a primary listener and a listener per node target group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto.core import DEFAULT_ACCOUNT_ID
+
+from cachebridge.config import Config, Settings
+from cachebridge.nlb import TargetGroups
+from cachebridge.sandbox import moto_ext
+from cachebridge.sandbox.dns import LoopbackDnsServer
+from cachebridge.sources import DnsResolver, Sources
+from cachebridge.switch_planner import CUT_TAG, NODE_TAG
+from cachebridge.sync import SyncReport, Trigger, sync
+from cachebridge.targets import Target
+
+from .conftest import REGION, CallLog
+
+pytestmark = pytest.mark.timeout(60)
+
+PORT = 6379
+RG = "orders"
+ADDRESSES = ("10.0.1.11", "10.0.2.22", "10.0.3.33")
+
+
+@dataclass
+class Stack:
+    listener: str
+    slots: list[str]  # node target group ARNs, in configuration order
+    node_ids: list[str]  # cache cluster ids, the initial primary first
+    config: Config
+
+
+class FailingModifyListener:
+    """An elbv2 client whose ModifyListener fails; every other call goes to the real one."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def modify_listener(self, **params: Any) -> Any:
+        raise ClientError({"Error": {"Code": "InternalFailure", "Message": "injected"}}, "ModifyListener")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@pytest.fixture
+def stack(aws: None, ec2: Any, elbv2: Any, dns_server: LoopbackDnsServer) -> Stack:
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24", AvailabilityZone=f"{REGION}a")["Subnet"]["SubnetId"]
+    lb = elbv2.create_load_balancer(Name="orders", Subnets=[subnet], Type="network")["LoadBalancers"][0]["LoadBalancerArn"]
+    slots = []
+    for i in range(3):
+        arn = elbv2.create_target_group(
+            Name=f"orders-n{i + 1}", Protocol="TCP", Port=PORT, VpcId=vpc, TargetType="ip", HealthCheckProtocol="TCP",
+        )["TargetGroups"][0]["TargetGroupArn"]
+        elbv2.modify_target_group_attributes(
+            TargetGroupArn=arn,
+            Attributes=[
+                {"Key": "deregistration_delay.timeout_seconds", "Value": "0"},
+                {"Key": "deregistration_delay.connection_termination.enabled", "Value": "true"},
+            ],
+        )
+        elbv2.create_listener(LoadBalancerArn=lb, Protocol="TCP", Port=16379 + i, DefaultActions=[{"Type": "forward", "TargetGroupArn": arn}])
+        slots.append(arn)
+    listener = elbv2.create_listener(
+        LoadBalancerArn=lb, Protocol="TCP", Port=PORT, DefaultActions=[{"Type": "forward", "TargetGroupArn": slots[0]}]
+    )["Listeners"][0]["ListenerArn"]
+    elasticache = boto3.client("elasticache", region_name=REGION)
+    elasticache.create_replication_group(
+        ReplicationGroupId=RG, ReplicationGroupDescription="orders", ReplicasPerNodeGroup=1, Port=PORT, Engine="redis"
+    )
+    members = elasticache.describe_replication_groups(ReplicationGroupId=RG)["ReplicationGroups"][0]["NodeGroups"][0]["NodeGroupMembers"]
+    members.sort(key=lambda m: m["CurrentRole"] != "primary")
+    for m, ip in zip(members, ADDRESSES):
+        dns_server.zone.set_a(m["ReadEndpoint"]["Address"], ip)
+    config = Config.from_mapping({
+        "settings": {"nameservers": [dns_server.address], "dns_timeout_s": 0.5, "event_wait_s": 0, "rejoin_after_s": 60},
+        "bindings": [{
+            "name": "orders-primary",
+            "source": f"elasticache://{RG}?role=primary",
+            "layout": "switch",
+            "listener": listener,
+            "node_target_groups": [f"orders-n{i + 1}" for i in range(3)],
+            "port": PORT,
+        }],
+    })
+    return Stack(listener, slots, [m["CacheClusterId"] for m in members], config)
+
+
+def run(stack: Stack, elbv2: Any, dry_run: bool = False, now: float = 1_000_000.0, trigger: Trigger = Trigger()) -> SyncReport:
+    settings = stack.config.settings
+    sources = Sources(DnsResolver(settings.nameservers, settings.dns_timeout_s), boto3.client("elasticache", region_name=REGION))
+    from cachebridge import switch
+
+    original = switch.wall_clock
+    switch.wall_clock = lambda: now  # type: ignore[assignment]
+    try:
+        return sync(stack.config, target_groups=TargetGroups(elbv2), sources=sources, dry_run=dry_run, trigger=trigger)
+    finally:
+        switch.wall_clock = original  # type: ignore[assignment]
+
+
+def forward_of(elbv2: Any, listener: str) -> str:
+    return elbv2.describe_listeners(ListenerArns=[listener])["Listeners"][0]["DefaultActions"][0]["TargetGroupArn"]
+
+
+def memberships(elbv2: Any, stack: Stack) -> list[set[Target]]:
+    return [
+        {Target(d["Target"]["Id"], d["Target"]["Port"]) for d in elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]}
+        for arn in stack.slots
+    ]
+
+
+def tags(elbv2: Any, stack: Stack) -> list[dict[str, str]]:
+    described = elbv2.describe_tags(ResourceArns=stack.slots)["TagDescriptions"]
+    by_arn = {d["ResourceArn"]: {t["Key"]: t["Value"] for t in d["Tags"]} for d in described}
+    return [by_arn[arn] for arn in stack.slots]
+
+
+def fail_over(stack: Stack, to: int) -> None:
+    moto_ext.failover_replication_group(DEFAULT_ACCOUNT_ID, REGION, RG, stack.node_ids[to])
+
+
+P, R = Target(ADDRESSES[0], PORT), Target(ADDRESSES[1], PORT)
+
+
+def test_first_run_assigns_slots_and_keeps_the_listener_on_the_primary(stack: Stack, elbv2: Any) -> None:
+    report = run(stack, elbv2)
+    [result] = report.bindings
+    assert result.status == "changed", result.error
+    assert memberships(elbv2, stack) == [{P}, {R}, set()]
+    assert [t.get(NODE_TAG) for t in tags(elbv2, stack)] == [stack.node_ids[0], stack.node_ids[1], None]
+    assert forward_of(elbv2, stack.listener) == stack.slots[0]
+    entry = result.to_json()
+    assert entry["layout"] == "switch" and entry["switched"] is False and entry["listener"] == stack.listener
+    assert entry["nodes"][stack.node_ids[0]]["target_group"] == stack.slots[0]
+
+
+def test_failover_switches_the_listener_then_cuts_the_demoted_primary(stack: Stack, elbv2: Any) -> None:
+    run(stack, elbv2)
+    fail_over(stack, 1)
+    log = CallLog(elbv2)
+    [result] = run(stack, elbv2).bindings
+    assert result.status == "changed", result.error
+    assert forward_of(elbv2, stack.listener) == stack.slots[1]
+    # The demoted primary left its own slot (its connections are cut); nothing else moved.
+    assert memberships(elbv2, stack) == [set(), {R}, set()]
+    assert tags(elbv2, stack)[0][CUT_TAG] == "1000000"
+    names = [n for n in log.names() if n in ("ModifyListener", "DeregisterTargets", "RegisterTargets")]
+    assert names == ["ModifyListener", "DeregisterTargets"]
+    entry = result.to_json()
+    assert (entry["forward_before"], entry["forward_after"], entry["switched"], entry["cut"]) == (
+        stack.slots[0], stack.slots[1], True, [str(P)]
+    )
+
+
+def test_second_run_is_a_noop(stack: Stack, elbv2: Any) -> None:
+    run(stack, elbv2)
+    fail_over(stack, 1)
+    run(stack, elbv2)
+    log = CallLog(elbv2)
+    [result] = run(stack, elbv2, now=1_000_010.0).bindings
+    assert result.status == "in_sync", result.reasons
+    assert not [n for n in log.names() if n in ("ModifyListener", "RegisterTargets", "DeregisterTargets", "AddTags", "RemoveTags")]
+
+
+def test_demoted_primary_rejoins_its_slot_after_rejoin_after_s(stack: Stack, elbv2: Any) -> None:
+    run(stack, elbv2)
+    fail_over(stack, 1)
+    run(stack, elbv2)
+    [result] = run(stack, elbv2, now=1_000_060.0).bindings
+    assert result.status == "changed" and result.register == (P,)
+    assert memberships(elbv2, stack) == [{P}, {R}, set()]
+    assert CUT_TAG not in tags(elbv2, stack)[0]
+    assert forward_of(elbv2, stack.listener) == stack.slots[1]
+
+
+def test_source_error_changes_nothing(stack: Stack, elbv2: Any, dns_server: LoopbackDnsServer) -> None:
+    run(stack, elbv2)
+    fail_over(stack, 1)
+    stack.config = stack.config.with_settings(nameservers=["127.0.0.1:9"])  # nobody answers
+    log = CallLog(elbv2)
+    [result] = run(stack, elbv2).bindings
+    assert result.status == "error" and result.to_json()["switched"] is False
+    assert forward_of(elbv2, stack.listener) == stack.slots[0]
+    assert memberships(elbv2, stack) == [{P}, {R}, set()]
+    assert not [n for n in log.names() if n in ("ModifyListener", "RegisterTargets", "DeregisterTargets", "AddTags", "RemoveTags")]
+
+
+def test_failed_modify_listener_leaves_listener_and_memberships(stack: Stack, elbv2: Any) -> None:
+    run(stack, elbv2)
+    fail_over(stack, 1)
+    log = CallLog(elbv2)
+    settings = stack.config.settings
+    sources = Sources(DnsResolver(settings.nameservers, settings.dns_timeout_s), boto3.client("elasticache", region_name=REGION))
+    report = sync(stack.config, target_groups=TargetGroups(FailingModifyListener(elbv2)), sources=sources)
+    [result] = report.bindings
+    assert result.status == "error" and "nothing else changed" in (result.error or "")
+    assert forward_of(elbv2, stack.listener) == stack.slots[0]
+    assert memberships(elbv2, stack) == [{P}, {R}, set()]
+    assert CUT_TAG not in tags(elbv2, stack)[0]
+    assert not [n for n in log.names() if n in ("RegisterTargets", "DeregisterTargets", "AddTags", "RemoveTags")]
+    assert result.to_json()["forward_after"] == stack.slots[0]
+
+
+def test_no_switch_to_an_unhealthy_slot_while_the_current_one_is_healthy(stack: Stack, elbv2: Any) -> None:
+    run(stack, elbv2)
+    fail_over(stack, 1)
+    with moto_ext.health_provider(lambda arn, ip, port: "unhealthy" if arn == stack.slots[1] else None):
+        [result] = run(stack, elbv2).bindings
+    assert result.status == "in_sync"
+    assert forward_of(elbv2, stack.listener) == stack.slots[0]
+    assert any("held" in reason for reason in result.reasons)
+
+
+def test_dry_run_plans_the_switch_and_changes_nothing(stack: Stack, elbv2: Any) -> None:
+    run(stack, elbv2)
+    fail_over(stack, 1)
+    [result] = run(stack, elbv2, dry_run=True).bindings
+    assert result.status == "dry_run" and result.cut == (P,)
+    assert forward_of(elbv2, stack.listener) == stack.slots[0]
+    assert memberships(elbv2, stack) == [{P}, {R}, set()]
