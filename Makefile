@@ -1,6 +1,7 @@
-.PHONY: setup demo test bench bench-failover clean
+.PHONY: setup demo test bench bench-failover check-package clean
 
-# The local sandbox demo: up, a planned and an unplanned failover drill, down.
+# The local sandbox demo: up, a planned and an unplanned failover drill, down. Installs only
+# what the demo needs (scripts/bootstrap.sh --demo).
 demo:
 	@scripts/demo.sh
 
@@ -19,6 +20,10 @@ bench: setup
 # Failover drills in the sandbox (several minutes): detect, retarget, write unavailability.
 bench-failover: setup
 	.venv/bin/python benchmarks/failover.py
+
+# Build the sdist and wheel, twine check, pipx install the wheel and run it (the tests run it too).
+check-package: setup
+	scripts/check-package.sh
 
 clean:
 	rm -rf .venv .venv-checkov .pytest_cache .hypothesis build dist src/*.egg-info

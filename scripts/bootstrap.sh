@@ -2,10 +2,18 @@
 # Installs what cachebridge's tests, sandbox and benchmarks need: redis-server (Debian
 # package, when missing), a virtualenv in .venv with the pinned Python packages, checkov in
 # .venv-checkov, and the latest cfn-lint in .venv-cfnlint-latest.
+# With --demo, only what the demo needs: redis-server and .venv with the cli and sandbox
+# extras (no test tools, no checkov, no latest cfn-lint).
 # Safe to run again: .venv is reinstalled only when pyproject.toml changed; the latest
 # cfn-lint is upgraded on every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+case "${1:-}" in
+    "") extras="dev" ;;
+    --demo) extras="cli,sandbox" ;;
+    *) echo "usage: scripts/bootstrap.sh [--demo]" >&2; exit 2 ;;
+esac
 
 PYTHON="${PYTHON:-python3}"
 
@@ -22,12 +30,15 @@ fi
 
 stamp=".venv/.cachebridge-installed"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "bootstrap: creating .venv and installing cachebridge[dev]" >&2
+have="$(cat "$stamp" 2>/dev/null || true)"
+# The dev extra holds cli and sandbox, so a test install serves the demo too.
+if [ ! -x .venv/bin/python ] || { [ "$have" != "dev $want" ] && [ "$have" != "$extras $want" ]; }; then
+    echo "bootstrap: creating .venv and installing cachebridge[$extras]" >&2
     "$PYTHON" -m venv .venv
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
-    echo "$want" > "$stamp"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
+    echo "$extras $want" > "$stamp"
 fi
+[ "$extras" = "dev" ] || exit 0  # checkov is for the tests
 
 # checkov pins an older boto3 than cachebridge's, so it gets a virtualenv of its own.
 CHECKOV_VERSION="3.2.500"

@@ -3,7 +3,7 @@
 # while a client writes through the NLB, show what the client saw, and tear down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+scripts/bootstrap.sh --demo
 
 STATE_DIR="${STATE_DIR:-.cachebridge-sandbox}"
 CB=.venv/bin/cachebridge

@@ -29,7 +29,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML, YAML or JSON file with [[bindings]] and [settings]."),
-        click.option("--source", help="One binding's source: dns://HOST or elasticache://RG_ID?role=primary|replicas."),
+        click.option("--source", help="One binding's source: dns://HOST, or elasticache://RG_ID[?role=primary|replicas] (without ?role: the primary). Quote it in a shell: ? is a glob character."),
         click.option("--target-group", help="One binding's target group: name or ARN (an IP target group)."),
         click.option("--port", type=int, help="Target port registered for that binding  [default: 6379]."),
         click.option("--name", "binding_name", help="Name of that binding  [default: derived from the source]."),
@@ -427,6 +427,60 @@ def destroy_command(stack_name: str, yes: bool, timeout: float, poll_interval: f
         console.print(f"[yellow]note[/] {escape(note)}")
 
 
+@cli.command("endpoints")
+@click.option("--stack-name", help="A cachebridge stack: read its outputs, its replication group and its listener certificate.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A cachebridge config file: each binding's target group, the listener forwarding to it, and its source.")
+@click.option("--server-name", help="The TLS name clients verify  [default: the cache's primary endpoint (TCP listener), the listener certificate's name (TLS listener)].")
+@click.option("--ca-file", type=click.Path(dir_okay=False), help="A CA bundle clients verify with, put in the snippets  [default: the client's system trust store].")
+@_aws_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: host, port, tls, server_name and a snippet per client.")
+def endpoints_command(stack_name: str | None, config_path: str | None, server_name: str | None, ca_file: str | None,
+                      region: str | None, profile: str | None, as_json: bool) -> None:
+    """Say how each client (redis-cli, redis-py, ioredis, Lettuce, Jedis, go-redis) connects through the NLB.
+
+    With a TCP listener in front of a cache with in-transit encryption, TLS passes through:
+    clients see the cache's certificate, so they connect to the NLB and verify the cache's
+    primary endpoint name (rediss://<NLB DNS name> alone fails verification). With a TLS
+    listener, they connect to the name on your certificate and verify it as usual.
+
+    \b
+      cachebridge endpoints --stack-name orders-external
+      cachebridge endpoints --config cachebridge.toml --json
+    """
+    from botocore.exceptions import ClientError
+
+    from . import endpoints
+
+    if bool(stack_name) == bool(config_path):
+        raise click.UsageError("say which NLB: --stack-name NAME or --config FILE")
+    clients = _clients(region, profile)
+    found: list[tuple[str, Any]] = []
+    try:
+        if stack_name:
+            found.append((stack_name, endpoints.from_stack(stack_name, clients=clients, server_name=server_name, ca_file=ca_file)))
+        else:
+            config = Config.from_file(config_path)  # type: ignore[arg-type]
+            for binding in config.bindings:
+                found.append((binding.name, endpoints.from_binding(
+                    str(binding.source), binding.target_group, elbv2=clients("elbv2"), elasticache=clients("elasticache"),
+                    acm=clients("acm"), server_name=server_name, ca_file=ca_file,
+                )))
+    except ClientError as exc:  # a target group that is not there, access denied...
+        raise CacheBridgeError(f"AWS: {exc}") from None
+    if as_json:
+        click.echo(json.dumps({"endpoints": {name: e.to_json() for name, e in found}}, indent=2))
+        return
+    for name, e in found:
+        click.echo(f"== {name}: {e.listener_protocol} listener on {e.nlb_dns_name}:{e.port}")
+        click.echo(e.summary)
+        for warning in e.warnings:
+            click.echo(f"note: {warning}")
+        for how in e.clients:
+            click.echo(f"\n# {how.client}" + (f"  ({how.note})" if how.note else ""))
+            click.echo(how.code)
+        click.echo("")
+
+
 _EVENT_STYLE = (("FAILED", "bold red"), ("ROLLBACK", "red"), ("SKIPPED", "yellow"), ("COMPLETE", "green"), ("IN_PROGRESS", "cyan"))
 
 
@@ -520,6 +574,7 @@ def _render_deploy(result: Any) -> None:
             console.print(f"  local run overrides: {escape(str(sync['overrides']))}")
     for note in result.notes:
         console.print(f"[yellow]note[/] {escape(note)}")
+    console.print(f"how each client connects (and which TLS name it verifies): cachebridge endpoints --stack-name {escape(result.stack_name)}")
 
 
 def _render_deploy_error(exc: Any, as_json: bool) -> None:

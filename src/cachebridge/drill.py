@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Op", "Sample", "DrillResult", "run_drill", "summarise", "plot"]
+__all__ = ["Op", "Sample", "DrillResult", "run_drill", "summarise", "plot", "label_positions", "wait_path_healthy"]
 
 
 @dataclass(frozen=True)
@@ -290,6 +290,26 @@ def timeline(result: DrillResult) -> list[tuple[float, str]]:
     return sorted(lines)
 
 
+def label_positions(marks: list[tuple[float | None, str]], span: float, min_gap: float = 0.03) -> list[tuple[float, str, float]]:
+    """Where each milestone's label goes: (x, text, height as a fraction of the axis).
+    Milestones at the same moment share one label; a label closer than ``min_gap`` of the
+    time span to others takes the highest of three heights none of them uses, so labels of
+    near-simultaneous milestones do not overlap."""
+    merged: list[tuple[float, str]] = []
+    for x, label in sorted(((float(x), label) for x, label in marks if x is not None), key=lambda m: m[0]):
+        if merged and x - merged[-1][0] < 0.001 * span:
+            merged[-1] = (merged[-1][0], f"{merged[-1][1]} / {label}")
+        else:
+            merged.append((x, label))
+    heights = (0.95, 0.65, 0.35)
+    placed: list[tuple[float, str, float]] = []
+    for x, label in merged:
+        taken = {y for px, _, y in placed if x - px < min_gap * span}
+        y = next((h for h in heights if h not in taken), heights[len(placed) % len(heights)])
+        placed.append((x, label, y))
+    return placed
+
+
 def plot(result: DrillResult, path: str) -> None:
     """Operations per 100 ms coloured by outcome, failover milestones marked."""
     import matplotlib
@@ -316,14 +336,47 @@ def plot(result: DrillResult, path: str) -> None:
     summary = summarise(result, rate=max(1.0, len(result.ops) / max(1e-6, result.ended - result.started) / 2))
     marks = [(0.0, "failover"), (summary["dns_flip_s"], "DNS flip"), (summary["notification_s"], "notification"),
              (summary["detect_s"], "registered"), (summary["retarget_s"], "retargeted")]
-    for x, label in marks:
-        if x is not None:
-            ax.axvline(x, color="black", linestyle="--", linewidth=0.8)
-            ax.text(x, ax.get_ylim()[1] * 0.95, f" {label}", rotation=90, va="top", fontsize=8)
+    for x, label, y in label_positions(marks, span=max(1e-6, end - start)):
+        ax.axvline(x, color="black", linestyle="--", linewidth=0.8)
+        ax.text(x, ax.get_ylim()[1] * y, f" {label}", rotation=90, va="top", fontsize=8,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
     ax.set_xlabel("seconds from failover start")
     ax.set_ylabel("operations per 100 ms")
     ax.set_title(f"cachebridge drill: {result.kind} failover")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # outside: never over bars or labels
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def wait_path_healthy(host: str, port: int, elbv2: Any, target_group_arn: str, *, timeout: float = 180.0,
+                      poll: float = 0.5) -> tuple[float, str]:
+    """Wait until the target group has a healthy target and a PING through the NLB answers:
+    a drill that starts while the path is still settling measures the settling, not the
+    failover. Returns the seconds waited and the healthy target; raises RuntimeError after
+    ``timeout`` seconds, saying what was last seen."""
+    import redis
+
+    started = time.monotonic()
+    last = "no answer yet"
+    while True:
+        try:
+            described = elbv2.describe_target_health(TargetGroupArn=target_group_arn)["TargetHealthDescriptions"]
+            healthy = sorted(f"{d['Target']['Id']}:{d['Target']['Port']}" for d in described if d["TargetHealth"]["State"] == "healthy")
+            states = ", ".join(f"{d['Target']['Id']}:{d['Target']['Port']} {d['TargetHealth']['State']}" for d in described) or "no targets"
+            if healthy:
+                client = _client(host, port, 2.0)
+                try:
+                    client.ping()
+                    return time.monotonic() - started, healthy[0]
+                except redis.RedisError as exc:
+                    last = f"{states}; PING through the NLB: {exc}"
+                finally:
+                    client.close()
+            else:
+                last = states
+        except Exception as exc:  # a throttled describe is retried like an unhealthy answer
+            last = str(exc)
+        if time.monotonic() - started >= timeout:
+            raise RuntimeError(f"the path through the NLB was not healthy within {timeout:g} s ({last})")
+        time.sleep(poll)

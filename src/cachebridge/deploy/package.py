@@ -37,7 +37,7 @@ ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o100644  # regular file, rw-r--r--
 _COMPRESS_LEVEL = 9
 # Paths relative to the cachebridge package that never run in Lambda.
-EXCLUDED = ("cli.py", "sandbox", "deploy", "drill.py", "drill")
+EXCLUDED = ("cli.py", "endpoints.py", "sandbox", "deploy", "drill.py", "drill")
 _SUFFIXES = (".py",)
 _MARKERS = ("py.typed",)
 

@@ -1012,7 +1012,7 @@ def _outputs() -> dict[str, Any]:
             "Value": _get_att("LoadBalancer", "DNSName"),
         },
         "ConnectionUrl": {
-            "Description": "Where clients connect (with a TLS listener, use the certificate's name instead of the NLB's)",
+            "Description": "Where clients connect. With a TLS listener, use the certificate's name instead of the NLB's; with TLS passed through, verify the cache's primary endpoint name (cachebridge endpoints says how, per client)",
             "Value": _sub(
                 "${UrlScheme}://${LoadBalancer.DNSName}:${ListenerPort}",
                 {"UrlScheme": _if("ClientSpeaksTls", "rediss", "redis")},
@@ -1033,6 +1033,17 @@ def _outputs() -> dict[str, Any]:
         "LoadBalancerSecurityGroupId": {
             "Description": "The NLB's security group",
             "Value": _get_att("LoadBalancerSecurityGroup", "GroupId"),
+        },
+        # What 'cachebridge endpoints' needs to say how clients connect and which TLS name
+        # they verify.
+        "ListenerProtocol": {"Description": "TCP (TLS to a TLS cache passes through) or TLS (terminated with CertificateArn)", "Value": _ref("ListenerProtocol")},
+        "ListenerPort": {"Description": "The port clients connect to", "Value": _ref("ListenerPort")},
+        "TargetProtocol": {"Description": "What the cache speaks: TLS with in-transit encryption", "Value": _ref("TargetProtocol")},
+        "ReplicationGroupId": {"Description": "The replication group behind the NLB", "Value": _ref("ReplicationGroupId")},
+        "CertificateArn": {
+            "Condition": "ListenerIsTls",
+            "Description": "The TLS listener's certificate: clients connect by its name",
+            "Value": _ref("CertificateArn"),
         },
     }
 

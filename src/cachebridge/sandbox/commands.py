@@ -5,12 +5,57 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import click
 
-__all__ = ["sandbox", "drill"]
+__all__ = ["sandbox", "drill", "printed_commands", "require_extra"]
+
+# What the sandbox and the drill import beyond the cli extra, by module, and the extra that
+# brings each.
+SANDBOX_MODULES = ("moto", "dnslib", "redis", "psutil")
+INSTALL_HINT = "pip install 'cachebridge[cli,sandbox]' (from a clone: pip install '.[cli,sandbox]')"
+
+
+class MissingExtra(click.ClickException):
+    """A module of the sandbox extra is not installed: one line, exit status 2."""
+
+    exit_code = 2
+
+
+def require_extra(command: str, modules: tuple[str, ...] = SANDBOX_MODULES) -> None:
+    """Refuse to run ``command`` without the modules it needs, saying what to install."""
+    import importlib.util
+
+    missing = []
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    if missing:
+        raise MissingExtra(f"'cachebridge {command}' needs the sandbox extra (missing: {', '.join(missing)}); install it: {INSTALL_HINT}")
+
+
+def _running_pid(state_dir: Path) -> int | None:
+    """The PID of a live sandbox supervisor in ``state_dir``, if any."""
+    import os
+
+    try:
+        pid = int(json.loads((state_dir / "state.json").read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
 
 
 def _state_dir_option(func: Any) -> Any:
@@ -21,9 +66,11 @@ def _state_dir_option(func: Any) -> Any:
 
 
 @click.group()
-def sandbox() -> None:
+@click.pass_context
+def sandbox(ctx: click.Context) -> None:
     """A whole local "region" on loopback: AWS APIs (moto), real redis-server nodes, DNS,
-    an NLB stand-in, and the deployed controller.
+    an NLB stand-in, and the deployed controller. Needs the sandbox extra
+    (pip install 'cachebridge[cli,sandbox]').
 
     \b
       cachebridge sandbox up            # start it; prints how to connect
@@ -31,6 +78,7 @@ def sandbox() -> None:
       cachebridge sandbox kill-primary  # an unplanned failover
       cachebridge sandbox down          # stop everything
     """
+    require_extra(f"sandbox {ctx.invoked_subcommand or ''}".strip())
 
 
 @sandbox.command("up")
@@ -65,6 +113,9 @@ def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, det
     )
     if registration_delay is not None:
         options.registration_delay_s = registration_delay
+    running = _running_pid(options.state_dir)
+    if running is not None:
+        raise click.ClickException(f"a sandbox is already running (pid {running}); run 'cachebridge sandbox down' first")
     if not as_json:
         click.echo("starting the sandbox (moto, DNS, redis-server nodes, NLB stand-in; deploying the stack)...", err=True)
     try:
@@ -75,6 +126,7 @@ def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, det
         click.echo(json.dumps(state, indent=2))
         return
     nlb = state["nlb"]
+    commands = printed_commands(state, state_dir=options.state_dir)
     click.echo(f"""
 sandbox ready (pid {state['pid']}, state in {state['state_dir']})
 
@@ -83,26 +135,73 @@ sandbox ready (pid {state['pid']}, state in {state['state_dir']})
   DNS server     {state['dns']}
   stack          {state['stack_name']}  function {state['function_name']}
   cluster        {state['replication_group']}: {', '.join(n['cluster_id'] + ' ' + n['host'] + ':' + str(n['port']) for n in state['nodes'])}
+""")
+    for section, lines in commands.items():
+        click.echo(f"{section}:")
+        for line in lines:
+            click.echo(f"  {line}")
+        click.echo("")
 
-connect:
-  redis-cli -h {nlb['host']} -p {nlb['port']} SET hello world
-  python -c "import redis; r = redis.Redis('{nlb['host']}', {nlb['port']}); r.set('hello', 'world'); print(r.get('hello'))"
 
-fail over:
-  cachebridge drill                                  # planned (TestFailover), measured
-  cachebridge drill --kill-primary                   # unplanned, measured
-  AWS_ENDPOINT_URL={state['aws_endpoint_url']} AWS_REGION={state['region']} AWS_ACCESS_KEY_ID=sandbox AWS_SECRET_ACCESS_KEY=sandbox \\
-    aws elasticache test-failover --region {state['region']} --replication-group-id {state['replication_group']} --node-group-id 0001
-  cachebridge sandbox kill-primary
-  cachebridge status --target-group {state.get('target_group_arn') or '...'} --source elasticache://{state['replication_group']}?role=primary
+def _cli_command() -> str:
+    """How to run this cachebridge from any shell: its name when the one on PATH is this
+    one, else the script next to this interpreter, else the module."""
+    import shlex
+    import shutil
 
-stop:
-  cachebridge sandbox down""")
+    here = Path(sys.executable).parent / "cachebridge"
+    on_path = shutil.which("cachebridge")
+    if on_path and here.exists() and Path(on_path).resolve() == here.resolve():
+        return "cachebridge"
+    if here.exists():
+        return shlex.quote(str(here.absolute()))
+    return f"{shlex.quote(sys.executable)} -m cachebridge.cli"
+
+
+def printed_commands(state: dict[str, Any], *, state_dir: Path, cli: str | None = None) -> dict[str, list[str]]:
+    """The commands ``sandbox up`` prints, by section. Each works pasted into bash or zsh
+    from any directory: arguments quoted, the sandbox's state directory, AWS endpoint,
+    region, credentials and nameserver given, and cachebridge by a path that resolves."""
+    import shlex
+
+    q = shlex.quote
+    cb = cli or _cli_command()
+    nlb_host, nlb_port = state["nlb"]["host"], state["nlb"]["port"]
+    region = state["region"]
+    aws_env = " ".join(f"{k}={q(v)}" for k, v in (
+        ("AWS_ENDPOINT_URL", state["aws_endpoint_url"]), ("AWS_REGION", region), ("AWS_DEFAULT_REGION", region),
+        ("AWS_ACCESS_KEY_ID", "sandbox"), ("AWS_SECRET_ACCESS_KEY", "sandbox"),
+    ))
+    sd = f"--state-dir {q(str(state_dir.absolute()))}"
+    rg = state["replication_group"]
+    python_line = (f"import redis; r = redis.Redis(host={json.dumps(nlb_host)}, port={int(nlb_port)}); "
+                   f"r.set(\"hello\", \"world\"); print(r.get(\"hello\"))")
+    return {
+        "connect": [
+            f"redis-cli -h {q(nlb_host)} -p {int(nlb_port)} SET hello world",
+            f"{q(sys.executable)} -c {q(python_line)}",
+        ],
+        "fail over, measured (planned with TestFailover, then unplanned)": [
+            f"{cb} drill {sd}",
+            f"{cb} drill {sd} --kill-primary",
+        ],
+        "fail over by hand (the AWS CLI's TestFailover, or kill the primary)": [
+            f"{aws_env} aws elasticache test-failover --replication-group-id {q(rg)} --node-group-id 0001",
+            f"{cb} sandbox kill-primary {sd}",
+        ],
+        "watch": [
+            f"{cb} sandbox status {sd}",
+            f"{aws_env} {cb} status --source {q(f'elasticache://{rg}?role=primary')} "
+            f"--target-group {q(state.get('target_group_arn') or '')} --port {int(state['nodes'][0]['port'])} "
+            f"--nameserver {q(state['dns'])}",
+        ],
+        "stop": [f"{cb} sandbox down {sd}"],
+    }
 
 
 @sandbox.command("down")
 @_state_dir_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print what was stopped and which ports were checked, as one JSON object.")
 def down_command(state_dir: Path, as_json: bool) -> None:
     """Stop the sandbox: every process by PID, every port closed."""
     from .control import down
@@ -169,33 +268,57 @@ def kill_primary_command(state_dir: Path) -> None:
 @click.option("--kill-primary", is_flag=True, help="Sandbox only: an unplanned failover instead of TestFailover.")
 @click.option("--rate", type=click.FloatRange(1, 2000), default=50.0, show_default=True, help="Writes per second (each followed by a read).")
 @click.option("--duration", type=click.FloatRange(5, 3600), default=30.0, show_default=True, help="Seconds of load.")
-@click.option("--failover-after", type=float, default=5.0, show_default=True, help="Seconds of load before the failover.")
+@click.option("--failover-after", type=click.FloatRange(0, min_open=True), default=None,
+              help="Seconds of load before the failover  [default: 5, or a third of --duration when that is shorter].")
+@click.option("--ready-timeout", type=click.FloatRange(1, 3600), default=180.0, show_default=True,
+              help="Seconds to wait for the measured path (NLB to a healthy primary) before giving up.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw the timeline to a PNG file.")
 @click.option("--yes", "-y", is_flag=True, help="With --stack-name: do not ask before failing the cluster over.")
 def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: float, duration: float,
-          failover_after: float, as_json: bool, plot_path: str | None, yes: bool) -> None:
+          failover_after: float | None, ready_timeout: float, as_json: bool, plot_path: str | None, yes: bool) -> None:
     """Drive writes and reads through the NLB, fail over, and measure what the client saw.
 
     Against the sandbox by default; with --stack-name against a deployed stack (uses
-    TestFailover, which really fails over your cluster). Reports detect_s, retarget_s,
-    write_unavailable_s, errors by kind and lost acknowledged writes.
+    TestFailover, which really fails over your cluster). First waits until the path it
+    measures is healthy (a healthy target, a PING through the NLB), then reports detect_s,
+    retarget_s, write_unavailable_s, errors by kind and lost acknowledged writes.
     """
+    require_extra("drill", ("redis",) + (("matplotlib",) if plot_path else ()) + (() if stack_name else SANDBOX_MODULES))
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from .. import drill as drills
     from .drill_targets import resolve_target
 
-    if not 0 < failover_after < duration:
-        raise click.BadParameter(f"must be between 0 and --duration ({duration:g})", param_hint="--failover-after")
+    if failover_after is None:
+        failover_after = min(5.0, duration / 3)
+    elif failover_after >= duration:
+        raise click.BadParameter(f"{failover_after:g} is not below --duration ({duration:g})", param_hint="--failover-after")
+
+    say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
+    try:
+        target = resolve_target(state_dir=state_dir, stack_name=stack_name, kill_primary=kill_primary)
+    except ClientError as exc:
+        if stack_name and "does not exist" in str(exc):
+            raise click.ClickException(f"stack {stack_name} does not exist (in this account and region)") from None
+        raise click.ClickException(f"AWS: {exc}") from None
+    except BotoCoreError as exc:
+        raise click.ClickException(f"AWS: {exc}") from None
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise click.ClickException(str(exc)) from None
     if stack_name and not yes:
         click.confirm(
             f"This fails over the replication group behind stack {stack_name!r} (TestFailover) and writes "
             f"test keys through its NLB. Continue?", abort=True, err=True,
         )
 
+    say(f"waiting until the path the drill measures is healthy (NLB {target.host}:{target.port} to a healthy primary)...")
     try:
-        target = resolve_target(state_dir=state_dir, stack_name=stack_name, kill_primary=kill_primary)
-    except (RuntimeError, ValueError) as exc:
+        waited, healthy = drills.wait_path_healthy(target.host, target.port, target.elbv2, target.target_group_arn, timeout=ready_timeout)
+    except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
+    say(f"path healthy after {waited:.1f} s: target {healthy} healthy, PING through the NLB answered; failing over "
+        f"{failover_after:.3g} s into {duration:g} s of load")
 
     progress = None
     if not as_json and sys.stderr.isatty():
@@ -228,9 +351,32 @@ def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: flo
     click.echo(f"\n{target.kind} failover drill: {summary['ops']} operations at {rate:g} writes/s\n")
     for t, text in drills.timeline(result):
         click.echo(f"  {t:+8.2f}s  {text}")
-    click.echo("")
-    for key in ("detect_s", "retarget_s", "write_unavailable_s", "readonly_errors", "readonly_after_termination",
-                "lost_acknowledged_writes", "errors"):
+    click.echo("\nwhat the client saw (seconds from the failover start):\n")
+    for key, meaning in _explanations(target.kind, target.deregistration_delay_s):
         click.echo(f"  {key:<28} {summary[key]}")
+        for line in textwrap.wrap(meaning, 70):
+            click.echo(f"  {'':<28} {line}")
     if plot_path:
         click.echo(f"\n  timeline drawn to {plot_path}")
+
+
+def _explanations(kind: str, delay_s: float) -> list[tuple[str, str]]:
+    """What each figure of the drill means, for the human output."""
+    readonly = (
+        "writes answered READONLY: they went over connections still open to the old primary, now a replica. "
+        f"The NLB keeps those connections for the target group's deregistration delay ({delay_s:g} s here) and "
+        "then resets them; clients reconnect to the new primary."
+    )
+    if kind == "planned":
+        readonly += " A planned failover shows them because the old primary stays up, as a replica."
+    else:
+        readonly += " After a crash the old primary is gone, so clients mostly see connection errors instead."
+    return [
+        ("detect_s", "until the new primary was registered in the target group (the controller noticed and acted)"),
+        ("retarget_s", "until the new primary was the only target taking new connections (the old one draining)"),
+        ("write_unavailable_s", "the longest stretch without a successful write, as this client saw it"),
+        ("readonly_errors", readonly),
+        ("readonly_after_termination", "READONLY errors later than that delay (+1 s): 0 when connection termination works"),
+        ("lost_acknowledged_writes", "writes the server acknowledged that could not be read back afterwards"),
+        ("errors", "failed operations by kind (readonly, connection, timeout...)"),
+    ]

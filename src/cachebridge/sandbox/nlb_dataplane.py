@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import moto_ext
+from . import moto_ext, nlb_tls
 
 __all__ = ["DataPlane", "TargetRuntime", "DEFAULT_REGISTRATION_DELAY_S"]
 
@@ -217,8 +217,13 @@ class DataPlane:
                 self.listeners[arn] = (old_port, server, tg)
                 continue
             try:
+                tls = nlb_tls.listener_context(backend, arn, self.account_id, self.region)
+            except ValueError as exc:
+                self.listeners[arn], self.listener_errors[arn] = (port, None, tg), str(exc)
+                continue
+            try:
                 server = await asyncio.start_server(
-                    lambda r, w, a=arn: self._serve(a, r, w), self.host, port, reuse_address=True
+                    lambda r, w, a=arn: self._serve(a, r, w), self.host, port, reuse_address=True, ssl=tls
                 )
                 self.listeners[arn] = (port, server, tg)
             except OSError as exc:
@@ -240,7 +245,7 @@ class DataPlane:
             _reset(writer)
             return
         try:
-            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(target.ip, target.port), 5)
+            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(target.ip, target.port, ssl=nlb_tls.target_context(self._backend(), tg)), 5)
         except (OSError, asyncio.TimeoutError):
             _reset(writer)
             return
