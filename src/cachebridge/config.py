@@ -26,6 +26,21 @@ group, on that port) plus global *settings*. It can be read from:
       node_target_groups = ["orders-n1", "orders-n2", "orders-n3", "orders-n4"]
       port = 6379
 
+  or, for a cluster-mode-enabled group, the cluster layout (one target group and listener
+  per node, each node on a port of its own; see ``cluster``) plus the configuration
+  listener's group, which holds every node::
+
+      [[bindings]]
+      name = "sessions-nodes"
+      source = "elasticache://sessions?role=cluster"
+      layout = "cluster"
+      node_target_groups = ["sessions-n1", "sessions-n2", "sessions-n3", "sessions-n4"]
+
+      [[bindings]]
+      name = "sessions-config"
+      source = "elasticache://sessions?role=cluster"
+      target_group = "sessions-config"
+
 - flags describing one binding (``--source S --target-group TG --port P``);
 - in Lambda, the environment: ``CACHEBRIDGE_BINDINGS`` holds JSON (a list of bindings, or an
   object with ``bindings`` and ``settings``); ``CACHEBRIDGE_<SETTING>`` variables override
@@ -57,6 +72,7 @@ __all__ = [
     "DEFAULT_REJOIN_AFTER_S",
     "LAYOUTS",
     "MAX_NODE_TARGET_GROUPS",
+    "MAX_CLUSTER_NODE_TARGET_GROUPS",
     "ENV_BINDINGS",
     "DnsSourceSpec",
     "ElastiCacheSourceSpec",
@@ -82,13 +98,18 @@ ENV_BINDINGS = "CACHEBRIDGE_BINDINGS"
 # connections; one user saw connections reach the old targets for about 75 s after an
 # update (aws/containers-roadmap#470, 2019), so the default waits that long.
 DEFAULT_REJOIN_AFTER_S = 75.0
-LAYOUTS: tuple[str, ...] = ("retarget", "switch")
+LAYOUTS: tuple[str, ...] = ("retarget", "switch", "cluster")
 # 50 listeners per Network Load Balancer (not adjustable; "Quotas for your Network Load
 # Balancers"), less the primary and the reader listeners.
 MAX_NODE_TARGET_GROUPS = 48
+# The cluster layout needs one listener per node plus the configuration listener.
+MAX_CLUSTER_NODE_TARGET_GROUPS = 49
 
-Role = Literal["primary", "replicas"]
-ROLES: tuple[str, ...] = ("primary", "replicas")
+# "cluster": every node of every shard of a cluster-mode-enabled group. Not a role a node
+# has (a cluster client learns roles from the cluster itself) but the set a cluster client
+# must reach, and the only set that makes sense in that mode.
+Role = Literal["primary", "replicas", "cluster"]
+ROLES: tuple[str, ...] = ("primary", "replicas", "cluster")
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 _RG_ID = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
@@ -100,7 +121,7 @@ _LISTENER_ARN = re.compile(
     r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener/net/[A-Za-z0-9-]{1,32}/[0-9a-f]+/[0-9a-f]+$"
 )
 _BINDING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-SOURCE_FORMS = "dns://HOST or elasticache://REPLICATION_GROUP_ID?role=primary|replicas"
+SOURCE_FORMS = "dns://HOST or elasticache://REPLICATION_GROUP_ID?role=primary|replicas|cluster"
 
 
 @dataclass(frozen=True)
@@ -116,7 +137,8 @@ class DnsSourceSpec:
 
 @dataclass(frozen=True)
 class ElastiCacheSourceSpec:
-    """The members of a replication group (cluster mode disabled) in one role."""
+    """The members of a replication group in one role: ``primary`` or ``replicas`` of a
+    cluster-mode-disabled group, or ``cluster``, every node of a cluster-mode-enabled one."""
 
     replication_group_id: str
     role: Role = "primary"
@@ -161,7 +183,7 @@ def parse_source(text: Any, field_name: str = "source") -> SourceSpec:
             raise ConfigError(field_name, f"unknown query parameter(s) {sorted(unknown)}", "role")
         role = query.get("role", ["primary"])[-1]
         if role not in ROLES:
-            raise ConfigError(f"{field_name}.role", f"{role!r} is not a role", "primary, replicas")
+            raise ConfigError(f"{field_name}.role", f"{role!r} is not a role", "primary, replicas (cluster mode disabled) or cluster (cluster mode enabled)")
         return ElastiCacheSourceSpec(rg.lower(), role)  # type: ignore[arg-type]
     raise ConfigError(field_name, f"unknown source {text!r}", SOURCE_FORMS)
 
@@ -257,7 +279,7 @@ class Binding:
     source: SourceSpec
     target_group: str
     port: int = DEFAULT_PORT
-    layout: Literal["retarget", "switch"] = "retarget"
+    layout: Literal["retarget", "switch", "cluster"] = "retarget"
     listener: str | None = None
     node_target_groups: tuple[str, ...] = ()
 
@@ -274,9 +296,11 @@ class Binding:
             raise ConfigError(f"{where}.layout", f"{layout!r} is not a layout", ", ".join(LAYOUTS))
         if layout == "switch":
             return cls._switch_from_mapping(data, source, where)
+        if layout == "cluster":
+            return cls._cluster_from_mapping(data, source, where)
         for key in ("listener", "node_target_groups"):
             if key in data:
-                raise ConfigError(f"{where}.{key}", "only a switch binding uses it", 'layout = "switch", or leave it out')
+                raise ConfigError(f"{where}.{key}", "only a switch or cluster binding uses it", 'layout = "switch", or leave it out')
         if "target_group" not in data:
             raise ConfigError(f"{where}.target_group", "missing", "a target group name or ARN")
         target_group = validate_target_group(data["target_group"], f"{where}.target_group")
@@ -315,7 +339,46 @@ class Binding:
         name = _binding_name(data, source, where)
         return cls(name=name, source=source, target_group="", port=port, layout="switch", listener=listener.strip(), node_target_groups=node_groups)
 
+    @classmethod
+    def _cluster_from_mapping(cls, data: Mapping[str, Any], source: SourceSpec, where: str) -> "Binding":
+        """One node target group (behind its own listener, on its own port) per node of a
+        cluster-mode-enabled group; no listener is switched."""
+        if not isinstance(source, ElastiCacheSourceSpec) or source.role != "cluster":
+            raise ConfigError(
+                f"{where}.layout",
+                f"the cluster layout follows every node of a cluster-mode-enabled group, not {source}",
+                'source = "elasticache://GROUP?role=cluster", or layout = "retarget"',
+            )
+        for key, instead in (("target_group", "node_target_groups = [...]"), ("listener", "no listener: nothing is switched")):
+            if key in data:
+                raise ConfigError(f"{where}.{key}", "a cluster binding does not use it", instead)
+        groups = data.get("node_target_groups")
+        if isinstance(groups, str):
+            groups = [g for g in groups.split(",") if g.strip()]
+        if not isinstance(groups, Sequence) or not groups:
+            raise ConfigError(f"{where}.node_target_groups", "missing or empty", "a list of target group names or ARNs, one per node slot")
+        if len(groups) > MAX_CLUSTER_NODE_TARGET_GROUPS:
+            raise ConfigError(
+                f"{where}.node_target_groups",
+                f"{len(groups)} given",
+                f"at most {MAX_CLUSTER_NODE_TARGET_GROUPS} (50 listeners per NLB, one is the configuration listener)",
+            )
+        node_groups = tuple(validate_target_group(g, f"{where}.node_target_groups[{i}]") for i, g in enumerate(groups))
+        if len(set(node_groups)) != len(node_groups):
+            raise ConfigError(f"{where}.node_target_groups", "a target group is listed twice", "each node target group once")
+        port = _int(data.get("port", DEFAULT_PORT), f"{where}.port", 1, 65535)
+        name = _binding_name(data, source, where)
+        return cls(name=name, source=source, target_group="", port=port, layout="cluster", node_target_groups=node_groups)
+
     def to_mapping(self) -> dict[str, Any]:
+        if self.layout == "cluster":
+            return {
+                "name": self.name,
+                "source": str(self.source),
+                "layout": self.layout,
+                "node_target_groups": list(self.node_target_groups),
+                "port": self.port,
+            }
         if self.layout == "switch":
             return {
                 "name": self.name,
