@@ -17,7 +17,7 @@ import click
 from botocore.exceptions import BotoCoreError
 
 from . import aws
-from .config import Config, ConfigError
+from .config import Config, ConfigError, ElastiCacheSourceSpec
 from .errors import CacheBridgeError
 from .sync import SyncReport, Trigger, sync
 
@@ -455,12 +455,22 @@ def endpoints_command(stack_name: str | None, config_path: str | None, server_na
         raise click.UsageError("say which NLB: --stack-name NAME or --config FILE")
     clients = _clients(region, profile)
     found: list[tuple[str, Any]] = []
+    maps: list[tuple[str, Any]] = []
     try:
         if stack_name:
-            found.append((stack_name, endpoints.from_stack(stack_name, clients=clients, server_name=server_name, ca_file=ca_file)))
+            from .address_map import read_stack
+
+            cluster_map = read_stack(stack_name, clients=clients)
+            if cluster_map is not None:
+                maps.append((stack_name, cluster_map))
+            else:
+                found.append((stack_name, endpoints.from_stack(stack_name, clients=clients, server_name=server_name, ca_file=ca_file)))
         else:
             config = Config.from_file(config_path)  # type: ignore[arg-type]
+            maps.extend(_cluster_maps(config, clients("elbv2")))
             for binding in config.bindings:
+                if binding.layout == "cluster" or (isinstance(binding.source, ElastiCacheSourceSpec) and binding.source.role == "cluster"):
+                    continue  # in the cluster map: node listeners, and the configuration listener
                 found.append((binding.name, endpoints.from_binding(
                     str(binding.source), binding.target_group, elbv2=clients("elbv2"), elasticache=clients("elasticache"),
                     acm=clients("acm"), server_name=server_name, ca_file=ca_file,
@@ -468,8 +478,13 @@ def endpoints_command(stack_name: str | None, config_path: str | None, server_na
     except ClientError as exc:  # a target group that is not there, access denied...
         raise CacheBridgeError(f"AWS: {exc}") from None
     if as_json:
-        click.echo(json.dumps({"endpoints": {name: e.to_json() for name, e in found}}, indent=2))
+        out: dict[str, Any] = {"endpoints": {name: e.to_json() for name, e in found}}
+        if maps:
+            out["cluster_maps"] = {name: m.to_json() for name, m in maps}
+        click.echo(json.dumps(out, indent=2))
         return
+    for name, m in maps:
+        _print_cluster_map(name, m)
     for name, e in found:
         click.echo(f"== {name}: {e.listener_protocol} listener on {e.nlb_dns_name}:{e.port}")
         click.echo(e.summary)
@@ -479,6 +494,38 @@ def endpoints_command(stack_name: str | None, config_path: str | None, server_na
             click.echo(f"\n# {how.client}" + (f"  ({how.note})" if how.note else ""))
             click.echo(how.code)
         click.echo("")
+
+
+def _cluster_maps(config: Config, elbv2: Any) -> list[tuple[str, Any]]:
+    """The address map of each cluster binding; the configuration listener is the group of
+    a retarget binding reading the same ``role=cluster`` source."""
+    from .address_map import read
+
+    maps = []
+    for binding in config.bindings:
+        if binding.layout != "cluster":
+            continue
+        config_tg = next(
+            (b.target_group for b in config.bindings if b.layout == "retarget" and b.source == binding.source), None
+        )
+        maps.append((binding.name, read(elbv2, binding.node_target_groups, config_tg)))
+    return maps
+
+
+def _print_cluster_map(name: str, m: Any) -> None:
+    where = f"{m.nlb_host}:{m.config_port}" if m.config_port else f"{m.nlb_host} (no configuration listener found)"
+    click.echo(f"== {name}: cluster mode, configuration listener {where}")
+    click.echo("Cluster clients connect to the configuration listener, then reach each node at the address the")
+    click.echo("cluster announces, translated by this map (the cluster's own topology decides which node serves a key):")
+    width = max((len(r.announced) for r in m.routes), default=0)
+    for r in m.routes:
+        click.echo(f"  {r.announced:<{width}}  ->  {r.nlb}   {r.node} ({r.health or '?'})")
+    for warning in m.warnings:
+        click.echo(f"note: {warning}")
+    for how in m.clients:
+        click.echo(f"\n# {how.client}" + (f"  ({how.note})" if how.note else ""))
+        click.echo(how.code)
+    click.echo("")
 
 
 _EVENT_STYLE = (("FAILED", "bold red"), ("ROLLBACK", "red"), ("SKIPPED", "yellow"), ("COMPLETE", "green"), ("IN_PROGRESS", "cyan"))

@@ -221,3 +221,39 @@ def test_a_group_migrating_between_modes_is_refused_by_every_role(aws: None) -> 
         sources = Sources(DnsResolver(("127.0.0.1:9",), 0.2), elasticache)
         with pytest.raises(Exception, match="'compatible'.*finish it"):
             sources.read(ElastiCacheSourceSpec(RG, role))  # type: ignore[arg-type]
+
+
+def test_the_address_map_reads_each_nodes_port_from_the_nlb(stack: Stack, elbv2: Any) -> None:
+    from cachebridge.address_map import read
+
+    run(stack, elbv2)
+    m = read(elbv2, [f"sessions-n{i + 1}" for i in range(SLOTS)], "sessions-config")
+    dns = elbv2.describe_load_balancers()["LoadBalancers"][0]["DNSName"]
+    placed = slot_map(elbv2, stack)
+    assert m.config_port == PORT and m.nlb_host == dns
+    assert m.mapping() == {f"{stack.ips[node]}:{PORT}": f"{dns}:{16380 + i}" for node, (i, _) in placed.items()}
+    assert {r.node for r in m.routes} == set(stack.ips)
+
+
+def test_endpoints_prints_the_map_and_a_snippet_per_cluster_client(stack: Stack, elbv2: Any, tmp_path: Any) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from cachebridge.cli import cli
+
+    run(stack, elbv2)
+    path = tmp_path / "cachebridge.json"
+    path.write_text(json.dumps(stack.config.to_mapping()))
+    result = CliRunner().invoke(cli, ["endpoints", "--config", str(path), "--region", REGION, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["endpoints"] == {}  # the configuration listener is in the map, not a second entry
+    m = out["cluster_maps"]["sessions-nodes"]
+    assert len(m["map"]) == 6 and m["config_port"] == PORT
+    assert set(m["clients"]) == {"redis-py", "ioredis", "node-redis", "Lettuce", "go-redis"}
+    for announced, nlb in m["map"].items():
+        assert announced in m["clients"]["ioredis"]["code"] and nlb.split(":")[1] in m["clients"]["go-redis"]["code"]
+    text = CliRunner().invoke(cli, ["endpoints", "--config", str(path), "--region", REGION])
+    assert text.exit_code == 0, text.output
+    assert "cluster mode, configuration listener" in text.output and "address_remap" in text.output
