@@ -32,7 +32,7 @@ __all__ = ["NodeRoute", "AddressMap", "CLUSTER_CLIENTS", "build", "read", "read_
 
 CLUSTER_CLIENTS = ("redis-py", "ioredis", "node-redis", "Lettuce", "go-redis")
 # Snippets run by the test suite against the sandbox (the others are marked untested).
-TESTED: frozenset[str] = frozenset()
+TESTED = frozenset({"redis-py", "ioredis"})
 NODE_TAG = "cachebridge:node"
 
 
@@ -162,14 +162,16 @@ def snippets(m: AddressMap) -> list[ClientHowTo]:
 # -- facts from AWS --------------------------------------------------------------------------
 
 
-def read(elbv2: Any, node_target_groups: Sequence[str], config_target_group: str | None = None) -> AddressMap:
+def read(elbv2: Any, node_target_groups: Sequence[str], config_target_group: str | None = None, *, nlb_host: str | None = None) -> AddressMap:
     """The map as the NLB holds it: each node target group's tag and target, and the port
-    of the listener forwarding to it. Draining targets are left out (the node is leaving)."""
+    of the listener forwarding to it. Draining targets are left out (the node is leaving).
+    ``nlb_host`` replaces the NLB's DNS name (the sandbox's stand-in listens on loopback)."""
     groups = _describe_groups(elbv2, node_target_groups)
     lb_arns = sorted({arn for g in groups for arn in g.get("LoadBalancerArns", [])})
     if len(lb_arns) != 1:
         raise ValueError(f"the node target groups are behind {len(lb_arns)} load balancers; expected one")
     lb = elbv2.describe_load_balancers(LoadBalancerArns=lb_arns)["LoadBalancers"][0]
+    host = nlb_host or lb["DNSName"]
     ports = _listener_ports(elbv2, lb["LoadBalancerArn"])
     tags: dict[str, dict[str, str]] = {}
     arns = [g["TargetGroupArn"] for g in groups]
@@ -195,12 +197,12 @@ def read(elbv2: Any, node_target_groups: Sequence[str], config_target_group: str
             warnings.append(f"{name} ({node}): {len(targets)} targets, expected one; left out of the map")
             continue
         t = targets[0]
-        routes.append(NodeRoute(node, f"{t['Target']['Id']}:{t['Target']['Port']}", lb["DNSName"], port, t.get("TargetHealth", {}).get("State")))
+        routes.append(NodeRoute(node, f"{t['Target']['Id']}:{t['Target']['Port']}", host, port, t.get("TargetHealth", {}).get("State")))
     config_port = None
     if config_target_group:
         (config,) = _describe_groups(elbv2, [config_target_group])
         config_port = ports.get(config["TargetGroupArn"])
-    return build(lb["DNSName"], config_port, routes, warnings)
+    return build(host, config_port, routes, warnings)
 
 
 def _describe_groups(elbv2: Any, names_or_arns: Sequence[str]) -> list[dict[str, Any]]:

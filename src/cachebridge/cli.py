@@ -261,7 +261,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--lambda-subnets", help="Comma-separated subnets of --vpc: run the controller in the VPC (VPC resolver); they need a NAT route or --create-vpc-endpoints  [default: outside the VPC].")
 @click.option("--lambda-security-group", help="With --lambda-subnets: the controller's security group  [default: one the stack creates, HTTPS out only].")
 @click.option("--create-vpc-endpoints", is_flag=True, help="With --lambda-subnets: create interface endpoints for the ELB, ElastiCache and EC2 APIs (for subnets without NAT).")
-@click.option("--layout", type=click.Choice(["switch", "retarget"]), default="switch", show_default=True, help="switch: a target group and listener per cache node, the primary listener switched on failover; retarget: one target group re-pointed (waits for NLB registration).")
+@click.option("--layout", type=click.Choice(["switch", "retarget", "cluster"]), default=None, help="switch: a target group and listener per cache node, the primary listener switched on failover; retarget: one target group re-pointed (waits for NLB registration); cluster (cluster mode enabled): a listener per node for cluster clients and their address map  [default: cluster for a cluster-mode-enabled group, switch otherwise].")
 @click.option("--reader-port", type=int, help="Port of the reader listener (every replica)  [default: listener port + 1].")
 @click.option("--node-port-base", type=int, help="Switch layout: first per-node listener port, one per node slot  [default: after the reader port].")
 @click.option("--wire-notifications/--no-wire-notifications", default=None, help="Set the stack's topic on the replication group  [default: ask].")
@@ -304,7 +304,7 @@ def deploy_command(
     region: str | None,
     profile: str | None,
     as_json: bool,
-    layout: str = "switch",
+    layout: str | None = None,
     reader_port: int | None = None,
     node_port_base: int | None = None,
 ) -> None:

@@ -488,7 +488,7 @@ BAD_INPUT = {
     "any-source-not-on-purpose": (lambda a, clustered: _replace(a, "--allowed-cidr", "0.0.0.0/0"), ["--allowed-cidr", "--allow-any-source"]),
     "tls-without-certificate": (lambda a, clustered: [*a, "--listener-protocol", "TLS"], ["--certificate-arn", "TLS"]),
     "unknown-replication-group": (lambda a, clustered: _replace(a, "--replication-group", "no-such-group"), ["--replication-group", "no replication group 'no-such-group'"]),
-    "cluster-mode-enabled": (lambda a, clustered: _replace(a, "--replication-group", clustered), ["--replication-group", "cluster mode enabled"]),
+    "switch-layout-on-cluster-mode": (lambda a, clustered: [*_replace(a, "--replication-group", clustered), "--layout", "switch"], ["--layout", "cluster mode enabled", "--layout cluster"]),
     # The replica lives in us-east-1b: an NLB only in us-east-1a could not follow a failover to it.
     "subnets-miss-a-cache-zone": (lambda a, clustered: _replace(a, "--subnets", _value(a, "--subnets").split(",")[0]), ["--subnets", "us-east-1b"]),
 }

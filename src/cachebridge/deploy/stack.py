@@ -160,7 +160,7 @@ class DeployRequest:
     lambda_subnet_ids: tuple[str, ...] = ()  # empty: the function runs outside the VPC
     lambda_security_group_id: str | None = None
     create_vpc_endpoints: bool = False
-    layout: str = "switch"
+    layout: str | None = None  # None: cluster for a cluster-mode-enabled group, switch otherwise
     reader_port: int | None = None
     node_port_base: int | None = None
 
@@ -268,6 +268,7 @@ class CacheFacts:
     notification_topic_active: bool
     members: tuple[str, ...]
     availability_zones: dict[str, str] = field(default_factory=dict)  # member -> its AZ
+    cluster_enabled: bool = False
 
 
 def read_cache(elasticache: Any, replication_group_id: str) -> CacheFacts:
@@ -280,12 +281,18 @@ def read_cache(elasticache: Any, replication_group_id: str) -> CacheFacts:
         raise ConfigError("--replication-group", f"no replication group {rg_id!r} in {_region(elasticache)}", "the id of an existing replication group") from None
     except SourceError as exc:
         raise DeployError(str(exc)) from None
-    if rg.cluster_enabled:
+    if rg.cluster_mode == "compatible":
         raise ConfigError(
             "--replication-group",
-            f"{rg_id!r} has cluster mode enabled; cachebridge follows the primary of a cluster-mode-disabled group "
-            "(cluster mode needs per-node listeners and a client address map)",
-            "a replication group with cluster mode disabled",
+            f"{rg_id!r} is migrating between cluster modes (ClusterMode compatible)",
+            "finish the migration (ClusterMode enabled), or set it back to disabled, then deploy",
+        )
+    if rg.cluster_enabled and len(rg.members) > cfn_template.MAX_NODE_SLOTS:
+        raise ConfigError(
+            "--replication-group",
+            f"{rg_id!r} has {len(rg.members)} nodes; one NLB has 50 listeners, so a stack reaches at most "
+            f"{cfn_template.MAX_NODE_SLOTS} nodes (one listener each, plus the configuration listener)",
+            f"a group of at most {cfn_template.MAX_NODE_SLOTS} nodes (fewer replicas per shard, or fewer, larger shards)",
         )
     members = tuple(m.cache_cluster_id for m in rg.members) or tuple(rg.raw.get("MemberClusters", []))
     port = rg.port or next((m.port for m in rg.members if m.port), None)
@@ -318,6 +325,7 @@ def read_cache(elasticache: Any, replication_group_id: str) -> CacheFacts:
         notification_topic_active=topic_active,
         members=members,
         availability_zones=zones,
+        cluster_enabled=rg.cluster_enabled,
     )
 
 
@@ -491,7 +499,7 @@ def stack_parameters(
 
 
 def _validate_layout(request: DeployRequest) -> None:
-    if request.layout not in cfn_template.LAYOUTS:
+    if request.layout is not None and request.layout not in cfn_template.LAYOUTS:
         raise ConfigError("--layout", f"{request.layout!r} is not a layout", ", ".join(cfn_template.LAYOUTS))
     for flag, port in (("--reader-port", request.reader_port), ("--node-port-base", request.node_port_base)):
         if port is not None and not 1 <= port <= 65535:
@@ -520,7 +528,23 @@ def _layout_parameters(request: DeployRequest, cache: CacheFacts, node_slots: in
         raise ConfigError("--node-port-base", str(exc), f"a port with {node_slots} free ports from it") from None
     if reader_port > 65535:
         raise ConfigError("--reader-port", f"{reader_port} is out of range", "1..65535")
-    return {"Layout": request.layout, "ReaderPort": str(reader_port), "NodePorts": ",".join(map(str, ports))}
+    return {"Layout": effective_layout(request, cache), "ReaderPort": str(reader_port), "NodePorts": ",".join(map(str, ports))}
+
+
+def effective_layout(request: DeployRequest, cache: CacheFacts) -> str:
+    """The layout asked for, or the group's default; a layout that cannot serve the group's
+    cluster mode is refused."""
+    if cache.cluster_enabled:
+        if request.layout not in (None, "cluster"):
+            raise ConfigError(
+                "--layout",
+                f"{cache.replication_group_id!r} has cluster mode enabled: no single primary to follow, and clients must reach every node",
+                "--layout cluster, or leave --layout out",
+            )
+        return "cluster"
+    if request.layout == "cluster":
+        raise ConfigError("--layout", f"{cache.replication_group_id!r} has cluster mode disabled", "switch or retarget")
+    return request.layout or "switch"
 
 
 def _check_parameters(values: Mapping[str, str], stack_name: str, template: Mapping[str, Any]) -> None:
