@@ -104,8 +104,8 @@ def snippets(m: AddressMap) -> list[ClientHowTo]:
     go_map = "\n".join(f"\t{_q(f'{ip}:{p}')}: {_q(f'{h}:{np}')}," for (ip, p), h, np in pairs)
 
     def note(client: str, text: str) -> str:
-        tested = "tested against the sandbox's Redis cluster" if client in TESTED else "untested here (no such client in the test suite)"
-        return f"{text} ({tested})"
+        tested = "tested against the sandbox's Redis cluster" if client in TESTED else "untested: no such client runs in the test suite"
+        return f"{text}; {tested}"
 
     return [
         ClientHowTo(
@@ -113,14 +113,14 @@ def snippets(m: AddressMap) -> list[ClientHowTo]:
             "from redis.cluster import RedisCluster\n\n"
             f"NAT = {{\n{py_map},\n}}\n"
             f"rc = RedisCluster(host={_q(host)}, port={port}, address_remap=lambda addr: NAT.get(addr, addr))",
-            note("redis-py", "address_remap (redis-py >= 5.0) takes and returns a (host, port) tuple"),
+            note("redis-py", "address_remap takes and returns a (host, port) tuple (checked with redis-py 6.4)"),
         ),
         ClientHowTo(
             "ioredis",
             "const { Cluster } = require(\"ioredis\");\n"
             f"const natMap = {{\n{js_map},\n}};\n"
             f"const cluster = new Cluster([{{ host: {_q(host)}, port: {port} }}], {{ natMap }});",
-            note("ioredis", "natMap keys are the announced \"ip:port\""),
+            note("ioredis", "natMap keys are the announced \"ip:port\" (checked with ioredis 5.9)"),
         ),
         ClientHowTo(
             "node-redis",

@@ -8,106 +8,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto.core import DEFAULT_ACCOUNT_ID
 
-from cachebridge.address_map import AddressMap, read
-from cachebridge.config import Config
-from cachebridge.nlb import TargetGroups
-from cachebridge.sandbox.dns import LoopbackDnsServer
-from cachebridge.sandbox.nlb_dataplane import DataPlane
+from cachebridge.sandbox.cluster_site import ClusterSite
 from cachebridge.sandbox.redis_cluster import LoopbackCluster
-from cachebridge.sandbox.redis_nodes import free_port
-from cachebridge.sources import DnsResolver, Sources
-from cachebridge.sync import SyncReport, sync
-
-from .conftest import REGION
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.redis]
 
-RG = "sessions"
-HOSTS = [f"127.0.3.{11 + i}" for i in range(6)]
-SLOTS = 8
-
-
-@dataclass
-class Site:
-    cluster: LoopbackCluster
-    config: Config
-    node_groups: list[str]
-    elbv2: Any
-
-    def sync(self) -> SyncReport:
-        settings = self.config.settings
-        sources = Sources(DnsResolver(settings.nameservers, settings.dns_timeout_s), boto3.client("elasticache", region_name=REGION))
-        return sync(self.config, target_groups=TargetGroups(self.elbv2), sources=sources)
-
-    def address_map(self) -> AddressMap:
-        return read(self.elbv2, self.node_groups, "sessions-config", nlb_host="127.0.0.1")
 
 
 @pytest.fixture
-def site(aws: None, ec2: Any, elbv2: Any, dns_server: LoopbackDnsServer, tmp_path: Path) -> Iterator[Site]:
-    port = free_port(tuple(HOSTS))
-    cluster = LoopbackCluster(tmp_path / "redis", HOSTS, port, node_timeout_ms=1500).start()
-    plane: DataPlane | None = None
+def site(aws: None, tmp_path: Path) -> Iterator[ClusterSite]:
+    s = ClusterSite(tmp_path, own_moto=False, node_timeout_ms=1500).start()
     try:
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24", AvailabilityZone=f"{REGION}a")["Subnet"]["SubnetId"]
-        lb = elbv2.create_load_balancer(Name="sessions", Subnets=[subnet], Type="network")["LoadBalancers"][0]["LoadBalancerArn"]
-
-        def group(name: str) -> str:
-            arn = elbv2.create_target_group(
-                Name=name, Protocol="TCP", Port=port, VpcId=vpc, TargetType="ip", HealthCheckProtocol="TCP",
-                HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=5, HealthyThresholdCount=2,
-            )["TargetGroups"][0]["TargetGroupArn"]
-            elbv2.modify_target_group_attributes(TargetGroupArn=arn, Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "5"}])
-            return arn
-
-        names = [f"sessions-n{i + 1}" for i in range(SLOTS)]
-        for name in names:
-            elbv2.create_listener(LoadBalancerArn=lb, Protocol="TCP", Port=free_port(), DefaultActions=[{"Type": "forward", "TargetGroupArn": group(name)}])
-        elbv2.create_listener(LoadBalancerArn=lb, Protocol="TCP", Port=free_port(), DefaultActions=[{"Type": "forward", "TargetGroupArn": group("sessions-config")}])
-        elasticache = boto3.client("elasticache", region_name=REGION)
-        elasticache.create_replication_group(
-            ReplicationGroupId=RG, ReplicationGroupDescription="sessions", Engine="redis", ClusterMode="enabled",
-            NumNodeGroups=3, ReplicasPerNodeGroup=1, Port=port,
-        )
-        for shard in cluster.shards:
-            for m, node in enumerate(shard.nodes):
-                cid = f"{RG}-{shard.node_group_id}-{m + 1:03d}"
-                name = elasticache.describe_cache_clusters(CacheClusterId=cid, ShowCacheNodeInfo=True)["CacheClusters"][0]["CacheNodes"][0]["Endpoint"]["Address"]
-                dns_server.zone.set_a(name, node.host)
-        config = Config.from_mapping({
-            "settings": {"nameservers": [dns_server.address], "dns_timeout_s": 0.5, "event_wait_s": 0, "max_changes": 10},
-            "bindings": [
-                {"name": "sessions-nodes", "source": f"elasticache://{RG}?role=cluster", "layout": "cluster", "node_target_groups": names, "port": port},
-                {"name": "sessions-config", "source": f"elasticache://{RG}?role=cluster", "target_group": "sessions-config", "port": port},
-            ],
-        })
-        # Health checks every 5 s x 0.05: a target turns healthy in about half a second.
-        plane = DataPlane(DEFAULT_ACCOUNT_ID, REGION, registration_delay_s=2.0, time_scale=0.05).start()
-        yield Site(cluster, config, names, elbv2)
+        yield s
     finally:
-        if plane is not None:
-            plane.stop()
-        cluster.stop()
-
-
-def wait_healthy(site: Site, count: int, timeout: float = 30.0) -> AddressMap:
-    deadline = time.monotonic() + timeout
-    while True:
-        m = site.address_map()
-        if len(m.routes) == count and all(r.health == "healthy" for r in m.routes):
-            return m
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"node targets not healthy in {timeout}s: {[(r.node, r.health) for r in m.routes]}")
-        time.sleep(0.2)
+        s.stop()
 
 
 def keys_per_shard(rc: Any, cluster: LoopbackCluster, per_shard: int) -> dict[str, list[str]]:
@@ -141,12 +60,11 @@ def write(rc: Any, key: str, value: str, timeout: float = 30.0) -> int:
             time.sleep(0.1)
 
 
-def test_redis_py_snippet_reaches_every_shard_through_the_nlb_and_follows_failovers(site: Site) -> None:
-    reports = [site.sync() for _ in range(2)]
-    assert all(b.ok for r in reports for b in r.bindings), [b.error for r in reports for b in r.bindings]
-    m = wait_healthy(site, 6)
+def test_redis_py_snippet_reaches_every_shard_through_the_nlb_and_follows_failovers(site: ClusterSite) -> None:
+    assert site.cluster is not None
+    m = site.wait_healthy()
     listener_ports = {r.nlb_port for r in m.routes}
-    assert m.mapping().keys() == {f"{h}:{site.cluster.port}" for h in HOSTS}
+    assert m.mapping().keys() == {f"{h}:{site.cluster.port}" for h in site.hosts}
 
     snippet = next(c for c in m.clients if c.client == "redis-py").code
     scope: dict[str, Any] = {}
@@ -205,18 +123,17 @@ def ioredis_dir() -> Path:
     return IOREDIS
 
 
-def test_ioredis_snippet_reaches_every_shard_through_the_nlb(site: Site, ioredis_dir: Path, tmp_path: Path) -> None:
+def test_ioredis_snippet_reaches_every_shard_through_the_nlb(site: ClusterSite, ioredis_dir: Path, tmp_path: Path) -> None:
     import json
     import subprocess
 
     import redis
 
-    for _ in range(2):
-        site.sync()
-    m = wait_healthy(site, 6)
+    assert site.cluster is not None
+    m = site.wait_healthy()
     snippet = tmp_path / "snippet.js"
     snippet.write_text(next(c for c in m.clients if c.client == "ioredis").code)
-    probe = redis.RedisCluster(host=HOSTS[0], port=site.cluster.port)  # direct, to pick keys and check them
+    probe = redis.RedisCluster(host=site.hosts[0], port=site.cluster.port)  # direct, to pick keys and check them
     try:
         keys = [k for ks in keys_per_shard(probe, site.cluster, 5).values() for k in ks]
         run = subprocess.run(
@@ -226,8 +143,11 @@ def test_ioredis_snippet_reaches_every_shard_through_the_nlb(site: Site, ioredis
         assert run.returncode == 0, run.stderr
         out = json.loads(run.stdout.strip().splitlines()[-1])
         assert out["written"] == len(keys) == 15
-        # ioredis knew every node only by its NLB address.
-        assert set(out["nodes"]) == {f"127.0.0.1:{r.nlb_port}" for r in m.routes}
+        # ioredis knew the nodes only by their NLB addresses (the configuration listener and
+        # one per node), and wrote through each shard's primary.
+        through_nlb = {f"127.0.0.1:{r.nlb_port}" for r in m.routes}
+        assert set(out["nodes"]) <= through_nlb | {f"127.0.0.1:{m.config_port}"}
+        assert len(set(out["nodes"]) & through_nlb) >= 3
         assert all(probe.get(k) == b"ioredis" for k in keys)
     finally:
         probe.close()
