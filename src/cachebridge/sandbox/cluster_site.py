@@ -24,7 +24,7 @@ from .nlb_dataplane import DataPlane
 from .redis_cluster import LoopbackCluster
 from .redis_nodes import free_port
 
-__all__ = ["ClusterSite", "REGION"]
+__all__ = ["ClusterSite", "REGION", "drill", "keys_per_shard"]
 
 REGION = "eu-west-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -90,8 +90,11 @@ class ClusterSite:
             moto_ext.install()
             self._mock = mock_aws()
             self._mock.start()
+        from .. import nlb
+
+        nlb.clear_caches()  # target group details cached by name would outlive a previous site
         self.dns = LoopbackDnsServer().start()
-        port = free_port(tuple(self.hosts))
+        port = cluster_port(self.hosts)
         self.cluster = LoopbackCluster(self.workdir / "redis", self.hosts, port, shards=self.shards, replicas=self.replicas, node_timeout_ms=self.node_timeout_ms).start()
         ec2, elbv2, elasticache = self.clients("ec2"), self.clients("elbv2"), self.clients("elasticache")
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -168,3 +171,71 @@ class ClusterSite:
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
+
+
+def cluster_port(hosts: list[str], attempts: int = 50) -> int:
+    """A port free on every host whose cluster bus port (port + 10000, Redis's fixed
+    offset) is free too and within 65535."""
+    from .redis_nodes import _bindable
+
+    for _ in range(attempts):
+        port = free_port(tuple(hosts))
+        if port + 10000 <= 65535 and all(_bindable(h, port + 10000) for h in hosts):
+            return port
+    raise RuntimeError(f"no port with a free cluster bus port on all of {hosts}")
+
+
+def keys_per_shard(rc: Any, site: ClusterSite, per_shard: int) -> dict[str, list[str]]:
+    """``per_shard`` keys in each shard's slot range (so every slot range is written)."""
+    assert site.cluster is not None
+    found: dict[str, list[str]] = {s.node_group_id: [] for s in site.cluster.shards}
+    for i in range(200_000):
+        if all(len(v) >= per_shard for v in found.values()):
+            break
+        key = f"drill:{i}"
+        slot = rc.keyslot(key)
+        shard = next(s for s in site.cluster.shards if s.slots[0] <= slot <= s.slots[1])
+        if len(found[shard.node_group_id]) < per_shard:
+            found[shard.node_group_id].append(key)
+    return found
+
+
+def drill(workdir: Path, *, kind: str = "planned", duration_s: float = 10.0, failover_after_s: float = 3.0,
+          node_timeout_ms: int = 2000, keys_each: int = 50) -> Any:
+    """One cluster-mode drill on a fresh site: redis-py ``RedisCluster`` with the address
+    map (``address_remap``), writers on every shard, shard 0001 failed over (``planned``:
+    CLUSTER FAILOVER on its replica; ``kill``: its primary killed). Returns a
+    ``cluster_drill.ClusterDrillResult``."""
+    from redis.cluster import RedisCluster
+
+    from ..cluster_drill import run_drill
+
+    site = ClusterSite(workdir, node_timeout_ms=node_timeout_ms).start()
+    try:
+        m = site.wait_healthy()
+        nat = {}
+        for announced, nlb in m.mapping().items():
+            ip, port = announced.rsplit(":", 1)
+            host, nlb_port = nlb.rsplit(":", 1)
+            nat[(ip, int(port))] = (host, int(nlb_port))
+
+        def client() -> Any:
+            return RedisCluster(host=m.nlb_host, port=m.config_port or 0, address_remap=lambda addr: nat.get(addr, addr),
+                                socket_timeout=2, socket_connect_timeout=2)
+
+        probe = client()
+        try:
+            keys = keys_per_shard(probe, site, keys_each)
+        finally:
+            probe.close()
+        cluster = site.cluster
+        assert cluster is not None
+        shard = cluster.shards[0]
+        failover = (lambda: cluster.failover(shard)) if kind == "planned" else (lambda: cluster.kill_primary(shard))
+        result = run_drill(client, keys, failover, failed_shard=shard.node_group_id, kind=kind,
+                           duration_s=duration_s, failover_after_s=failover_after_s)
+        # The NLB never changed: node IPs are stable and clients followed the cluster.
+        result.nlb_changed = site.address_map().mapping() != m.mapping()
+        return result
+    finally:
+        site.stop()

@@ -275,8 +275,11 @@ def kill_primary_command(state_dir: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw the timeline to a PNG file.")
 @click.option("--yes", "-y", is_flag=True, help="With --stack-name: do not ask before failing the cluster over.")
+@click.option("--cluster-mode", is_flag=True, help="A cluster-mode drill on a cluster site of its own (3 shards x 2 redis-server nodes, "
+              "a listener per node): redis-py RedisCluster through the address map, one shard failed over, figures per shard.")
 def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: float, duration: float,
-          failover_after: float | None, ready_timeout: float, as_json: bool, plot_path: str | None, yes: bool) -> None:
+          failover_after: float | None, ready_timeout: float, as_json: bool, plot_path: str | None, yes: bool,
+          cluster_mode: bool = False) -> None:
     """Drive writes and reads through the NLB, fail over, and measure what the client saw.
 
     Against the sandbox by default; with --stack-name against a deployed stack (uses
@@ -285,6 +288,13 @@ def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: flo
     retarget_s, write_unavailable_s, errors by kind and lost acknowledged writes.
     """
     require_extra("drill", ("redis",) + (("matplotlib",) if plot_path else ()) + (() if stack_name else SANDBOX_MODULES))
+    if cluster_mode:
+        if stack_name or plot_path:
+            raise click.UsageError("--cluster-mode runs on a cluster site of its own: no --stack-name, no --plot")
+        from .cluster_commands import cluster_drill
+
+        cluster_drill(kill_primary=kill_primary, duration=duration, failover_after=failover_after, as_json=as_json)
+        return
     from botocore.exceptions import BotoCoreError, ClientError
 
     from .. import drill as drills

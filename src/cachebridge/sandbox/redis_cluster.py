@@ -11,6 +11,13 @@ the sandbox gives moto's ElastiCache.
 before its replicas start an election: the sandbox's stand-in for ElastiCache's detection
 of a failed primary, shortened so a drill stays short. ElastiCache documents no figure for
 it; it does not let users change ``cluster-node-timeout``.
+
+``cluster-require-full-coverage no``: with ``yes`` (Redis's default) every node refuses
+queries while any slot is uncovered, so a dead primary would stop every shard until its
+replica is elected; with ``no`` the other shards keep serving. ElastiCache lists the
+parameter in its Redis OSS parameter groups with the default ``no`` (ElastiCache User
+Guide, "Redis OSS 3.2.4 parameter changes"); the page was not at hand to re-check while
+writing this, so treat the sandbox's value as the one to confirm on your parameter group.
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ class LoopbackCluster:
         self.port = port
         self.node_timeout_ms = node_timeout_ms
         args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(node_timeout_ms),
-                "--cluster-announce-ip")
+                "--cluster-require-full-coverage", "no", "--cluster-announce-ip")
         self.nodes = [RedisNode(h, port, workdir / f"{h}-{port}", extra_args=(*args, h)) for h in hosts]
         self.shards: list[ClusterShard] = []
         for i in range(shards):
