@@ -257,3 +257,28 @@ def test_endpoints_prints_the_map_and_a_snippet_per_cluster_client(stack: Stack,
     text = CliRunner().invoke(cli, ["endpoints", "--config", str(path), "--region", REGION])
     assert text.exit_code == 0, text.output
     assert "cluster mode, configuration listener" in text.output and "address_remap" in text.output
+
+
+def test_endpoints_reads_the_map_of_a_cluster_layout_stack_from_its_outputs(stack: Stack, elbv2: Any) -> None:
+    import json
+
+    from cachebridge.address_map import read_stack
+
+    run(stack, elbv2)
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    outputs = {
+        "Layout": "cluster",
+        "NodeTargetGroups": ",".join(stack.slots),
+        "ConfigTargetGroup": stack.config_tg,
+    }
+    cfn.create_stack(StackName="sessions-external", TemplateBody=json.dumps({
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {k: {"Value": v} for k, v in outputs.items()},
+    }))
+    m = read_stack("sessions-external", clients=lambda name: boto3.client(name, region_name=REGION))
+    assert m is not None and m.config_port == PORT
+    assert set(m.mapping()) == {f"{ip}:{PORT}" for ip in stack.ips.values()}
+    cfn.create_stack(StackName="orders-external", TemplateBody=json.dumps({
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}, "Outputs": {"Layout": {"Value": "switch"}},
+    }))
+    assert read_stack("orders-external", clients=lambda name: boto3.client(name, region_name=REGION)) is None
