@@ -148,6 +148,10 @@ def test_scale_out_keeps_every_nodes_port_and_scale_in_frees_a_slot_once_drained
     assert {node: after[node][0] for node in before} == before
     assert after[f"{RG}-0004-001"] == (6, {Target(stack.ips[f"{RG}-0004-001"], PORT)})
     assert after[f"{RG}-0004-002"] == (7, {Target(stack.ips[f"{RG}-0004-002"], PORT)})
+    from cachebridge.address_map import read
+
+    grown = read(elbv2, [f"sessions-n{i + 1}" for i in range(SLOTS)], "sessions-config")
+    assert {r.node for r in grown.routes} == set(stack.ips) and all(r.health == "healthy" for r in grown.routes)
 
     # Scale in: shard 0002 goes. Its slots are emptied; while a target drains the slot keeps
     # its tag (its old connections may still be open), then it is freed.

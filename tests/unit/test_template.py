@@ -915,7 +915,7 @@ def test_drift_alarm_watches_the_metric_the_controller_emits() -> None:
     assert namespace == alarm["Namespace"]
     assert [d["Name"] for d in alarm["Dimensions"]] == dimension_names
     alarm_values = {
-        d["Name"]: "orders-ControllerFunction-ABC" if d["Value"] == {"Ref": "ControllerFunction"} else substitute(d["Value"]["Fn::Sub"], {"ReplicationGroupId": "orders"})
+        d["Name"]: "orders-ControllerFunction-ABC" if d["Value"] == {"Ref": "ControllerFunction"} else substitute(d["Value"]["Fn::If"][2]["Fn::Sub"], {"ReplicationGroupId": "orders"})
         for d in alarm["Dimensions"]
     }
     assert alarm_values == {name: line[name] for name in dimension_names}

@@ -70,3 +70,12 @@ def test_cluster_node_ports_are_checked_like_the_switch_layouts() -> None:
 def test_cfn_lint_reports_nothing_for_the_cluster_layout(slots: int) -> None:
     values = BASE.parameters(Layout="cluster", NodePorts=",".join(map(str, node_ports(6381, slots))))
     assert cfn_lint(render(node_slots=slots), values) == []
+
+
+def test_the_drift_alarm_watches_the_node_slots_binding_in_the_cluster_layout() -> None:
+    dimension = next(d for d in build()["Resources"]["DriftAlarm"]["Properties"]["Dimensions"] if d["Name"] == "Binding")
+    condition, cluster, other = dimension["Value"]["Fn::If"]
+    assert condition == "IsCluster"
+    assert cluster == {"Fn::Sub": "${ReplicationGroupId}-nodes"}
+    nodes, _ = cluster_env(build()).bindings
+    assert nodes.name == "sess-nodes"

@@ -996,7 +996,9 @@ def _alarm_resources() -> dict[str, Any]:
                 "MetricName": "Drift",
                 "Dimensions": [
                     {"Name": "FunctionName", "Value": _ref("ControllerFunction")},
-                    {"Name": "Binding", "Value": _sub(binding_name_sub())},
+                    # Cluster layout: the node slots binding (the configuration group's
+                    # membership follows the same nodes).
+                    {"Name": "Binding", "Value": _if("IsCluster", _sub("${ReplicationGroupId}-nodes"), _sub(binding_name_sub()))},
                 ],
                 "Statistic": "Minimum",
                 "Period": 300,
