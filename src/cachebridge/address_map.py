@@ -233,7 +233,7 @@ def _listener_ports(elbv2: Any, lb_arn: str) -> Mapping[str, int]:
     return ports
 
 
-def read_stack(stack_name: str, *, clients: Any) -> AddressMap | None:
+def read_stack(stack_name: str, *, clients: Any, nlb_host: str | None = None) -> AddressMap | None:
     """The map of a cachebridge stack in the cluster layout (``Layout`` output ``cluster``),
     from its ``NodeTargetGroups`` and ``ConfigTargetGroup`` outputs; ``None`` for a stack in
     another layout."""
@@ -251,4 +251,4 @@ def read_stack(stack_name: str, *, clients: Any) -> AddressMap | None:
     groups = [g for g in outputs.get("NodeTargetGroups", "").split(",") if g]
     if not groups:
         raise DeployError(f"stack {stack_name} is in the cluster layout but has no NodeTargetGroups output")
-    return read(clients("elbv2"), groups, outputs.get("ConfigTargetGroup"))
+    return read(clients("elbv2"), groups, outputs.get("ConfigTargetGroup"), nlb_host=nlb_host)

@@ -432,10 +432,11 @@ def destroy_command(stack_name: str, yes: bool, timeout: float, poll_interval: f
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A cachebridge config file: each binding's target group, the listener forwarding to it, and its source.")
 @click.option("--server-name", help="The TLS name clients verify  [default: the cache's primary endpoint (TCP listener), the listener certificate's name (TLS listener)].")
 @click.option("--ca-file", type=click.Path(dir_okay=False), help="A CA bundle clients verify with, put in the snippets  [default: the client's system trust store].")
+@click.option("--nlb-host", help="Cluster mode: the name clients use for the NLB in the address map (a DNS record of yours pointing at it)  [default: the NLB's DNS name].")
 @_aws_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: host, port, tls, server_name and a snippet per client.")
 def endpoints_command(stack_name: str | None, config_path: str | None, server_name: str | None, ca_file: str | None,
-                      region: str | None, profile: str | None, as_json: bool) -> None:
+                      region: str | None, profile: str | None, as_json: bool, nlb_host: str | None = None) -> None:
     """Say how each client (redis-cli, redis-py, ioredis, Lettuce, Jedis, go-redis) connects through the NLB.
 
     With a TCP listener in front of a cache with in-transit encryption, TLS passes through:
@@ -460,14 +461,14 @@ def endpoints_command(stack_name: str | None, config_path: str | None, server_na
         if stack_name:
             from .address_map import read_stack
 
-            cluster_map = read_stack(stack_name, clients=clients)
+            cluster_map = read_stack(stack_name, clients=clients, nlb_host=nlb_host)
             if cluster_map is not None:
                 maps.append((stack_name, cluster_map))
             else:
                 found.append((stack_name, endpoints.from_stack(stack_name, clients=clients, server_name=server_name, ca_file=ca_file)))
         else:
             config = Config.from_file(config_path)  # type: ignore[arg-type]
-            maps.extend(_cluster_maps(config, clients("elbv2")))
+            maps.extend(_cluster_maps(config, clients("elbv2"), nlb_host))
             for binding in config.bindings:
                 if binding.layout == "cluster" or (isinstance(binding.source, ElastiCacheSourceSpec) and binding.source.role == "cluster"):
                     continue  # in the cluster map: node listeners, and the configuration listener
@@ -496,7 +497,7 @@ def endpoints_command(stack_name: str | None, config_path: str | None, server_na
         click.echo("")
 
 
-def _cluster_maps(config: Config, elbv2: Any) -> list[tuple[str, Any]]:
+def _cluster_maps(config: Config, elbv2: Any, nlb_host: str | None = None) -> list[tuple[str, Any]]:
     """The address map of each cluster binding; the configuration listener is the group of
     a retarget binding reading the same ``role=cluster`` source."""
     from .address_map import read
@@ -508,7 +509,7 @@ def _cluster_maps(config: Config, elbv2: Any) -> list[tuple[str, Any]]:
         config_tg = next(
             (b.target_group for b in config.bindings if b.layout == "retarget" and b.source == binding.source), None
         )
-        maps.append((binding.name, read(elbv2, binding.node_target_groups, config_tg)))
+        maps.append((binding.name, read(elbv2, binding.node_target_groups, config_tg, nlb_host=nlb_host)))
     return maps
 
 

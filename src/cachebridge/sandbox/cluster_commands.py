@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+import shlex
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
-__all__ = ["cluster_drill"]
+__all__ = ["cluster_drill", "print_cluster_sandbox"]
 
 
 def cluster_drill(*, kill_primary: bool, duration: float, failover_after: float | None, as_json: bool) -> None:
@@ -33,3 +35,38 @@ def cluster_drill(*, kill_primary: bool, duration: float, failover_after: float 
     for s in result.shards.values():
         click.echo(f"{s.shard:<7} {'yes' if s.failed_over else 'no':<12} {s.writes:>7} {s.errors:>7} {s.write_unavailable_s:>20.3f} {s.lost:>5}")
     click.echo("the NLB " + ("changed" if result.nlb_changed else "did not change: node addresses are stable, clients followed the cluster"))
+
+
+def print_cluster_sandbox(state: dict[str, Any], state_dir: Path) -> None:
+    """What ``sandbox up --cluster-mode`` prints: where things are, and commands that work
+    pasted into bash or zsh."""
+    from .commands import _cli_command
+
+    q = shlex.quote
+    cb = _cli_command()
+    aws_env = " ".join(f"{k}={q(v)}" for k, v in (
+        ("AWS_ENDPOINT_URL", state["aws_endpoint_url"]), ("AWS_REGION", state["region"]), ("AWS_DEFAULT_REGION", state["region"]),
+        ("AWS_ACCESS_KEY_ID", "sandbox"), ("AWS_SECRET_ACCESS_KEY", "sandbox"),
+    ))
+    sd = f"--state-dir {q(str(state_dir.absolute()))}"
+    nodes = ", ".join(f"{n['cluster_id']} {n['host']}:{n['port']}" for n in state["nodes"])
+    click.echo(f"""
+sandbox ready, cluster mode (pid {state['pid']}, state in {state['state_dir']})
+
+  configuration  127.0.0.1:{state['listeners']['configuration']}   (every node; cluster clients start here)
+  node listeners 127.0.0.1:{', '.join(map(str, state['listeners']['nodes']))}
+  AWS endpoint   {state['aws_endpoint_url']}   (moto; region {state['region']})
+  DNS server     {state['dns']}
+  stack          {state['stack_name']}  function {state['function_name']}
+  cluster        {state['replication_group']}: {nodes}
+
+the address map and a snippet per client (redis-py, ioredis, node-redis, Lettuce, go-redis):
+  {aws_env} {cb} endpoints --stack-name {q(state['stack_name'])} --nlb-host 127.0.0.1
+
+fail a shard over (TestFailover on node group 0001: CLUSTER FAILOVER on its replica; or kill its primary):
+  {aws_env} aws elasticache test-failover --replication-group-id {q(state['replication_group'])} --node-group-id 0001
+  {cb} sandbox kill-primary {sd}
+
+stop:
+  {cb} sandbox down {sd}
+""")

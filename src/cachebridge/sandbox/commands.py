@@ -95,11 +95,13 @@ def sandbox(ctx: click.Context) -> None:
 @click.option("--schedule", "schedule_s", type=float, help="Seconds between schedule ticks  [default: the rule's rate].")
 @click.option("--event-wait", "event_wait_s", type=float, help="Controller's event_wait_s  [default: the function's].")
 @click.option("--layout", type=click.Choice(["switch", "retarget"]), default="switch", show_default=True, help="The stack's layout (see cachebridge deploy --help).")
+@click.option("--cluster-mode", is_flag=True, help="A cluster-mode-enabled group instead: a Redis cluster of 3 shards x 2 nodes "
+              "(127.0.0.2-7) and the stack in the cluster layout (a listener per node; 'cachebridge endpoints' prints the map).")
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
 def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, detect_delay: float,
                registration_delay: float | None, health_check_interval: int | None, healthy_threshold: int | None,
                deregistration_delay: int | None, schedule_s: float | None, event_wait_s: float | None, as_json: bool,
-               layout: str = "switch") -> None:
+               layout: str = "switch", cluster_mode: bool = False) -> None:
     """Start the sandbox and return once everything is ready."""
     from .control import SandboxError, up
     from .failover import FailoverOptions
@@ -108,7 +110,7 @@ def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, det
     options = SandboxOptions(
         state_dir=state_dir.resolve(), nodes=nodes, schedule_s=schedule_s, event_wait_s=event_wait_s,
         health_check_interval_s=health_check_interval, healthy_threshold=healthy_threshold,
-        deregistration_delay_s=deregistration_delay, layout=layout,
+        deregistration_delay_s=deregistration_delay, layout="cluster" if cluster_mode else layout, cluster_mode=cluster_mode,
         failover=FailoverOptions(order=order, notify_delay_s=notify_delay, detect_s=detect_delay),  # type: ignore[arg-type]
     )
     if registration_delay is not None:
@@ -124,6 +126,11 @@ def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, det
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(state, indent=2))
+        return
+    if state.get("cluster_mode"):
+        from .cluster_commands import print_cluster_sandbox
+
+        print_cluster_sandbox(state, options.state_dir)
         return
     nlb = state["nlb"]
     commands = printed_commands(state, state_dir=options.state_dir)

@@ -63,6 +63,7 @@ class SandboxOptions:
     event_wait_s: float | None = None
     failover: FailoverOptions = field(default_factory=FailoverOptions)
     layout: str = "switch"  # the stack's Layout: switch | retarget
+    cluster_mode: bool = False  # a cluster-mode-enabled group in the cluster layout (sandbox.cluster_mode)
 
 
 class FunctionHost:
@@ -147,6 +148,11 @@ class Supervisor:
         clients = {name: boto3.client(name) for name in ("ec2", "elasticache", "lambda", "events", "cloudformation")}
         port = free_port(tuple(f"127.0.0.{i + 2}" for i in range(opts.nodes)))
         vpc, subnets, cache_sg = self._network(clients["ec2"])
+        if opts.cluster_mode:
+            from .cluster_mode import start_cluster_mode
+
+            start_cluster_mode(self, clients, vpc, subnets, cache_sg)
+            return
         clients["elasticache"].create_replication_group(
             ReplicationGroupId=opts.replication_group,
             ReplicationGroupDescription="cachebridge sandbox",
@@ -394,7 +400,12 @@ def _control_handler(sup: Supervisor) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             try:
-                if self.path == "/kill-primary":
+                if self.path == "/kill-primary" and getattr(sup, "cluster_mode", None) is not None:
+                    from .cluster_mode import kill_primary
+
+                    kill_primary(sup)
+                    self._send(202, {"started": time.time()})
+                elif self.path == "/kill-primary":
                     assert sup.cluster is not None
                     sup.cluster.start_failover("unplanned")
                     self._send(202, {"started": time.time()})
