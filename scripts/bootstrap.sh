@@ -3,7 +3,7 @@
 # package, when missing), a virtualenv in .venv with the pinned Python packages, checkov in
 # .venv-checkov, and the latest cfn-lint in .venv-cfnlint-latest.
 # With --demo, only what the demo needs: redis-server and .venv with the cli and sandbox
-# extras (no test tools, no checkov, no latest cfn-lint).
+# extras (no test tools, no checkov, no cfn-lint).
 # Safe to run again: .venv is reinstalled only when pyproject.toml changed; the latest
 # cfn-lint is upgraded on every run.
 set -euo pipefail
@@ -39,6 +39,13 @@ if [ ! -x .venv/bin/python ] || { [ "$have" != "dev $want" ] && [ "$have" != "$e
     echo "$extras $want" > "$stamp"
 fi
 [ "$extras" = "dev" ] || exit 0  # checkov is for the tests
+
+# zsh, when apt-get can install it: the tests paste sandbox commands into zsh as well as bash.
+if ! command -v zsh >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing zsh with apt-get" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends zsh >/dev/null \
+        || echo "bootstrap: zsh not installed; the shell tests use bash alone" >&2
+fi
 
 # checkov pins an older boto3 than cachebridge's, so it gets a virtualenv of its own.
 CHECKOV_VERSION="3.2.500"

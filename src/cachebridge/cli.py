@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError
 from . import aws
 from .config import Config, ConfigError, ElastiCacheSourceSpec
 from .errors import CacheBridgeError
+from .redact import redact, redacted_output
 from .sync import SyncReport, Trigger, sync
 
 __all__ = ["main", "cli"]
@@ -31,11 +32,13 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML, YAML or JSON file with [[bindings]] and [settings]."),
         click.option("--source", help="One binding's source: dns://HOST, or elasticache://RG_ID[?role=primary|replicas] (without ?role: the primary). Quote it in a shell: ? is a glob character."),
         click.option("--target-group", help="One binding's target group: name or ARN (an IP target group)."),
-        click.option("--port", type=int, help="Target port registered for that binding  [default: 6379]."),
+        # Numbers stay text here: config.py reads them (ASCII digits only; click's int()
+        # would take '\u0663' as 3).
+        click.option("--port", metavar="INTEGER", help="Target port registered for that binding  [default: 6379]."),
         click.option("--name", "binding_name", help="Name of that binding  [default: derived from the source]."),
         click.option("--nameserver", "nameservers", multiple=True, metavar="IP[:PORT]", help="Resolve with these nameservers, in order (repeatable)  [default: the system resolver]."),
-        click.option("--max-changes", type=int, help="Most registrations + deregistrations per binding per run  [default: 4]."),
-        click.option("--dns-timeout", type=float, help="Seconds to wait for each nameserver  [default: 2]."),
+        click.option("--max-changes", metavar="INTEGER", help="Most registrations + deregistrations per binding per run  [default: 4]."),
+        click.option("--dns-timeout", metavar="SECONDS", help="Seconds to wait for each nameserver  [default: 2]."),
         click.option("--region", help="AWS region  [default: AWS_REGION / AWS_DEFAULT_REGION / profile]."),
         click.option("--profile", help="AWS profile  [default: AWS_PROFILE]."),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table."),
@@ -49,11 +52,11 @@ def _load_config(
     config_path: str | None,
     source: str | None,
     target_group: str | None,
-    port: int | None,
+    port: str | None,
     binding_name: str | None,
     nameservers: tuple[str, ...],
-    max_changes: int | None,
-    dns_timeout: float | None,
+    max_changes: str | None,
+    dns_timeout: str | None,
     region: str | None,
 ) -> Config:
     if config_path and (source or target_group):
@@ -102,17 +105,27 @@ class _Group(click.Group):
     exit code 1, each with a one-line message instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        # Whatever a command prints (reports, errors, the drill's timeline) passes through
+        # redact(): a password in a redis:// or endpoint URL never reaches the terminal.
+        with redacted_output():
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {redact(str(exc))}", err=True)
             ctx.exit(EXIT_USAGE)
         except CacheBridgeError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {redact(str(exc))}", err=True)
             ctx.exit(EXIT_FAILED)
         except BotoCoreError as exc:  # no credentials, no route to the endpoint, a timeout...
-            click.echo(f"Error: AWS: {exc}", err=True)
+            # botocore names the endpoint it could not reach, user:password@ included.
+            click.echo(f"Error: AWS: {redact(str(exc))}", err=True)
             ctx.exit(EXIT_FAILED)
+        except click.ClickException as exc:
+            exc.message = redact(exc.message)
+            raise
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -54,7 +54,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -62,6 +61,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from .errors import ConfigError
+from .inputs import MAX_CONFIG_BYTES, InputRejected, load_json, load_toml, load_yaml, strip_bom
 
 __all__ = [
     "DEFAULT_MAX_CHANGES",
@@ -82,6 +82,7 @@ __all__ = [
     "Binding",
     "Settings",
     "Config",
+    "target_group_name",
 ]
 
 # A failover needs one register and one deregister; a few more leaves room for a
@@ -115,7 +116,7 @@ _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 _RG_ID = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
 _TG_NAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,32}(?<!-)$")
 _TG_ARN = re.compile(
-    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]+$"
+    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:targetgroup/(?P<name>[A-Za-z0-9-]{1,32})/[0-9a-f]+$"
 )
 _LISTENER_ARN = re.compile(
     r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener/net/[A-Za-z0-9-]{1,32}/[0-9a-f]+/[0-9a-f]+$"
@@ -153,14 +154,19 @@ SourceSpec = DnsSourceSpec | ElastiCacheSourceSpec
 
 def _valid_hostname(host: str) -> bool:
     host = host.rstrip(".")
-    return 0 < len(host) <= 253 and all(_HOST_LABEL.match(label) for label in host.split("."))
+    return 0 < len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in host.split("."))
 
 
 def parse_source(text: Any, field_name: str = "source") -> SourceSpec:
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(field_name, "missing or not a string", SOURCE_FORMS)
-    text = text.strip()
-    parts = urlsplit(text)
+    text = strip_bom(text).strip()
+    if len(text) > 300:
+        raise ConfigError(field_name, f"{len(text)} characters is too long for a source", SOURCE_FORMS)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # e.g. an unclosed "[" in the host
+        raise ConfigError(field_name, f"{text!r} is not a URL ({exc})", SOURCE_FORMS) from None
     scheme = parts.scheme.lower()
     if scheme == "dns":
         host = parts.netloc or parts.path.lstrip("/")
@@ -169,7 +175,7 @@ def parse_source(text: Any, field_name: str = "source") -> SourceSpec:
         return DnsSourceSpec(host.rstrip(".").lower())
     if scheme == "elasticache":
         rg = parts.netloc
-        if not _RG_ID.match(rg or ""):
+        if not _RG_ID.fullmatch(rg or ""):
             raise ConfigError(
                 field_name,
                 f"{rg!r} is not a replication group id",
@@ -177,11 +183,18 @@ def parse_source(text: Any, field_name: str = "source") -> SourceSpec:
             )
         if parts.path not in ("", "/") or parts.fragment:
             raise ConfigError(field_name, f"{text!r} has a path or fragment", SOURCE_FORMS)
-        query = parse_qs(parts.query, keep_blank_values=True)
+        try:
+            query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query), max_num_fields=8)
+        except ValueError:
+            raise ConfigError(field_name, f"{parts.query[:60]!r} is not a query string", "?role=primary or ?role=replicas") from None
         unknown = set(query) - {"role"}
         if unknown:
             raise ConfigError(field_name, f"unknown query parameter(s) {sorted(unknown)}", "role")
-        role = query.get("role", ["primary"])[-1]
+        if len(query.get("role", ())) > 1:
+            # parse_qs keeps every value; taking one of them would route to a role the
+            # user may not have meant.
+            raise ConfigError(f"{field_name}.role", f"given {len(query['role'])} times", "role once: primary, replicas or cluster")
+        role = query.get("role", ["primary"])[0]
         if role not in ROLES:
             raise ConfigError(f"{field_name}.role", f"{role!r} is not a role", "primary, replicas (cluster mode disabled) or cluster (cluster mode enabled)")
         return ElastiCacheSourceSpec(rg.lower(), role)  # type: ignore[arg-type]
@@ -192,9 +205,9 @@ def parse_nameserver(text: Any, field_name: str = "nameservers") -> str:
     """Normalise ``host[:port]`` (``[v6]:port`` for IPv6) to ``host:port``."""
     import ipaddress
 
-    if not isinstance(text, str) or not text.strip():
-        raise ConfigError(field_name, f"{text!r} is not a nameserver", "IP[:PORT], e.g. 10.0.0.2:53")
-    text = text.strip()
+    if not isinstance(text, str) or not text.strip() or len(text) > 64:
+        raise ConfigError(field_name, f"{_shown(text)} is not a nameserver", "IP[:PORT], e.g. 10.0.0.2:53")
+    text = strip_bom(text).strip()
     host, port = text, "53"
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
@@ -206,6 +219,8 @@ def parse_nameserver(text: Any, field_name: str = "nameservers") -> str:
         host, port = text.split(":")
     try:
         ip = ipaddress.ip_address(host)
+        if not _ASCII_INT.fullmatch(port):
+            raise ValueError
         port_n = int(port)
         if not 1 <= port_n <= 65535:
             raise ValueError
@@ -215,6 +230,23 @@ def parse_nameserver(text: Any, field_name: str = "nameservers") -> str:
 
 
 _N = TypeVar("_N", int, float)
+# Python's int() and float() read any Unicode digit ('\u0663' is 3), underscores and
+# surrounding spaces; a number written as text must be plain ASCII.
+_ASCII_INT = re.compile(r"[+-]?[0-9]{1,18}")
+_ASCII_FLOAT = re.compile(
+    r"[+-]?(?:(?:[0-9]{1,18}(?:\.[0-9]{0,18})?|\.[0-9]{1,18})(?:[eE][+-]?[0-9]{1,3})?|(?i:inf|infinity|nan))"
+)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr`` cut short: an error message repeats a value, not a megabyte of it."""
+    if isinstance(value, (dict, list, tuple, set)):
+        return f"a {type(value).__name__}"
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # ValueError: an int of more than 4300 digits
+        return f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _int(value: Any, field_name: str, low: int, high: int) -> int:
@@ -233,11 +265,17 @@ def _number(value: Any, field_name: str, low: _N, high: _N, kind: type[_N]) -> _
     spec = "" if integer else "g"
     expected = f"{low:{spec}}..{high:{spec}}" + ("" if integer else " seconds")
     if isinstance(value, bool) or not isinstance(value, accepted):
-        raise ConfigError(field_name, f"{value!r} is not {noun}", expected)
+        raise ConfigError(field_name, f"{_shown(value)} is not {noun}", expected)
+    if isinstance(value, str):
+        value = strip_bom(value).strip()
+        if not (_ASCII_INT if integer else _ASCII_FLOAT).fullmatch(value):
+            raise ConfigError(field_name, f"{_shown(value)} is not {noun} (ASCII digits only)", expected)
+    elif isinstance(value, int) and abs(value) >= 10**18:
+        raise ConfigError(field_name, "the number is out of range", expected)
     try:
         number = kind(value)
-    except ValueError:
-        raise ConfigError(field_name, f"{value!r} is not {noun}", expected) from None
+    except (ValueError, OverflowError):
+        raise ConfigError(field_name, f"{_shown(value)} is not {noun}", expected) from None
     if not low <= number <= high:
         raise ConfigError(field_name, f"{number:{spec}} is out of range", expected)
     return number
@@ -246,25 +284,26 @@ def _number(value: Any, field_name: str, low: _N, high: _N, kind: type[_N]) -> _
 def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
     unknown = sorted(set(data) - set(allowed), key=str)  # YAML keys need not be strings
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}" if where else str(unknown[0]), "unknown setting", ", ".join(allowed))
+        key = str(unknown[0]) if len(str(unknown[0])) <= 40 else str(unknown[0])[:37] + "..."
+        raise ConfigError(f"{where}.{key}" if where else key, "unknown setting", ", ".join(allowed))
 
 
 def validate_target_group(value: Any, field_name: str = "target_group") -> str:
     if isinstance(value, str):
         value = value.strip()
         if value.startswith("arn:"):
-            if _TG_ARN.match(value):
+            if _TG_ARN.fullmatch(value):
                 return value
             raise ConfigError(
                 field_name,
-                f"{value!r} is not a target group ARN",
+                f"{_shown(value)} is not a target group ARN",
                 "arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID, or a target group name",
             )
-        if _TG_NAME.match(value):
+        if _TG_NAME.fullmatch(value):
             return value
     raise ConfigError(
         field_name,
-        f"{value!r} is not a target group name or ARN",
+        f"{_shown(value)} is not a target group name or ARN",
         "a name of 1-32 letters, digits and hyphens, or a target group ARN",
     )
 
@@ -393,8 +432,8 @@ class Binding:
 
 def _binding_name(data: Mapping[str, Any], source: SourceSpec, where: str) -> str:
     name = data.get("name") or default_binding_name(source)
-    if not isinstance(name, str) or not _BINDING_NAME.match(name):
-        raise ConfigError(f"{where}.name", f"{name!r} is not a valid name", "1-64 letters, digits, '.', '_' or '-'")
+    if not isinstance(name, str) or not _BINDING_NAME.fullmatch(name):
+        raise ConfigError(f"{where}.name", f"{_shown(name)} is not a valid name", "1-64 letters, digits, '.', '_' or '-'")
     return name
 
 
@@ -429,8 +468,8 @@ class Settings:
         changes: dict[str, Any] = {}
         if data.get("region") is not None:
             region = data["region"]
-            if not isinstance(region, str) or not re.match(r"^[a-z]{2}(-[a-z]+)+-\d+$", region):
-                raise ConfigError(f"{where}.region", f"{region!r} is not an AWS region", "e.g. eu-west-1")
+            if not isinstance(region, str) or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]+", region):
+                raise ConfigError(f"{where}.region", f"{_shown(region)} is not an AWS region", "e.g. eu-west-1")
             changes["region"] = region
         if data.get("nameservers") is not None:
             servers = data["nameservers"]
@@ -470,10 +509,20 @@ class Config:
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
+        groups: dict[str, str] = {}
         for i, binding in enumerate(self.bindings):
             if binding.name in seen:
                 raise ConfigError(f"bindings[{i}].name", f"duplicate name {binding.name!r}", "a unique name per binding")
             seen.add(binding.name)
+            # Two bindings writing one target group would each remove the other's targets.
+            group = target_group_name(binding.target_group)
+            if group in groups:
+                raise ConfigError(
+                    f"bindings[{i}].target_group",
+                    f"target group {group!r} is already bound by {groups[group]!r}",
+                    "one binding per target group",
+                )
+            groups[group] = binding.name
 
     # -- readers ---------------------------------------------------------------------------
 
@@ -494,31 +543,22 @@ class Config:
     def from_file(cls, path: str | os.PathLike[str]) -> "Config":
         path = Path(path)
         try:
+            if path.stat().st_size > MAX_CONFIG_BYTES:
+                raise ConfigError("--config", f"{str(path)!r} is too large", f"a configuration file of at most {MAX_CONFIG_BYTES} bytes")
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError("--config", f"cannot read {str(path)!r}: {exc.strerror}") from None
         except UnicodeDecodeError as exc:
             raise ConfigError("--config", f"cannot read {str(path)!r}: not UTF-8 text ({exc.reason})") from None
         suffix = path.suffix.lower()
-        if suffix == ".toml":
-            try:
-                data = tomllib.loads(text)
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
-        elif suffix in (".yaml", ".yml"):
-            import yaml  # only the CLI reads YAML; the Lambda zip does not ship it
-
-            try:
-                data = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise ConfigError("--config", f"{path} is not valid YAML: {exc}") from None
-        elif suffix == ".json":
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ConfigError("--config", f"{path} is not valid JSON: {exc}") from None
-        else:
+        # Only the CLI reads YAML (load_yaml imports PyYAML); the Lambda zip does not ship it.
+        loaders = {".toml": load_toml, ".yaml": load_yaml, ".yml": load_yaml, ".json": load_json}
+        if suffix not in loaders:
             raise ConfigError("--config", f"unknown file type {suffix or '(none)'!r}", ".toml, .yaml, .yml, .json")
+        try:
+            data = loaders[suffix](text)
+        except InputRejected as exc:
+            raise _rejected(exc, "--config", str(path)) from None
         return cls.from_mapping(data)
 
     @classmethod
@@ -528,9 +568,9 @@ class Config:
         if not raw:
             raise ConfigError(ENV_BINDINGS, "not set", "JSON: a list of bindings, or {\"bindings\": [...], \"settings\": {...}}")
         try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(ENV_BINDINGS, f"not valid JSON ({exc.msg} at position {exc.pos})") from None
+            data = load_json(raw)
+        except InputRejected as exc:
+            raise _rejected(exc, ENV_BINDINGS) from None
         config = cls.from_mapping(data)
         settings = config.settings
         for key in Settings.SETTING_KEYS:
@@ -552,7 +592,7 @@ class Config:
         cls,
         source: str,
         target_group: str,
-        port: int | None = None,
+        port: int | str | None = None,
         name: str | None = None,
         settings: Settings | None = None,
     ) -> "Config":
@@ -581,3 +621,19 @@ class Config:
         data = self.to_mapping()
         data["settings"] = {k: v for k, v in data["settings"].items() if v not in (None, [])}
         return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def target_group_name(target_group: str) -> str:
+    """The name part of a target group ARN, or the name itself: one group, however written."""
+    match = _TG_ARN.fullmatch(target_group)
+    return match["name"] if match else target_group
+
+
+def _rejected(exc: InputRejected, where: str, document: str = "") -> ConfigError:
+    """A reader's refusal as a ConfigError naming the field when the reader knows it."""
+    if exc.path:
+        return ConfigError(exc.path, exc.problem, exc.accepted)
+    problem = exc.problem
+    if document:
+        problem = f"{document} is {problem}" if problem.startswith("not ") else f"{document}: {problem}"
+    return ConfigError(where, problem, exc.accepted)

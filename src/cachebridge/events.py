@@ -34,13 +34,13 @@ read is still an ``EventError``: it may be a failover the controller would miss.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import EventError
+from .inputs import InputRejected, check_tree, load_json
 from .sync import Trigger
 
 __all__ = [
@@ -105,6 +105,11 @@ _PLAIN = re.compile(
     r"^(?P<prefix>ElastiCache:)?(?P<name>[A-Za-z][A-Za-z0-9]*)(?:(?:\s*:\s*|\s+)(?P<source>[^\s:]\S*))?(?:\s*:)?$"
 )
 _MASK = "*****"
+# SNS messages are at most 256 KB (https://docs.aws.amazon.com/sns/latest/dg/large-message-payloads.html);
+# an ElastiCache notification is a few hundred bytes.
+MAX_MESSAGE_BYTES = 256 * 1024
+# An SNS event is five levels deep (Records[i].Sns.MessageAttributes.NAME.Value).
+MAX_EVENT_DEPTH = 16
 
 
 def _describe(value: Any) -> str:
@@ -326,9 +331,9 @@ class ElastiCacheNotification(DictWrapper):
         text = message.strip()
         if text.startswith("{"):
             try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise EventError(f"SNS Message: not valid JSON ({exc.msg} at position {exc.pos})") from None
+                data = load_json(text, max_bytes=MAX_MESSAGE_BYTES)
+            except InputRejected as exc:
+                raise EventError(f"SNS Message: {exc}") from None
             if not isinstance(data, dict):
                 raise EventError(f"SNS Message: expected a JSON object, got {_describe(data)}")
         else:
@@ -484,6 +489,10 @@ def parse_event(raw: Any) -> ParsedEvent:
     """Read a raw Lambda event. Raises ``EventError`` for anything malformed or unknown."""
     if not isinstance(raw, Mapping):
         raise EventError(f"unsupported event: expected a JSON object, got {_describe(raw)}")
+    try:
+        check_tree(raw, max_depth=MAX_EVENT_DEPTH)
+    except InputRejected as exc:
+        raise EventError(f"event{'.' + exc.path if exc.path else ''}: {exc}") from None
     if "Records" in raw:
         return _parse_sns(raw)
     if "detail-type" in raw or raw.get("source") == "aws.events":

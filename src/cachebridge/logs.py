@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import IO, Any
 
+from .redact import redact
+
 __all__ = [
     "LOGGER_NAME",
     "JsonFormatter",
@@ -71,7 +73,7 @@ def _timestamp(created: float) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """Formats a record as one JSON object (never more than one line)."""
+    """Formats a record as one JSON object (never more than one line), URL passwords redacted."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -93,7 +95,9 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = record.stack_info
-        return json.dumps(entry, default=str, ensure_ascii=False, separators=(",", ":"))
+        # Passwords in URLs (redis://:secret@..., AWS_ENDPOINT_URL with user:pass@) never
+        # reach the log, whichever field or traceback carries them.
+        return redact(json.dumps(entry, default=str, ensure_ascii=False, separators=(",", ":")))
 
 
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -12,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from cachebridge.config import Binding, Config, DnsSourceSpec, ElastiCacheSourceSpec, Settings
+from cachebridge.errors import ConfigError
 from cachebridge.nlb import TargetGroups
 from cachebridge.sandbox import moto_ext
 from cachebridge.sandbox.dns import LoopbackDnsServer
@@ -311,25 +312,20 @@ def test_dry_run_writes_nothing_and_reports_the_plan(dns: LoopbackDnsServer, elb
     assert registered(elbv2, tg_arn) == {OLD}
 
 
-def test_two_bindings_on_one_target_group_the_second_is_an_error(dns: LoopbackDnsServer, elbv2: Any, ec2: Any, tg_arn: str) -> None:
+def test_two_bindings_on_one_target_group_are_refused_before_anything_is_written(dns: LoopbackDnsServer, elbv2: Any, ec2: Any, tg_arn: str) -> None:
+    # By name and by ARN: one group either way. Each binding would remove the other's targets.
     dns.zone.set_a("replica.orders.abc123.euw1.cache.amazonaws.com", "10.0.9.9")
-    cfg = config(
-        dns,
-        binding("orders-primary"),
-        binding("orders-also", "replica.orders.abc123.euw1.cache.amazonaws.com", tg_arn),
-    )
     log = CallLog(elbv2)
-
-    report = run(cfg, elbv2, ec2)
-
-    first, second = report.bindings
-    assert first.status == "changed" and first.register == (OLD,)
-    assert second.status == "error"
-    assert "orders-primary" in (second.error or "") and "one binding" in (second.error or "")
-    assert second.register == () and second.deregister == ()
-    assert not report.ok
-    assert log.writes() == [("RegisterTargets", [OLD])]
-    assert registered(elbv2, tg_arn) == {OLD}
+    with pytest.raises(ConfigError) as info:
+        config(
+            dns,
+            binding("orders-primary"),
+            binding("orders-also", "replica.orders.abc123.euw1.cache.amazonaws.com", tg_arn),
+        )
+    assert info.value.field == "bindings[1].target_group"
+    assert info.value.problem == "target group 'orders-primary' is already bound by 'orders-primary'"
+    assert log.calls == []
+    assert registered(elbv2, tg_arn) == set()
 
 
 def test_an_unknown_target_group_fails_only_its_binding(dns: LoopbackDnsServer, elbv2: Any, ec2: Any, tg_arn: str) -> None:

@@ -22,6 +22,7 @@ from cachebridge.config import (
     Settings,
     parse_nameserver,
     parse_source,
+    target_group_name,
 )
 from cachebridge.errors import ConfigError
 
@@ -575,14 +576,16 @@ settings_maps = st.fixed_dictionaries(
 @st.composite
 def configs(draw: st.DrawFn) -> Config:
     names = draw(st.lists(binding_names, min_size=1, max_size=4, unique=True))
+    # One binding per target group, however the group is written (name or ARN).
+    groups = draw(st.lists(st.one_of(tg_names, tg_arns), min_size=len(names), max_size=len(names), unique_by=target_group_name))
     bindings = [
         {
             "name": name,
             "source": draw(sources),
-            "target_group": draw(st.one_of(tg_names, tg_arns)),
+            "target_group": group,
             "port": draw(st.integers(1, 65535)),
         }
-        for name in names
+        for name, group in zip(names, groups)
     ]
     return Config.from_mapping({"bindings": bindings, "settings": draw(settings_maps)})
 

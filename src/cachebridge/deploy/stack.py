@@ -53,6 +53,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoRegionError, Profi
 from .. import aws
 from ..errors import CacheBridgeError, ConfigError, DeployError, SourceError, SourceNotFound
 from ..sources import describe_replication_group
+from . import allow_list
 from . import package as packaging
 from . import template as cfn_template
 from .local import LocalFunction
@@ -251,6 +252,19 @@ def _validate_cidrs(cidrs: Sequence[str], allow_any_source: bool) -> None:
         if network in seen:
             raise ConfigError("--allowed-cidr", f"{text} is given twice", "each range once")
         seen.add(network)  # type: ignore[arg-type]
+    # Count addresses, not spellings: 0.0.0.0/1 + 128.0.0.0/1 is 0.0.0.0/0.
+    networks = sorted(seen)
+    nested = allow_list.nested_range(networks)
+    if nested:
+        inner, outer = nested
+        raise ConfigError("--allowed-cidr", f"{inner} lies inside {outer}", "each address in one range only: give the wider range once")
+    if allow_list.too_broad(networks) and not allow_any_source:
+        covered = allow_list.covered_addresses(networks)
+        raise ConfigError(
+            "--allowed-cidr",
+            f"the ranges together cover {covered:,} addresses, more than a /8 ({allow_list.MAX_UNION_ADDRESSES:,})",
+            "narrower ranges, or --allow-any-source to allow that on purpose",
+        )
 
 
 # -- the replication group -------------------------------------------------------------------

@@ -14,6 +14,9 @@ stacks coexist in one account and region. Nothing in it blocks deletion.
 each, selected by Conditions). CloudFormation Rules cannot count list members, so a longer
 list creates the ``AllowedCidrsLimitExceeded`` guard, a wait condition nobody signals: the
 stack fails within seconds and rolls back, rather than silently ignoring the extra ranges.
+A list covering more than a /8 without ``AllowAnySource=true`` fails the same way, through
+``AllowedCidrsCoverMoreThanASlash8SetAllowAnySource`` (``deploy.allow_list`` says how the
+Conditions count addresses, and what they cannot see).
 
 ``validate_parameters`` applies the parameter constraints, the ``Rules`` and that limit
 to a set of parameter values, with the same tiny evaluator the tests use, so a caller can
@@ -54,6 +57,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import DEFAULT_EVENT_WAIT_S, DEFAULT_PORT, MAX_NODE_TARGET_GROUPS, Binding, Config, Settings
+from . import allow_list
 
 __all__ = [
     "MAX_ALLOWED_CIDRS",
@@ -200,14 +204,14 @@ def _parameters(node_slots: int = 0) -> dict[str, Any]:
             "ConstraintDescription": "IPv4 CIDR ranges such as 203.0.113.0/24, separated by commas without spaces",
             "Description": (
                 f"Required. Up to {MAX_ALLOWED_CIDRS} IPv4 ranges allowed to connect to ListenerPort. "
-                "0.0.0.0/0 is refused unless AllowAnySource is true."
+                "Ranges covering more than a /8 in all (0.0.0.0/0, two /1s, three /9s...) are refused unless AllowAnySource is true."
             ),
         },
         "AllowAnySource": {
             "Type": "String",
             "Default": "false",
             "AllowedValues": ["false", "true"],
-            "Description": "Set to true, on purpose, to allow 0.0.0.0/0 in AllowedCidrs.",
+            "Description": "Set to true, on purpose, to allow 0.0.0.0/0, or ranges covering more than a /8, in AllowedCidrs.",
         },
         "ReplicationGroupId": {
             "Type": "String",
@@ -455,6 +459,11 @@ def _conditions() -> dict[str, Any]:
     for index in range(1, MAX_ALLOWED_CIDRS):
         conditions[_cidr_condition(index)] = {"Fn::Not": [{"Fn::Equals": [_allowed_cidr(index), ""]}]}
     conditions.update(_switch_conditions())
+    conditions.update(allow_list.guard_conditions(
+        MAX_ALLOWED_CIDRS,
+        present=lambda index: {"Condition": _cidr_condition(index)},
+        allow_any_source={"Fn::Equals": [_ref("AllowAnySource"), "true"]},
+    ))
     return conditions
 
 
@@ -468,6 +477,16 @@ def _guard_resources() -> dict[str, Any]:
             "Type": "AWS::CloudFormation::WaitCondition",
             "Condition": TOO_MANY_CIDRS,
             "Properties": {"Handle": _ref("AllowedCidrsLimitHandle"), "Timeout": "1", "Count": 1},
+        },
+        # Named so that the stack's failure event says what to change.
+        "AllowedCidrsBreadthHandle": {
+            "Type": "AWS::CloudFormation::WaitConditionHandle",
+            "Condition": allow_list.BROAD_ALLOW_LIST,
+        },
+        "AllowedCidrsCoverMoreThanASlash8SetAllowAnySource": {
+            "Type": "AWS::CloudFormation::WaitCondition",
+            "Condition": allow_list.BROAD_ALLOW_LIST,
+            "Properties": {"Handle": _ref("AllowedCidrsBreadthHandle"), "Timeout": "1", "Count": 1},
         },
     }
 
@@ -1710,6 +1729,8 @@ def validate_parameters(
                 problems.append(f"{rule_name}: {assertion.get('AssertDescription', 'assertion failed')}")
     if evaluate({"Condition": TOO_MANY_CIDRS}, template, parameters, pseudo):
         problems.append(f"AllowedCidrs: at most {MAX_ALLOWED_CIDRS} ranges")
+    elif evaluate({"Condition": allow_list.BROAD_ALLOW_LIST}, template, parameters, pseudo):
+        problems.append("AllowedCidrs: the ranges together cover more than a /8; set AllowAnySource=true to allow that on purpose")
     problems += _switch_parameter_problems(parameters, template)
     if stack_name is not None and not values.get("ScheduleRuleName"):
         derived = stack_name + SCHEDULE_RULE_SUFFIX

@@ -193,7 +193,7 @@ def printed_commands(state: dict[str, Any], *, state_dir: Path, cli: str | None 
             f"{cb} drill {sd} --kill-primary",
         ],
         "fail over by hand (the AWS CLI's TestFailover, or kill the primary)": [
-            f"{aws_env} aws elasticache test-failover --replication-group-id {q(rg)} --node-group-id 0001",
+            f"{aws_env} aws elasticache test-failover --region {q(region)} --replication-group-id {q(rg)} --node-group-id 0001",
             f"{cb} sandbox kill-primary {sd}",
         ],
         "watch": [

@@ -1,4 +1,9 @@
-"""The client side of the sandbox: start the supervisor, find it, talk to it, stop it."""
+"""The client side of the sandbox: start the supervisor, find it, talk to it, stop it.
+
+The state directory is the owner's alone (0700, files 0600): it holds the control API's
+token, which every request sends, and the supervisor's identity (PID, start time, command
+line), which ``down`` checks before it signals anything: a stale PID that now belongs to
+another process is left alone."""
 
 from __future__ import annotations
 
@@ -14,10 +19,14 @@ import urllib.request
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from .supervisor import STATE_FILE, SandboxOptions
+from .supervisor import STATE_FILE, TOKEN_FILE, SandboxOptions, write_private
 
-__all__ = ["DEFAULT_STATE_DIR", "SandboxError", "up", "down", "read_state", "control", "events"]
+__all__ = ["DEFAULT_STATE_DIR", "SandboxError", "up", "down", "read_state", "control", "events", "is_supervisor"]
+
+IDENTITY_FILE = "supervisor.json"
+SUPERVISOR_MODULE = "cachebridge.sandbox.supervisor"
 
 DEFAULT_STATE_DIR = Path(".cachebridge-sandbox")
 UP_TIMEOUT_S = 240.0
@@ -46,27 +55,72 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _identity(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((state_dir / IDENTITY_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_supervisor(pid: int, state_dir: Path) -> tuple[bool, str]:
+    """Whether ``pid`` is the supervisor started for ``state_dir``: alive, started at the
+    recorded time, running the supervisor module on this state directory. Returns the
+    verdict and what the process is, for the message."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        cmdline = process.cmdline()
+        created = process.create_time()
+    except psutil.ZombieProcess:
+        return False, "a process that has exited"
+    except psutil.NoSuchProcess:
+        return False, "no such process"
+    except psutil.AccessDenied:
+        return False, "a process of another user"
+    shown = " ".join(cmdline)[:120] or process.name()
+    if SUPERVISOR_MODULE not in cmdline or str(state_dir.resolve()) not in {str(Path(a).resolve()) for a in cmdline if "/" in a}:
+        return False, repr(shown)
+    identity = _identity(state_dir)
+    if identity is None or int(identity.get("pid", -1)) != pid or abs(float(identity.get("create_time", 0)) - created) > 0.05:
+        return False, f"{shown!r}, started at another time than the recorded supervisor"
+    return True, repr(shown)
+
+
+def _private_dir(state_dir: Path) -> None:
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    state_dir.chmod(0o700)  # an existing directory, or one the umask widened
+
+
 def up(options: SandboxOptions, timeout: float = UP_TIMEOUT_S) -> dict[str, Any]:
     """Start the supervisor in its own session and return its state once ready."""
+    import psutil
+
     state_dir = options.state_dir
     existing = read_state(state_dir)
-    if existing and _alive(int(existing["pid"])):
+    if existing and is_supervisor(int(existing["pid"]), state_dir)[0]:
         raise SandboxError(f"a sandbox is already running (pid {existing['pid']}); run 'cachebridge sandbox down' first")
-    state_dir.mkdir(parents=True, exist_ok=True)
+    _private_dir(state_dir)
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     (state_dir / "error.txt").unlink(missing_ok=True)
     raw = asdict(options)
     raw.pop("state_dir")
-    log = open(state_dir / "supervisor.log", "ab")
+    log = os.fdopen(os.open(state_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "cachebridge.sandbox.supervisor", "--state-dir", str(state_dir), "--options", json.dumps(raw, default=str)],
+        [sys.executable, "-m", SUPERVISOR_MODULE, "--state-dir", str(state_dir.resolve()), "--options", json.dumps(raw, default=str)],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # outlives this command; 'sandbox down' stops it by PID
     )
     log.close()
-    (state_dir / "supervisor.pid").write_text(str(process.pid))
+    write_private(state_dir / "supervisor.pid", str(process.pid))
+    try:
+        created = psutil.Process(process.pid).create_time()
+    except psutil.NoSuchProcess:  # died at once: the loop below reports why
+        created = 0.0
+    write_private(state_dir / IDENTITY_FILE, json.dumps({"pid": process.pid, "create_time": created}))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = read_state(state_dir)
@@ -90,18 +144,27 @@ def down(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> dict[str
     pid = int(pid_file.read_text().strip())
     state = read_state(state_dir) or {}
     ports = _ports(state)
-    if _alive(pid):
+    _reap(pid)  # a supervisor this process started and that already exited is a zombie
+    ours, what = is_supervisor(pid, state_dir)
+    if _alive(pid) and not ours:
+        # The sandbox is gone and its PID was reused: signalling it would hit a stranger.
+        for name in ("supervisor.pid", IDENTITY_FILE, STATE_FILE, TOKEN_FILE):
+            (state_dir / name).unlink(missing_ok=True)
+        return {"stopped": False, "pid": pid,
+                "reason": f"pid {pid} is not this sandbox's supervisor (it is {what}); left it alone and removed the stale state"}
+    if ours:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while _alive(pid) and time.monotonic() < deadline:
             _reap(pid)
             time.sleep(0.1)
-        if _alive(pid):
+        if _alive(pid) and is_supervisor(pid, state_dir)[0]:
             os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
             _reap(pid)
     pid_file.unlink(missing_ok=True)
-    (state_dir / STATE_FILE).unlink(missing_ok=True)
+    for name in (IDENTITY_FILE, STATE_FILE, TOKEN_FILE):
+        (state_dir / name).unlink(missing_ok=True)
     still_open = [f"{h}:{p}" for h, p in ports if _listening(h, p)]
     return {"stopped": True, "pid": pid, "ports_checked": [f"{h}:{p}" for h, p in ports], "ports_still_open": still_open}
 
@@ -134,10 +197,31 @@ def _listening(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
-def control(state: dict[str, Any], path: str, method: str = "GET", timeout: float = 30.0) -> Any:
-    request = urllib.request.Request(state["control_url"] + path, method=method, data=b"" if method == "POST" else None)
+def _token(state: dict[str, Any]) -> str:
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        return (Path(state["state_dir"]) / TOKEN_FILE).read_text().strip()
+    except (KeyError, OSError) as exc:
+        raise SandboxError(f"cannot read the sandbox's control token: {exc}") from None
+
+
+def _control_url(state: dict[str, Any], path: str) -> str:
+    """The supervisor listens on plain HTTP on loopback; anything else in a state file
+    (file:, another host) is refused rather than opened."""
+    url = str(state.get("control_url", ""))
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost") or not path.startswith("/"):
+        raise SandboxError(f"{url!r} is not the sandbox's control API (expected http://127.0.0.1:PORT)")
+    return url + path
+
+
+def control(state: dict[str, Any], path: str, method: str = "GET", timeout: float = 30.0) -> Any:
+    request = urllib.request.Request(
+        _control_url(state, path), method=method, data=b"" if method == "POST" else None,
+        headers={"Authorization": f"Bearer {_token(state)}"},
+    )
+    try:
+        # nosec B310: _control_url admits only http:// on loopback, never file: or custom schemes.
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # nosec B310
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         body = exc.read().decode(errors="replace")

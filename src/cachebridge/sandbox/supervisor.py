@@ -12,9 +12,11 @@ tells clients where everything is; SIGTERM stops everything and removes it.
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -33,9 +35,12 @@ from .failover import Cluster, FailoverOptions, Member
 from .nlb_dataplane import DEFAULT_REGISTRATION_DELAY_S, DataPlane
 from .redis_nodes import RedisNode, _bindable, free_port
 
-__all__ = ["SandboxOptions", "Supervisor", "main", "STATE_FILE"]
+__all__ = ["SandboxOptions", "Supervisor", "main", "STATE_FILE", "TOKEN_FILE", "write_private"]
 
 STATE_FILE = "state.json"
+# The control API can kill the primary and run the controller: only a caller that can read
+# the (owner-only) state directory may use it.
+TOKEN_FILE = "control.token"
 REGION = "us-east-1"
 SCHEDULE_EVENT = {
     "version": "0",
@@ -117,6 +122,7 @@ class Supervisor:
         self.cluster: Cluster | None = None
         self.function: FunctionHost | None = None
         self.control: ThreadingHTTPServer | None = None
+        self.control_token = secrets.token_urlsafe(32)
         self.state: dict[str, Any] = {}
 
     def record(self, kind: str, /, **detail: Any) -> None:
@@ -127,7 +133,9 @@ class Supervisor:
 
     def start(self) -> None:
         opts = self.options
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)
+        write_private(self.state_dir / TOKEN_FILE, self.control_token)
         self.aws = AwsServer().start()
         endpoint = self.aws.endpoint_url
         os.environ.update({
@@ -217,6 +225,7 @@ class Supervisor:
         self.state = {
             "status": "ready",
             "pid": os.getpid(),
+            "create_time": _create_time(),
             "state_dir": str(self.state_dir),
             "aws_endpoint_url": endpoint,
             "region": REGION,
@@ -291,7 +300,7 @@ class Supervisor:
                 args += [flag, str(value)]
         self.record("deploy.start")
         result = subprocess.run(args, capture_output=True, text=True, timeout=300, env=os.environ.copy())
-        (self.state_dir / "deploy.log").write_text(result.stdout + result.stderr)
+        write_private(self.state_dir / "deploy.log", result.stdout + result.stderr)
         if result.returncode != 0:
             raise RuntimeError(f"cachebridge deploy failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
         outputs = json.loads(result.stdout).get("outputs", {})
@@ -322,7 +331,7 @@ class Supervisor:
     def _write_state(self) -> None:
         path = self.state_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2))
+        write_private(tmp, json.dumps(self.state, indent=2))
         tmp.replace(path)
 
     # -- shutdown ----------------------------------------------------------------------------
@@ -343,6 +352,7 @@ class Supervisor:
         if self.aws is not None:
             self.aws.stop()
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+        (self.state_dir / TOKEN_FILE).unlink(missing_ok=True)
 
     def wait(self) -> None:
         while not self._stop.wait(0.5):
@@ -363,10 +373,32 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _create_time() -> float:
+    import psutil
+
+    return psutil.Process().create_time()
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read (0600, whatever the umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
 def _control_handler(sup: Supervisor) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             pass
+
+        def _authorised(self) -> bool:
+            given = self.headers.get("Authorization", "")
+            expected = f"Bearer {sup.control_token}"
+            if hmac.compare_digest(given.encode(), expected.encode()):
+                return True
+            self._send(401, {"error": f"missing or wrong token: send 'Authorization: Bearer <{TOKEN_FILE} in the state directory>'"})
+            return False
 
         def _send(self, code: int, body: Any) -> None:
             data = json.dumps(body, default=str).encode()
@@ -377,6 +409,8 @@ def _control_handler(sup: Supervisor) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
+            if not self._authorised():
+                return
             if self.path == "/state":
                 state = dict(sup.state)
                 state["primary"] = sup.cluster.primary.cluster_id if sup.cluster else None
@@ -399,6 +433,8 @@ def _control_handler(sup: Supervisor) -> type[BaseHTTPRequestHandler]:
                 self._send(404, {"error": f"no such path {self.path}"})
 
         def do_POST(self) -> None:
+            if not self._authorised():
+                return
             try:
                 if self.path == "/kill-primary" and getattr(sup, "cluster_mode", None) is not None:
                     from .cluster_mode import kill_primary
@@ -429,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--options", help="SandboxOptions as JSON")
     args = parser.parse_args(argv)
+    # Everything the supervisor and its redis-server children write (state, logs, node
+    # data) is for the owner only.
+    os.umask(0o077)
     raw = json.loads(args.options) if args.options else {}
     failover = FailoverOptions(**raw.pop("failover", {}))
     options = SandboxOptions(state_dir=args.state_dir, failover=failover, **raw)
@@ -442,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         supervisor.start()
     except Exception as exc:
-        (args.state_dir / "error.txt").write_text(f"{exc}\n\n{traceback.format_exc()}")
+        write_private(args.state_dir / "error.txt", f"{exc}\n\n{traceback.format_exc()}")
         supervisor.stop()
         return 1
     try:
