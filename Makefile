@@ -17,7 +17,8 @@ test: setup
 bench: setup
 	.venv/bin/python benchmarks/sync_pass.py
 
-# Failover drills in the sandbox (several minutes): detect, retarget, write unavailability.
+# Failover drills in the sandbox (about an hour): layout x NLB profile x kind, then sweeps of
+# the NLB timings AWS does not publish; NLB delays run at a time scale, printed with the table.
 bench-failover: setup
 	.venv/bin/python benchmarks/failover.py
 

@@ -15,6 +15,17 @@ group and one DescribeReplicationGroups per replication group; 100 bindings in u
 3 s; peak RSS within a 128 MB Lambda.
 
     python benchmarks/sync_pass.py [--bindings 1 100] [--json]
+
+``--latency`` measures what a real API's latency does to a pass: every AWS call goes
+through a loopback proxy that adds ``--aws-ms`` (30) and every DNS query through one that
+adds ``--dns-ms`` (5) (``latency.py``; they also count the calls). Each size runs in a
+fresh process of its own, through the function's own adapters (``aws.adapters``), so its
+peak RSS is the controller's alone. Then: a new instance's import + first in-sync pass
+(``import cachebridge.handler`` and one handler call, no proxy), median of ``--cold-runs``
+fresh processes, beside a bare ``import boto3`` timed the same way in the same run; and
+the Lambda zip's size. Targets are printed, not asserted:
+
+    python benchmarks/sync_pass.py --latency [--bindings 1 100 1000] [--max-concurrency 8] [--json]
 """
 
 from __future__ import annotations
@@ -83,7 +94,7 @@ def build_world(n_bindings: int, dns: LoopbackDnsServer, clients: dict[str, Any]
         )
         members = clients["elasticache"].describe_replication_groups(ReplicationGroupId=rg_id)["ReplicationGroups"][0]["NodeGroups"][0]["NodeGroupMembers"]
         for i, member in enumerate(members):
-            ip = f"10.1.{g % 250}.{10 + i}"
+            ip = f"10.0.{g % 250}.{10 + i}"  # inside the VPC: the answer checks refuse others
             node_names[member["ReadEndpoint"]["Address"]] = ip
             dns.zone.set_a(member["ReadEndpoint"]["Address"], ip)
         roles = ["primary", "replicas"] if n_bindings > 1 else ["primary"]
@@ -119,9 +130,17 @@ def measure(config: Config, clients: dict[str, Any], counter: CallCounter, label
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bindings", type=int, nargs="+", default=[1, 100])
+    parser.add_argument("--bindings", type=int, nargs="+", default=None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--latency", action="store_true", help="add latency per AWS call and DNS query")
+    parser.add_argument("--aws-ms", type=float, default=30.0)
+    parser.add_argument("--dns-ms", type=float, default=5.0)
+    parser.add_argument("--max-concurrency", type=int, default=None)
+    parser.add_argument("--cold-runs", type=int, default=10)
     args = parser.parse_args()
+    if args.latency:
+        return latency_main(args)
+    args.bindings = args.bindings or [1, 100]
 
     moto, endpoint = start_moto()
     dns = LoopbackDnsServer().start()
@@ -155,6 +174,242 @@ def main() -> int:
     for r in results:
         calls = ", ".join(f"{k}={v}" for k, v in r["calls"].items())
         print(f"{r['pass']:<14} {r['bindings']:>8} {r['wall_s']:>8.3f} {r['api_calls']:>9} {r['write_calls']:>6} {r['peak_rss_mb']:>11}  {calls}")
+    return 0
+
+
+# -- --latency ---------------------------------------------------------------------------
+
+PASSES = ("initial registration", "cold in-sync", "warm in-sync", "changing")
+TARGETS = {
+    "in-sync, 1,000 bindings, 30 ms per call": "<= 10 s",
+    "changing, 1,000 bindings": "<= 20 s",
+    "peak RSS, 1 binding": "<= 55 MB",
+    "new instance: import + first in-sync pass": "<= 0.22 s (anchor 0.227 s)",
+    "Lambda zip": "<= 400 KB (anchor 188 KB)",
+    "in-sync AWS calls": "1 per target group + 1 per replication group, 0 writes",
+}
+
+
+def build_world_parallel(n_bindings: int, dns: LoopbackDnsServer, clients: dict[str, Any]) -> tuple[Config, dict[str, str]]:
+    """``build_world``, its replication groups created 8 at a time (1,000 bindings are 500
+    groups)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n_groups = max(1, n_bindings // 2)
+    per_group = 2 if n_bindings > 1 else 1
+    vpc = clients["ec2"].create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    run = os.urandom(3).hex()
+
+    def group(g: int) -> tuple[list[Binding], dict[str, str]]:
+        rg_id = f"bench{run}-{g}"
+        clients["elasticache"].create_replication_group(ReplicationGroupId=rg_id, ReplicationGroupDescription="bench", ReplicasPerNodeGroup=1)
+        members = clients["elasticache"].describe_replication_groups(ReplicationGroupId=rg_id)["ReplicationGroups"][0]["NodeGroups"][0]["NodeGroupMembers"]
+        names: dict[str, str] = {}
+        for i, member in enumerate(members):
+            ip = f"10.0.{g % 250}.{10 + i + 20 * (g // 250)}"  # inside the VPC, unique up to 500 groups
+            names[member["ReadEndpoint"]["Address"]] = ip
+            dns.zone.set_a(member["ReadEndpoint"]["Address"], ip)
+        out = []
+        for role in ("primary", "replicas")[:per_group]:
+            name = f"tg-{run}-{g}-{role[0]}"
+            out.append(Binding(name=name, source=ElastiCacheSourceSpec(rg_id, role), target_group=name))  # type: ignore[arg-type]
+        return out, names
+
+    bindings: list[Binding] = []
+    node_names: dict[str, str] = {}
+    with ThreadPoolExecutor(8) as pool:
+        for made, names in pool.map(group, range(n_groups)):
+            bindings += made
+            node_names.update(names)
+    for binding in bindings[:n_bindings]:  # one at a time: moto creates target groups unlocked
+        clients["elbv2"].create_target_group(Name=binding.target_group, Protocol="TCP", Port=6379, VpcId=vpc, TargetType="ip")
+    return Config(tuple(bindings[:n_bindings]), Settings()), node_names
+
+
+# One size, in a fresh process that imports only what the function imports: the passes of
+# PASSES through the function's own adapters; the parent moves the addresses and reads the
+# proxies' counters in between ("start" / "go" / "end" lines).
+WORKER_SCRIPT = """
+import json, sys, time
+from collections import Counter
+from cachebridge import aws, nlb
+from cachebridge.config import Config
+from cachebridge.sync import sync
+
+def peak_rss_mb():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) / 1024
+
+config = Config.from_file(sys.argv[1])
+target_groups, sources = aws.adapters(config.settings)
+for label in json.loads(sys.argv[2]):
+    print("start " + label, flush=True)
+    if sys.stdin.readline().strip() != "go":
+        sys.exit(1)
+    if label == "cold in-sync":
+        nlb.clear_caches()  # as a new instance would start
+    started = time.perf_counter()
+    report = sync(config, target_groups=target_groups, sources=sources)
+    wall = time.perf_counter() - started
+    print("end " + json.dumps({
+        "wall_s": round(wall, 3), "statuses": dict(Counter(b.status for b in report.bindings)),
+        "errors": [b.error for b in report.bindings if b.error][:3], "peak_rss_mb": round(peak_rss_mb(), 1),
+    }), flush=True)
+"""
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set: ``VmHWM``, which starts afresh at exec.
+    (``ru_maxrss`` carries over the peak of the process that forked this one on Linux.)"""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+COLD_SCRIPT = """
+import io, json, resource, sys, time
+started = time.perf_counter()
+import cachebridge.handler as h
+imported = time.perf_counter()
+sys.stdout = io.StringIO()
+result = h.handler({"action": "sync"}, None)
+done = time.perf_counter()
+sys.stdout = sys.__stdout__
+print(json.dumps({"import_s": imported - started, "total_s": done - started, "ok": result["ok"],
+                  "statuses": [b["status"] for b in result["bindings"]],
+                  "peak_rss_mb": int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) / 1024,
+                  "clients": sorted(key[0] for key in h.aws._clients)}))
+"""
+BOTO3_SCRIPT = "import time; t = time.perf_counter(); import boto3; print(time.perf_counter() - t)"
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def latency_main(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from latency import DnsLatencyProxy, LatencyProxy
+
+    from cachebridge.deploy import package
+
+    sizes = args.bindings or [1, 100, 1000]
+    moto, endpoint = start_moto()
+    dns = LoopbackDnsServer().start()
+    host, port = endpoint.removeprefix("http://").split(":")
+    aws_proxy = LatencyProxy((host, int(port)), args.aws_ms / 1000).start()
+    dns_proxy = DnsLatencyProxy(("127.0.0.1", dns.port), args.dns_ms / 1000).start()
+    credentials = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+    results: list[dict[str, Any]] = []
+    cold: dict[str, Any] = {}
+    one_binding: Config | None = None
+    try:
+        kwargs = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
+        setup = {name: boto3.client(name, **kwargs) for name in ("elbv2", "ec2", "elasticache")}
+        for n in sizes:
+            world, node_names = build_world_parallel(n, dns, setup)
+            settings = Settings(nameservers=(dns_proxy.address,), dns_timeout_s=2.0)
+            if args.max_concurrency:
+                settings = settings.merged({"max_concurrency": args.max_concurrency})
+            config = Config(world.bindings, settings)
+            if n == 1:
+                one_binding = Config(world.bindings, Settings(nameservers=(dns.address,), dns_timeout_s=2.0))
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+                json.dump(config.to_mapping(), f)
+            env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **credentials, "AWS_ENDPOINT_URL": aws_proxy.url}
+            proc = subprocess.Popen(
+                [sys.executable, "-c", WORKER_SCRIPT, f.name, json.dumps(PASSES)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            )
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                for label in PASSES:
+                    line = proc.stdout.readline()
+                    if not line.startswith("start"):
+                        raise SystemExit(f"worker for {n} bindings stopped: {line!r}")
+                    if label == "changing":
+                        for name, ip in node_names.items():
+                            a, b, c, d = ip.split(".")
+                            dns.zone.set_a(name, f"{a}.{b}.{c}.{int(d) + 100}")
+                    aws_proxy.take()
+                    dns_proxy.take()
+                    proc.stdin.write("go\n")
+                    proc.stdin.flush()
+                    line = proc.stdout.readline()
+                    if not line.startswith("end "):
+                        raise SystemExit(f"worker for {n} bindings stopped: {line!r}")
+                    measured = json.loads(line[4:])
+                    calls = aws_proxy.take()
+                    results.append({
+                        "pass": label, "bindings": n, **measured, "calls": calls, "api_calls": sum(calls.values()),
+                        "write_calls": sum(v for k, v in calls.items() if k in WRITE_CALLS), "dns_queries": dns_proxy.take(),
+                    })
+            finally:
+                proc.wait(60)
+                os.unlink(f.name)
+
+        if one_binding is not None and args.cold_runs > 0:
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CACHEBRIDGE_"))}, **credentials,
+                "AWS_ENDPOINT_URL": endpoint, "CACHEBRIDGE_BINDINGS": one_binding.bindings_json(),
+            }
+            runs = []
+            for _ in range(args.cold_runs):
+                out = subprocess.run([sys.executable, "-c", COLD_SCRIPT], capture_output=True, text=True, env=env, timeout=120)
+                if out.returncode != 0:
+                    raise SystemExit(f"cold start run failed: {out.stderr[-2000:]}")
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            boto3_runs = [
+                float(subprocess.run([sys.executable, "-c", BOTO3_SCRIPT], capture_output=True, text=True, timeout=60).stdout)
+                for _ in range(args.cold_runs)
+            ]
+            cold = {
+                "runs": len(runs),
+                "import_and_first_pass_s": round(_median([r["total_s"] for r in runs]), 3),
+                "import_s": round(_median([r["import_s"] for r in runs]), 3),
+                "bare_import_boto3_s": round(_median(boto3_runs), 3),
+                "statuses": sorted({s for r in runs for s in r["statuses"]}),
+                "peak_rss_mb": round(_median([r["peak_rss_mb"] for r in runs]), 1),
+                "clients": runs[-1]["clients"],
+            }
+            cold["ratio_to_boto3"] = round(cold["import_and_first_pass_s"] / cold["bare_import_boto3_s"], 2)
+        zip_kb = round(package.build().size / 1024, 1)
+    finally:
+        aws_proxy.stop()
+        dns_proxy.stop()
+        dns.stop()
+        moto.terminate()
+        moto.wait(10)
+
+    concurrency = args.max_concurrency or Settings().max_concurrency
+    if args.json:
+        print(json.dumps({"aws_ms": args.aws_ms, "dns_ms": args.dns_ms, "max_concurrency": concurrency, "results": results,
+                          "cold_start": cold, "zip_kb": zip_kb, "targets": TARGETS}, indent=2))
+        return 0
+    print(f"{args.aws_ms:g} ms per AWS call, {args.dns_ms:g} ms per DNS query, max_concurrency {concurrency}")
+    print(f"{'pass':<21} {'bindings':>8} {'wall s':>8} {'AWS calls':>9} {'writes':>6} {'DNS':>6} {'peak RSS MB':>11}  calls")
+    for r in results:
+        calls = ", ".join(f"{k}={v}" for k, v in r["calls"].items())
+        print(f"{r['pass']:<21} {r['bindings']:>8} {r['wall_s']:>8.3f} {r['api_calls']:>9} {r['write_calls']:>6} {r['dns_queries']:>6} {r['peak_rss_mb']:>11}  {calls}")
+        if r["errors"]:
+            print(f"{'':<21} errors: {r['errors']}")
+    if cold:
+        print(
+            f"new instance, import + first in-sync pass (median of {cold['runs']}): {cold['import_and_first_pass_s']} s "
+            f"(import {cold['import_s']} s); bare `import boto3`: {cold['bare_import_boto3_s']} s; "
+            f"ratio {cold['ratio_to_boto3']}; statuses {cold['statuses']}; peak RSS {cold['peak_rss_mb']} MB; "
+            f"clients built: {', '.join(cold['clients'])}"
+        )
+    print(f"Lambda zip: {zip_kb} KB")
+    print("targets (printed, not asserted):")
+    for what, target in TARGETS.items():
+        print(f"  {what}: {target}")
     return 0
 
 

@@ -39,6 +39,7 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--nameserver", "nameservers", multiple=True, metavar="IP[:PORT]", help="Resolve with these nameservers, in order (repeatable)  [default: the system resolver]."),
         click.option("--max-changes", metavar="INTEGER", help="Most registrations + deregistrations per binding per run  [default: 4]."),
         click.option("--dns-timeout", metavar="SECONDS", help="Seconds to wait for each nameserver  [default: 2]."),
+        click.option("--allow-target-network", "allowed_target_networks", multiple=True, metavar="CIDR", help="Accept target addresses in this network instead of the target group's VPC, loopback included (repeatable; for local sandboxes)."),
         click.option("--region", help="AWS region  [default: AWS_REGION / AWS_DEFAULT_REGION / profile]."),
         click.option("--profile", help="AWS profile  [default: AWS_PROFILE]."),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table."),
@@ -58,6 +59,7 @@ def _load_config(
     max_changes: str | None,
     dns_timeout: str | None,
     region: str | None,
+    allowed_target_networks: tuple[str, ...] = (),
 ) -> Config:
     if config_path and (source or target_group):
         raise click.UsageError("use either --config or --source/--target-group, not both")
@@ -75,6 +77,7 @@ def _load_config(
             max_changes=max_changes,
             dns_timeout_s=dns_timeout,
             region=region,
+            allowed_target_networks=tuple(allowed_target_networks) or None,
         )
     except ConfigError as exc:
         # Name the flag the user typed, not the setting behind it.
@@ -87,17 +90,18 @@ _SETTING_FLAGS = {
     "max_changes": "--max-changes",
     "dns_timeout_s": "--dns-timeout",
     "region": "--region",
+    "allowed_target_networks": "--allow-target-network",
 }
 
 
-def _run(ctx_args: dict[str, Any], *, dry_run: bool) -> SyncReport:
+def _run(ctx_args: dict[str, Any], *, dry_run: bool, force: bool = False) -> SyncReport:
     profile = ctx_args.pop("profile")
     config = _load_config(**ctx_args)
     try:
         target_groups, sources = aws.adapters(config.settings, profile)
     except Exception as exc:  # botocore's NoRegionError, ProfileNotFound...
         raise ConfigError("AWS settings", str(exc), "AWS_REGION or --region; a known --profile") from None
-    return sync(config, target_groups=target_groups, sources=sources, dry_run=dry_run, trigger=Trigger(kind="manual"))
+    return sync(config, target_groups=target_groups, sources=sources, dry_run=dry_run, trigger=Trigger(kind="manual"), force=force)
 
 
 class _Group(click.Group):
@@ -147,16 +151,19 @@ def cli() -> None:
 @cli.command("sync")
 @_selection_options
 @click.option("--dry-run", is_flag=True, help="Plan and print; change nothing.")
-def sync_command(dry_run: bool, as_json: bool, **kwargs: Any) -> None:
+@click.option("--force", is_flag=True, help="Write a target group owned by a deployed stack (tag cachebridge:owner), or one another controller changed moments ago.")
+def sync_command(dry_run: bool, force: bool, as_json: bool, **kwargs: Any) -> None:
     """Make each binding's target group match its source, once.
 
     Registers new targets before deregistering stale ones, never deregisters because a
     source failed or answered empty, and changes at most --max-changes targets per binding.
+    A target group owned by a deployed stack is left to that stack's controller unless
+    --force.
 
     \b
     Exit status: 0 every binding in sync (or dry run), 1 a binding failed, 2 bad usage or config.
     """
-    report = _run(kwargs, dry_run=dry_run)
+    report = _run(kwargs, dry_run=dry_run, force=force)
     _emit(report, as_json, _render_sync)
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
@@ -269,14 +276,15 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--health-check-interval", type=int, help="Seconds between health checks  [default: 10].")
 @click.option("--healthy-threshold", type=int, help="Checks for a target to turn healthy/unhealthy  [default: 2].")
 @click.option("--deregistration-delay", type=int, help="Seconds the old primary keeps connections  [default: 5].")
+@click.option("--layout", type=click.Choice(["switch", "retarget", "cluster"]), default=None, help="switch: a target group and listener per cache node, the primary listener switched on failover; retarget: one target group re-pointed (waits for NLB registration); cluster (cluster mode enabled): a listener per node for cluster clients and their address map  [default: cluster for a cluster-mode-enabled group, switch for a new stack otherwise, the stack's own on an update].")
+@click.option("--reader-port", type=int, help="Port of the reader listener (every replica)  [default: listener port + 1].")
+@click.option("--node-port-base", type=int, help="Switch layout: first per-node listener port, one per node slot  [default: after the reader port].")
 @click.option("--tcp-idle-timeout", type=int, metavar="SECONDS", help="Idle seconds before a TCP listener closes a connection, 60-6000 (pub/sub, blocking commands)  [default: 350].")
 @click.option("--reserved-concurrency", type=int, metavar="N", help="Reserve N concurrent executions for the controller; Lambda refuses it when less than 100 would stay unreserved  [default: 0, none].")
 @click.option("--lambda-subnets", help="Comma-separated subnets of --vpc: run the controller in the VPC (VPC resolver); they need a NAT route or --create-vpc-endpoints  [default: outside the VPC].")
 @click.option("--lambda-security-group", help="With --lambda-subnets: the controller's security group  [default: one the stack creates, HTTPS out only].")
 @click.option("--create-vpc-endpoints", is_flag=True, help="With --lambda-subnets: create interface endpoints for the ELB, ElastiCache and EC2 APIs (for subnets without NAT).")
-@click.option("--layout", type=click.Choice(["switch", "retarget", "cluster"]), default=None, help="switch: a target group and listener per cache node, the primary listener switched on failover; retarget: one target group re-pointed (waits for NLB registration); cluster (cluster mode enabled): a listener per node for cluster clients and their address map  [default: cluster for a cluster-mode-enabled group, switch otherwise].")
-@click.option("--reader-port", type=int, help="Port of the reader listener (every replica)  [default: listener port + 1].")
-@click.option("--node-port-base", type=int, help="Switch layout: first per-node listener port, one per node slot  [default: after the reader port].")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A config file (TOML/YAML/JSON) of more bindings for the controller, besides the stack's own; their target groups must be tagged cachebridge:owner=<stack name>. Small sets go in the function's environment, larger ones in a file inside its zip.")
 @click.option("--wire-notifications/--no-wire-notifications", default=None, help="Set the stack's topic on the replication group  [default: ask].")
 @click.option("--invoke", type=click.Choice(["lambda", "local", "none"]), default="lambda", show_default=True, help="How to run the first sync: invoke the function, run it in this process with its environment, or skip.")
 @click.option("--nameserver", "nameservers", multiple=True, metavar="IP[:PORT]", help="With --invoke local only: resolve node names through these nameservers.")
@@ -308,6 +316,7 @@ def deploy_command(
     lambda_subnets: str | None,
     lambda_security_group: str | None,
     create_vpc_endpoints: bool,
+    config_path: str | None,
     wire_notifications: bool | None,
     invoke: str,
     nameservers: tuple[str, ...],
@@ -331,9 +340,11 @@ def deploy_command(
     Exit status: 0 deployed (or nothing to change), 1 the stack or the first sync failed,
     2 bad input (nothing was created).
     """
-    from .config import parse_nameserver
+    from .config import Config, parse_nameserver
     from .deploy.stack import DeployRequest, deploy
     from .errors import DeployError
+
+    extra_bindings = Config.from_file(config_path).bindings if config_path else ()
 
     request = DeployRequest(
         stack_name=stack_name,
@@ -353,14 +364,15 @@ def deploy_command(
         health_check_interval_s=health_check_interval,
         healthy_threshold=healthy_threshold,
         deregistration_delay_s=deregistration_delay,
+        layout=layout,
+        reader_port=reader_port,
+        node_port_base=node_port_base,
         tcp_idle_timeout_s=tcp_idle_timeout,
         reserved_concurrency=reserved_concurrency,
         lambda_subnet_ids=_split((lambda_subnets,)) if lambda_subnets else (),
         lambda_security_group_id=lambda_security_group,
         create_vpc_endpoints=create_vpc_endpoints,
-        layout=layout,
-        reader_port=reader_port,
-        node_port_base=node_port_base,
+        extra_bindings=extra_bindings,
     )
     servers = tuple(parse_nameserver(ns, "--nameserver") for ns in nameservers)
     if wire_notifications is None and yes:

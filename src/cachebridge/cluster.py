@@ -15,6 +15,11 @@ announces. The pass keeps slots matched to the node set: scale out/in and replac
 
 Listener quota: 50 listeners per NLB, not adjustable ("Quotas for your Network Load
 Balancers"): one configuration listener plus at most 49 node listeners.
+
+Guards: the node addresses go through the answer checks (``checks``) as a retarget
+binding's answer does, and a refused answer writes nothing. The pass takes no write lease
+(``lease``) and does not read the owner tag: the node target groups are the stack's own,
+written by its controller alone.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .checks import check_answer
 from .cluster_planner import ClusterNode, ClusterPlan, plan_cluster
 from .config import Binding, ElastiCacheSourceSpec, Settings
 from .errors import CacheBridgeError, SourceError
@@ -102,7 +108,7 @@ def sync_cluster(
     started = time.perf_counter()
     result = ClusterResult(binding.name, str(binding.source), ",".join(binding.node_target_groups), binding.port)
     try:
-        _sync(binding, result, target_groups, sources, dry_run)
+        _sync(binding, result, target_groups, sources, settings, dry_run)
     except CacheBridgeError as exc:
         result.status, result.error = "error", str(exc)
     except Exception as exc:  # one binding's surprise must not stop the others
@@ -113,7 +119,7 @@ def sync_cluster(
     return result
 
 
-def _sync(binding: Binding, r: ClusterResult, target_groups: TargetGroups, sources: Sources, dry_run: bool) -> None:
+def _sync(binding: Binding, r: ClusterResult, target_groups: TargetGroups, sources: Sources, settings: Settings, dry_run: bool) -> None:
     assert isinstance(binding.source, ElastiCacheSourceSpec)
     infos, slots = _read_slots(binding, target_groups)
     for info in infos:
@@ -129,6 +135,9 @@ def _sync(binding: Binding, r: ClusterResult, target_groups: TargetGroups, sourc
         source_error = None
     except SourceError as exc:
         nodes, source_error = None, str(exc)
+    if nodes is not None:
+        source_error = _refusal(binding, nodes, infos, settings, r)
+        nodes = nodes if source_error is None else None
     p = plan_cluster(nodes, slots)
     r.plan, r.reasons, r.drift, r.unplaced = p, p.reasons, p.drift, p.unplaced
     r.desired = tuple(sorted(n.target for n in nodes or ()))
@@ -142,7 +151,8 @@ def _sync(binding: Binding, r: ClusterResult, target_groups: TargetGroups, sourc
         r.registered_after = r.registered_before
         return
     if not p.empty:
-        _apply(p, target_groups, r, {i.arn: i for i in infos}, live)
+        outside = binding.allow_outside_vpc or bool(settings.allowed_target_networks)
+        _apply(p, target_groups, r, {i.arn: i for i in infos}, live, outside)
     else:
         r.status = "in_sync"
         r.registered_after = r.registered_before
@@ -154,7 +164,24 @@ def _sync(binding: Binding, r: ClusterResult, target_groups: TargetGroups, sourc
         )
 
 
-def _apply(p: ClusterPlan, target_groups: TargetGroups, r: ClusterResult, infos: dict[str, TargetGroupInfo], live: set[Target]) -> None:
+def _refusal(binding: Binding, nodes: Sequence[ClusterNode], infos: Sequence[TargetGroupInfo], settings: Settings, r: ClusterResult) -> str | None:
+    """The answer checks (``checks``) over every node's address, as a retarget binding's
+    answer is checked: the node slots share one VPC, the first slot's stands for all. A
+    refused answer is handled as a failed read: nothing is written, no slot is emptied."""
+    vpc = infos[0] if infos else None
+    check = check_answer(
+        [n.target.ip for n in nodes],
+        max_targets=binding.target_limit,
+        vpc_cidrs=vpc.vpc_cidrs if vpc is not None else (),
+        vpc_known=vpc is not None and vpc.vpc_known,
+        allow_outside_vpc=binding.allow_outside_vpc,
+        allowed_networks=settings.allowed_target_networks,
+    )
+    r.warnings.extend(check.warnings)
+    return None if check.ok else f"{binding.source}: answer refused: {check.error}"
+
+
+def _apply(p: ClusterPlan, target_groups: TargetGroups, r: ClusterResult, infos: dict[str, TargetGroupInfo], live: set[Target], outside: bool) -> None:
     registered: list[Target] = []
     deregistered: list[Target] = []
     try:
@@ -162,12 +189,12 @@ def _apply(p: ClusterPlan, target_groups: TargetGroups, r: ClusterResult, infos:
             if s.tag and s.node:
                 target_groups.set_tags(s.arn, {NODE_TAG: s.node})
             if s.register:
-                target_groups.register(infos[s.arn], s.register)
+                target_groups.register(infos[s.arn], s.register, outside_vpc=outside)
                 registered.extend(s.register)
                 live.update(s.register)
         for s in p.slots:
             if s.deregister:
-                target_groups.deregister(infos[s.arn], s.deregister)
+                target_groups.deregister(infos[s.arn], s.deregister, outside_vpc=outside)
                 deregistered.extend(s.deregister)
                 live.difference_update(s.deregister)
             if s.untag:

@@ -44,7 +44,10 @@ group, on that port) plus global *settings*. It can be read from:
 - flags describing one binding (``--source S --target-group TG --port P``);
 - in Lambda, the environment: ``CACHEBRIDGE_BINDINGS`` holds JSON (a list of bindings, or an
   object with ``bindings`` and ``settings``); ``CACHEBRIDGE_<SETTING>`` variables override
-  single settings (``CACHEBRIDGE_NAMESERVERS`` is comma-separated).
+  single settings (``CACHEBRIDGE_NAMESERVERS`` is comma-separated). More bindings follow
+  from ``CACHEBRIDGE_EXTRA_BINDINGS`` (JSON, the same forms) when they fit Lambda's 4 KB of
+  environment, or from the JSON file ``CACHEBRIDGE_CONFIG_FILE`` names (a path inside the
+  function's zip, relative to ``LAMBDA_TASK_ROOT``) when they do not.
 
 Every problem is a ``ConfigError`` naming the field, what was wrong and what is accepted.
 """
@@ -73,7 +76,11 @@ __all__ = [
     "LAYOUTS",
     "MAX_NODE_TARGET_GROUPS",
     "MAX_CLUSTER_NODE_TARGET_GROUPS",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_TARGETS",
     "ENV_BINDINGS",
+    "ENV_EXTRA_BINDINGS",
+    "ENV_CONFIG_FILE",
     "DnsSourceSpec",
     "ElastiCacheSourceSpec",
     "SourceSpec",
@@ -93,6 +100,17 @@ DEFAULT_EVENT_WAIT_S = 30.0
 DEFAULT_POLL_INTERVAL_S = 0.5
 DEFAULT_DNS_TIMEOUT_S = 2.0
 DEFAULT_PORT = 6379
+# Bindings handled at once in a pass: enough to hide API latency for hundreds of bindings,
+# few enough to stay far below the ELB API's request rates (a pass makes about two reads a
+# binding) and within botocore's pool of 10 connections per client. More than the limit
+# buys nothing at API rate limits and costs memory in a 128 MB function.
+DEFAULT_MAX_CONCURRENCY = 8
+MAX_CONCURRENCY_LIMIT = 64
+# How many targets a binding may hold unless it says otherwise: a primary is one node; a
+# replicas (or dns://) binding is bounded so a runaway answer cannot fill the group; a
+# role=cluster answer is every node, and one NLB serves at most 49 of them in the cluster
+# layout (50 listeners less the configuration listener).
+DEFAULT_MAX_TARGETS = {"primary": 1, "cluster": 49, "other": 16}
 ENV_BINDINGS = "CACHEBRIDGE_BINDINGS"
 # How long a demoted primary stays out of its node target group after its connections were
 # cut. AWS documents no figure for how long a listener update takes to reach new
@@ -104,7 +122,9 @@ LAYOUTS: tuple[str, ...] = ("retarget", "switch", "cluster")
 # Balancers"), less the primary and the reader listeners.
 MAX_NODE_TARGET_GROUPS = 48
 # The cluster layout needs one listener per node plus the configuration listener.
-MAX_CLUSTER_NODE_TARGET_GROUPS = 49
+MAX_CLUSTER_NODE_TARGET_GROUPS = DEFAULT_MAX_TARGETS["cluster"]
+ENV_EXTRA_BINDINGS = "CACHEBRIDGE_EXTRA_BINDINGS"
+ENV_CONFIG_FILE = "CACHEBRIDGE_CONFIG_FILE"
 
 # "cluster": every node of every shard of a cluster-mode-enabled group. Not a role a node
 # has (a cluster client learns roles from the cluster itself) but the set a cluster client
@@ -281,6 +301,22 @@ def _number(value: Any, field_name: str, low: _N, high: _N, kind: type[_N]) -> _
     return number
 
 
+def _networks(value: Any, field_name: str) -> tuple[str, ...]:
+    import ipaddress
+
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, Sequence):
+        raise ConfigError(field_name, "not a list", "a list of CIDRs, e.g. 127.0.0.0/8")
+    networks = []
+    for item in value:
+        try:
+            networks.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError:
+            raise ConfigError(field_name, f"{item!r} is not a CIDR", "e.g. 10.0.0.0/16 or fd00::/8") from None
+    return tuple(networks)
+
+
 def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
     unknown = sorted(set(data) - set(allowed), key=str)  # YAML keys need not be strings
     if unknown:
@@ -321,8 +357,18 @@ class Binding:
     layout: Literal["retarget", "switch", "cluster"] = "retarget"
     listener: str | None = None
     node_target_groups: tuple[str, ...] = ()
+    max_targets: int | None = None  # None: 1 for role=primary, 49 for role=cluster, 16 otherwise
+    allow_outside_vpc: bool = False  # targets outside the VPC, registered with AvailabilityZone=all
 
-    BINDING_KEYS = ("name", "source", "target_group", "port", "layout", "listener", "node_target_groups")
+    BINDING_KEYS = ("name", "source", "target_group", "port", "max_targets", "allow_outside_vpc", "layout", "listener", "node_target_groups")
+
+    @property
+    def target_limit(self) -> int:
+        """``max_targets``, or its default for this binding's source."""
+        if self.max_targets is not None:
+            return self.max_targets
+        role = self.source.role if isinstance(self.source, ElastiCacheSourceSpec) else "other"
+        return DEFAULT_MAX_TARGETS.get(role, DEFAULT_MAX_TARGETS["other"])
 
     @classmethod
     def from_mapping(cls, data: Any, where: str = "bindings[0]") -> "Binding":
@@ -345,7 +391,11 @@ class Binding:
         target_group = validate_target_group(data["target_group"], f"{where}.target_group")
         port = _int(data.get("port", DEFAULT_PORT), f"{where}.port", 1, 65535)
         name = _binding_name(data, source, where)
-        return cls(name=name, source=source, target_group=target_group, port=port)
+        max_targets, allow_outside_vpc = _answer_limits(data, where)
+        return cls(
+            name=name, source=source, target_group=target_group, port=port,
+            max_targets=max_targets, allow_outside_vpc=allow_outside_vpc,
+        )
 
     @classmethod
     def _switch_from_mapping(cls, data: Mapping[str, Any], source: SourceSpec, where: str) -> "Binding":
@@ -358,7 +408,7 @@ class Binding:
         if "target_group" in data:
             raise ConfigError(f"{where}.target_group", "a switch binding has node_target_groups instead", "node_target_groups = [...]")
         listener = data.get("listener")
-        if not isinstance(listener, str) or not _LISTENER_ARN.match(listener.strip()):
+        if not isinstance(listener, str) or not _LISTENER_ARN.fullmatch(listener.strip()):
             raise ConfigError(
                 f"{where}.listener",
                 f"{listener!r} is not a Network Load Balancer listener ARN",
@@ -407,17 +457,26 @@ class Binding:
             raise ConfigError(f"{where}.node_target_groups", "a target group is listed twice", "each node target group once")
         port = _int(data.get("port", DEFAULT_PORT), f"{where}.port", 1, 65535)
         name = _binding_name(data, source, where)
-        return cls(name=name, source=source, target_group="", port=port, layout="cluster", node_target_groups=node_groups)
+        max_targets, allow_outside_vpc = _answer_limits(data, where)
+        return cls(
+            name=name, source=source, target_group="", port=port, layout="cluster", node_target_groups=node_groups,
+            max_targets=max_targets, allow_outside_vpc=allow_outside_vpc,
+        )
 
     def to_mapping(self) -> dict[str, Any]:
         if self.layout == "cluster":
-            return {
+            cluster: dict[str, Any] = {
                 "name": self.name,
                 "source": str(self.source),
                 "layout": self.layout,
                 "node_target_groups": list(self.node_target_groups),
                 "port": self.port,
             }
+            if self.max_targets is not None:
+                cluster["max_targets"] = self.max_targets
+            if self.allow_outside_vpc:
+                cluster["allow_outside_vpc"] = True
+            return cluster
         if self.layout == "switch":
             return {
                 "name": self.name,
@@ -427,7 +486,23 @@ class Binding:
                 "node_target_groups": list(self.node_target_groups),
                 "port": self.port,
             }
-        return {"name": self.name, "source": str(self.source), "target_group": self.target_group, "port": self.port}
+        data: dict[str, Any] = {"name": self.name, "source": str(self.source), "target_group": self.target_group, "port": self.port}
+        if self.max_targets is not None:
+            data["max_targets"] = self.max_targets
+        if self.allow_outside_vpc:
+            data["allow_outside_vpc"] = True
+        return data
+
+
+def _answer_limits(data: Mapping[str, Any], where: str) -> tuple[int | None, bool]:
+    """A binding's ``max_targets`` and ``allow_outside_vpc`` (``checks``)."""
+    max_targets = data.get("max_targets")
+    if max_targets is not None:
+        max_targets = _int(max_targets, f"{where}.max_targets", 1, 1000)
+    allow_outside_vpc = data.get("allow_outside_vpc", False)
+    if not isinstance(allow_outside_vpc, bool):
+        raise ConfigError(f"{where}.allow_outside_vpc", f"{_shown(allow_outside_vpc)} is not a boolean", "true or false")
+    return max_targets, allow_outside_vpc
 
 
 def _binding_name(data: Mapping[str, Any], source: SourceSpec, where: str) -> str:
@@ -452,8 +527,18 @@ class Settings:
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     dns_timeout_s: float = DEFAULT_DNS_TIMEOUT_S
     rejoin_after_s: float = DEFAULT_REJOIN_AFTER_S
+    # CIDRs that replace the VPC check of target addresses (the sandbox's loopback nodes).
+    allowed_target_networks: tuple[str, ...] = ()
+    # DynamoDB table holding the write lease per target group (default: the group's
+    # cachebridge:lock-table tag); and who this controller is (the deployed stack's name).
+    lock_table: str | None = None
+    controller_id: str | None = None
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
 
-    SETTING_KEYS = ("region", "nameservers", "max_changes", "event_wait_s", "poll_interval_s", "dns_timeout_s", "rejoin_after_s")
+    SETTING_KEYS = (
+        "region", "nameservers", "max_changes", "event_wait_s", "poll_interval_s", "dns_timeout_s",
+        "allowed_target_networks", "lock_table", "controller_id", "max_concurrency", "rejoin_after_s",
+    )
 
     @classmethod
     def from_mapping(cls, data: Any, where: str = "settings") -> "Settings":
@@ -480,6 +565,8 @@ class Settings:
             changes["nameservers"] = tuple(parse_nameserver(s, f"{where}.nameservers") for s in servers)
         if data.get("max_changes") is not None:
             changes["max_changes"] = _int(data["max_changes"], f"{where}.max_changes", 1, 1000)
+        if data.get("max_concurrency") is not None:
+            changes["max_concurrency"] = _int(data["max_concurrency"], f"{where}.max_concurrency", 1, MAX_CONCURRENCY_LIMIT)
         if data.get("event_wait_s") is not None:
             changes["event_wait_s"] = _float(data["event_wait_s"], f"{where}.event_wait_s", 0, 600)
         if data.get("poll_interval_s") is not None:
@@ -488,6 +575,17 @@ class Settings:
             changes["dns_timeout_s"] = _float(data["dns_timeout_s"], f"{where}.dns_timeout_s", 0.1, 30)
         if data.get("rejoin_after_s") is not None:
             changes["rejoin_after_s"] = _float(data["rejoin_after_s"], f"{where}.rejoin_after_s", 0, 3600)
+        if data.get("allowed_target_networks") is not None:
+            changes["allowed_target_networks"] = _networks(data["allowed_target_networks"], f"{where}.allowed_target_networks")
+        for key, pattern, accepted in (
+            ("lock_table", r"^[A-Za-z0-9_.-]{3,255}$", "a DynamoDB table name (3-255 letters, digits, '_', '-', '.')"),
+            ("controller_id", r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$", "1-128 letters, digits, '_', '.', ':', '@', '/', '-'"),
+        ):
+            if data.get(key) is not None:
+                value = data[key]
+                if not isinstance(value, str) or not re.fullmatch(pattern, value):
+                    raise ConfigError(f"{where}.{key}", f"{_shown(value)} is not valid", accepted)
+                changes[key] = value
         return replace(self, **changes)
 
     def to_mapping(self) -> dict[str, Any]:
@@ -499,6 +597,11 @@ class Settings:
             "poll_interval_s": self.poll_interval_s,
             "dns_timeout_s": self.dns_timeout_s,
             "rejoin_after_s": self.rejoin_after_s,
+            "allowed_target_networks": list(self.allowed_target_networks),
+            "lock_table": self.lock_table,
+            "controller_id": self.controller_id,
+            # Left out at its default: the template's CACHEBRIDGE_BINDINGS stays as it was.
+            **({"max_concurrency": self.max_concurrency} if self.max_concurrency != DEFAULT_MAX_CONCURRENCY else {}),
         }
 
 
@@ -515,14 +618,16 @@ class Config:
                 raise ConfigError(f"bindings[{i}].name", f"duplicate name {binding.name!r}", "a unique name per binding")
             seen.add(binding.name)
             # Two bindings writing one target group would each remove the other's targets.
-            group = target_group_name(binding.target_group)
-            if group in groups:
-                raise ConfigError(
-                    f"bindings[{i}].target_group",
-                    f"target group {group!r} is already bound by {groups[group]!r}",
-                    "one binding per target group",
-                )
-            groups[group] = binding.name
+            owned = binding.node_target_groups if binding.layout == "switch" else (binding.target_group,)
+            for name in owned:
+                group = target_group_name(name)
+                if group in groups:
+                    raise ConfigError(
+                        f"bindings[{i}].target_group",
+                        f"target group {group!r} is already bound by {groups[group]!r}",
+                        "one binding per target group",
+                    )
+                groups[group] = binding.name
 
     # -- readers ---------------------------------------------------------------------------
 
@@ -572,6 +677,10 @@ class Config:
         except InputRejected as exc:
             raise _rejected(exc, ENV_BINDINGS) from None
         config = cls.from_mapping(data)
+        extra = _extra_bindings(environ)
+        if extra:
+            # Checked as one list: a name used twice, here or there, is refused.
+            config = cls(config.bindings + extra, config.settings)
         settings = config.settings
         for key in Settings.SETTING_KEYS:
             variable = f"CACHEBRIDGE_{key.upper()}"
@@ -637,3 +746,34 @@ def _rejected(exc: InputRejected, where: str, document: str = "") -> ConfigError
     if document:
         problem = f"{document} is {problem}" if problem.startswith("not ") else f"{document}: {problem}"
     return ConfigError(where, problem, exc.accepted)
+
+
+def _extra_bindings(environ: Mapping[str, str]) -> tuple[Binding, ...]:
+    """Bindings beyond ``CACHEBRIDGE_BINDINGS``: ``CACHEBRIDGE_EXTRA_BINDINGS`` (JSON), then
+    the JSON file ``CACHEBRIDGE_CONFIG_FILE`` names. Either holds a list of bindings or an
+    object with ``bindings``; settings stay those of ``CACHEBRIDGE_BINDINGS``."""
+    found: list[Binding] = []
+    sources: list[tuple[str, str]] = []
+    if environ.get(ENV_EXTRA_BINDINGS):
+        sources.append((ENV_EXTRA_BINDINGS, environ[ENV_EXTRA_BINDINGS]))
+    path_text = environ.get(ENV_CONFIG_FILE)
+    if path_text:
+        path = Path(path_text)
+        if not path.is_absolute():
+            path = Path(environ.get("LAMBDA_TASK_ROOT") or os.getcwd()) / path
+        try:
+            sources.append((ENV_CONFIG_FILE, path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(ENV_CONFIG_FILE, f"cannot read {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    for variable, text in sources:
+        try:
+            data = load_json(text)  # MAX_CONFIG_BYTES: about 5,000 bindings
+        except InputRejected as exc:
+            raise _rejected(exc, variable) from None
+        if isinstance(data, Mapping):
+            _check_keys(data, ("bindings",), variable)
+            data = data.get("bindings")
+        if not isinstance(data, list) or not data:
+            raise ConfigError(variable, "no bindings", "a non-empty list of bindings, or {\"bindings\": [...]}")
+        found += [Binding.from_mapping(b, f"{variable}[{i}]") for i, b in enumerate(data)]
+    return tuple(found)

@@ -17,6 +17,22 @@ or in the sandbox ``kill-primary``) and the drill reports:
   deregistration delay after its deregistration (connection termination should end them);
 - ``lost_acknowledged_writes``: writes the server acknowledged that cannot be read back
   once the failover is over.
+
+A probe opens a fresh connection through the NLB every few hundred milliseconds and asks
+the node behind it for its role and run id, which gives what the NLB's API cannot show:
+
+- ``new_primary_reached_s``: failover start until a new connection first reaches the new
+  primary;
+- ``measured_listener_propagation_s`` (switch layout): from the moment the watcher sees the
+  listener's default action change (ModifyListener) until a new connection first reaches
+  the new primary: how long the update took to reach new connections;
+- ``measured_registration_s``: from the moment the watcher first sees a newly registered
+  target (RegisterTargets) until it is ``healthy``: registration plus initial health checks.
+
+AWS documents neither of the last two; one drill on a real stack measures both (each within
+the watcher's sampling period). Before the load starts, the drill waits (bounded) until the
+path it measures is healthy: every target of the watched group(s) healthy, none draining,
+and consecutive new connections through the NLB all reaching the primary.
 """
 
 from __future__ import annotations
@@ -29,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Op", "Sample", "DrillResult", "run_drill", "summarise", "plot", "label_positions", "wait_path_healthy"]
+__all__ = ["Op", "Sample", "Probe", "DrillPath", "DrillResult", "run_drill", "wait_until_ready", "summarise", "plot", "label_positions"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +60,30 @@ class Op:
 @dataclass(frozen=True)
 class Sample:
     t: float
-    live: frozenset[str]  # targets not draining ("ip:port")
+    live: frozenset[str]  # targets of the primary path's group not draining ("ip:port")
     states: dict[str, str]
+    forward: str | None = None  # switch layout: the group the primary listener forwards to
+    groups: dict[str, dict[str, str]] = field(default_factory=dict)  # every watched group's states
+
+
+@dataclass(frozen=True)
+class Probe:
+    t: float
+    role: str | None  # "master" | "slave" | None when the connection failed
+    run_id: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DrillPath:
+    """What the drill watches: the retarget layout's target group, or the switch layout's
+    primary listener and node target groups."""
+
+    layout: str = "retarget"
+    target_group_arn: str | None = None
+    listener_arn: str | None = None
+    node_target_groups: tuple[str, ...] = ()
+    nodes: int = 0  # switch layout: cache nodes that must each have a healthy node group
 
 
 @dataclass
@@ -62,6 +100,10 @@ class DrillResult:
     acknowledged: list[str]
     missing: list[str]
     events: list[dict[str, Any]] = field(default_factory=list)
+    probes: list[Probe] = field(default_factory=list)
+    waited_s: float = 0.0
+    forward_before: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)  # layout, NLB profile: reported as given
 
 
 def _classify(exc: Exception) -> str:
@@ -127,16 +169,31 @@ class _Load(threading.Thread):
 
 
 class _Watcher(threading.Thread):
-    def __init__(self, elbv2: Any, target_group_arn: str, stop: threading.Event, period: float = 0.1) -> None:
+    def __init__(self, elbv2: Any, path: DrillPath, stop: threading.Event, period: float = 0.1) -> None:
         super().__init__(name="drill-watch", daemon=True)
-        self.elbv2, self.arn, self.stop, self.period = elbv2, target_group_arn, stop, period
+        self.elbv2, self.path, self.stop, self.period = elbv2, path, stop, period
         self.samples: list[Sample] = []
 
+    def _states(self, arn: str) -> dict[str, str]:
+        described = self.elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+        return {f"{d['Target']['Id']}:{d['Target']['Port']}": d["TargetHealth"]["State"] for d in described}
+
     def sample(self) -> Sample:
-        described = self.elbv2.describe_target_health(TargetGroupArn=self.arn)["TargetHealthDescriptions"]
-        states = {f"{d['Target']['Id']}:{d['Target']['Port']}": d["TargetHealth"]["State"] for d in described}
+        forward = None
+        groups: dict[str, dict[str, str]] = {}
+        if self.path.listener_arn:
+            listener = self.elbv2.describe_listeners(ListenerArns=[self.path.listener_arn])["Listeners"][0]
+            forward = forward_target(listener.get("DefaultActions", []))
+            for arn in self.path.node_target_groups:
+                groups[arn] = self._states(arn)
+            primary = forward
+        else:
+            primary = self.path.target_group_arn
+        if primary and primary not in groups:
+            groups[primary] = self._states(primary)
+        states = groups.get(primary, {}) if primary else {}
         live = frozenset(t for t, s in states.items() if s not in ("draining", "unhealthy.draining"))
-        return Sample(time.time(), live, states)
+        return Sample(time.time(), live, states, forward, groups)
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -147,12 +204,109 @@ class _Watcher(threading.Thread):
             self.stop.wait(self.period)
 
 
+def forward_target(actions: list[dict[str, Any]]) -> str | None:
+    """The target group a listener's default actions forward to (the heaviest, if weighted)."""
+    for action in actions:
+        if action.get("Type") != "forward":
+            continue
+        if action.get("TargetGroupArn"):
+            return str(action["TargetGroupArn"])
+        groups = action.get("ForwardConfig", {}).get("TargetGroups", [])
+        if groups:
+            return str(max(groups, key=lambda g: g.get("Weight", 1))["TargetGroupArn"])
+    return None
+
+
+def probe(host: str, port: int, timeout: float) -> Probe:
+    """A fresh connection through the NLB: which node answers, in which role."""
+    client = _client(host, port, timeout)
+    try:
+        role = str(client.info("replication").get("role"))
+        run_id = str(client.info("server").get("run_id"))
+        return Probe(time.time(), role, run_id)
+    except Exception as exc:  # a refused or reset connection is data here
+        return Probe(time.time(), None, None, _classify(exc))
+    finally:
+        client.close()
+
+
+class _Prober(threading.Thread):
+    def __init__(self, host: str, port: int, stop: threading.Event, timeout: float, period: float = 0.2) -> None:
+        super().__init__(name="drill-probe", daemon=True)
+        self.host, self.port, self.stop, self.timeout, self.period = host, port, stop, timeout, period
+        self.probes: list[Probe] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.probes.append(probe(self.host, self.port, self.timeout))
+            self.stop.wait(self.period)
+
+
+def _path_ready(sample: Sample, path: DrillPath) -> str | None:
+    """Why the path is not ready yet, or ``None`` when every watched target is healthy."""
+    if path.listener_arn and not sample.forward:
+        return "the primary listener forwards to no target group"
+    for arn, states in sample.groups.items():
+        name = arn.rsplit(":", 1)[-1]
+        if arn == (sample.forward or path.target_group_arn) and not states:
+            return f"{name} has no target"
+        unready = {t: s for t, s in states.items() if s != "healthy"}
+        if unready:
+            return f"{name}: " + ", ".join(f"{t} {s}" for t, s in sorted(unready.items()))
+    if path.listener_arn:
+        ready = sum(1 for arn in path.node_target_groups if sample.groups.get(arn))
+        if ready < path.nodes:
+            return f"{ready} of {path.nodes} cache nodes have a healthy node target group"
+    return None
+
+
+def wait_until_ready(
+    host: str,
+    port: int,
+    elbv2: Any,
+    path: DrillPath,
+    *,
+    timeout: float = 600.0,
+    probes_needed: int = 10,
+    op_timeout: float = 1.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> float:
+    """Wait until the path the drill measures is healthy; return how long that took.
+
+    Healthy: every target the watcher sees healthy (none ``initial``, ``unhealthy`` or
+    ``draining``), and ``probes_needed`` new connections in a row through the NLB reach a
+    primary (a deregistered target can take new connections for a while after the API
+    stops listing it, so the API alone does not say). Raises ``RuntimeError`` after
+    ``timeout`` seconds, with what was still missing."""
+    watcher = _Watcher(elbv2, path, threading.Event())
+    started = time.monotonic()
+    reason: str | None = "not checked yet"
+    said = False
+    while time.monotonic() - started < timeout:
+        try:
+            reason = _path_ready(watcher.sample(), path)
+        except Exception as exc:  # a throttled describe: look again
+            reason = f"could not describe the path: {exc}"
+        if reason is None:
+            answers = [probe(host, port, op_timeout) for _ in range(probes_needed)]
+            wrong = [p for p in answers if p.role != "master"]
+            if not wrong:
+                return time.monotonic() - started
+            reason = f"{len(wrong)} of {probes_needed} new connections did not reach a primary"
+        if on_wait is not None and not said:
+            on_wait(reason)
+            said = True
+        time.sleep(0.5)
+    raise RuntimeError(f"the path the drill measures was not healthy within {timeout:g} s ({reason})")
+
+
 def run_drill(
     *,
     host: str,
     port: int,
     elbv2: Any,
-    target_group_arn: str,
+    target_group_arn: str | None = None,
+    path: DrillPath | None = None,
     trigger: Callable[[], None],
     kind: str,
     rate: float = 50.0,
@@ -162,19 +316,35 @@ def run_drill(
     op_timeout: float = 1.0,
     progress: Callable[[float, int, int], None] | None = None,
     deregistration_delay_s: float = 0.0,
+    wait_timeout: float = 600.0,
+    on_wait: Callable[[str], None] | None = None,
+    watch_period: float = 0.1,
+    context: dict[str, Any] | None = None,
+    ready_waited: float | None = None,
 ) -> DrillResult:
-    """Run load for ``duration`` seconds, triggering the failover ``failover_after`` in."""
+    """Wait until the path is healthy, then run load for ``duration`` seconds, triggering
+    the failover ``failover_after`` in."""
     if not 0 < failover_after < duration:
         raise ValueError("failover_after must fall inside the duration")
+    if path is None:
+        if target_group_arn is None:
+            raise ValueError("give the target group or the path to watch")
+        path = DrillPath(target_group_arn=target_group_arn)
+    if ready_waited is None:
+        waited = wait_until_ready(host, port, elbv2, path, timeout=wait_timeout, op_timeout=op_timeout, on_wait=on_wait)
+    else:
+        waited = ready_waited  # the caller waited already
     stop = threading.Event()
     prefix = f"drill:{uuid.uuid4().hex[:8]}"
-    watcher = _Watcher(elbv2, target_group_arn, stop)
+    watcher = _Watcher(elbv2, path, stop, watch_period)
     before = watcher.sample()
     old_target = sorted(before.live)[0] if before.live else None
     load = _Load(host, port, rate, stop, prefix, op_timeout)
+    prober = _Prober(host, port, stop, op_timeout)
     started = time.time()
     load.start()
     watcher.start()
+    prober.start()
     failover_at = 0.0
     deadline = time.monotonic() + duration
     try:
@@ -191,11 +361,13 @@ def run_drill(
         stop.set()
         load.join(10)
         watcher.join(10)
+        prober.join(10)
     ended = time.time()
     new_target = _new_target(watcher.samples, failover_at, old_target)
     missing = _missing(host, port, list(load.acknowledged), op_timeout)
     return DrillResult(kind, started, failover_at, ended, list(load.ops), list(watcher.samples), old_target, new_target,
-                       deregistration_delay_s, list(load.acknowledged), missing)
+                       deregistration_delay_s, list(load.acknowledged), missing, probes=list(prober.probes),
+                       waited_s=round(waited, 3), forward_before=before.forward, context=dict(context or {}))
 
 
 def _new_target(samples: list[Sample], after: float, old: str | None) -> str | None:
@@ -242,12 +414,16 @@ def summarise(result: DrillResult, rate: float) -> dict[str, Any]:
     readonly_after = [op for op in ops if op.outcome == "readonly" and termination_at is not None and op.t > termination_at + 1.0]
     dns_flip = next((e["t"] for e in result.events if e.get("kind") == "dns.flipped" and e["t"] >= t0 - 1), None)
     notified = next((e["t"] for e in result.events if e.get("kind") == "notification.sent" and e["t"] >= t0 - 1), None)
+    promoted = next((e["t"] for e in result.events if e.get("kind") == "node.promoted" and e["t"] >= t0 - 1), None)
 
     def rel(t: float | None) -> float | None:
         return None if t is None else round(t - t0, 3)
 
+    measured = measure_nlb(result)
     return {
+        **result.context,
         "kind": result.kind,
+        "waited_for_healthy_s": result.waited_s,
         "detect_s": rel(detect_at),
         "retarget_s": rel(retarget_at),
         "healthy_s": rel(healthy_at),
@@ -263,9 +439,67 @@ def summarise(result: DrillResult, rate: float) -> dict[str, Any]:
         "new_target": result.new_target,
         "dns_flip_s": rel(dns_flip),
         "notification_s": rel(notified),
+        "promoted_s": rel(promoted),
         "deregistered_s": rel(deregistered_at),
         "duration_s": round(result.ended - result.started, 3),
+        **measured,
     }
+
+
+def _old_run_id(result: DrillResult) -> str | None:
+    before = [p for p in result.probes if p.t < result.failover_at and p.role == "master"]
+    return before[-1].run_id if before else None
+
+
+def measure_nlb(result: DrillResult) -> dict[str, Any]:
+    """What the drill saw of the NLB's own timings (see the module docstring)."""
+    t0 = result.failover_at
+    old = _old_run_id(result)
+    reached = [p for p in result.probes if p.t >= t0 and p.role == "master" and p.run_id and p.run_id != old]
+    switched_at = next((s.t for s in result.samples if s.t >= t0 and s.forward and s.forward != result.forward_before), None)
+    propagation = None
+    if switched_at is not None:
+        first = next((p.t for p in reached if p.t >= switched_at), None)
+        propagation = None if first is None else round(first - switched_at, 3)
+    registration, target, pending = _registration(result.samples, t0)
+    return {
+        "new_primary_reached_s": round(reached[0].t - t0, 3) if reached else None,
+        "listener_switched_s": None if switched_at is None else round(switched_at - t0, 3),
+        "forward_before": result.forward_before,
+        "forward_after": next((s.forward for s in reversed(result.samples) if s.forward), None),
+        "measured_listener_propagation_s": propagation,
+        "measured_registration_s": registration,
+        "measured_registration_target": target,
+        "registration_pending_s": pending,
+        "probes": len(result.probes),
+    }
+
+
+def _registration(samples: list[Sample], t0: float) -> tuple[float | None, str | None, float | None]:
+    """The first target seen newly registered after ``t0`` and how long until it was
+    healthy: (seconds, "group target", None), or (None, target, seconds so far) when it was
+    still not healthy at the end, or (None, None, None) when no registration was seen."""
+    seen: dict[tuple[str, str], str] = {}
+    registered: dict[tuple[str, str], float] = {}
+    pending: tuple[str, float] | None = None
+    for s in samples:
+        for group, states in s.groups.items():
+            for target, state in states.items():
+                key = (group, target)
+                previous = seen.get(key)
+                seen[key] = state
+                if s.t < t0:
+                    continue
+                if state == "initial" and previous != "initial":
+                    registered.setdefault(key, s.t)
+                elif state == "healthy" and key in registered:
+                    name = f"{group.rsplit(':', 1)[-1]} {target}"
+                    return round(s.t - registered[key], 3), name, None
+        for key, at in registered.items():
+            pending = (f"{key[0].rsplit(':', 1)[-1]} {key[1]}", s.t - at)
+    if pending is None:
+        return None, None, None
+    return None, pending[0], round(pending[1], 3)
 
 
 def timeline(result: DrillResult) -> list[tuple[float, str]]:
@@ -347,36 +581,3 @@ def plot(result: DrillResult, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def wait_path_healthy(host: str, port: int, elbv2: Any, target_group_arn: str, *, timeout: float = 180.0,
-                      poll: float = 0.5) -> tuple[float, str]:
-    """Wait until the target group has a healthy target and a PING through the NLB answers:
-    a drill that starts while the path is still settling measures the settling, not the
-    failover. Returns the seconds waited and the healthy target; raises RuntimeError after
-    ``timeout`` seconds, saying what was last seen."""
-    import redis
-
-    started = time.monotonic()
-    last = "no answer yet"
-    while True:
-        try:
-            described = elbv2.describe_target_health(TargetGroupArn=target_group_arn)["TargetHealthDescriptions"]
-            healthy = sorted(f"{d['Target']['Id']}:{d['Target']['Port']}" for d in described if d["TargetHealth"]["State"] == "healthy")
-            states = ", ".join(f"{d['Target']['Id']}:{d['Target']['Port']} {d['TargetHealth']['State']}" for d in described) or "no targets"
-            if healthy:
-                client = _client(host, port, 2.0)
-                try:
-                    client.ping()
-                    return time.monotonic() - started, healthy[0]
-                except redis.RedisError as exc:
-                    last = f"{states}; PING through the NLB: {exc}"
-                finally:
-                    client.close()
-            else:
-                last = states
-        except Exception as exc:  # a throttled describe is retried like an unhealthy answer
-            last = str(exc)
-        if time.monotonic() - started >= timeout:
-            raise RuntimeError(f"the path through the NLB was not healthy within {timeout:g} s ({last})")
-        time.sleep(poll)

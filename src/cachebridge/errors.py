@@ -13,6 +13,9 @@ Every error the project raises on purpose derives from ``CacheBridgeError``::
     │   ├── TargetGroupNotFound
     │   ├── Throttled                still throttled after botocore's adaptive retries
     │   └── AccessDenied
+    ├── LeaseError                   the write lease of a target group (``lease``)
+    │   ├── LeaseBusy                another controller holds it: nothing written
+    │   └── LeaseUnavailable         the lock table failed: register only, never deregister
     ├── EventError                   a Lambda event that cachebridge cannot read
     ├── SyncFailed                   a pass ended with at least one binding in error
     │                                (raised after every binding was handled and reported)
@@ -37,6 +40,9 @@ __all__ = [
     "TargetGroupNotFound",
     "Throttled",
     "AccessDenied",
+    "LeaseError",
+    "LeaseBusy",
+    "LeaseUnavailable",
     "EventError",
     "SyncFailed",
     "DeployError",
@@ -97,6 +103,18 @@ class Throttled(NlbError):
 
 
 class AccessDenied(NlbError):
+    pass
+
+
+class LeaseError(CacheBridgeError):
+    """The write lease of a target group could not be used."""
+
+
+class LeaseBusy(LeaseError):
+    pass
+
+
+class LeaseUnavailable(LeaseError):
     pass
 
 

@@ -9,13 +9,17 @@
 - Direct invoke: ``{"action": "sync", "dry_run": bool}`` or ``{"action": "status"}``
   returns the whole report.
 
+The pass ends before the function's deadline: a binding that cannot be finished in the
+time left is reported ``skipped`` with nothing written, never left half-applied.
+
 Each binding gives one JSON log line and one EMF metrics line. A malformed event is logged
 and rejected with ``EventError`` before anything is read. When a binding ends in error the
 handler raises ``SyncFailed`` after every binding was handled and reported, so Lambda's
 ``Errors`` metric counts it and asynchronous events (SNS, schedule) are retried; ``status``
 only reports.
 
-The configuration (from ``CACHEBRIDGE_BINDINGS`` and ``CACHEBRIDGE_*``) and the adapters
+The configuration (``CACHEBRIDGE_BINDINGS``, more bindings from ``CACHEBRIDGE_EXTRA_BINDINGS``
+or the file in the zip ``CACHEBRIDGE_CONFIG_FILE`` names, ``CACHEBRIDGE_*``) and the adapters
 with their boto3 clients are kept between warm invocations; ``clear_caches()`` drops them.
 """
 
@@ -36,9 +40,13 @@ from .sync import BindingResult, SyncReport, sync
 
 __all__ = ["handler", "clear_caches", "DEADLINE_MARGIN_S"]
 
-# The event wait loop ends this long before Lambda's timeout, leaving time for the last
-# source read, the register/deregister calls and the report.
-DEADLINE_MARGIN_S = 5.0
+# ``sync`` must be done this long before Lambda's timeout: one AWS call started just
+# before its deadline may run to its worst case (``aws.call_budget_s``), then the report is
+# logged and the metrics emitted. Writes need nothing more here: ``sync`` starts a register
+# only when the time left covers it and its deregister at their worst, and ends the event
+# wait early enough for that.
+REPORT_MARGIN_S = 1.0
+DEADLINE_MARGIN_S = REPORT_MARGIN_S + aws.call_budget_s()
 
 _lock = threading.Lock()
 _config_cache: tuple[tuple[tuple[str, str], ...], Config] | None = None
@@ -88,7 +96,8 @@ def _deadline(context: Any) -> float | None:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
-    return time.monotonic() + max(0.0, remaining() / 1000.0 - DEADLINE_MARGIN_S)
+    margin = REPORT_MARGIN_S + aws.call_budget_s()  # the clients' policy as it is now
+    return time.monotonic() + max(0.0, remaining() / 1000.0 - margin)
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:

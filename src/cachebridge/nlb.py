@@ -3,6 +3,16 @@
 Thin on purpose: it turns elbv2/ec2 responses into ``Target``/``TargetHealth`` and
 ``TargetGroupInfo``, chunks writes, and turns ``ClientError`` codes into cachebridge
 exceptions. Deciding *what* to write is the planner's job.
+
+Only DescribeTargetGroups and DescribeTargetHealth are needed to follow a failover. The
+other reads (attributes, VPC CIDRs, tags) fail soft: the details come back with a warning
+in ``TargetGroupInfo.warnings`` and are read again next time instead of being cached.
+Nothing here retries: botocore's retry policy (``aws.BOTO_CONFIG``) is the only one.
+
+The VPC's CIDRs are read only when something is to be written (``with_vpc``): an in-sync
+pass never needs them, and the EC2 client (the largest of the SDK's models, ~20 MB
+resident) is then never built. Cached reads are safe under threads: two bindings asking
+for the same details at once share one read.
 """
 
 from __future__ import annotations
@@ -10,16 +20,20 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import AccessDenied, NlbError, TargetGroupNotFound, Throttled
+from .parallel import map_ordered
 from .targets import Target, TargetHealth, TargetState
 
 __all__ = [
     "forget",
+    "OWNER_TAG",
+    "LOCK_TABLE_TAG",
     "TargetGroupInfo",
     "TargetGroups",
     "risky_settings",
@@ -35,6 +49,11 @@ MAX_SAFE_DEREGISTRATION_DELAY_S = 30
 # Worst-case seconds for a new target to turn healthy above which we warn:
 # AWS's TCP defaults (interval 30 s x healthy threshold 5) give 150 s.
 SLOW_HEALTH_CHECK_S = 60
+
+# Which controller owns a target group (a deployed stack's name), and the DynamoDB table of
+# its write lease; set by the template on the stack's target group.
+OWNER_TAG = "cachebridge:owner"
+LOCK_TABLE_TAG = "cachebridge:lock-table"
 
 _THROTTLE_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
 _DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
@@ -53,6 +72,18 @@ class TargetGroupInfo:
     healthy_threshold: int | None
     attributes: dict[str, str] = field(default_factory=dict)
     ip_address_type: str = "ipv4"
+    tags: dict[str, str] = field(default_factory=dict)
+    # Optional reads that failed (attributes, VPC CIDRs, tags): said once, never fatal.
+    warnings: tuple[str, ...] = ()
+    vpc_known: bool = True
+
+    @property
+    def owner(self) -> str | None:
+        return self.tags.get(OWNER_TAG) or None
+
+    @property
+    def lock_table(self) -> str | None:
+        return self.tags.get(LOCK_TABLE_TAG) or None
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -82,6 +113,9 @@ _T = TypeVar("_T")
 _info_lock = threading.Lock()
 _info_cache: dict[tuple[str, str], TargetGroupInfo] = {}
 _vpc_cache: dict[tuple[str, str], tuple[str, ...]] = {}
+# Reads in progress, by (cache, key): a second thread asking for the same key waits for
+# the first one's answer instead of reading again.
+_in_flight: dict[tuple[int, tuple[str, str]], Future[Any]] = {}
 # DescribeTargetGroups takes several names at once; a missing one fails the whole call,
 # which then falls back to one call per name so only that binding reports the error.
 DESCRIBE_CHUNK = 20
@@ -103,60 +137,149 @@ def clear_caches() -> None:
 
 
 class TargetGroups:
-    """Domain verbs over an elbv2 client (and an ec2 client for VPC CIDRs)."""
+    """Domain verbs over an elbv2 client (and an ec2 client for VPC CIDRs). ``ec2`` and
+    ``dynamodb`` may be factories: the client is built on first use."""
 
-    def __init__(self, elbv2: Any, ec2: Any | None = None, *, chunk_size: int = WRITE_CHUNK, cache: bool = True) -> None:
+    def __init__(
+        self,
+        elbv2: Any,
+        ec2: Any | None = None,
+        *,
+        chunk_size: int = WRITE_CHUNK,
+        cache: bool = True,
+        dynamodb: Callable[[], Any] | Any | None = None,
+    ) -> None:
         self.elbv2 = elbv2
-        self.ec2 = ec2
+        self._ec2 = ec2
+        self._client_lock = threading.Lock()
         self.chunk_size = chunk_size
         self.cache = cache
+        self._dynamodb = dynamodb
+        # Endpoint failures seen by ``prefetch``: ``info`` reports them instead of calling
+        # again, so an unreachable endpoint costs one call's retries, not one per binding.
+        self._unreachable: dict[str, NlbError] = {}
+        self._described: dict[str, dict[str, Any]] = {}  # DescribeTargetGroups answers by alias
+
+    def dynamodb(self) -> Any | None:
+        """The DynamoDB client for write leases (built on first use), or None."""
+        with self._client_lock:
+            if callable(self._dynamodb) and not hasattr(self._dynamodb, "update_item"):
+                self._dynamodb = self._dynamodb()
+            return self._dynamodb
+
+    @property
+    def ec2(self) -> Any | None:
+        """The EC2 client for VPC CIDRs (built on first use), or None."""
+        with self._client_lock:
+            if callable(self._ec2) and not hasattr(self._ec2, "describe_vpcs"):
+                self._ec2 = self._ec2()
+            return self._ec2
 
     def _cache_key(self, name_or_arn: str, client: Any = None) -> tuple[str, str]:
         meta = (client or self.elbv2).meta
         return (f"{meta.region_name}|{meta.endpoint_url}", name_or_arn)
 
-    def prefetch(self, names_or_arns: Iterable[str]) -> None:
-        """Read the details of many target groups in few calls (a cold start with many
-        bindings). Errors are left for ``info()`` to raise per binding."""
+    def prefetch(self, names_or_arns: Iterable[str], limit: int = 1) -> None:
+        """Describe many target groups in few calls (a cold start with many bindings),
+        ``limit`` calls at a time; ``info()`` then reads each one's optional details when its
+        binding's turn comes (so a deadline can stop between bindings). Errors are left for
+        ``info()`` to raise per binding."""
+        self._unreachable.clear()
+        self._described.clear()
         if not self.cache:
             return
         wanted = [n for n in dict.fromkeys(names_or_arns) if not (self.cache and self._cache_key(n) in _info_cache)]
+        chunks: list[tuple[str, list[str]]] = []
         for kind, key in (("arn", "TargetGroupArns"), ("name", "Names")):
             batch = [n for n in wanted if n.startswith("arn:") == (kind == "arn")]
-            for i in range(0, len(batch), DESCRIBE_CHUNK):
-                chunk = batch[i : i + DESCRIBE_CHUNK]
-                try:
-                    groups = self.elbv2.describe_target_groups(**{key: chunk})["TargetGroups"]
-                except (ClientError, BotoCoreError):
-                    continue
-                for tg in groups:
-                    if tg.get("TargetType") != "ip":
-                        continue
-                    try:
-                        info = self._info_from(tg)
-                    except (NlbError, BotoCoreError, ClientError):
-                        continue
-                    with _info_lock:
-                        for alias in (tg["TargetGroupArn"], tg["TargetGroupName"]):
-                            if alias in chunk:
-                                _info_cache[self._cache_key(alias)] = info
+            chunks += [(key, batch[i : i + DESCRIBE_CHUNK]) for i in range(0, len(batch), DESCRIBE_CHUNK)]
+        for (_, chunk), groups in zip(chunks, map_ordered(lambda c: self._describe_chunk(*c), chunks, limit)):
+            if not isinstance(groups, list):
+                continue
+            for tg in groups:
+                for alias in (tg["TargetGroupArn"], tg["TargetGroupName"]):
+                    if alias in chunk:
+                        self._described[alias] = tg
+
+    def _describe_chunk(self, key: str, chunk: list[str]) -> list[dict[str, Any]] | None:
+        try:
+            return list(self.elbv2.describe_target_groups(**{key: chunk})["TargetGroups"])
+        except BotoCoreError as exc:
+            # Endpoint down or timing out after botocore's retries: asking again per name
+            # would only repeat the wait.
+            for name in chunk:
+                self._unreachable[name] = NlbError(f"target group {name}: {exc}")
+        except ClientError as exc:
+            if _error(exc, "").code in _THROTTLE_CODES | _DENIED_CODES:
+                for name in chunk:
+                    self._unreachable[name] = _error(exc, f"target group {name}")
+            # else a name not found failed the whole call: info() reads one by one
+        return None
 
     # -- reads -----------------------------------------------------------------------------
 
-    def info(self, name_or_arn: str) -> TargetGroupInfo:
-        """Target group details, VPC CIDRs and attributes; cached, since none of them is
-        expected to change between syncs (``clear_caches`` or a new process re-reads)."""
-        return self._cached(_info_cache, self._cache_key(name_or_arn), lambda: self._read_info(name_or_arn))
+    def info(self, name_or_arn: str, *, vpc: bool = True) -> TargetGroupInfo:
+        """Target group details, attributes, tags and (with ``vpc``) the VPC's CIDRs;
+        cached, since none of them is expected to change between syncs (``clear_caches``
+        or a new process re-reads). ``vpc=False`` leaves the CIDRs to ``with_vpc``."""
+        if name_or_arn in self._unreachable:
+            raise self._unreachable[name_or_arn]
+        described = self._described.get(name_or_arn)
+        read = (lambda: self._info_from(described)) if described is not None else (lambda: self._read_info(name_or_arn))
+        key = self._cache_key(name_or_arn)
+        info = self._cached(_info_cache, key, read)
+        if not vpc or info.vpc_known:
+            return info
+        info = self.with_vpc(info)
+        if self.cache and info.vpc_known and not info.warnings:
+            with _info_lock:
+                _info_cache[key] = info
+        return info
+
+    def cached(self, name_or_arn: str) -> bool:
+        """Whether ``info(name_or_arn)`` needs no call at all."""
+        return self.cache and self._cache_key(name_or_arn) in _info_cache
+
+    def with_vpc(self, info: TargetGroupInfo) -> TargetGroupInfo:
+        """``info`` with its VPC's CIDRs (one DescribeVpcs per VPC, cached); a failed read
+        is a warning and leaves them unknown (``vpc_known`` false)."""
+        warnings: list[str] = []
+        cidrs = self._soft(
+            lambda: self._vpc_cidrs(info.vpc_id), f"VPC {info.vpc_id} CIDRs",
+            "target addresses are only checked for kinds that are never valid", warnings, None,
+        )
+        return replace(
+            info, vpc_cidrs=cidrs or (), vpc_known=cidrs is not None and bool(cidrs),
+            warnings=info.warnings + tuple(w for w in warnings if w not in info.warnings),
+        )
 
     def _cached(self, cache: dict[tuple[str, str], _T], key: tuple[str, str], read: Callable[[], _T]) -> _T:
-        if self.cache:
+        if not self.cache:
+            return read()
+        flight = (id(cache), key)
+        with _info_lock:
+            if key in cache:
+                return cache[key]
+            future = _in_flight.get(flight)
+            if future is not None:
+                owner = False
+            else:
+                owner, future = True, Future()
+                _in_flight[flight] = future
+        if not owner:
+            return future.result()  # type: ignore[no-any-return]
+        try:
+            value = read()  # outside the lock: other keys are read meanwhile
+        except BaseException as exc:
             with _info_lock:
-                if key in cache:
-                    return cache[key]
-        value = read()  # outside the lock: reading target group details reads VPC CIDRs too
-        if self.cache:
-            with _info_lock:
+                _in_flight.pop(flight, None)
+            future.set_exception(exc)
+            raise
+        with _info_lock:
+            if not getattr(value, "warnings", ()):  # a soft failure is read again next time
                 cache[key] = value
+            _in_flight.pop(flight, None)
+        future.set_result(value)
         return value
 
     def _read_info(self, name_or_arn: str) -> TargetGroupInfo:
@@ -177,12 +300,16 @@ class TargetGroups:
                 f"target group {tg['TargetGroupName']}: target type is {tg.get('TargetType')!r}; cachebridge needs an IP target group",
                 "WrongTargetType",
             )
-        try:
-            attrs = self.elbv2.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])["Attributes"]
-        except ClientError as exc:
-            raise _error(exc, f"target group {tg['TargetGroupName']} attributes") from None
-        except BotoCoreError as exc:
-            raise NlbError(f"target group {tg['TargetGroupName']} attributes: {exc}") from None
+        name, arn = tg["TargetGroupName"], tg["TargetGroupArn"]
+        warnings: list[str] = []
+        attrs = self._soft(
+            lambda: self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"],
+            f"target group {name} attributes", "its settings are not checked this run", warnings, [],
+        )
+        tags = self._soft(
+            lambda: next((d.get("Tags", []) for d in self.elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]), []),
+            f"target group {name} tags", "its owner and lock table are unknown this run", warnings, [],
+        )
         vpc_id = tg.get("VpcId")
         return TargetGroupInfo(
             arn=tg["TargetGroupArn"],
@@ -191,17 +318,33 @@ class TargetGroups:
             protocol=tg.get("Protocol"),
             target_type=tg.get("TargetType", "ip"),
             vpc_id=vpc_id,
-            vpc_cidrs=self._vpc_cidrs(vpc_id),
+            vpc_cidrs=(),  # read by with_vpc, when something is to be written
             health_check_interval_s=tg.get("HealthCheckIntervalSeconds"),
             healthy_threshold=tg.get("HealthyThresholdCount"),
             attributes={a["Key"]: a["Value"] for a in attrs},
             ip_address_type=tg.get("IpAddressType") or "ipv4",
+            tags={t["Key"]: t.get("Value", "") for t in tags},
+            warnings=tuple(warnings),
+            vpc_known=False,
         )
 
-    def _vpc_cidrs(self, vpc_id: str | None) -> tuple[str, ...]:
-        if not vpc_id or self.ec2 is None:
-            return ()
-        return self._cached(_vpc_cache, self._cache_key(vpc_id, self.ec2), lambda: self._read_vpc_cidrs(vpc_id))
+    @staticmethod
+    def _soft(read: Callable[[], _T], what: str, consequence: str, warnings: list[str], default: _T) -> _T:
+        """An optional read: a failure becomes a warning and ``default``."""
+        try:
+            return read()
+        except ClientError as exc:
+            warnings.append(f"{_error(exc, what)}; {consequence}")
+        except (BotoCoreError, NlbError) as exc:
+            warnings.append(f"{what}: {exc}; {consequence}")
+        return default
+
+    def _vpc_cidrs(self, vpc_id: str | None) -> tuple[str, ...] | None:
+        if not vpc_id or self._ec2 is None:
+            return None
+        # Keyed by the elbv2 client's region and endpoint: looking the key up must not build
+        # the EC2 client, and a VPC id names one VPC in a Region.
+        return self._cached(_vpc_cache, self._cache_key(f"vpc:{vpc_id}"), lambda: self._read_vpc_cidrs(vpc_id))
 
     def _read_vpc_cidrs(self, vpc_id: str) -> tuple[str, ...]:
         try:
@@ -244,13 +387,14 @@ class TargetGroups:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def _descriptions(self, info: TargetGroupInfo, targets: Iterable[Target], *, with_az: bool) -> list[dict[str, Any]]:
+    def _descriptions(self, info: TargetGroupInfo, targets: Iterable[Target], *, outside_vpc: bool) -> list[dict[str, Any]]:
         out = []
         for t in targets:
             d: dict[str, Any] = {"Id": t.ip, "Port": t.port}
             # Addresses outside the VPC's CIDRs (peered VPCs, on-premises over DX/VPN) are
-            # only accepted with AvailabilityZone=all.
-            if with_az and info.vpc_cidrs and not info.in_vpc(t.ip):
+            # only accepted with AvailabilityZone=all, and only sent so when the caller says
+            # such targets are wanted (a binding's allow_outside_vpc).
+            if outside_vpc and info.vpc_cidrs and not info.in_vpc(t.ip):
                 d["AvailabilityZone"] = "all"
             out.append(d)
         return out
@@ -259,15 +403,15 @@ class TargetGroups:
         for i in range(0, len(items), self.chunk_size):
             yield items[i : i + self.chunk_size]
 
-    def register(self, info: TargetGroupInfo, targets: Sequence[Target]) -> None:
-        self._write("register", info, targets)
+    def register(self, info: TargetGroupInfo, targets: Sequence[Target], *, outside_vpc: bool = False) -> None:
+        self._write("register", info, targets, outside_vpc)
 
-    def deregister(self, info: TargetGroupInfo, targets: Sequence[Target]) -> None:
+    def deregister(self, info: TargetGroupInfo, targets: Sequence[Target], *, outside_vpc: bool = False) -> None:
         # Always with the port: without it a target registered on another port stays.
-        self._write("deregister", info, targets)
+        self._write("deregister", info, targets, outside_vpc)
 
-    def _write(self, verb: Literal["register", "deregister"], info: TargetGroupInfo, targets: Sequence[Target]) -> None:
-        for chunk in self._chunks(self._descriptions(info, targets, with_az=True)):
+    def _write(self, verb: Literal["register", "deregister"], info: TargetGroupInfo, targets: Sequence[Target], outside_vpc: bool) -> None:
+        for chunk in self._chunks(self._descriptions(info, targets, outside_vpc=outside_vpc)):
             try:
                 getattr(self.elbv2, f"{verb}_targets")(TargetGroupArn=info.arn, Targets=list(chunk))
             except ClientError as exc:

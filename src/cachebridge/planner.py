@@ -11,11 +11,19 @@ The safety rules of cachebridge live here and only here:
    missing target is being registered.
 4. Plans are deterministic (sorted tuples) and an applied plan is a no-op when re-planned.
 5. Deregistering is only planned while at least one desired target stays or is added, so
-   the group keeps something to route to even when the cap defers part of the change.
-   (A failed register at apply time cancels the deregister; that rule is in ``sync``.)
+   the group keeps something to route to even when the cap defers part of the change;
+   one that stays must not be failing its health checks (healthy, initial, or a state that
+   means "not checked"): the old primary is not removed in favour of a target that is
+   down. (A failed register at apply time cancels the deregister; that rule is in
+   ``writes``.)
 
 Draining targets count as absent: they are already leaving, and if desired they are
 registered again.
+
+Before an answer reaches ``plan`` it is checked (``checks``: count, address kind and range)
+and confirmed by a second read (``sync``); a refused answer is planned as a failed source
+(rule 1). Rule 5 is what keeps a group non-empty between controllers once their writes
+are serialised by the write lease (``lease``, applied in ``writes``).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .targets import Target, TargetHealth
+from .targets import Target, TargetHealth, TargetState
 
 __all__ = ["Plan", "plan"]
 
@@ -84,12 +92,13 @@ def plan(
     deregister = tuple(stale[:budget])
     deferred = tuple(sorted(missing[len(register):] + stale[len(deregister):]))
 
-    if deregister and not (unchanged or register):
-        # Unreachable while desired is non-empty and max_changes >= 1 (register takes the
-        # budget first), kept so a later change to the budgeting cannot empty a group.
+    # Rule 5: a desired target that stays and is not failing, or one being registered.
+    standing = [t for t in unchanged if actual[t].state is not TargetState.UNHEALTHY]
+    if deregister and not (standing or register):
         deferred = tuple(sorted(deferred + deregister))
         deregister = ()
-        reasons.append("deregister held back: no desired target would remain")
+        why = "every desired target left is failing its health checks" if unchanged else "no desired target would remain"
+        reasons.append(f"deregister held back: {why}")
     if register:
         reasons.append("register: " + ", ".join(map(str, register)))
     if deregister:

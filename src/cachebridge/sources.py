@@ -24,6 +24,7 @@ missing address would look like a target to deregister.
 from __future__ import annotations
 
 import ipaddress
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .config import DEFAULT_DNS_TIMEOUT_S, DnsSourceSpec, ElastiCacheSourceSpec, SourceSpec
 from .errors import EmptySource, SourceError, SourceNotFound, SourceTimeout, SourceUnsupported
+from .parallel import OncePerKey
 
 __all__ = ["Resolution", "Reading", "DnsResolver", "ReplicationGroup", "Member", "Sources", "check_mode", "describe_node_endpoint"]
 
@@ -221,35 +223,39 @@ def describe_node_endpoint(elasticache: Any, cache_cluster_id: str) -> tuple[str
 
 class Sources:
     """Reads source specs. One instance serves one sync pass: a replication group is
-    described once per pass however many bindings name it."""
+    described once per pass however many bindings name it, also when several threads read
+    it at the same moment (``parallel.OncePerKey``); a failed description is the answer
+    for every binding of that group in the pass."""
 
     def __init__(self, resolver: DnsResolver, elasticache: Callable[[], Any] | Any | None = None) -> None:
         self.resolver = resolver
         self._elasticache = elasticache
-        self._groups: dict[str, ReplicationGroup] = {}
+        self._client_lock = threading.Lock()
+        self._groups: OncePerKey[str, ReplicationGroup] = OncePerKey()
         # Cluster-mode node names by cache cluster id: stable for a node's life, so kept
-        # across passes (a warm Lambda asks once per node).
+        # across passes (a warm Lambda asks once per node). Only answers are kept: a node
+        # with no endpoint yet is asked again next pass.
         self._node_endpoints: dict[str, tuple[str, int | None]] = {}
 
     def new_pass(self) -> None:
         self._groups.clear()
 
     def _client(self) -> Any:
-        if self._elasticache is None:
-            raise SourceError("no ElastiCache client configured")
-        if callable(self._elasticache) and not hasattr(self._elasticache, "describe_replication_groups"):
-            self._elasticache = self._elasticache()
-        return self._elasticache
+        with self._client_lock:
+            if self._elasticache is None:
+                raise SourceError("no ElastiCache client configured")
+            if callable(self._elasticache) and not hasattr(self._elasticache, "describe_replication_groups"):
+                self._elasticache = self._elasticache()
+            return self._elasticache
 
     def replication_group(self, rg_id: str) -> ReplicationGroup:
-        if rg_id not in self._groups:
-            self._groups[rg_id] = describe_replication_group(self._client(), rg_id)
-        return self._groups[rg_id]
+        return self._groups.get(rg_id, lambda: describe_replication_group(self._client(), rg_id))
 
     def node_endpoint(self, cache_cluster_id: str) -> tuple[str, int | None]:
-        if cache_cluster_id not in self._node_endpoints:
-            self._node_endpoints[cache_cluster_id] = describe_node_endpoint(self._client(), cache_cluster_id)
-        return self._node_endpoints[cache_cluster_id]
+        known = self._node_endpoints.get(cache_cluster_id)
+        if known is None:
+            known = self._node_endpoints[cache_cluster_id] = describe_node_endpoint(self._client(), cache_cluster_id)
+        return known
 
     def read(self, spec: SourceSpec, families: Sequence[int] = (4, 6)) -> Reading:
         """What ``spec`` says, in the address ``families`` the target group can hold."""

@@ -206,7 +206,8 @@ def _sync(
     r.target_group_arn = read.forward
     live = {t for s in read.slots for t in s.live}
     r.registered_before = tuple(sorted(live))
-    r.health = {f"{s.arn}|{t}": h.state.value for s in read.slots for t, h in sorted(s.actual.items())}
+    names = {i.arn: i.name for i in read.infos}
+    r.health = {f"{names[s.arn]} {t}": h.state.value for s in read.slots for t, h in sorted(s.actual.items())}
     families = read.infos[0].families if read.infos else (4, 6)
 
     wait_until = clock() + (settings.event_wait_s if trigger is not None and trigger.wait_for_change else 0.0)
@@ -233,6 +234,8 @@ def _sync(
     r.nodes = _nodes_report(nodes or (), p, read.slots)
     if p.unplaced:
         r.warnings.append("no free node slot for " + ", ".join(p.unplaced))
+    if not p.blocked and p.primary_slot is not None and p.forward_after != p.primary_slot:
+        r.warnings.append(f"the primary listener still forwards to {p.forward_after}, not the primary's {p.primary_slot}: " + "; ".join(x for x in p.reasons if "held" in x))
     if source_error is not None or p.blocked:
         r.status, r.error, r.source_error = "error", source_error or "; ".join(p.reasons), source_error is not None
         r.forward_after = read.forward

@@ -125,6 +125,7 @@ class SwitchPlan:
     held: tuple[str, ...] = ()  # nodes kept out of their slot until rejoin_after_s
     reasons: tuple[str, ...] = ()
     blocked: bool = False
+    primary_slot: str | None = None
 
     @property
     def switch(self) -> bool:
@@ -144,8 +145,11 @@ class SwitchPlan:
 
     @property
     def drift(self) -> int:
-        """How far the NLB is from the desired state: membership changes plus a switch."""
-        return sum(len(s.register) + len(s.deregister) for s in self.slots) + len(self.cut) + int(self.switch)
+        """How far the NLB is from the desired state before this plan is applied:
+        membership changes, plus one while the listener does not forward to the primary's
+        slot (switched now, or held for health)."""
+        off = self.primary_slot is not None and self.forward_before != self.primary_slot
+        return sum(len(s.register) + len(s.deregister) for s in self.slots) + len(self.cut) + int(off)
 
 
 def plan_switch(
@@ -309,4 +313,5 @@ def plan_switch(
         tuple(unplaced),
         tuple(sorted(held)),
         tuple(reasons),
+        primary_slot=primary_slot,
     )

@@ -1,14 +1,36 @@
 """``sync``: the one reconcile pass that the CLI and the Lambda handler share.
 
 For each binding: read the target group (cached details, live health), read the source,
-``plan``, then apply the plan: register first, deregister only if every register
-succeeded. Each binding ends with a ``BindingResult``; one failing binding never stops
-the others.
+check the answer (``checks``), ``plan``, then apply the plan: register first, deregister
+only if every register succeeded. Each binding ends with a ``BindingResult``; one failing
+binding never stops the others.
 
 On an ElastiCache event the source may not have changed yet (``FailoverComplete`` can
 arrive before DNS or ``CurrentRole`` flips), so an event trigger re-reads the source
 every ``poll_interval_s`` for up to ``event_wait_s`` until it differs from what is
 registered, then applies.
+
+Before a change is applied (any trigger), the source is read once more a poll interval
+later and the two answers must agree: an answer that alternates between two addresses is
+refused instead of flipping the group on every run. This costs one ``poll_interval_s``
+(plus one source read) on every change, and nothing when nothing changes.
+
+Applying (``writes.apply_plan``) is guarded against other controllers writing the same
+group: a group tagged ``cachebridge:owner`` by a deployed stack is written only by that
+stack's controller (``controller_id``) unless forced; with a lock table the writes happen
+under a DynamoDB lease (``lease``) after a fresh read of the group, which is what makes
+"never empty" hold between controllers.
+
+With a ``deadline`` (the Lambda's), a write is started only when the time left covers it
+and the writes that must follow it at the configured timeouts (``aws.call_budget_s``);
+otherwise the binding is reported ``skipped`` with nothing written.
+
+Bindings are handled ``settings.max_concurrency`` at a time (``parallel.map_ordered``):
+their target group reads, then each round of source reads and writes. Results keep the
+configuration's order, and one binding's exception is that binding's error only. Reads
+shared between bindings (a replication group, target group details, a VPC) are made once
+however many threads ask. The VPC's CIDRs are read only for a binding with something to
+write (``_plan_and_apply``).
 """
 
 from __future__ import annotations
@@ -19,12 +41,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .config import Binding, Config, ElastiCacheSourceSpec
+from .checks import check_answer
+from .config import Binding, Config, ElastiCacheSourceSpec, Settings
 from .errors import CacheBridgeError
-from .nlb import TargetGroupInfo, TargetGroups, risky_settings
+from .nlb import OWNER_TAG, TargetGroupInfo, TargetGroups, risky_settings
+from .parallel import Failure, map_ordered
 from .planner import Plan, plan
 from .sources import Reading, Sources
 from .targets import Target, TargetHealth
+from .writes import apply_plan, record_plan, targets_text
 
 __all__ = ["Trigger", "BindingResult", "SyncReport", "sync", "select_bindings"]
 
@@ -161,6 +186,8 @@ class _Work:
         self.info: TargetGroupInfo | None = None
         self.actual: dict[Target, TargetHealth] = {}
         self.desired: frozenset[Target] | None = None
+        self.previous: frozenset[Target] | None = None  # the read before, for agreement
+        self.confirm_by: float | None = None  # a change seen, waiting for a read that agrees
         self.reading: Reading | None = None
         self.source_error: str | None = None
 
@@ -171,6 +198,29 @@ class _Work:
     def finish(self) -> BindingResult:
         self.result.duration_ms = (time.perf_counter() - self.started) * 1000
         return self.result
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every binding's apply step shares."""
+
+    settings: Settings
+    target_groups: TargetGroups
+    dry_run: bool
+    force: bool
+    clock: Callable[[], float]
+    deadline: float | None
+    call_budget_s: float
+
+    def covers(self, calls: int) -> bool:
+        """Whether the time left covers ``calls`` more AWS calls at their worst."""
+        return self.deadline is None or self.clock() + calls * self.call_budget_s <= self.deadline
+
+
+def _default_call_budget() -> float:
+    from .aws import call_budget_s  # boto3 is there in every runtime; tests may pass fakes
+
+    return call_budget_s()
 
 
 def sync(
@@ -184,12 +234,16 @@ def sync(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     deadline: float | None = None,
+    force: bool = False,
+    call_budget_s: float | None = None,
 ) -> SyncReport:
     """Reconcile every binding (or ``bindings``) once.
 
-    ``deadline`` is a ``clock()`` value after which the event wait loop stops early and
-    bindings not yet read are reported ``skipped`` (the Lambda handler passes its remaining
-    time, less a margin)."""
+    ``deadline`` is a ``clock()`` value by which the pass must be done: the event wait
+    loop ends early enough to leave time for the writes, bindings not yet read are
+    reported ``skipped``, and a write is only started when the time left covers it
+    (``call_budget_s`` per AWS call, default ``aws.call_budget_s()``). ``force`` writes a
+    group owned by another controller, or changed by one moments ago."""
     settings = config.settings
     selected = tuple(bindings) if bindings is not None else select_bindings(config, trigger)
     if any(b.layout in ("switch", "cluster") for b in selected):
@@ -198,32 +252,39 @@ def sync(
 
         switched: dict[str, BindingResult] = {b.name: sync_switch(b, target_groups=target_groups, sources=sources, settings=settings, dry_run=dry_run, trigger=trigger, clock=clock, sleep=sleep, deadline=deadline) for b in selected if b.layout == "switch"}
         switched.update({b.name: sync_cluster(b, target_groups=target_groups, sources=sources, settings=settings, dry_run=dry_run) for b in selected if b.layout == "cluster"})
-        report = sync(config, target_groups=target_groups, sources=sources, dry_run=dry_run, trigger=trigger, bindings=[b for b in selected if b.layout == "retarget"], clock=clock, sleep=sleep, deadline=deadline)
+        report = sync(config, target_groups=target_groups, sources=sources, dry_run=dry_run, trigger=trigger, bindings=[b for b in selected if b.layout == "retarget"], clock=clock, sleep=sleep, deadline=deadline, force=force, call_budget_s=call_budget_s)
         retargeted = {b.name: b for b in report.bindings}
         return SyncReport([switched.get(b.name) or retargeted[b.name] for b in selected], trigger)
     works = [_Work(b) for b in selected]
     owners: dict[str, str] = {}
+    ctx = _Context(
+        settings, target_groups, dry_run, force, clock, deadline,
+        _default_call_budget() if call_budget_s is None else call_budget_s,
+    )
 
-    # Target group side first: details (cached across warm invocations) and live health.
-    target_groups.prefetch(w.binding.target_group for w in works)
+    limit = settings.max_concurrency
+
+    # Target group side first: details (cached across warm invocations), then live health.
+    if deadline is None or clock() < deadline:
+        target_groups.prefetch([w.binding.target_group for w in works], limit)
+    _each(works, lambda w: _read_group_info(w, ctx), limit, "reading target group")
     for w in works:
-        try:
-            w.info = target_groups.info(w.binding.target_group)
-            w.result.target_group_arn = w.info.arn
-            if w.info.arn in owners:
-                raise CacheBridgeError(
-                    f"target group {w.info.name} is also the target of binding {owners[w.info.arn]!r}; "
-                    "a target group belongs to one binding"
-                )
-            owners[w.info.arn] = w.binding.name
-            w.result.warnings.extend(risky_settings(w.info))
-            w.actual = target_groups.health(w.info.arn)
-        except CacheBridgeError as exc:
+        # A target group belongs to one binding: in configuration order, the first keeps it.
+        if w.info is None or w.result.status in ("error", "skipped"):
+            continue
+        if w.info.arn in owners:
             w.result.status = "error"
-            w.result.error = str(exc)
-        except Exception as exc:  # one binding's surprise must not stop the others
-            w.result.status = "error"
-            w.result.error = f"unexpected error reading target group {w.binding.target_group}: {exc!r}"
+            w.result.error = (
+                f"target group {w.info.name} is also the target of binding {owners[w.info.arn]!r}; "
+                "a target group belongs to one binding"
+            )
+            continue
+        owners[w.info.arn] = w.binding.name
+    _each(
+        [w for w in works if w.result.status not in ("error", "skipped")],
+        lambda w: _read_group_health(w, ctx), limit, "reading target group",
+    )
+    for w in works:
         if w.info is not None and w.info.port and w.info.port != w.binding.port and w.result.status != "error":
             w.result.warnings.append(
                 f"binding port {w.binding.port} differs from the target group's port {w.info.port}; "
@@ -231,40 +292,113 @@ def sync(
             )
         w.result.registered_before = tuple(sorted(w.actual_live))
         w.result.health = {str(t): h.state.value for t, h in sorted(w.actual.items())}
+        if w.result.status == "skipped":
+            w.result.registered_after = w.result.registered_before
 
-    pending = [w for w in works if w.result.status != "error"]
+    pending = [w for w in works if w.result.status not in ("error", "skipped")]
     start = clock()
     wait_until = start + settings.event_wait_s if trigger.wait_for_change else start
     if deadline is not None:
-        wait_until = min(wait_until, deadline)
+        # Stop waiting while the time left still covers a register and a deregister.
+        wait_until = min(wait_until, deadline - 2 * ctx.call_budget_s)
 
-    # Read sources; on an event, keep re-reading the unchanged ones until the wait ends.
+    # Read sources; on an event, keep re-reading the unchanged ones until the wait ends; a
+    # changed answer is read once more and applied only when the two reads agree.
     while pending:
         sources.new_pass()
-        still_waiting: list[_Work] = []
-        for w in pending:
-            if deadline is not None and w.result.polls == 0 and clock() >= deadline:
-                # Out of time before this binding was even read (a slow source ahead of it):
-                # leave it untouched and report it, rather than be cut off mid-write.
-                w.result.status = "skipped"
-                w.result.error = "not reached before the deadline; the next run syncs it"
-                w.result.registered_after = w.result.registered_before
-                continue
-            _read_source(w, sources)
-            w.result.polls += 1
-            changed = w.desired is not None and w.desired != w.actual_live
-            if changed or clock() >= wait_until:
-                _plan_and_apply(w, target_groups, settings.max_changes, dry_run)
-            else:
-                still_waiting.append(w)
-        pending = still_waiting
+        waiting = _each(pending, lambda w: _step(w, ctx, sources, wait_until), limit, "syncing")
+        pending = [w for w, again in zip(pending, waiting) if again is True]
         if pending:
-            remaining = wait_until - clock()
+            # A change being confirmed waits for its next read whatever the event wait says.
+            confirming = any(w.confirm_by is not None for w in pending)
+            until = deadline if confirming else wait_until
+            remaining = settings.poll_interval_s if until is None else until - clock()
             if remaining <= 0:
                 continue  # the next round applies whatever the source says now
             sleep(min(settings.poll_interval_s, remaining))
 
     return SyncReport([w.finish() for w in works], trigger)
+
+
+def _each(works: Sequence[_Work], step: Callable[[_Work], Any], limit: int, doing: str) -> list[Any]:
+    """``step`` over ``works``, ``limit`` at a time, in order; an exception that escapes a
+    step ends that binding in error and no other."""
+    outcomes = map_ordered(step, works, limit)
+    for w, outcome in zip(works, outcomes):
+        if isinstance(outcome, Failure):
+            w.result.status = "error"
+            w.result.error = f"unexpected error {doing} for binding {w.binding.name}: {outcome.error!r}"
+            w.result.registered_after = w.result.registered_before
+    return outcomes
+
+
+def _read_group_info(w: _Work, ctx: _Context) -> None:
+    # A call started before the deadline may run one call budget past it (the handler's
+    # margin); so start this binding's reads only if all but the last fit before it:
+    # attributes, tags, VPC CIDRs and health when not cached, health alone when cached.
+    reads = 1 if ctx.target_groups.cached(w.binding.target_group) else 4
+    if ctx.deadline is not None and ctx.clock() + (reads - 1) * ctx.call_budget_s >= ctx.deadline:
+        _skip(w, "not reached before the deadline; nothing written, the next run syncs it")
+        return
+    try:
+        w.info = ctx.target_groups.info(w.binding.target_group, vpc=False)
+        w.result.target_group_arn = w.info.arn
+        w.result.warnings.extend(w.info.warnings)
+        w.result.warnings.extend(risky_settings(w.info))
+    except CacheBridgeError as exc:
+        w.result.status = "error"
+        w.result.error = str(exc)
+    except Exception as exc:  # one binding's surprise must not stop the others
+        w.result.status = "error"
+        w.result.error = f"unexpected error reading target group {w.binding.target_group}: {exc!r}"
+
+
+def _read_group_health(w: _Work, ctx: _Context) -> None:
+    assert w.info is not None
+    try:
+        w.actual = ctx.target_groups.health(w.info.arn)
+    except CacheBridgeError as exc:
+        w.result.status = "error"
+        w.result.error = str(exc)
+    except Exception as exc:
+        w.result.status = "error"
+        w.result.error = f"unexpected error reading target group {w.binding.target_group}: {exc!r}"
+
+
+def _step(w: _Work, ctx: _Context, sources: Sources, wait_until: float) -> bool:
+    """One round for one binding: read its source, then apply, or wait for another round
+    (returns True)."""
+    settings = ctx.settings
+    if ctx.deadline is not None and ctx.clock() >= ctx.deadline:
+        # Out of time (a slow source ahead of it, or a change still unconfirmed):
+        # leave it untouched and report it, rather than be cut off mid-write.
+        _skip(w, "not finished before the deadline; nothing written, the next run syncs it")
+        return False
+    _read_source(w, sources)
+    w.result.polls += 1
+    changed = w.desired is not None and w.desired != w.actual_live
+    now = ctx.clock()
+    if changed and w.desired != w.previous:
+        # A change not yet confirmed by a second read: read again a poll later.
+        w.confirm_by = max(wait_until, now) + settings.poll_interval_s * 1.5 if w.confirm_by is None else w.confirm_by
+        if now < w.confirm_by:
+            w.previous = w.desired
+            return True
+        w.source_error = (
+            f"{w.binding.source} did not give the same answer twice in a row "
+            f"({targets_text(w.previous)} then {targets_text(w.desired)}); nothing applied"
+        )
+    w.previous = w.desired
+    if changed or now >= wait_until:
+        _plan_and_apply(w, ctx)
+        return False
+    return True
+
+
+def _skip(w: _Work, why: str) -> None:
+    w.result.status = "skipped"
+    w.result.error = why
+    w.result.registered_after = w.result.registered_before
 
 
 def _read_source(w: _Work, sources: Sources) -> None:
@@ -290,20 +424,40 @@ def _read_source(w: _Work, sources: Sources) -> None:
     w.desired = frozenset(Target(ip, w.binding.port) for ip in reading.addresses)
 
 
-def _plan_and_apply(w: _Work, target_groups: TargetGroups, max_changes: int, dry_run: bool) -> None:
+def _plan_and_apply(w: _Work, ctx: _Context) -> None:
     r = w.result
-    p: Plan = plan(w.desired, w.actual, max_changes=max_changes)
-    r.desired = tuple(sorted(w.desired or ()))
-    r.register, r.deregister, r.deferred, r.reasons = p.register, p.deregister, p.deferred, p.reasons
-    r.drift = p.drift
+    settings = ctx.settings
+    if w.source_error is None and w.desired and w.info is not None:
+        vpc_cidrs, vpc_known = _vpc_for_check(w, ctx)
+        check = check_answer(
+            [t.ip for t in sorted(w.desired)],
+            max_targets=w.binding.target_limit,
+            vpc_cidrs=vpc_cidrs,
+            vpc_known=vpc_known,
+            allow_outside_vpc=w.binding.allow_outside_vpc,
+            allowed_networks=settings.allowed_target_networks,
+        )
+        r.warnings.extend(check.warnings)
+        if not check.ok:
+            w.source_error = f"{w.binding.source}: answer refused: {check.error}"
+    # A refused or failed answer plans nothing, as a failed source does (planner rule 1).
+    p: Plan = plan(w.desired if w.source_error is None else None, w.actual, max_changes=settings.max_changes)
+    record_plan(w, p)
     r.ttl = w.reading.ttl if w.reading else None
     if w.source_error is not None:
         r.status, r.error, r.source_error = "error", w.source_error, True
         r.registered_after = r.registered_before
         return
+    owner = w.info.owner if w.info is not None else None
+    foreign = owner is not None and owner != settings.controller_id
+    if foreign:
+        r.warnings.append(
+            f"target group {w.info.name if w.info else w.binding.target_group} is owned by stack {owner!r} "  # type: ignore[union-attr]
+            f"(tag {OWNER_TAG}); its own controller keeps it in sync"
+        )
     if p.deferred:
-        r.warnings.append(f"{len(p.deferred)} change(s) over max_changes={max_changes} deferred to the next run")
-    if dry_run:
+        r.warnings.append(f"{len(p.deferred)} change(s) over max_changes={settings.max_changes} deferred to the next run")
+    if ctx.dry_run:
         r.status = "dry_run"
         r.registered_after = r.registered_before
         return
@@ -311,29 +465,33 @@ def _plan_and_apply(w: _Work, target_groups: TargetGroups, max_changes: int, dry
         r.status = "in_sync"
         r.registered_after = r.registered_before
         return
-    assert w.info is not None
-    live = set(w.actual_live)
-    try:
-        if p.register:
-            target_groups.register(w.info, p.register)
-            live.update(p.register)
-    except Exception as exc:
-        # Rule 5: a failed register means no deregister in this run. ``register`` and
-        # ``deregister`` report what was done, so neither lists anything here.
-        planned = ", ".join(map(str, p.register))
-        r.status, r.error = "error", f"registering {planned} failed: {exc} (nothing deregistered)"
+    if foreign and not ctx.force:
+        r.status = "error"
+        r.error = (
+            f"target group {w.binding.target_group} is owned by stack {owner!r} (tag {OWNER_TAG}); "
+            "nothing written: let that stack's controller sync it, or pass --force to write it anyway"
+        )
         r.register, r.deregister = (), ()
-        r.registered_after = tuple(sorted(live))
+        r.registered_after = r.registered_before
         return
-    try:
-        if p.deregister:
-            target_groups.deregister(w.info, p.deregister)
-            live.difference_update(p.deregister)
-    except Exception as exc:
-        planned = ", ".join(map(str, p.deregister))
-        r.status, r.error = "error", f"deregistering {planned} failed: {exc}"
-        r.deregister = ()
-        r.registered_after = tuple(sorted(live))
-        return
-    r.status = "changed"
-    r.registered_after = tuple(sorted(live))
+    apply_plan(w, ctx)
+
+
+def _vpc_for_check(w: _Work, ctx: _Context) -> tuple[tuple[str, ...], bool]:
+    """The CIDRs the answer's addresses are checked against (``checks`` rule 3).
+
+    With something to write, the VPC's own (read now, once per VPC, cached). With nothing
+    to write, the answer is exactly what the group already holds, which ELB accepted into
+    this group's VPC when it was registered: the range rule has nothing left to guard, so
+    the held addresses stand in for the CIDRs and no EC2 client or DescribeVpcs is needed.
+    The count and address-kind rules apply either way; a write needs the CIDRs anyway, to
+    mark addresses outside the VPC (``AvailabilityZone=all``)."""
+    assert w.info is not None and w.desired is not None
+    if w.info.vpc_known:
+        return w.info.vpc_cidrs, True
+    if plan(w.desired, w.actual, max_changes=ctx.settings.max_changes).empty:
+        return tuple(f"{t.ip}/{32 if ':' not in t.ip else 128}" for t in w.desired), True
+    before = set(w.info.warnings)
+    w.info = ctx.target_groups.with_vpc(w.info)
+    w.result.warnings.extend(x for x in w.info.warnings if x not in before)
+    return w.info.vpc_cidrs, w.info.vpc_known

@@ -46,7 +46,7 @@ def test_sync_follows_failover_and_refuses_to_act_blind(aws_env, aws_clients, dn
     zone.set_cname(PRIMARY, NODE_1)
     tg = _target_group(aws_clients, port)
     args = ["sync", "--source", f"dns://{PRIMARY}", "--target-group", tg, "--port", str(port),
-            "--nameserver", dns_server.address, "--dns-timeout", "0.5", "--json"]
+            "--nameserver", dns_server.address, "--dns-timeout", "0.5", "--allow-target-network", "127.0.0.0/8", "--json"]
 
     first = run_cli(aws_env, *args)
     assert first.returncode == 0, first.stderr
@@ -100,7 +100,7 @@ def test_status_shows_health_and_drift_without_changing_anything(aws_env, aws_cl
     dns_server.zone.set_cname(PRIMARY, NODE_1)
     tg = _target_group(aws_clients, port)
     common = ["--source", f"dns://{PRIMARY}", "--target-group", tg, "--port", str(port),
-              "--nameserver", dns_server.address]
+              "--nameserver", dns_server.address, "--allow-target-network", "127.0.0.0/8"]
 
     status = run_cli(aws_env, "status", *common, "--json")
     assert status.returncode == 0, status.stderr
@@ -134,3 +134,23 @@ def test_unknown_target_group_fails_with_a_clear_error(aws_env, dns_server):
     report = json.loads(result.stdout)["bindings"][0]
     assert report["status"] == "error"
     assert "no-such-group" in report["error"]
+
+
+def test_sync_refuses_a_group_a_deployed_stack_owns_unless_forced(aws_env, aws_clients, dns_server):
+    dns_server.zone.set_a(NODE_1, "10.0.1.10")
+    tg = _target_group(aws_clients, 6379)
+    arn = aws_clients["elbv2"].describe_target_groups(Names=[tg])["TargetGroups"][0]["TargetGroupArn"]
+    aws_clients["elbv2"].add_tags(ResourceArns=[arn], Tags=[{"Key": "cachebridge:owner", "Value": "orders-external"}])
+    args = ["sync", "--source", f"dns://{NODE_1}", "--target-group", tg, "--nameserver", dns_server.address, "--json"]
+
+    refused = run_cli(aws_env, *args)
+    assert refused.returncode == 1
+    report = json.loads(refused.stdout)["bindings"][0]
+    assert report["status"] == "error"
+    assert "orders-external" in report["error"] and "--force" in report["error"]
+    assert _registered(aws_clients, tg) == set()
+
+    forced = run_cli(aws_env, *args, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)["bindings"][0]["status"] == "changed"
+    assert _registered(aws_clients, tg) == {Target("10.0.1.10", 6379)}

@@ -149,7 +149,7 @@ def test_two_stacks_deploy_side_by_side_and_each_syncs_its_own_target_group(aws_
         # The stack's own function environment, run in-process, registered the primary.
         sync = report["sync"]
         assert sync["mode"] == "local" and sync["ok"] is True
-        assert sync["function_environment"] == ["CACHEBRIDGE_BINDINGS"]
+        assert sync["function_environment"] == ["CACHEBRIDGE_BINDINGS", "CACHEBRIDGE_CONTROLLER_ID"]
         assert sync["overrides"] == {"CACHEBRIDGE_NAMESERVERS": dns_server.address}
         binding, reader = sync["report"]["bindings"]
         assert binding["status"] == reader["status"] == "changed"
@@ -385,16 +385,19 @@ def test_a_function_in_the_vpc_with_endpoints_idle_timeout_and_only_aws_region(a
     # One interface endpoint per API the controller calls, in its subnets, with private DNS.
     endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [site.vpc]}])["VpcEndpoints"]
     assert sorted(e["ServiceName"] for e in endpoints) == [
-        "com.amazonaws.us-east-1.ec2", "com.amazonaws.us-east-1.elasticache", "com.amazonaws.us-east-1.elasticloadbalancing",
+        "com.amazonaws.us-east-1.dynamodb", "com.amazonaws.us-east-1.ec2", "com.amazonaws.us-east-1.elasticache",
+        "com.amazonaws.us-east-1.elasticloadbalancing",
     ]
     assert all(e["VpcEndpointType"] == "Interface" and e["PrivateDnsEnabled"] for e in endpoints)
 
-    # The TCP listener holds the idle timeout.
+    # The TCP listeners (primary and reader) hold the idle timeout.
     elbv2 = aws_client(aws_env, "elbv2")
     (lb_arn,) = elbv2.describe_target_groups(TargetGroupArns=[outputs["TargetGroupArn"]])["TargetGroups"][0]["LoadBalancerArns"]
-    (listener,) = elbv2.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]
-    attributes = {a["Key"]: a["Value"] for a in elbv2.describe_listener_attributes(ListenerArn=listener["ListenerArn"])["Attributes"]}
-    assert attributes["tcp.idle_timeout.seconds"] == "1200"
+    listeners = elbv2.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]
+    assert sorted(lst["Port"] for lst in listeners) == [int(outputs["PrimaryPort"]), int(outputs["ReaderPort"])]
+    for listener in listeners:
+        attributes = {a["Key"]: a["Value"] for a in elbv2.describe_listener_attributes(ListenerArn=listener["ListenerArn"])["Attributes"]}
+        assert attributes["tcp.idle_timeout.seconds"] == "1200"
 
     # The stack's topic carries ElastiCache's documented publish statement.
     policy = json.loads(aws_client(aws_env, "sns").get_topic_attributes(TopicArn=outputs["NotificationTopicArn"])["Attributes"]["Policy"])
@@ -597,3 +600,70 @@ def test_cluster_mode_group_deploys_the_cluster_layout_and_endpoints_prints_its_
     m = json.loads(shown.stdout)["cluster_maps"][name]
     assert m["config_port"] == 6379 and set(m["map"]) == {f"{ip}:6379" for ip in ips.values()}
     assert {int(v.rsplit(":", 1)[1]) for v in m["map"].values()} <= {6381 + i for i in range(8)}
+
+
+def test_an_update_keeps_the_stacks_layout_unless_asked(aws_env, dns_server, stacks):
+    site = _site(aws_env, dns_server, 16)
+    name = _stack_name()
+    stacks.append(name)
+    first = run_cli(aws_env, *_deploy_args(site, name, dns_server, "--no-wire-notifications", "--json", layout="retarget"), timeout=120)
+    assert first.returncode == 0, first.stderr
+    # No --layout: the update keeps retarget rather than moving the primary listener.
+    args = [a for a in _deploy_args(site, name, dns_server, "--no-wire-notifications", "--json") if a not in ("--layout", "retarget")]
+    again = run_cli(aws_env, *args, timeout=120)
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["action"] == "none" and report["outputs"]["Layout"] == "retarget"
+
+
+def test_a_thousand_bindings_travel_in_the_zip_and_the_deployed_handler_reads_them(aws_env, dns_server, stacks, tmp_path):
+    import io
+    import zipfile
+    from cachebridge.deploy.package import CONFIG_FILE_NAME
+
+    site = _site(aws_env, dns_server, 14)
+    name = _stack_name()
+    stacks.append(name)
+    elbv2 = aws_client(aws_env, "elbv2")
+    run = uuid.uuid4().hex[:6]
+
+    def target_group(i: int) -> str:
+        return elbv2.create_target_group(
+            Name=f"x{run}-{i}", Protocol="TCP", Port=site.port, VpcId=site.vpc, TargetType="ip",
+            Tags=[{"Key": "cachebridge:owner", "Value": name}],
+        )["TargetGroups"][0]["TargetGroupArn"]
+
+    arns = [target_group(i) for i in range(1000)]  # one at a time: moto serves creates unlocked
+    host = f"shared.{run}.example.internal"
+    dns_server.zone.set_a(host, "10.14.1.50")
+    more = tmp_path / "more.json"
+    more.write_text(json.dumps({"bindings": [
+        {"name": f"extra-{i:04d}", "source": f"dns://{host}", "target_group": arn, "port": site.port}
+        for i, arn in enumerate(arns)
+    ]}))
+
+    result = run_cli(aws_env, *_deploy_args(site, name, dns_server, "--no-wire-notifications", "--config", str(more), "--json"), timeout=900)
+
+    assert result.returncode == 0, (result.stderr[-1500:], result.stdout[-200:], [b for b in json.loads(result.stdout).get("sync", {}).get("report", {}).get("bindings", []) if b["status"] != "changed"][:3])
+    report = json.loads(result.stdout)
+    # Far past Lambda's 4 KB of environment: the bindings are a file in the zip.
+    environment = aws_client(aws_env, "lambda").get_function_configuration(FunctionName=report["outputs"]["FunctionName"])["Environment"]["Variables"]
+    assert environment["CACHEBRIDGE_CONFIG_FILE"] == CONFIG_FILE_NAME
+    assert "CACHEBRIDGE_EXTRA_BINDINGS" not in environment
+    assert len(json.dumps(environment)) < 4096
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in _stack(aws_env, name)["Parameters"]}
+    code = aws_client(aws_env, "s3").get_object(Bucket=parameters["CodeBucket"], Key=parameters["CodeKey"])["Body"].read()
+    shipped = json.loads(zipfile.ZipFile(io.BytesIO(code)).read(CONFIG_FILE_NAME))
+    assert [b["target_group"] for b in shipped["bindings"]] == arns
+    assert any(CONFIG_FILE_NAME in note for note in report["notes"])
+
+    # The deployed function's handler, run in-process from that zip, followed all 1,002
+    # (the stack's own primary and replicas bindings, then the extra ones).
+    sync = report["sync"]
+    assert sync["ok"] is True, sync.get("error")
+    names = [b["name"] for b in sync["report"]["bindings"]]
+    assert len(names) == 1002 and names[2:] == [f"extra-{i:04d}" for i in range(1000)]
+    assert {b["status"] for b in sync["report"]["bindings"]} == {"changed"}
+    for arn in (arns[0], arns[499], arns[-1]):
+        assert _registered(aws_env, arn) == {Target("10.14.1.50", site.port)}
+    assert _registered(aws_env, report["outputs"]["TargetGroupArn"]) == {Target(site.primary_ip, site.port)}

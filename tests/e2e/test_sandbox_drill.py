@@ -15,6 +15,7 @@ from .conftest import run_cli
 
 EVENT_WAIT_S = 10.0
 POLL_S = 0.5
+TIME_SCALE = 0.05
 
 
 def _alive(pid: int) -> bool:
@@ -35,8 +36,9 @@ def _listening(host: str, port: int) -> bool:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     state_dir = tmp_path_factory.mktemp("sandbox")
     env = {"PATH": os.environ["PATH"]}
-    # The drill measures the retarget layout's target group.
-    up = run_cli(env, "sandbox", "up", "--state-dir", str(state_dir), "--layout", "retarget", "--registration-delay", "2",
+    # The retarget layout under the documented NLB profile, twenty times faster:
+    # registration and the deregistration lag take 6 s, a listener update 0.5 s.
+    up = run_cli(env, "sandbox", "up", "--state-dir", str(state_dir), "--layout", "retarget", "--time-scale", str(TIME_SCALE),
                  "--event-wait", str(EVENT_WAIT_S), "--detect-delay", "1", "--json", timeout=300)
     try:
         assert up.returncode == 0, up.stderr + up.stdout
@@ -56,6 +58,15 @@ def test_status_reports_endpoints_and_processes(sandbox: dict) -> None:
     status = run_cli(sandbox["env"], "sandbox", "status", "--state-dir", str(sandbox["state_dir"]), "--json")
     assert status.returncode == 0, status.stderr
     state = json.loads(status.stdout)
+    assert state["nlb_profile"] == {
+        "name": "documented", "registration_delay_s": 120.0, "deregistration_lag_s": 120.0,
+        "listener_propagation_s": 10.0, "initial_takes_traffic": False, "unused_when_unattached": True,
+        "time_scale": TIME_SCALE,
+    }
+    assert state["dataplane"]["profile"] == state["nlb_profile"]
+    assert state["layout"] == "retarget"
+    human = run_cli(sandbox["env"], "sandbox", "status", "--state-dir", str(sandbox["state_dir"]))
+    assert "NLB profile documented: registration 120 s, deregistration lag 120 s, listener propagation 10 s" in human.stdout
     assert state["stack_name"] and state["aws_endpoint_url"].startswith("http://127.0.0.1:")
     assert state["dns"].startswith("127.0.0.1:")
     assert _listening(state["nlb"]["host"], state["nlb"]["port"])
@@ -64,7 +75,15 @@ def test_status_reports_endpoints_and_processes(sandbox: dict) -> None:
 
 
 def _assert_followed(summary: dict) -> None:
+    assert summary["layout"] == "retarget"
+    assert summary["nlb_profile"]["name"] == "documented" and summary["nlb_profile"]["time_scale"] == TIME_SCALE
     assert summary["new_target"] and summary["new_target"] != summary["old_target"]
+    # The new primary's registration was seen and timed: the profile's delay (scaled) and
+    # then the health checks, never less than the delay.
+    assert summary["measured_registration_target"].endswith(summary["new_target"])
+    assert summary["measured_registration_s"] >= 120 * TIME_SCALE
+    assert summary["new_primary_reached_s"] is not None
+    assert summary["waited_for_healthy_s"] >= 0
     assert summary["detect_s"] is not None and summary["retarget_s"] is not None
     # The controller acts within event_wait_s plus one poll of the notification.
     assert summary["detect_s"] - summary["notification_s"] <= EVENT_WAIT_S + POLL_S

@@ -1,9 +1,12 @@
 """What the integration tests share: moto in-process with cachebridge's extensions, its
-elbv2 and ec2 clients, a log of the API calls a client makes, and a DNS server on
-loopback."""
+elbv2 and ec2 clients, a log of the API calls a client makes, a DNS server on loopback,
+and a moto server in a process of its own (for tests whose threads must really interleave,
+or that put something between the client and AWS)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -97,3 +100,37 @@ def dns_server(zone_ttl: int) -> Iterator[LoopbackDnsServer]:
 @pytest.fixture
 def zone(dns_server: LoopbackDnsServer) -> Zone:
     return dns_server.zone
+
+
+SERVER_REGION = "eu-west-1"
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[str]:
+    """The endpoint URL of a moto server (with ``moto_ext``) in a process of its own."""
+    from cachebridge.sandbox.redis_nodes import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cachebridge.sandbox.aws_server", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("ready"), f"moto server did not start (exit {proc.poll()})"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def server_client(endpoint: str, service: str) -> Any:
+    return boto3.client(
+        service, endpoint_url=endpoint, region_name=SERVER_REGION,
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )

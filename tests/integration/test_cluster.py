@@ -92,7 +92,7 @@ def stack(aws: None, ec2: Any, elbv2: Any, dns_server: LoopbackDnsServer) -> Sta
 def run(stack: Stack, elbv2: Any, dry_run: bool = False) -> SyncReport:
     settings = stack.config.settings
     sources = Sources(DnsResolver(settings.nameservers, settings.dns_timeout_s), boto3.client("elasticache", region_name=REGION))
-    return sync(stack.config, target_groups=TargetGroups(elbv2), sources=sources, dry_run=dry_run)
+    return sync(stack.config, target_groups=TargetGroups(elbv2, boto3.client("ec2", region_name=REGION)), sources=sources, dry_run=dry_run)
 
 
 def members(elbv2: Any, arn: str) -> set[Target]:
@@ -195,6 +195,59 @@ def test_a_source_error_changes_nothing(stack: Stack, elbv2: Any, dns_server: Lo
     assert result.status == "error" and result.source_error
     assert calls.writes() == []
     assert slot_map(elbv2, stack) == before
+
+
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [
+        ("169.254.169.254", "169.254.169.254 is a link-local address"),
+        ("203.0.113.7", "203.0.113.7 is outside the VPC (10.0.0.0/16) and publicly routable"),
+        ("192.168.4.4", "set allow_outside_vpc = true"),
+    ],
+)
+def test_a_node_address_the_answer_checks_refuse_changes_nothing(stack: Stack, elbv2: Any, dns_server: LoopbackDnsServer, address: str, says: str) -> None:
+    run(stack, elbv2)
+    before = {arn: members(elbv2, arn) for arn in stack.slots}
+    before_tags = {arn: tags(elbv2, arn) for arn in stack.slots}
+    calls = CallLog(elbv2)
+    # One node is replaced and its new name resolves to an address no NLB target may be.
+    stack.ips[f"{RG}-0003-002"] = address
+    publish(boto3.client("elasticache", region_name=REGION), dns_server.zone, stack.ips)
+    report = run(stack, elbv2)
+    nodes, everyone = report.bindings
+    for result in (nodes, everyone):
+        assert result.status == "error" and result.source_error
+        assert "answer refused" in (result.error or "") and says in (result.error or "")
+    assert calls.writes() == []
+    assert {arn: members(elbv2, arn) for arn in stack.slots} == before
+    assert {arn: tags(elbv2, arn) for arn in stack.slots} == before_tags
+
+
+def test_a_cluster_binding_may_take_nodes_outside_the_vpc_when_it_says_so(stack: Stack, elbv2: Any, dns_server: LoopbackDnsServer) -> None:
+    from dataclasses import replace
+
+    stack.ips[f"{RG}-0003-002"] = "192.168.4.4"
+    publish(boto3.client("elasticache", region_name=REGION), dns_server.zone, stack.ips)
+    nodes, everyone = stack.config.bindings
+    stack.config = replace(stack.config, bindings=(replace(nodes, allow_outside_vpc=True), replace(everyone, allow_outside_vpc=True)))
+    calls = CallLog(elbv2)
+    report = run(stack, elbv2)
+    assert [b.status for b in report.bindings] == ["changed", "changed"], [b.error for b in report.bindings]
+    assert slot_map(elbv2, stack)[f"{RG}-0003-002"][1] == {Target("192.168.4.4", PORT)}
+    # Registered the way ELB takes an address outside the VPC.
+    outside = [t for params in calls.of("RegisterTargets") for t in params["Targets"] if t["Id"] == "192.168.4.4"]
+    assert outside and all(t.get("AvailabilityZone") == "all" for t in outside)
+
+
+def test_a_cluster_answer_over_max_targets_is_refused_whole(stack: Stack, elbv2: Any) -> None:
+    from dataclasses import replace
+
+    nodes, everyone = stack.config.bindings
+    stack.config = replace(stack.config, bindings=(replace(nodes, max_targets=5),))
+    calls = CallLog(elbv2)
+    (result,) = run(stack, elbv2).bindings
+    assert result.status == "error" and "the answer has 6 addresses, more than max_targets = 5" in (result.error or "")
+    assert calls.writes() == [] and slot_map(elbv2, stack) == {}
 
 
 @pytest.mark.parametrize(

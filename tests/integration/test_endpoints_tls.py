@@ -33,6 +33,7 @@ from cachebridge.sandbox import moto_ext
 from cachebridge.sandbox.aws_server import ACCOUNT_ID
 from cachebridge.sandbox.local_ca import LocalCA
 from cachebridge.sandbox.nlb_dataplane import DataPlane
+from cachebridge.sandbox.nlb_profiles import resolve_profile
 from cachebridge.sandbox.redis_nodes import free_port, redis_server_binary
 
 pytestmark = pytest.mark.redis
@@ -114,7 +115,8 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str,
             elbv2.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol=listener_protocol, Port=listener_port,
                                   DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}], **extra)
             groups[kind], listeners[kind] = tg, listener_port
-        plane = DataPlane(ACCOUNT_ID, REGION, registration_delay_s=0, time_scale=0.1).start()
+        # TLS is the subject here, not the NLB's timings: the fast profile.
+        plane = DataPlane(ACCOUNT_ID, REGION, profile=resolve_profile("optimistic"), registration_delay_s=0, time_scale=0.1).start()
         try:
             _wait_listening(plane, len(listeners))
             yield {

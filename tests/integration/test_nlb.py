@@ -196,7 +196,7 @@ def test_register_sends_availability_zone_all_only_outside_the_vpc(groups: Targe
     log = CallLog(elbv2)
     inside, secondary, peered = Target("10.0.1.5", 6379), Target("10.1.2.3", 6379), Target("172.31.9.9", 6379)
 
-    groups.register(info, [inside, secondary, peered])
+    groups.register(info, [inside, secondary, peered], outside_vpc=True)
 
     (sent,) = log.of("RegisterTargets")
     assert sent["Targets"] == [
@@ -209,6 +209,17 @@ def test_register_sends_availability_zone_all_only_outside_the_vpc(groups: Targe
     assert "AvailabilityZone" not in recorded[("10.1.2.3", 6379)]
     assert recorded[("172.31.9.9", 6379)]["AvailabilityZone"] == "all"
     assert set(groups.health(tg_arn)) == {inside, secondary, peered}
+
+
+def test_register_sends_no_availability_zone_unless_outside_targets_are_wanted(groups: TargetGroups, elbv2: Any, tg_arn: str) -> None:
+    info = groups.info(tg_arn)
+    log = CallLog(elbv2)
+
+    groups.register(info, [Target("10.0.1.5", 6379), Target("172.31.9.9", 6379)])
+
+    (sent,) = log.of("RegisterTargets")
+    assert all("AvailabilityZone" not in d for d in sent["Targets"])
+    assert "AvailabilityZone" not in moto_ext.registered_targets(tg_arn)[("172.31.9.9", 6379)]
 
 
 def test_same_ip_on_two_ports_are_two_targets(groups: TargetGroups, elbv2: Any, tg_arn: str) -> None:

@@ -219,6 +219,7 @@ def test_no_switch_to_an_unhealthy_slot_while_the_current_one_is_healthy(stack: 
     assert result.status == "in_sync"
     assert forward_of(elbv2, stack.listener) == stack.slots[0]
     assert any("held" in reason for reason in result.reasons)
+    assert result.drift == 1 and any("still forwards" in w for w in result.warnings)
 
 
 def test_dry_run_plans_the_switch_and_changes_nothing(stack: Stack, elbv2: Any) -> None:

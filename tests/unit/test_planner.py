@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cachebridge.planner import Plan, plan
@@ -219,6 +219,36 @@ CASES = [
         ),
         id="empty target group gets every desired target",
     ),
+    pytest.param(
+        Case(
+            desired=frozenset({NEW_PRIMARY}),
+            actual={OLD_PRIMARY: HEALTHY, NEW_PRIMARY: UNHEALTHY},
+            max_changes=4,
+            unchanged=(NEW_PRIMARY,),
+            deferred=frozenset({OLD_PRIMARY}),
+        ),
+        id="old primary stays while the only desired target fails its health checks",
+    ),
+    pytest.param(
+        Case(
+            desired=frozenset({NEW_PRIMARY}),
+            actual={OLD_PRIMARY: HEALTHY, NEW_PRIMARY: INITIAL},
+            max_changes=4,
+            deregister=(OLD_PRIMARY,),
+            unchanged=(NEW_PRIMARY,),
+        ),
+        id="old primary goes once the desired target is registered and initial",
+    ),
+    pytest.param(
+        Case(
+            desired=frozenset({A, B}),
+            actual={A: UNHEALTHY, B: HEALTHY, C: HEALTHY},
+            max_changes=4,
+            deregister=(C,),
+            unchanged=(A, B),
+        ),
+        id="one healthy desired target is enough to deregister a stale one",
+    ),
 ]
 
 
@@ -307,6 +337,10 @@ def apply(p: Plan, actual: Mapping[Target, TargetHealth], keep_draining: bool) -
     return result
 
 
+def held_for_health(p: Plan) -> bool:
+    return any("failing its health checks" in reason for reason in p.reasons)
+
+
 def drift(desired: frozenset[Target], actual: Mapping[Target, TargetHealth]) -> int:
     return len(desired ^ live(actual))
 
@@ -317,6 +351,7 @@ def test_applied_plan_is_a_no_op_when_planned_again(
     desired: frozenset[Target] | None, actual: dict[Target, TargetHealth], keep_draining: bool
 ) -> None:
     first = plan(desired, actual, max_changes=1000)
+    assume(not held_for_health(first))  # that case has its own property below
     assert not first.deferred
     after = apply(first, actual, keep_draining)
     second = plan(desired, after, max_changes=1000)
@@ -330,6 +365,7 @@ def test_applied_plan_is_a_no_op_when_planned_again(
 def test_capped_runs_converge_within_ceil_drift_over_cap(
     desired: frozenset[Target], actual: dict[Target, TargetHealth], cap: int, keep_draining: bool
 ) -> None:
+    assume(not held_for_health(plan(desired, actual, max_changes=1000)))
     remaining = drift(desired, actual)
     runs = math.ceil(remaining / cap)
     for _ in range(runs):
@@ -342,6 +378,19 @@ def test_capped_runs_converge_within_ceil_drift_over_cap(
     assert remaining == 0
     assert plan(desired, actual, max_changes=cap).empty
     assert live(actual) == desired
+
+
+@settings(max_examples=200, deadline=None)
+@given(desired=nonempty_desired, actual=actuals, cap=caps)
+def test_nothing_is_deregistered_for_a_desired_target_that_is_failing(
+    desired: frozenset[Target], actual: dict[Target, TargetHealth], cap: int
+) -> None:
+    p = plan(desired, actual, max_changes=cap)
+    standing = [t for t in p.unchanged if actual[t].state is not TargetState.UNHEALTHY]
+    if p.deregister:
+        assert standing or p.register
+    if held_for_health(p):
+        assert p.deregister == () and not p.register and not standing
 
 
 @settings(max_examples=200, deadline=None)

@@ -153,6 +153,14 @@ def test_no_healthy_target_anywhere_switches_to_the_true_primary() -> None:
     assert any("only the primary takes writes" in r for r in p.reasons)
 
 
+def test_a_held_switch_still_counts_as_drift() -> None:
+    # The drift alarm fires when every run for a while finds the listener off the primary.
+    held = run(nodes("orders-002"), settled(health_2=UNHEALTHY), S1)
+    assert not held.switch and held.drift == 1
+    assert run(nodes(), settled(), S1).drift == 0
+    assert run(nodes("orders-002"), settled(), S1).drift == 2  # the switch and the cut
+
+
 def test_an_unregistered_primary_slot_is_not_healthy() -> None:
     slots = [Slot(S1, "orders-001", {T1: HEALTHY}), Slot(S2, "orders-002", {}), Slot(S3)]
     p = run(nodes("orders-002"), slots, S1)

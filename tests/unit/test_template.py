@@ -273,8 +273,9 @@ ISSUE_PARAMETERS = {
     "AllowedCidrs", "AllowAnySource", "ListenerPort", "ListenerProtocol", "CertificateArn",
     "TargetProtocol", "ScheduleExpression", "ScheduleRuleName", "NotificationTopicArn",
     "HealthCheckIntervalSeconds", "HealthyThreshold", "DeregistrationDelaySeconds", "CodeBucket", "CodeKey",
-    "TcpIdleTimeoutSeconds", "ReservedConcurrency", "LambdaSubnetIds", "LambdaSecurityGroupId", "CreateVpcEndpoints",
     "Layout", "ReaderPort", "NodePorts",
+    "TcpIdleTimeoutSeconds", "ReservedConcurrency", "LambdaSubnetIds", "LambdaSecurityGroupId", "CreateVpcEndpoints",
+    "ExtraBindings", "ConfigFile",
 }
 
 
@@ -750,6 +751,7 @@ def test_policy_allows_exactly_what_the_controller_calls_outside_the_vpc() -> No
         "elasticache:DescribeReplicationGroups",
         "elasticache:DescribeCacheClusters",
         "ec2:DescribeVpcs",
+        "dynamodb:UpdateItem",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }

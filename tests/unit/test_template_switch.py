@@ -172,3 +172,15 @@ def test_template_body_fits_or_goes_through_s3() -> None:
     # deploy uploads a body over 51,200 bytes to S3 (TemplateURL); the most slots stay
     # within CloudFormation's 1 MB limit for a template from S3.
     assert len(json.dumps(build(node_slots=MAX_NODE_SLOTS), separators=(",", ":"))) < 1_000_000
+
+
+@pytest.mark.parametrize("branch", [1, 2], ids=["switch", "retarget"])
+def test_a_group_without_replicas_gets_no_replicas_binding(branch: int) -> None:
+    value = build(replicas=False)["Resources"]["ControllerFunction"]["Properties"]["Environment"]["Variables"][ENV_BINDINGS]["Fn::If"][branch]
+    if "Fn::If" in value:  # the retarget branch sits behind the cluster layout's condition
+        assert value["Fn::If"][0] == "IsCluster"
+        value = value["Fn::If"][2]
+    sub = value["Fn::Sub"]
+    text = sub if isinstance(sub, str) else sub[0]
+    assert "role=replicas" not in text and "ReaderTargetGroup" not in text
+    assert "role=primary" in text

@@ -12,10 +12,14 @@ out.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import tempfile
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -46,7 +50,9 @@ class LocalFunction:
     ``configuration`` is a GetFunctionConfiguration response (``Environment``,
     ``FunctionName``, ``Timeout`` are read); ``overrides`` are variables set on top of the
     function's own. With ``cold_start`` the handler's caches are dropped before and after
-    each invocation, so nothing built from another environment is reused.
+    each invocation, so nothing built from another environment is reused. ``code`` is the
+    function's zip: it is unpacked and ``LAMBDA_TASK_ROOT`` points there, as on Lambda, so
+    files it ships (a config file) are read from it.
     """
 
     def __init__(
@@ -55,12 +61,14 @@ class LocalFunction:
         overrides: Mapping[str, str] | None = None,
         *,
         cold_start: bool = False,
+        code: bytes | None = None,
     ) -> None:
         self.function_name: str = configuration.get("FunctionName") or ""
         self.timeout_s = float(configuration.get("Timeout") or DEFAULT_TIMEOUT_S)
         self.variables: dict[str, str] = dict((configuration.get("Environment") or {}).get("Variables") or {})
         self.overrides: dict[str, str] = dict(overrides or {})
         self.cold_start = cold_start
+        self.code = code
 
     def environment(self) -> dict[str, str]:
         """What the handler sees: this process's environment without cachebridge's own
@@ -77,9 +85,15 @@ class LocalFunction:
         called when the invocation starts, after any wait for the one before it."""
         from .. import handler as controller
 
-        with _invocation_lock:
+        with _invocation_lock, contextlib.ExitStack() as stack:
+            variables = self.environment()
+            if self.code is not None:
+                root = stack.enter_context(tempfile.TemporaryDirectory(prefix="cachebridge-task-"))
+                with zipfile.ZipFile(io.BytesIO(self.code)) as archive:
+                    archive.extractall(root)
+                variables["LAMBDA_TASK_ROOT"] = root
             saved = dict(os.environ)
-            _set_environ(self.environment())
+            _set_environ(variables)
             try:
                 if self.cold_start:
                     controller.clear_caches()

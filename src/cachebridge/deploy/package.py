@@ -11,6 +11,12 @@ The zip is reproducible: entries are sorted, every entry has the same timestamp
 sources give the same bytes, so the S3 key (``cachebridge/lambda-<sha256[:16]>.zip``)
 names the content: a changed package gets a new key, which is what makes CloudFormation
 update the function, and an unchanged one is neither uploaded nor updated again.
+
+Bindings too many for Lambda's 4 KB of environment travel in the zip as
+``CONFIG_FILE_NAME`` (``build(config=...)``): versioned with the code under the same
+content-addressed key, read from local disk on a cold start with no API call and no extra
+permission. Changing them deploys a new zip, as changing the environment would update the
+function anyway.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "CONFIG_FILE_NAME",
     "KEY_PREFIX",
     "ZIP_TIMESTAMP",
     "EXCLUDED",
@@ -33,6 +40,7 @@ __all__ = [
 ]
 
 KEY_PREFIX = "cachebridge"
+CONFIG_FILE_NAME = "cachebridge-config.json"  # at the zip's root: LAMBDA_TASK_ROOT/<this>
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o100644  # regular file, rw-r--r--
 _COMPRESS_LEVEL = 9
@@ -106,17 +114,20 @@ def runtime_files(package_dir: Path | None = None, dns_dir: Path | None = None) 
     return sorted(files.items())
 
 
-def build(package_dir: Path | None = None, dns_dir: Path | None = None) -> LambdaPackage:
+def build(package_dir: Path | None = None, dns_dir: Path | None = None, *, config: bytes | None = None) -> LambdaPackage:
     """Build the zip in memory from the installed cachebridge and dnspython (or the given
-    package directories)."""
-    files = runtime_files(package_dir, dns_dir)
+    package directories); ``config`` (JSON bindings) is shipped as ``CONFIG_FILE_NAME``."""
+    contents: dict[str, bytes] = {name: path.read_bytes() for name, path in runtime_files(package_dir, dns_dir)}
+    if config is not None:
+        contents[CONFIG_FILE_NAME] = config
+    names = sorted(contents)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for name, path in files:
+        for name in names:
             info = zipfile.ZipInfo(name, date_time=ZIP_TIMESTAMP)
             info.external_attr = _FILE_MODE << 16
             info.create_system = 3  # Unix, whatever system builds it
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, path.read_bytes(), compress_type=zipfile.ZIP_DEFLATED, compresslevel=_COMPRESS_LEVEL)
+            archive.writestr(info, contents[name], compress_type=zipfile.ZIP_DEFLATED, compresslevel=_COMPRESS_LEVEL)
     data = buffer.getvalue()
-    return LambdaPackage(data=data, sha256=hashlib.sha256(data).hexdigest(), entries=tuple(name for name, _ in files))
+    return LambdaPackage(data=data, sha256=hashlib.sha256(data).hexdigest(), entries=tuple(names))

@@ -44,16 +44,17 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError, ProfileNotFound, WaiterError
 
 from .. import aws
+from ..config import Binding
 from ..errors import CacheBridgeError, ConfigError, DeployError, SourceError, SourceNotFound
 from ..sources import describe_replication_group
-from . import allow_list
+from . import allow_list, more_bindings
 from . import package as packaging
 from . import template as cfn_template
 from .local import LocalFunction
@@ -119,15 +120,15 @@ _FLAG_OF = {
     "HealthCheckIntervalSeconds": "--health-check-interval",
     "HealthyThreshold": "--healthy-threshold",
     "DeregistrationDelaySeconds": "--deregistration-delay",
+    "Layout": "--layout",
+    "ReaderPort": "--reader-port",
+    "NodePorts": "--node-port-base",
     "TcpIdleTimeoutSeconds": "--tcp-idle-timeout",
     "ReservedConcurrency": "--reserved-concurrency",
     "LambdaSubnetIds": "--lambda-subnets",
     "LambdaSecurityGroupId": "--lambda-security-group",
     "CreateVpcEndpoints": "--create-vpc-endpoints",
     "VpcOptionsNeedLambdaSubnets": "--lambda-subnets",
-    "Layout": "--layout",
-    "ReaderPort": "--reader-port",
-    "NodePorts": "--node-port-base",
 }
 
 
@@ -156,14 +157,19 @@ class DeployRequest:
     health_check_interval_s: int | None = None
     healthy_threshold: int | None = None
     deregistration_delay_s: int | None = None
+    # None: the stack's current layout on an update; for a new stack, cluster for a
+    # cluster-mode-enabled group, switch otherwise (``_with_layout``).
+    layout: str | None = None
+    reader_port: int | None = None
+    node_port_base: int | None = None
     tcp_idle_timeout_s: int | None = None
     reserved_concurrency: int | None = None  # None or 0: no reservation
     lambda_subnet_ids: tuple[str, ...] = ()  # empty: the function runs outside the VPC
     lambda_security_group_id: str | None = None
     create_vpc_endpoints: bool = False
-    layout: str | None = None  # None: cluster for a cluster-mode-enabled group, switch otherwise
-    reader_port: int | None = None
-    node_port_base: int | None = None
+    # Bindings the controller follows besides the stack's own (``deploy --config``); their
+    # target groups are tagged cachebridge:owner=<stack name> (``more_bindings``).
+    extra_bindings: tuple[Binding, ...] = ()
 
 
 def validate_request(request: DeployRequest) -> None:
@@ -171,7 +177,7 @@ def validate_request(request: DeployRequest) -> None:
     if not _STACK_NAME.match(request.stack_name or ""):
         raise ConfigError("--stack-name", f"{request.stack_name!r} is not a stack name", "1-128 letters, digits and hyphens, starting with a letter")
     if not request.replication_group_id:
-        raise ConfigError("--replication-group", "missing", "the id of a replication group (cluster mode disabled)")
+        raise ConfigError("--replication-group", "missing", "the id of a replication group")
     if not _VPC_ID.match(request.vpc_id or ""):
         raise ConfigError("--vpc", f"{request.vpc_id!r} is not a VPC id", "vpc-0123456789abcdef0")
     if not request.subnet_ids:
@@ -198,8 +204,8 @@ def validate_request(request: DeployRequest) -> None:
         raise ConfigError("--cache-security-group", f"{request.cache_security_group_id!r} is not a security group id", "sg-0123456789abcdef0")
     if request.listener_port is not None and not 1 <= request.listener_port <= 65535:
         raise ConfigError("--listener-port", f"{request.listener_port} is out of range", "1..65535")
-    _validate_controller_options(request)
     _validate_layout(request)
+    _validate_controller_options(request)
 
 
 def _validate_controller_options(request: DeployRequest) -> None:
@@ -518,6 +524,19 @@ def _validate_layout(request: DeployRequest) -> None:
     for flag, port in (("--reader-port", request.reader_port), ("--node-port-base", request.node_port_base)):
         if port is not None and not 1 <= port <= 65535:
             raise ConfigError(flag, f"{port} is out of range", "1..65535")
+
+
+def _with_layout(request: DeployRequest, current: Mapping[str, Any] | None, cache: CacheFacts) -> DeployRequest:
+    """An update keeps the stack's layout unless one is asked for: moving a stack from one
+    layout to the other points the primary listener at target groups the controller has
+    not filled yet (until its next run and the NLB's registration), which should be a
+    choice. A stack from before layouts existed is a retarget stack. A new stack takes the
+    cluster layout for a cluster-mode-enabled group, the switch layout otherwise."""
+    if request.layout is not None:
+        return request
+    if current is None:
+        return replace(request, layout="cluster" if cache.cluster_enabled else "switch")
+    return replace(request, layout=Stacks.parameters(current).get("Layout") or "retarget")
 
 
 def _node_slots(request: DeployRequest, cache: CacheFacts, current: Mapping[str, Any] | None) -> int:
@@ -965,11 +984,19 @@ def deploy(
     change_set_type = _change_set_type(request.stack_name, existing)
     current = existing if change_set_type == "UPDATE" else None
     topic, notifications, notes = _topic_parameter(request, cache, current)
+    node_slots = _node_slots(request, cache, current)
+    request = _with_layout(request, current, cache)
+    template = cfn_template.build(node_slots=node_slots, replicas=len(cache.members) > 1)
+    own_binding = cfn_template.binding_name_sub().replace("${ReplicationGroupId}", cache.replication_group_id)
+    placement = more_bindings.place(request.extra_bindings, template, own_binding=own_binding)
+    if placement.config is not None:
+        built = packaging.build(config=placement.config)  # the file changes the zip, hence its key
     built = built or packaging.build()
     bucket = artifact_bucket_name(account_id, region)
-    node_slots = _node_slots(request, cache, current)
     values = stack_parameters(request, cache, bucket, built.key, topic, node_slots)
-    template = cfn_template.build(node_slots=node_slots)
+    values.update(placement.parameters)
+    if request.extra_bindings:
+        notes.append(placement.describe(len(request.extra_bindings)))
     _check_parameters(values, request.stack_name, template)
 
     step(f"artifact bucket {bucket}")
@@ -1028,7 +1055,7 @@ def deploy(
         if not function_name:
             raise DeployError(f"stack {request.stack_name} has no FunctionName output; cannot run the first sync")
         step(f"first sync ({invoke})")
-        result.sync = run_sync(invoke, function_name, clients=clients, region=region, nameservers=nameservers)
+        result.sync = run_sync(invoke, function_name, clients=clients, region=region, nameservers=nameservers, code=built.data)
     return result
 
 
@@ -1137,8 +1164,10 @@ def run_sync(
     clients: Callable[[str], Any] | None = None,
     region: str | None = None,
     nameservers: Sequence[str] = (),
+    code: bytes | None = None,
 ) -> dict[str, Any] | None:
-    """One sync by the deployed controller. Returns ``{"mode", "ok", "report" | "error"}``."""
+    """One sync by the deployed controller. Returns ``{"mode", "ok", "report" | "error"}``.
+    ``code`` (the function's zip) lets a local run read the files the zip ships."""
     clients = clients or Clients()
     if mode == "none":
         return None
@@ -1163,17 +1192,17 @@ def run_sync(
         configuration = lam.get_function_configuration(FunctionName=function_name)
     except ClientError as exc:
         return {"mode": mode, "ok": False, "error": _message(exc)}
-    return _run_local(configuration, region or _region(lam), nameservers)
+    return _run_local(configuration, region or _region(lam), nameservers, code)
 
 
-def _run_local(configuration: Mapping[str, Any], region: str, nameservers: Sequence[str]) -> dict[str, Any]:
+def _run_local(configuration: Mapping[str, Any], region: str, nameservers: Sequence[str], code: bytes | None = None) -> dict[str, Any]:
     from ..errors import SyncFailed
 
     overrides: dict[str, str] = {}
     if nameservers:
         overrides["CACHEBRIDGE_NAMESERVERS"] = ",".join(nameservers)
     # Lambda sets the region itself; here it is the region the function was read from.
-    function = LocalFunction(configuration, {"AWS_REGION": region, "AWS_DEFAULT_REGION": region, **overrides}, cold_start=True)
+    function = LocalFunction(configuration, {"AWS_REGION": region, "AWS_DEFAULT_REGION": region, **overrides}, cold_start=True, code=code)
     logs = io.StringIO()
     result: dict[str, Any] = {
         "mode": "local",

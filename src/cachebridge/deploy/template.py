@@ -77,10 +77,6 @@ __all__ = [
     "evaluate",
     "TemplateEvaluationError",
     "TOO_MANY_CIDRS",
-    "TCP_IDLE_TIMEOUT_RANGE",
-    "VPC_ENDPOINT_SERVICES",
-    "elasticache_publish_statement",
-    "tcp_listener_attributes",
     "LAYOUTS",
     "DEFAULT_NODE_SLOTS",
     "MAX_NODE_SLOTS",
@@ -89,6 +85,10 @@ __all__ = [
     "switch_bindings_sub",
     "cluster_bindings_sub",
     "retarget_bindings_sub",
+    "TCP_IDLE_TIMEOUT_RANGE",
+    "VPC_ENDPOINT_SERVICES",
+    "elasticache_publish_statement",
+    "tcp_listener_attributes",
 ]
 
 MAX_ALLOWED_CIDRS = 5
@@ -109,10 +109,12 @@ SCHEDULE_RULE_NAME_MAX = 64
 # for TCP flows is 350 seconds" (ELB User Guide for NLBs, "Update the TCP idle timeout").
 TCP_IDLE_TIMEOUT_RANGE = (60, 6000)
 TCP_IDLE_TIMEOUT_DEFAULT_S = 350
-# The APIs the controller calls (nlb.py, sources.py): interface endpoints for these let a
-# function in subnets without NAT reach them. Logs need none: Lambda ships the function's
-# stdout itself.
-VPC_ENDPOINT_SERVICES = ("elasticloadbalancing", "elasticache", "ec2")
+# The APIs the controller calls (nlb.py, sources.py, lease.py): interface endpoints for these
+# let a function in subnets without NAT reach them. Logs need none: Lambda ships the
+# function's stdout itself. DynamoDB has interface endpoints too ("AWS PrivateLink for
+# DynamoDB", DynamoDB Developer Guide); without its lock table the controller registers but
+# never deregisters.
+VPC_ENDPOINT_SERVICES = ("elasticloadbalancing", "elasticache", "ec2", "dynamodb")
 
 _OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 # An IPv4 CIDR with a prefix of 1-32, or exactly 0.0.0.0/0 (which a Rule then refuses
@@ -130,6 +132,7 @@ PARAMETER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Controller network", ("LambdaSubnetIds", "LambdaSecurityGroupId", "CreateVpcEndpoints")),
     ("Target health and failover", ("HealthCheckIntervalSeconds", "HealthyThreshold", "DeregistrationDelaySeconds", "TcpIdleTimeoutSeconds")),
     ("Controller code", ("CodeBucket", "CodeKey")),
+    ("More bindings", ("ExtraBindings", "ConfigFile")),
 )
 
 
@@ -340,6 +343,22 @@ def _parameters(node_slots: int = 0) -> dict[str, Any]:
             "ConstraintDescription": "an S3 object key",
             "Description": "S3 key of the controller zip (content-addressed; filled in by cachebridge deploy).",
         },
+        # Bindings besides this stack's own (cachebridge deploy --config fills in one of
+        # the two): JSON in the environment while everything fits Lambda's 4 KB, else a
+        # file in the zip. Their target groups carry the cachebridge:owner tag naming
+        # this stack, which is what lets the controller write them.
+        "ExtraBindings": {
+            "Type": "String",
+            "Default": "",
+            "Description": "JSON bindings the controller also follows (CACHEBRIDGE_EXTRA_BINDINGS); empty: none.",
+        },
+        "ConfigFile": {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": r"^(|[A-Za-z0-9_.-]{1,128}\.json)$",
+            "ConstraintDescription": "empty, or the name of a JSON file at the zip's root",
+            "Description": "A JSON file of bindings inside the controller zip (CACHEBRIDGE_CONFIG_FILE); empty: none.",
+        },
     }
 
 
@@ -372,6 +391,8 @@ _LABELS = {
     "Layout": "Layout (switch or retarget)",
     "ReaderPort": "Reader listener port",
     "NodePorts": "Per-node listener ports",
+    "ExtraBindings": "More bindings (JSON)",
+    "ConfigFile": "More bindings (file in the zip)",
 }
 
 
@@ -449,6 +470,9 @@ def _conditions() -> dict[str, Any]:
         "CreateTopic": {"Fn::Equals": [_ref("NotificationTopicArn"), ""]},
         "HasScheduleRuleName": {"Fn::Not": [{"Fn::Equals": [_ref("ScheduleRuleName"), ""]}]},
         "HasReservedConcurrency": {"Fn::Not": [{"Fn::Equals": [_ref("ReservedConcurrency"), "0"]}]},
+        "HasExtraBindings": {"Fn::Not": [{"Fn::Equals": [_ref("ExtraBindings"), ""]}]},
+        "HasConfigFile": {"Fn::Not": [{"Fn::Equals": [_ref("ConfigFile"), ""]}]},
+        "FollowsMoreBindings": {"Fn::Or": [{"Condition": "HasExtraBindings"}, {"Condition": "HasConfigFile"}]},
         "FunctionInVpc": {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", _ref("LambdaSubnetIds")]}, ""]}]},
         "CreateControllerSecurityGroup": {
             "Fn::And": [{"Condition": "FunctionInVpc"}, {"Fn::Equals": [_ref("LambdaSecurityGroupId"), ""]}]
@@ -621,6 +645,8 @@ def _load_balancer_resources() -> dict[str, Any]:
                 "HealthCheckTimeoutSeconds": HEALTH_CHECK_TIMEOUT_S,
                 "HealthyThresholdCount": _ref("HealthyThreshold"),
                 "UnhealthyThresholdCount": _ref("HealthyThreshold"),
+                # Who owns the group and where its write lease lives (see _lease_resources).
+                "Tags": _lease_tags(),
                 "TargetGroupAttributes": [
                     {"Key": "deregistration_delay.timeout_seconds", "Value": _ref("DeregistrationDelaySeconds")},
                     # After a failover the old primary stays healthy as a replica; resetting
@@ -639,12 +665,12 @@ def _load_balancer_resources() -> dict[str, Any]:
                 "Protocol": _ref("ListenerProtocol"),
                 "Certificates": _if("TerminateTls", [{"CertificateArn": _ref("CertificateArn")}], _NO_VALUE),
                 "SslPolicy": _if("ListenerIsTls", TLS_POLICY, _NO_VALUE),
-                "ListenerAttributes": _if("ListenerIsTls", _NO_VALUE, tcp_listener_attributes()),
                 # Switch: the controller moves this to the primary's node target group;
                 # CloudFormation sets it again only when a stack update changes it.
                 "DefaultActions": [
                     {"Type": "forward", "TargetGroupArn": _if("IsSwitch", _ref(node_target_group_name(0)), _ref("TargetGroup"))}
                 ],
+                "ListenerAttributes": _if("ListenerIsTls", _NO_VALUE, tcp_listener_attributes()),
             },
         },
     }
@@ -657,7 +683,7 @@ def tcp_listener_attributes() -> list[dict[str, Any]]:
     return [{"Key": "tcp.idle_timeout.seconds", "Value": _ref("TcpIdleTimeoutSeconds")}]
 
 
-def _controller_resources(settings: Settings, node_slots: int = 0) -> dict[str, Any]:
+def _controller_resources(settings: Settings, node_slots: int = 0, replicas: bool = True) -> dict[str, Any]:
     node_slots = node_slots or DEFAULT_NODE_SLOTS
     return {
         "ControllerLogGroup": {
@@ -721,6 +747,8 @@ def _controller_resources(settings: Settings, node_slots: int = 0) -> dict[str, 
                                     # controller; writes stay scoped to this target group.
                                     "Resource": "*",
                                 },
+                                _lease_statement(),
+                                _if("FollowsMoreBindings", _owned_target_groups_statement(), _NO_VALUE),
                                 {
                                     "Sid": "WriteOwnLogs",
                                     "Effect": "Allow",
@@ -764,10 +792,60 @@ def _controller_resources(settings: Settings, node_slots: int = 0) -> dict[str, 
                     _NO_VALUE,
                 ),
                 "LoggingConfig": {"LogGroup": _ref("ControllerLogGroup"), "LogFormat": "Text"},
-                "Environment": {"Variables": {"CACHEBRIDGE_BINDINGS": _bindings_value(settings, node_slots)}},
+                "Environment": {
+                    "Variables": {
+                        "CACHEBRIDGE_BINDINGS": _bindings_value(settings, node_slots, replicas),
+                        **_lease_environment(),
+                        **_more_bindings_environment(),
+                    }
+                },
             },
         },
     }
+
+
+# -- the write lease: one controller at a time writes the target group (cachebridge.lease) --
+
+def _lease_resources() -> dict[str, Any]:
+    """The lock table: one small item per target group, written with conditional updates."""
+    return {
+        "LockTable": {
+            "Type": "AWS::DynamoDB::Table",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Metadata": _skip(
+                ("CKV_AWS_28", "holds a short-lived write lease per target group, nothing to restore"),
+                ("CKV_AWS_119", "holds a lease holder's name and target addresses, nothing secret; encrypted at rest with an AWS owned key"),
+            ),
+            "Properties": {
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [{"AttributeName": "lease_key", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "lease_key", "KeyType": "HASH"}],
+            },
+        },
+    }
+
+
+def _lease_tags() -> list[dict[str, Any]]:
+    # nlb.OWNER_TAG and nlb.LOCK_TABLE_TAG: a CLI sync refuses a group another stack owns.
+    return [
+        {"Key": "cachebridge:owner", "Value": _ref("AWS::StackName")},
+        {"Key": "cachebridge:lock-table", "Value": _ref("LockTable")},
+    ]
+
+
+def _lease_statement() -> dict[str, Any]:
+    return {
+        "Sid": "WriteLeaseOnly",
+        "Effect": "Allow",
+        "Action": ["dynamodb:UpdateItem"],
+        "Resource": _get_att("LockTable", "Arn"),
+    }
+
+
+def _lease_environment() -> dict[str, Any]:
+    # The controller's name is the stack's: the owner the target group's tag names.
+    return {"CACHEBRIDGE_CONTROLLER_ID": _ref("AWS::StackName")}
 
 
 # What AWSLambdaVPCAccessExecutionRole grants, as the Lambda Developer Guide lists it for a
@@ -859,6 +937,29 @@ def _controller_network_resources() -> dict[str, Any]:
 
 def _endpoint_name(service: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[^a-z0-9]", service)) + "Endpoint"
+
+
+# -- bindings besides the stack's own (ExtraBindings, ConfigFile) ---------------------------
+
+def _more_bindings_environment() -> dict[str, Any]:
+    return {
+        "CACHEBRIDGE_EXTRA_BINDINGS": _if("HasExtraBindings", _ref("ExtraBindings"), _NO_VALUE),
+        "CACHEBRIDGE_CONFIG_FILE": _if("HasConfigFile", _ref("ConfigFile"), _NO_VALUE),
+    }
+
+
+def _owned_target_groups_statement() -> dict[str, Any]:
+    # RegisterTargets and DeregisterTargets take the aws:ResourceTag/${TagKey} condition key
+    # on the targetgroup resource (Service Authorization Reference, Elastic Load Balancing
+    # V2): writes reach only the groups tagged as this stack's, as a CLI sync already
+    # refuses to write another stack's group (nlb.OWNER_TAG).
+    return {
+        "Sid": "RouteTargetGroupsOwnedByThisStack",
+        "Effect": "Allow",
+        "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+        "Resource": _sub("arn:${AWS::Partition}:elasticloadbalancing:${AWS::Region}:${AWS::AccountId}:targetgroup/*/*"),
+        "Condition": {"StringEquals": {"aws:ResourceTag/cachebridge:owner": _ref("AWS::StackName")}},
+    }
 
 
 def _schedule_rule_name() -> dict[str, Any]:
@@ -1073,11 +1174,13 @@ def _outputs(node_slots: int = 4) -> dict[str, Any]:
     }
 
 
-def build(settings: Settings | None = None, node_slots: int = 0) -> dict[str, Any]:
+def build(settings: Settings | None = None, node_slots: int = 0, replicas: bool = True) -> dict[str, Any]:
     """The template as a fresh dict. ``settings`` are baked into CACHEBRIDGE_BINDINGS
     (default: the package defaults); event_wait_s must stay below the function timeout.
     ``node_slots``: how many node target groups the switch layout gets (default
-    ``DEFAULT_NODE_SLOTS``; ``node_slots_for`` sizes it from a group's members)."""
+    ``DEFAULT_NODE_SLOTS``; ``node_slots_for`` sizes it from a group's members).
+    ``replicas``: whether the controller gets a binding for the reader target group (a
+    group without replicas has nothing to put there)."""
     settings = settings or Settings()
     node_slots = node_slots or DEFAULT_NODE_SLOTS
     if not 1 <= node_slots <= MAX_NODE_SLOTS:
@@ -1090,7 +1193,8 @@ def build(settings: Settings | None = None, node_slots: int = 0) -> dict[str, An
         _security_group_resources(),
         _load_balancer_resources(),
         _switch_resources(node_slots),
-        _controller_resources(settings, node_slots),
+        _controller_resources(settings, node_slots, replicas),
+        _lease_resources(),
         _controller_network_resources(),
         _trigger_resources(),
         _alarm_resources(),
@@ -1344,23 +1448,19 @@ def _switch_statements(node_slots: int) -> list[dict[str, Any]]:
     ]
 
 
-def _placeholder_settings_text(config: Config) -> str:
-    return config.bindings_json()
-
-
-def retarget_bindings_sub(settings: Settings | None = None) -> str:
+def retarget_bindings_sub(settings: Settings | None = None, replicas: bool = True) -> str:
     """The Fn::Sub string of ``CACHEBRIDGE_BINDINGS`` in the retarget layout: the primary
-    into ``TargetGroup`` and the replicas into ``ReaderTargetGroup``."""
+    into ``TargetGroup`` and (``replicas``) the replicas into ``ReaderTargetGroup``."""
     primary = Config.single(
         source=f"elasticache://{_PLACEHOLDER_RG}?role=primary",
         target_group=_PLACEHOLDER_TG,
         port=_PLACEHOLDER_PORT,
         name=f"{_PLACEHOLDER_RG}-primary",
     ).bindings[0]
-    return _substitute_placeholders(Config(bindings=(primary, _reader_binding()), settings=settings or Settings()), 0)
+    return _substitute_placeholders(Config(bindings=(primary, *_reader_binding(replicas)), settings=settings or Settings()), 0)
 
 
-def switch_bindings_sub(settings: Settings | None = None, node_slots: int = DEFAULT_NODE_SLOTS) -> str:
+def switch_bindings_sub(settings: Settings | None = None, node_slots: int = DEFAULT_NODE_SLOTS, replicas: bool = True) -> str:
     """The Fn::Sub string of ``CACHEBRIDGE_BINDINGS`` in the switch layout: the primary
     through ``Listener`` and the node target groups (``${NodeTargetGroupNName}``, the
     names, to keep the variable well under Lambda's 4 KB), the replicas into
@@ -1373,24 +1473,29 @@ def switch_bindings_sub(settings: Settings | None = None, node_slots: int = DEFA
         "node_target_groups": [f"cb-placeholder-n{i + 1}" for i in range(node_slots)],
         "port": _PLACEHOLDER_PORT,
     })
-    return _substitute_placeholders(Config(bindings=(primary, _reader_binding()), settings=settings or Settings()), node_slots)
+    return _substitute_placeholders(Config(bindings=(primary, *_reader_binding(replicas)), settings=settings or Settings()), node_slots)
 
 
-def _reader_binding() -> Binding:
-    return Binding.from_mapping({
+def _reader_binding(replicas: bool) -> tuple[Binding, ...]:
+    # A group without replicas would make a replicas binding fail on every run (an empty
+    # source is an error): it gets the reader listener, and the binding once it has some.
+    if not replicas:
+        return ()
+    return (Binding.from_mapping({
         "name": f"{_PLACEHOLDER_RG}-replicas",
         "source": f"elasticache://{_PLACEHOLDER_RG}?role=replicas",
         "target_group": _PLACEHOLDER_READER_TG,
         "port": _PLACEHOLDER_PORT,
-    })
+    }),)
 
 
 def _substitute_placeholders(config: Config, node_slots: int) -> str:
     text = config.bindings_json()
+    count = len(config.bindings)
     replacements = [
-        (f'"port":{_PLACEHOLDER_PORT}', '"port":${CachePort}', 2),
-        (f'"{_PLACEHOLDER_READER_TG}"', '"${ReaderTargetGroup}"', 1),
-        (_PLACEHOLDER_RG, "${ReplicationGroupId}", 4),
+        (f'"port":{_PLACEHOLDER_PORT}', '"port":${CachePort}', count),
+        (f'"{_PLACEHOLDER_READER_TG}"', '"${ReaderTargetGroup}"', count - 1),
+        (_PLACEHOLDER_RG, "${ReplicationGroupId}", 2 * count),
     ]
     if node_slots:
         replacements.append((f'"{_PLACEHOLDER_LISTENER}"', '"${Listener}"', 1))
@@ -1407,12 +1512,12 @@ def _substitute_placeholders(config: Config, node_slots: int) -> str:
     return text
 
 
-def _bindings_value(settings: Settings, node_slots: int) -> dict[str, Any]:
+def _bindings_value(settings: Settings, node_slots: int, replicas: bool) -> dict[str, Any]:
     names = {f"{node_target_group_name(i)}Name": _get_att(node_target_group_name(i), "TargetGroupName") for i in range(node_slots)}
     return _if(
         "IsSwitch",
-        _sub(switch_bindings_sub(settings, node_slots), names),
-        _if("IsCluster", _sub(cluster_bindings_sub(settings, node_slots), names), _sub(retarget_bindings_sub(settings))),
+        _sub(switch_bindings_sub(settings, node_slots, replicas), names),
+        _if("IsCluster", _sub(cluster_bindings_sub(settings, node_slots), names), _sub(retarget_bindings_sub(settings, replicas))),
     )
 
 

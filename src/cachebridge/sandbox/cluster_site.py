@@ -46,8 +46,11 @@ class ClusterSite:
         own_moto: bool = True,
     ) -> None:
         """``own_moto``: start (and stop) moto in-process here; False when the caller already
-        runs ``mock_aws`` (a test fixture). ``time_scale`` shortens the NLB stand-in's
-        modelled durations (health checks every 5 s x scale)."""
+        runs ``mock_aws`` (a test fixture). The NLB stand-in runs its default (``documented``)
+        profile but with ``registration_delay_s`` in place of its minutes of registration:
+        targets are registered once, at start, and a shard failover registers nothing, so
+        only the wait before the first drill would change. ``time_scale`` shortens every
+        modelled duration (health checks every 5 s x scale)."""
         self.workdir = workdir
         self.rg = rg
         self.node_slots = node_slots
@@ -122,7 +125,9 @@ class ClusterSite:
                 described = elasticache.describe_cache_clusters(CacheClusterId=cid, ShowCacheNodeInfo=True)["CacheClusters"][0]
                 self.dns.zone.set_a(described["CacheNodes"][0]["Endpoint"]["Address"], node.host)
         self.config = Config.from_mapping({
-            "settings": {"nameservers": [self.dns.address], "dns_timeout_s": 0.5, "event_wait_s": 0, "max_changes": 2 * len(self.hosts)},
+            # The nodes are on loopback, which the answer checks accept only when declared.
+            "settings": {"nameservers": [self.dns.address], "dns_timeout_s": 0.5, "event_wait_s": 0, "max_changes": 2 * len(self.hosts),
+                         "allowed_target_networks": ["127.0.0.0/8"]},
             "bindings": [
                 {"name": f"{self.rg}-nodes", "source": f"elasticache://{self.rg}?role=cluster", "layout": "cluster", "node_target_groups": self.names, "port": port},
                 {"name": self.config_group, "source": f"elasticache://{self.rg}?role=cluster", "target_group": self.config_group, "port": port},

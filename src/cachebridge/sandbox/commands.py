@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from .nlb_profiles import DEFAULT_PROFILE, PROFILE_NAMES, NlbProfile
+
 __all__ = ["sandbox", "drill", "printed_commands", "require_extra"]
 
 # What the sandbox and the drill import beyond the cli extra, by module, and the extra that
@@ -58,6 +60,27 @@ def _running_pid(state_dir: Path) -> int | None:
     return pid
 
 
+def _listener_ports(state: dict[str, Any]) -> str:
+    listeners = state.get("listeners") or {}
+    if not listeners.get("nodes"):
+        return ""
+    return f"   (reader :{listeners.get('reader')}, nodes :{','.join(map(str, listeners['nodes']))})"
+
+
+def _serving_note(state: dict[str, Any]) -> str:
+    raw = state.get("nlb_profile") or {}
+    if raw.get("initial_takes_traffic", True):
+        return ""
+    wait = raw["registration_delay_s"] * raw.get("time_scale", 1.0)
+    return (f"\n                 the NLB endpoint serves once the primary's target is healthy: registration "
+            f"({wait:g} s) and its first health checks ('sandbox status' shows it; the drill waits for it)")
+
+
+def _profile_line(state: dict[str, Any]) -> str:
+    raw = state.get("nlb_profile")
+    return NlbProfile(**raw).describe() if raw else "unknown"
+
+
 def _state_dir_option(func: Any) -> Any:
     return click.option(
         "--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".cachebridge-sandbox"),
@@ -88,7 +111,18 @@ def sandbox(ctx: click.Context) -> None:
               help="On failover, flip DNS before the SNS notification, or after it.")
 @click.option("--notify-delay", type=float, default=0.5, show_default=True, help="Seconds between the DNS flip and the notification.")
 @click.option("--detect-delay", type=float, default=3.0, show_default=True, help="Unplanned failover: seconds until the dead primary is noticed.")
-@click.option("--registration-delay", type=float, default=None, help="NLB stand-in: seconds before a new target's health checks start  [default: 30].")
+@click.option("--nlb-profile", type=click.Choice(PROFILE_NAMES), default=DEFAULT_PROFILE, show_default=True,
+              help="How the NLB stand-in times registration, deregistration and listener updates: 'documented' "
+                   "holds it to AWS's documentation (new targets wait minutes, updates take a while), 'optimistic' "
+                   "is a fast NLB.")
+@click.option("--time-scale", type=click.FloatRange(0.001, 10, min_open=False), default=1.0, show_default=True,
+              help="Multiply every delay the NLB stand-in models (0.1: ten times faster), to keep demos short.")
+@click.option("--registration-delay", type=click.FloatRange(0), default=None,
+              help="NLB stand-in: seconds before a new target's health checks start  [default: the profile's].")
+@click.option("--deregistration-lag", type=click.FloatRange(0), default=None,
+              help="NLB stand-in: seconds a deregistered target still takes new connections  [default: the profile's].")
+@click.option("--listener-propagation", type=click.FloatRange(0), default=None,
+              help="NLB stand-in: seconds before a listener update reaches new connections  [default: the profile's].")
 @click.option("--health-check-interval", type=int, help="Target group health check interval  [default: the template's].")
 @click.option("--healthy-threshold", type=int, help="Target group healthy threshold  [default: the template's].")
 @click.option("--deregistration-delay", type=int, help="Target group deregistration delay  [default: the template's].")
@@ -98,11 +132,18 @@ def sandbox(ctx: click.Context) -> None:
 @click.option("--cluster-mode", is_flag=True, help="A cluster-mode-enabled group instead: a Redis cluster of 3 shards x 2 nodes "
               "(127.0.0.2-7) and the stack in the cluster layout (a listener per node; 'cachebridge endpoints' prints the map).")
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
-def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, detect_delay: float,
-               registration_delay: float | None, health_check_interval: int | None, healthy_threshold: int | None,
+def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, detect_delay: float, nlb_profile: str,
+               time_scale: float, registration_delay: float | None, deregistration_lag: float | None,
+               listener_propagation: float | None, health_check_interval: int | None, healthy_threshold: int | None,
                deregistration_delay: int | None, schedule_s: float | None, event_wait_s: float | None, as_json: bool,
                layout: str = "switch", cluster_mode: bool = False) -> None:
-    """Start the sandbox and return once everything is ready."""
+    """Start the sandbox and return once everything is ready.
+
+    The NLB stand-in follows AWS's documentation by default (--nlb-profile documented): a
+    new target takes no traffic for minutes, so the NLB endpoint serves once the primary's
+    target is healthy ('cachebridge sandbox status' shows it; 'cachebridge drill' waits
+    for it). --time-scale 0.05 runs every modelled delay twenty times faster.
+    """
     from .control import SandboxError, up
     from .failover import FailoverOptions
     from .supervisor import SandboxOptions
@@ -110,11 +151,11 @@ def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, det
     options = SandboxOptions(
         state_dir=state_dir.resolve(), nodes=nodes, schedule_s=schedule_s, event_wait_s=event_wait_s,
         health_check_interval_s=health_check_interval, healthy_threshold=healthy_threshold,
-        deregistration_delay_s=deregistration_delay, layout="cluster" if cluster_mode else layout, cluster_mode=cluster_mode,
+        deregistration_delay_s=deregistration_delay, nlb_profile=nlb_profile, time_scale=time_scale,
+        registration_delay_s=registration_delay, deregistration_lag_s=deregistration_lag,
+        listener_propagation_s=listener_propagation, layout="cluster" if cluster_mode else layout, cluster_mode=cluster_mode,
         failover=FailoverOptions(order=order, notify_delay_s=notify_delay, detect_s=detect_delay),  # type: ignore[arg-type]
     )
-    if registration_delay is not None:
-        options.registration_delay_s = registration_delay
     running = _running_pid(options.state_dir)
     if running is not None:
         raise click.ClickException(f"a sandbox is already running (pid {running}); run 'cachebridge sandbox down' first")
@@ -138,6 +179,8 @@ def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, det
 sandbox ready (pid {state['pid']}, state in {state['state_dir']})
 
   NLB endpoint   {nlb['host']}:{nlb['port']}   (forwards to the current primary)
+  layout         {state.get('layout', 'retarget')}{_listener_ports(state)}
+  NLB profile    {_profile_line(state)}{_serving_note(state)}
   AWS endpoint   {state['aws_endpoint_url']}   (moto; region {state['region']})
   DNS server     {state['dns']}
   stack          {state['stack_name']}  function {state['function_name']}
@@ -200,7 +243,7 @@ def printed_commands(state: dict[str, Any], *, state_dir: Path, cli: str | None 
             f"{cb} sandbox status {sd}",
             f"{aws_env} {cb} status --source {q(f'elasticache://{rg}?role=primary')} "
             f"--target-group {q(state.get('target_group_arn') or '')} --port {int(state['nodes'][0]['port'])} "
-            f"--nameserver {q(state['dns'])}",
+            f"--nameserver {q(state['dns'])} --allow-target-network 127.0.0.0/8",
         ],
         "stop": [f"{cb} sandbox down {sd}"],
     }
@@ -244,13 +287,20 @@ def status_command(state_dir: Path, as_json: bool) -> None:
         click.echo(json.dumps(live, indent=2))
         return
     click.echo(f"supervisor pid {live['pid']}  NLB {live['nlb']['host']}:{live['nlb']['port']}  AWS {live['aws_endpoint_url']}  DNS {live['dns']}")
-    click.echo(f"stack {live['stack_name']}  primary {live['primary']}")
+    click.echo(f"stack {live['stack_name']}  layout {live.get('layout', 'retarget')}  primary {live['primary']}")
+    click.echo(f"NLB profile {_profile_line(live)}")
     for node in live["nodes"]:
         click.echo(f"  {node['cluster_id']:<16} {node['host']}:{node['port']}  pid {node['pid']}  {'up' if node['alive'] else 'down'}")
+    for arn, listener in live["dataplane"].get("listeners", {}).items():
+        tg = (listener.get("target_group") or "-").rsplit(":", 1)[-1]
+        routing = (listener.get("routing_to") or "-").rsplit(":", 1)[-1]
+        moving = f"  (new connections still go to {routing})" if routing != tg else ""
+        click.echo(f"  listener :{listener['port']} -> {tg}{moving}{'  ' + listener['error'] if listener.get('error') else ''}")
     for arn, targets in live["dataplane"].get("targets", {}).items():
         click.echo(f"  target group {arn.rsplit(':', 1)[-1]}")
         for target, info in targets.items():
-            click.echo(f"    {target:<22} {info['state']:<10} {info['reason'] or ''}")
+            lag = "  (deregistered; still takes new connections)" if info["state"] == "draining" and info.get("takes_new_connections") else ""
+            click.echo(f"    {target:<22} {info['state']:<10} {info['reason'] or ''}{lag}")
 
 
 @sandbox.command("kill-primary")
@@ -277,8 +327,9 @@ def kill_primary_command(state_dir: Path) -> None:
 @click.option("--duration", type=click.FloatRange(5, 3600), default=30.0, show_default=True, help="Seconds of load.")
 @click.option("--failover-after", type=click.FloatRange(0, min_open=True), default=None,
               help="Seconds of load before the failover  [default: 5, or a third of --duration when that is shorter].")
-@click.option("--ready-timeout", type=click.FloatRange(1, 3600), default=180.0, show_default=True,
-              help="Seconds to wait for the measured path (NLB to a healthy primary) before giving up.")
+@click.option("--ready-timeout", type=click.FloatRange(1, 3600), default=600.0, show_default=True,
+              help="Seconds to wait, before the load starts, for the measured path to be healthy (every watched "
+                   "target healthy, new connections through the NLB reaching the primary) before giving up.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw the timeline to a PNG file.")
 @click.option("--yes", "-y", is_flag=True, help="With --stack-name: do not ask before failing the cluster over.")
@@ -291,8 +342,11 @@ def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: flo
 
     Against the sandbox by default; with --stack-name against a deployed stack (uses
     TestFailover, which really fails over your cluster). First waits until the path it
-    measures is healthy (a healthy target, a PING through the NLB), then reports detect_s,
-    retarget_s, write_unavailable_s, errors by kind and lost acknowledged writes.
+    measures is healthy (every watched target healthy, new connections through the NLB
+    reaching the primary). Reports the layout and the NLB profile it ran under, detect_s,
+    retarget_s, write_unavailable_s, errors by kind, lost acknowledged writes, and what it
+    measured of the two timings AWS does not document: a listener update reaching new
+    connections (switch layout) and a new target's registration until healthy.
     """
     require_extra("drill", ("redis",) + (("matplotlib",) if plot_path else ()) + (() if stack_name else SANDBOX_MODULES))
     if cluster_mode:
@@ -329,13 +383,15 @@ def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: flo
             f"test keys through its NLB. Continue?", abort=True, err=True,
         )
 
-    say(f"waiting until the path the drill measures is healthy (NLB {target.host}:{target.port} to a healthy primary)...")
+    say(f"waiting until the path the drill measures is healthy (NLB {target.host}:{target.port} to a healthy primary, "
+        f"{target.path.layout} layout; at most {ready_timeout:g} s)...")
     try:
-        waited, healthy = drills.wait_path_healthy(target.host, target.port, target.elbv2, target.target_group_arn, timeout=ready_timeout)
+        waited = drills.wait_until_ready(target.host, target.port, target.elbv2, target.path, timeout=ready_timeout,
+                                         on_wait=lambda reason: say(f"  not yet: {reason}"))
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
-    say(f"path healthy after {waited:.1f} s: target {healthy} healthy, PING through the NLB answered; failing over "
-        f"{failover_after:.3g} s into {duration:g} s of load")
+    say(f"path healthy after {waited:.1f} s: every watched target healthy, new connections through the NLB reach the "
+        f"primary; failing over {failover_after:.3g} s into {duration:g} s of load")
 
     progress = None
     if not as_json and sys.stderr.isatty():
@@ -349,9 +405,10 @@ def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: flo
             bar.update(task, completed=elapsed, description=f"drill: {ops} ops, {errors} errors")
     try:
         result = drills.run_drill(
-            host=target.host, port=target.port, elbv2=target.elbv2, target_group_arn=target.target_group_arn,
+            host=target.host, port=target.port, elbv2=target.elbv2, path=target.path,
             trigger=target.trigger, kind=target.kind, rate=rate, duration=duration, failover_after=failover_after,
-            progress=progress, deregistration_delay_s=target.deregistration_delay_s,
+            progress=progress, deregistration_delay_s=target.deregistration_delay_s, ready_waited=waited,
+            watch_period=target.watch_period, context=target.context,
         )
     except (RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -365,7 +422,10 @@ def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: flo
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    click.echo(f"\n{target.kind} failover drill: {summary['ops']} operations at {rate:g} writes/s\n")
+    profile = summary.get("nlb_profile") or {}
+    click.echo(f"\n{target.kind} failover drill, {summary.get('layout')} layout: {summary['ops']} operations at {rate:g} writes/s")
+    click.echo(f"NLB: {NlbProfile(**profile).describe() if 'registration_delay_s' in profile else profile.get('name')}")
+    click.echo("")
     for t, text in drills.timeline(result):
         click.echo(f"  {t:+8.2f}s  {text}")
     click.echo("\nwhat the client saw (seconds from the failover start):\n")
@@ -389,11 +449,19 @@ def _explanations(kind: str, delay_s: float) -> list[tuple[str, str]]:
     else:
         readonly += " After a crash the old primary is gone, so clients mostly see connection errors instead."
     return [
-        ("detect_s", "until the new primary was registered in the target group (the controller noticed and acted)"),
+        ("detect_s", "until the new primary was registered in the target group, or (switch layout) the primary "
+                     "listener forwarded to its node target group: the controller noticed and acted"),
         ("retarget_s", "until the new primary was the only target taking new connections (the old one draining)"),
         ("write_unavailable_s", "the longest stretch without a successful write, as this client saw it"),
         ("readonly_errors", readonly),
         ("readonly_after_termination", "READONLY errors later than that delay (+1 s): 0 when connection termination works"),
         ("lost_acknowledged_writes", "writes the server acknowledged that could not be read back afterwards"),
         ("errors", "failed operations by kind (readonly, connection, timeout...)"),
+        ("new_primary_reached_s", "until a new connection through the NLB first reached the new primary (a probe every 200 ms)"),
+        ("listener_switched_s", "switch layout: until the primary listener's default action showed the new primary's node group"),
+        ("measured_listener_propagation_s", "switch layout: from that listener update until a new connection first reached "
+                                            "the new primary; AWS documents no figure for this"),
+        ("measured_registration_s", "from a newly registered target first showing up until it was healthy (registration "
+                                    "and the initial health checks; AWS: 'can take a few minutes'); none when no "
+                                    "registration happened during the drill"),
     ]

@@ -6,24 +6,25 @@ from moto's elbv2 backend, and reports target states back through ``DescribeTarg
 (``moto_ext.set_health_provider``). What it models is what matters for failover:
 
 - **Registration and health checks.** A new target is ``initial`` (reason
-  ``Elb.RegistrationInProgress``) for ``registration_delay_s``, then ``initial``
+  ``Elb.RegistrationInProgress``) for the profile's registration delay, then ``initial``
   (``Elb.InitialHealthChecking``) until ``HealthyThresholdCount`` consecutive TCP checks
   pass, one every ``HealthCheckIntervalSeconds``; ``UnhealthyThresholdCount`` failures make
-  it ``unhealthy``. AWS: "The load balancer starts routing requests to a newly registered
-  target as soon as the registration process completes and the targets pass the initial
-  health checks. It can take a few minutes for the registration process to complete and
-  health checks to start." (Elastic Load Balancing, Network Load Balancers, "Health checks
-  for Network Load Balancer target groups"). The default delay, 30 s, is the short end of
-  that; the drill's numbers do not depend on it while the group fails open.
+  it ``unhealthy``. Under ``documented``, a target group that no listener forwards to is
+  ``unused`` (``Target.NotInUse``) and never checked, as on AWS.
 - **Deregistration.** A deregistered target is ``draining`` for
-  ``deregistration_delay.timeout_seconds``: it takes no new connection; its open ones are
-  closed at the end of the delay when ``connection_termination.enabled`` is true, and kept
-  otherwise.
+  ``deregistration_delay.timeout_seconds``; its open connections are closed at the end of
+  the delay when ``connection_termination.enabled`` is true, and kept otherwise. During the
+  profile's deregistration lag it still takes new connections as it did before; those are
+  closed when the lag ends (termination on).
+- **Listeners.** A change of a listener's default action reaches new connections after the
+  profile's listener propagation delay; established connections stay where they are.
 - **Routing and fail-open.** New connections go to healthy targets; when none is healthy,
-  to every registered target that is not draining, whatever its health ("If all targets
-  fail health checks at the same time in all enabled Availability Zones, the load balancer
-  fails open"; same page). A target that turns unhealthy has its connections reset unless
-  the group is failing open.
+  the group fails open ("If all targets fail health checks at the same time in all enabled
+  Availability Zones, the load balancer fails open"; same page): to targets past
+  ``initial`` under ``documented``, to every registered target under ``optimistic``. A
+  target that turns unhealthy has its connections reset unless the group is failing open.
+
+The timings, and where each comes from, are in ``nlb_profiles``.
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import moto_ext, nlb_tls
+from .nlb_profiles import DEFAULT_PROFILE, PROFILES, NlbProfile, resolve_profile
 
 __all__ = ["DataPlane", "TargetRuntime", "DEFAULT_REGISTRATION_DELAY_S"]
 
 log = logging.getLogger("cachebridge.sandbox.nlb")
 
-DEFAULT_REGISTRATION_DELAY_S = 30.0
+DEFAULT_REGISTRATION_DELAY_S = PROFILES[DEFAULT_PROFILE].registration_delay_s
 TICK_S = 0.1
 
 
@@ -58,10 +60,37 @@ class TargetRuntime:
     failures: int = 0
     next_check: float = 0.0
     draining_since: float | None = None
+    drain_until: float = 0.0  # end of the deregistration delay: ``draining`` in the API
+    routable_until: float = 0.0  # end of the deregistration lag: new connections until then
+    routed_as: str | None = None  # the state it was routed by when deregistered
+    terminate: bool = False
+    terminated: bool = False
     connections: set[asyncio.StreamWriter] = field(default_factory=set)
 
     def set_state(self, state: str, reason: str | None) -> None:
         self.state, self.reason = state, reason
+
+    def routing_state(self, now: float) -> str | None:
+        """The state new connections see: its own, or during the deregistration lag the one
+        it had when deregistered; ``None`` once it takes no new connection."""
+        if self.draining_since is None:
+            return self.state
+        return self.routed_as if now < self.routable_until else None
+
+
+@dataclass
+class ForwardState:
+    """A listener's default action as new connections follow it: ``current`` now, and the
+    changes still propagating as ``(effective_at, target_group_arn)``."""
+
+    current: str | None
+    latest: str | None
+    pending: list[tuple[float, str | None]] = field(default_factory=list)
+
+    def at(self, now: float) -> str | None:
+        while self.pending and self.pending[0][0] <= now:
+            self.current = self.pending.pop(0)[1]
+        return self.current
 
 
 @dataclass
@@ -72,6 +101,7 @@ class GroupSettings:
     unhealthy_threshold: int
     deregistration_delay_s: float
     connection_termination: bool
+    health_check_port: int | None = None  # None: the target's own port ("traffic-port")
 
     @classmethod
     def of(cls, group: Any, time_scale: float = 1.0) -> "GroupSettings":
@@ -83,6 +113,7 @@ class GroupSettings:
             unhealthy_threshold=int(group.unhealthy_threshold_count or 2),
             deregistration_delay_s=float(attrs.get("deregistration_delay.timeout_seconds", 300)) * time_scale,
             connection_termination=str(attrs.get("deregistration_delay.connection_termination.enabled", "false")).lower() == "true",
+            health_check_port=int(group.health_check_port) if str(group.health_check_port or "").isdigit() else None,
         )
 
 
@@ -95,22 +126,38 @@ class DataPlane:
         region: str,
         *,
         host: str = "127.0.0.1",
-        registration_delay_s: float = DEFAULT_REGISTRATION_DELAY_S,
-        time_scale: float = 1.0,
+        profile: NlbProfile | None = None,
+        registration_delay_s: float | None = None,
+        time_scale: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``time_scale`` multiplies every modelled duration (registration delay, health
-        check interval and timeout, deregistration delay): below 1 it runs the same
-        sequence faster, for tests, while the API still shows the configured values."""
+        """``profile`` sets the timings (default: ``documented``); ``registration_delay_s``
+        and ``time_scale`` override the profile's. The time scale multiplies every modelled
+        duration (the profile's, and the health check interval and timeout and the
+        deregistration delay): below 1 it runs the same sequence faster, for tests, while
+        the API still shows the configured values."""
+        base = profile or resolve_profile(DEFAULT_PROFILE)
+        self.profile = resolve_profile(
+            base.name,
+            registration_delay_s=registration_delay_s if registration_delay_s is not None else base.registration_delay_s,
+            deregistration_lag_s=base.deregistration_lag_s,
+            listener_propagation_s=base.listener_propagation_s,
+            time_scale=time_scale if time_scale is not None else base.time_scale,
+        )
         self.account_id = account_id
         self.region = region
         self.host = host
-        self.registration_delay_s = registration_delay_s * time_scale
-        self.time_scale = time_scale
+        self.time_scale = self.profile.time_scale
+        self.registration_delay_s = self.profile.scaled(self.profile.registration_delay_s)
+        self.deregistration_lag_s = self.profile.scaled(self.profile.deregistration_lag_s)
+        self.listener_propagation_s = self.profile.scaled(self.profile.listener_propagation_s)
         self.clock = clock
         self.targets: dict[str, dict[tuple[str, int], TargetRuntime]] = {}
+        # (port, server, target group of the default action as the API holds it)
         self.listeners: dict[str, tuple[int, asyncio.base_events.Server | None, str | None]] = {}
+        self.forwards: dict[str, ForwardState] = {}
         self.listener_errors: dict[str, str] = {}
+        self._used_groups: set[str] = set()
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -133,19 +180,73 @@ class DataPlane:
             return moto_ext.HealthReport(runtime.state, runtime.reason, _DESCRIPTIONS.get(runtime.reason or ""))
 
     def draining(self, arn: str) -> list[tuple[str, int]]:
+        # Listed until the end of the deregistration delay has been applied (its connections
+        # closed), not merely reached: the API never shows the target gone too early.
         with self._lock:
-            return [key for key, t in self.targets.get(arn, {}).items() if t.state == "draining"]
+            return [key for key, t in self.targets.get(arn, {}).items() if t.state == "draining" and not t.terminated]
 
     def snapshot(self) -> dict[str, Any]:
-        """Listeners and target states, for ``sandbox status`` and tests."""
+        """Listeners and target states, for ``sandbox status`` and tests. A listener's
+        ``target_group`` is its default action as the API holds it; ``routing_to`` is
+        where new connections go now (they differ while a change propagates)."""
+        now = self.clock()
         with self._lock:
+            listeners = {}
+            for arn, (port, _, tg) in self.listeners.items():
+                forward = self.forwards.get(arn)
+                listeners[arn] = {
+                    "port": port,
+                    "target_group": tg,
+                    "routing_to": forward.at(now) if forward else tg,
+                    "error": self.listener_errors.get(arn),
+                }
             return {
-                "listeners": {arn: {"port": port, "target_group": tg, "error": self.listener_errors.get(arn)} for arn, (port, _, tg) in self.listeners.items()},
+                "profile": self.profile.as_dict(),
+                "listeners": listeners,
                 "targets": {
-                    arn: {f"{ip}:{port}": {"state": t.state, "reason": t.reason, "connections": len(t.connections)} for (ip, port), t in group.items()}
+                    arn: {
+                        f"{ip}:{port}": {
+                            "state": t.state,
+                            "reason": t.reason,
+                            "connections": len(t.connections),
+                            "takes_new_connections": t.routing_state(now) is not None and t.routing_state(now) != "unused",
+                        }
+                        for (ip, port), t in group.items()
+                    }
                     for arn, group in self.targets.items()
                 },
             }
+
+    def _on_membership(self, arn: str, change: str, key: tuple[str, int]) -> None:
+        """moto_ext's membership observer: time each call from the moment it lands."""
+        now = self.clock()
+        group = self._backend().target_groups.get(arn)
+        if group is None:
+            return
+        with self._lock:
+            runtimes = self.targets.setdefault(arn, {})
+            t = runtimes.get(key)
+            if change == "register":
+                if t is None or t.draining_since is not None:
+                    runtimes[key] = self._fresh(key, now, t)
+            elif t is not None and t.draining_since is None:
+                self._start_draining(t, GroupSettings.of(group, self.time_scale), now)
+
+    def _fresh(self, key: tuple[str, int], now: float, previous: TargetRuntime | None) -> TargetRuntime:
+        # New, or registered again while draining: starts over, as on AWS; established
+        # connections are not the registration's business and stay open.
+        t = TargetRuntime(key[0], key[1], next_check=now + self.registration_delay_s)
+        if previous is not None:
+            t.connections = previous.connections
+        return t
+
+    def _start_draining(self, t: TargetRuntime, settings: "GroupSettings", now: float) -> None:
+        t.routed_as = t.state
+        t.draining_since = now
+        t.drain_until = now + settings.deregistration_delay_s
+        t.routable_until = now + self.deregistration_lag_s
+        t.terminate = settings.connection_termination
+        t.set_state("draining", "Target.DeregistrationInProgress")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -153,6 +254,7 @@ class DataPlane:
         moto_ext.install()
         moto_ext.set_health_provider(self.health)
         moto_ext.set_draining_provider(self.draining)
+        moto_ext.set_membership_observer(self._on_membership)
         self._thread = threading.Thread(target=self._run, name="cachebridge-nlb", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
@@ -166,6 +268,7 @@ class DataPlane:
             self._thread = None
         moto_ext.set_health_provider(None)
         moto_ext.set_draining_provider(None)
+        moto_ext.set_membership_observer(None)
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -199,18 +302,34 @@ class DataPlane:
 
     async def _reconcile_listeners(self) -> None:
         backend = self._backend()
+        now = self.clock()
         wanted: dict[str, tuple[int, str | None]] = {}
         for lb in list(backend.load_balancers.values()):
             if getattr(lb, "loadbalancer_type", "network") != "network":
                 continue
             for listener in list(lb.listeners.values()):
                 wanted[listener.arn] = (int(listener.port), _forward_target(listener))
+        with self._lock:
+            for arn, (_, tg) in wanted.items():
+                forward = self.forwards.get(arn)
+                if forward is None:
+                    self.forwards[arn] = ForwardState(tg, tg)
+                elif tg != forward.latest:
+                    # Seen within one tick of ModifyListener; reaches new connections later.
+                    forward.latest = tg
+                    forward.pending.append((now + self.listener_propagation_s, tg))
+            # In use: what a listener forwards to, in the API or still in the data plane.
+            self._used_groups = {tg for _, tg in wanted.values() if tg} | {
+                tg for arn, f in self.forwards.items() if arn in wanted
+                for tg in (f.at(now), *(p for _, p in f.pending)) if tg
+            }
         for arn in list(self.listeners):
             if arn not in wanted:
                 _, server, _ = self.listeners.pop(arn)
                 if server is not None:
                     server.close()
                 self.listener_errors.pop(arn, None)
+                self.forwards.pop(arn, None)
         for arn, (port, tg) in wanted.items():
             if arn in self.listeners:
                 old_port, server, _ = self.listeners[arn]
@@ -232,14 +351,28 @@ class DataPlane:
                 log.warning("listener %s: %s", arn, self.listener_errors[arn])
 
     def _pick(self, tg_arn: str) -> TargetRuntime | None:
+        now = self.clock()
         with self._lock:
-            group = [t for t in self.targets.get(tg_arn, {}).values() if t.state != "draining"]
-        healthy = [t for t in group if t.state == "healthy"]
-        candidates = healthy or group  # fail open when nothing is healthy
+            routable = [(t, t.routing_state(now)) for t in self.targets.get(tg_arn, {}).values()]
+        routable = [(t, state) for t, state in routable if state is not None and state != "unused"]
+        healthy = [t for t, state in routable if state == "healthy"]
+        if healthy:
+            return random.choice(healthy)
+        # Nothing healthy: the group fails open, to targets past ``initial`` only unless the
+        # profile lets ``initial`` ones take traffic too.
+        if self.profile.initial_takes_traffic:
+            candidates = [t for t, _ in routable]
+        else:
+            candidates = [t for t, state in routable if state == "unhealthy"]
         return random.choice(candidates) if candidates else None
 
+    def _forward_now(self, listener_arn: str) -> str | None:
+        with self._lock:
+            forward = self.forwards.get(listener_arn)
+            return forward.at(self.clock()) if forward else None
+
     async def _serve(self, listener_arn: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        tg = self.listeners.get(listener_arn, (0, None, None))[2]
+        tg = self._forward_now(listener_arn)
         target = self._pick(tg) if tg else None
         if target is None:
             _reset(writer)
@@ -272,35 +405,50 @@ class DataPlane:
                 settings = GroupSettings.of(group, self.time_scale)
                 runtimes = self.targets.setdefault(arn, {})
                 registered = {(r["Id"], int(r["Port"])) for r in list(group.targets.values())}
+                # The membership observer times each call; this catches what it did not see
+                # (targets registered before the data plane started).
                 for key in registered:
                     t = runtimes.get(key)
                     if t is None or t.state == "draining":
-                        # New, or registered again while draining: starts over, as on AWS.
-                        old = t
-                        t = TargetRuntime(key[0], key[1], next_check=now + self.registration_delay_s)
-                        if old is not None:
-                            t.connections = old.connections
-                        runtimes[key] = t
+                        runtimes[key] = self._fresh(key, now, t)
+                in_use = not self.profile.unused_when_unattached or arn in self._used_groups
                 for key, t in list(runtimes.items()):
-                    if key not in registered and t.state != "draining":
-                        t.set_state("draining", "Target.DeregistrationInProgress")
-                        t.draining_since = now
-                    if t.state == "draining" and t.draining_since is not None and now - t.draining_since >= settings.deregistration_delay_s:
-                        if settings.connection_termination:
-                            for writer in list(t.connections):
-                                _reset(writer)
-                        runtimes.pop(key)
-                    elif t.state != "draining" and now >= t.next_check:
+                    if key not in registered and t.draining_since is None:
+                        self._start_draining(t, settings, now)
+                    if t.draining_since is not None:
+                        self._drain(runtimes, key, t, now)
+                    elif not in_use:
+                        # "unused: The target group is not used by any load balancer":
+                        # no health checks, and registration starts when it is used.
+                        t.set_state("unused", "Target.NotInUse")
+                        t.passes = t.failures = 0
+                        t.next_check = now + self.registration_delay_s
+                    elif t.state == "unused":
+                        t.set_state("initial", "Elb.RegistrationInProgress")
+                    elif now >= t.next_check:
                         t.next_check = now + settings.interval_s
                         checks.append((arn, t, settings))
             for arn in list(self.targets):
                 if arn not in backend.target_groups:
                     self.targets.pop(arn)
         if checks:
-            results = await asyncio.gather(*(_tcp_check(t.ip, t.port, s.timeout_s) for _, t, s in checks))
+            results = await asyncio.gather(*(_tcp_check(t.ip, s.health_check_port or t.port, s.timeout_s) for _, t, s in checks))
             with self._lock:
                 for (arn, t, s), ok in zip(checks, results):
                     self._record(arn, t, s, ok)
+
+    def _drain(self, runtimes: dict[tuple[str, int], TargetRuntime], key: tuple[str, int], t: TargetRuntime, now: float) -> None:
+        if not t.terminated and now >= t.drain_until:
+            t.terminated = True
+            if t.terminate:
+                for writer in list(t.connections):
+                    _reset(writer)
+        if now >= max(t.drain_until, t.routable_until):
+            # Connections opened during the deregistration lag end with it.
+            if t.terminate:
+                for writer in list(t.connections):
+                    _reset(writer)
+            runtimes.pop(key)
 
     def _record(self, arn: str, t: TargetRuntime, s: GroupSettings, ok: bool) -> None:
         if t.state == "draining":
@@ -330,6 +478,7 @@ _DESCRIPTIONS = {
     "Elb.InitialHealthChecking": "Initial health checks in progress",
     "Target.FailedHealthChecks": "Health checks failed",
     "Target.DeregistrationInProgress": "Target deregistration is in progress",
+    "Target.NotInUse": "Target group is not configured to receive traffic from the load balancer",
 }
 
 

@@ -28,11 +28,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_REJOIN_AFTER_S
 from ..deploy.local import LocalFunction
 from .aws_server import ACCOUNT_ID, AwsServer
 from .dns import LoopbackDnsServer
 from .failover import Cluster, FailoverOptions, Member
-from .nlb_dataplane import DEFAULT_REGISTRATION_DELAY_S, DataPlane
+from .nlb_dataplane import DataPlane
+from .nlb_profiles import DEFAULT_PROFILE, NlbProfile, resolve_profile
 from .redis_nodes import RedisNode, _bindable, free_port
 
 __all__ = ["SandboxOptions", "Supervisor", "main", "STATE_FILE", "TOKEN_FILE", "write_private"]
@@ -61,13 +63,18 @@ class SandboxOptions:
     stack_name: str = "cachebridge-sandbox"
     replication_group: str = "sandbox"
     schedule_s: float | None = None  # default: the deployed rule's rate
-    registration_delay_s: float = DEFAULT_REGISTRATION_DELAY_S
+    nlb_profile: str = DEFAULT_PROFILE
+    time_scale: float = 1.0  # multiplies every delay the NLB stand-in models
+    registration_delay_s: float | None = None  # default: the profile's
+    deregistration_lag_s: float | None = None
+    listener_propagation_s: float | None = None
     health_check_interval_s: int | None = None  # default: the template's
     healthy_threshold: int | None = None
     deregistration_delay_s: int | None = None
     event_wait_s: float | None = None
     failover: FailoverOptions = field(default_factory=FailoverOptions)
     layout: str = "switch"  # the stack's Layout: switch | retarget
+    rejoin_after_s: float | None = None  # controller's rejoin_after_s; default: the function's
     cluster_mode: bool = False  # a cluster-mode-enabled group in the cluster layout (sandbox.cluster_mode)
 
 
@@ -117,6 +124,7 @@ class Supervisor:
         self._stop = threading.Event()
         self.aws: AwsServer | None = None
         self.dataplane: DataPlane | None = None
+        self.profile: NlbProfile | None = None
         self.dns: LoopbackDnsServer | None = None
         self.nodes: list[RedisNode] = []
         self.cluster: Cluster | None = None
@@ -147,7 +155,11 @@ class Supervisor:
         })
         for key in [k for k in os.environ if k.startswith("AWS_PROFILE")]:
             os.environ.pop(key)
-        self.dataplane = DataPlane(ACCOUNT_ID, REGION, registration_delay_s=opts.registration_delay_s).start()
+        self.profile = resolve_profile(
+            opts.nlb_profile, registration_delay_s=opts.registration_delay_s, deregistration_lag_s=opts.deregistration_lag_s,
+            listener_propagation_s=opts.listener_propagation_s, time_scale=opts.time_scale,
+        )
+        self.dataplane = DataPlane(ACCOUNT_ID, REGION, profile=self.profile).start()
         self.dns = LoopbackDnsServer().start()
         self.record("aws.ready", endpoint=endpoint)
 
@@ -210,9 +222,16 @@ class Supervisor:
         outputs = self._deploy(vpc, subnets, cache_sg, listener_port, layout=opts.layout, reader_port=reader_port, node_port_base=node_port_base)
         function_name = outputs["FunctionName"]
         config = clients["lambda"].get_function_configuration(FunctionName=function_name)
-        extra = {"CACHEBRIDGE_NAMESERVERS": self.dns.address}
+        # The nodes listen on 127.0.0.x, outside the VPC the stack was given: declare them.
+        extra = {"CACHEBRIDGE_NAMESERVERS": self.dns.address, "CACHEBRIDGE_ALLOWED_TARGET_NETWORKS": "127.0.0.0/8"}
         if opts.event_wait_s is not None:
             extra["CACHEBRIDGE_EVENT_WAIT_S"] = str(opts.event_wait_s)
+        if opts.rejoin_after_s is not None:
+            extra["CACHEBRIDGE_REJOIN_AFTER_S"] = str(opts.rejoin_after_s)
+        elif opts.time_scale != 1:
+            # The switch layout holds a cut node out of its slot for a while that stands for
+            # the listener propagation; it runs at the stand-in's time scale like the rest.
+            extra["CACHEBRIDGE_REJOIN_AFTER_S"] = f"{DEFAULT_REJOIN_AFTER_S * opts.time_scale:g}"
         self.function = FunctionHost(LocalFunction(config, extra), self.record)
         schedule_s = opts.schedule_s or self._schedule_period(clients["events"], clients["cloudformation"])
         first = self.function.invoke(SCHEDULE_EVENT, "schedule")
@@ -247,6 +266,8 @@ class Supervisor:
             "schedule_s": schedule_s,
             "outputs": outputs,
             "nodes": [{"cluster_id": m.cluster_id, "host": m.node.host, "port": m.node.port, "hostname": m.hostname} for m in members],
+            "nlb_profile": self.profile.as_dict(),
+            "failover": _jsonable(asdict(opts.failover)),
             "options": _jsonable(asdict(opts)),
         }
         self._write_state()

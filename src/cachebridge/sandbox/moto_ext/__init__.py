@@ -8,7 +8,8 @@ Modules:
 
 - ``elbv2``: target groups key targets by (IP, port), record ``AvailabilityZone``, take
   their health from a pluggable provider (moto says ``healthy`` for everything) and list
-  the targets the sandbox's data plane still drains (moto forgets them at once).
+  the targets the sandbox's data plane still drains (moto forgets them at once), and tell
+  an observer of each registration and deregistration as it lands.
 - ``elasticache``: ``failover_replication_group`` swaps ``CurrentRole`` (moto never
   promotes a replica), ``TestFailover`` (not in moto) runs the sandbox's failover hook,
   and ``DescribeCacheClusters`` / ``ModifyReplicationGroup`` answer for replication group
@@ -25,13 +26,15 @@ Modules:
   them) and the documented limits of ``tcp.idle_timeout.seconds``.
 - ``sns``: a new topic's default access policy conditions on ``aws:SourceAccount``, as
   AWS's does now (moto still writes the old ``AWS:SourceOwner`` default).
+- ``atomic``: DynamoDB conditional writes and elbv2 target reads/writes served one at a
+  time, as AWS serves them atomically (moto checks a condition, then writes, unlocked).
 """
 
 from __future__ import annotations
 
 import threading
 
-from . import cfn_resources, cloudformation, elasticache, elbv2, listener_attributes, sns
+from . import atomic, cfn_resources, cloudformation, elasticache, elbv2, listener_attributes, sns
 from .cloudformation import stack_events_recorded
 from .elasticache import TestFailoverHook, failover_replication_group, set_test_failover_hook
 from .elbv2 import (
@@ -43,6 +46,7 @@ from .elbv2 import (
     registered_targets,
     set_draining_provider,
     set_health_provider,
+    set_membership_observer,
 )
 
 __all__ = [
@@ -56,10 +60,11 @@ __all__ = [
     "failover_replication_group",
     "stack_events_recorded",
     "set_draining_provider",
+    "set_membership_observer",
     "set_test_failover_hook",
 ]
 
-_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes, sns)
+_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes, sns, atomic)  # atomic wraps elbv2's patches
 _install_lock = threading.Lock()
 
 

@@ -4,7 +4,7 @@
 1. ``AWS::ElasticLoadBalancingV2::LoadBalancer`` ignores ``Type`` (every load balancer
    is an ALB, so a TCP listener fails), ``IpAddressType``, ``SubnetMappings`` and
    ``LoadBalancerAttributes``, and has no ``LoadBalancerFullName``.
-2. ``AWS::ElasticLoadBalancingV2::TargetGroup`` ignores ``TargetGroupAttributes``
+2. ``AWS::ElasticLoadBalancingV2::TargetGroup`` ignores ``Tags``, ``TargetGroupAttributes``
    (deregistration delay, connection termination) and ``HealthCheckEnabled``, has no
    ``Fn::GetAtt`` at all (``TargetGroupFullName``), no update and no delete. Listeners,
    ``AWS::EC2::SecurityGroupIngress`` rules and ``AWS::Lambda::Permission`` have no
@@ -146,6 +146,8 @@ def _patch_elbv2_resources() -> None:
         attributes = _attributes(properties.get("TargetGroupAttributes"))
         if attributes:
             backend.modify_target_group_attributes(group.arn, attributes)
+        if properties.get("Tags"):  # moto drops a target group's Tags
+            backend.add_tags([group.arn], [{"Key": t["Key"], "Value": str(t["Value"])} for t in properties["Tags"]])
 
     def target_group_from_cfn(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any) -> Any:
         group = original_tg_from_cfn(resource_name, cloudformation_json, account_id, region_name, **kwargs)

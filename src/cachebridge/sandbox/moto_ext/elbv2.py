@@ -52,6 +52,8 @@ __all__ = [
     "set_health_provider",
     "health_provider",
     "set_draining_provider",
+    "MembershipObserver",
+    "set_membership_observer",
     "registered_targets",
     "install",
     "installed",
@@ -153,6 +155,7 @@ def _register(self: FakeTargetGroup, targets: list[dict[str, Any]]) -> None:
             record["AvailabilityZone"] = target["AvailabilityZone"]
         self.targets[key] = record
         self.deregistered_targets.pop(key, None)
+        _observe(self.arn, "register", key)
 
 
 def _deregister(self: FakeTargetGroup, targets: list[dict[str, Any]]) -> None:
@@ -162,6 +165,7 @@ def _deregister(self: FakeTargetGroup, targets: list[dict[str, Any]]) -> None:
         record = self.targets.pop(key, None)
         if record is not None:  # not registered: AWS accepts the call and does nothing
             self.deregistered_targets[key] = record
+            _observe(self.arn, "deregister", key)
 
 
 def _deregister_terminated_instances(self: FakeTargetGroup, instance_ids: list[str]) -> None:
@@ -225,6 +229,28 @@ def _describe_target_health_with_draining(original: Callable[..., Any]) -> Calla
         return described
 
     return describe_target_health
+
+
+# (target group ARN, "register" | "deregister", (ip, port)), called as each call lands. The
+# sandbox's data plane times registration and deregistration from these calls: polling
+# moto would miss a deregister followed at once by a register (the switch layout's cut).
+MembershipObserver = Callable[[str, str, TargetKey], None]
+
+_membership_observer: MembershipObserver | None = None
+
+
+def set_membership_observer(observer: MembershipObserver | None) -> MembershipObserver | None:
+    """Call ``observer`` for every target registered or deregistered. Returns the previous one."""
+    global _membership_observer
+    with _provider_lock:
+        previous, _membership_observer = _membership_observer, observer
+    return previous
+
+
+def _observe(arn: str, change: str, key: TargetKey) -> None:
+    observer = _membership_observer
+    if observer is not None:
+        observer(arn, change, key)
 
 
 def install() -> None:
