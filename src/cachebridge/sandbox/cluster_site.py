@@ -152,15 +152,20 @@ class ClusterSite:
         return read(self.clients("elbv2"), self.names, self.config_group, nlb_host="127.0.0.1")
 
     def wait_healthy(self, timeout: float = 60.0) -> AddressMap:
-        """Until every node's listener has a healthy target (the drill never starts on a
-        path that is not ready)."""
+        """Until every node's listener has a healthy target, and the configuration group
+        holds every node healthy (the NLB's default profile gives a target still
+        ``initial`` no traffic): the drill never starts on a path that is not ready."""
+        elbv2 = self.clients("elbv2")
+        config_arn = elbv2.describe_target_groups(Names=[self.config_group])["TargetGroups"][0]["TargetGroupArn"]
         deadline = time.monotonic() + timeout
         while True:
             m = self.address_map()
-            if len(m.routes) == len(self.hosts) and all(r.health == "healthy" for r in m.routes):
+            config = [d["TargetHealth"]["State"] for d in elbv2.describe_target_health(TargetGroupArn=config_arn)["TargetHealthDescriptions"]]
+            nodes_ready = len(m.routes) == len(self.hosts) and all(r.health == "healthy" for r in m.routes)
+            if nodes_ready and len(config) == len(self.hosts) and all(state == "healthy" for state in config):
                 return m
             if time.monotonic() > deadline:
-                raise TimeoutError(f"node targets not healthy in {timeout}s: {[(r.node, r.health) for r in m.routes]}")
+                raise TimeoutError(f"targets not healthy in {timeout}s: nodes {[(r.node, r.health) for r in m.routes]}, configuration group {config}")
             time.sleep(0.2)
 
     def stop(self) -> None:
