@@ -618,7 +618,7 @@ class Config:
                 raise ConfigError(f"bindings[{i}].name", f"duplicate name {binding.name!r}", "a unique name per binding")
             seen.add(binding.name)
             # Two bindings writing one target group would each remove the other's targets.
-            owned = binding.node_target_groups if binding.layout == "switch" else (binding.target_group,)
+            owned = binding.node_target_groups if binding.layout in ("switch", "cluster") else (binding.target_group,)
             for name in owned:
                 group = target_group_name(name)
                 if group in groups:

@@ -68,3 +68,18 @@ def test_a_switch_binding_does_not_take_role_cluster() -> None:
             "listener": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/net/a/0123/0123",
             "node_target_groups": ["n1"],
         })
+
+
+def test_two_cluster_bindings_own_their_node_target_groups() -> None:
+    other = cluster_binding(name="carts-nodes", source="elasticache://carts?role=cluster", node_target_groups=["c1", "c2"])
+    config = Config.from_mapping({"bindings": [cluster_binding(), other]})
+    assert [b.node_target_groups for b in config.bindings][1] == ("c1", "c2")
+    with pytest.raises(ConfigError, match="already bound"):
+        Config.from_mapping({"bindings": [cluster_binding(), {**other, "node_target_groups": ["c1", cluster_binding()["node_target_groups"][0]]}]})
+
+
+def test_a_cluster_binding_takes_the_answer_limits() -> None:
+    binding = Binding.from_mapping(cluster_binding(max_targets=12, allow_outside_vpc=True))
+    assert (binding.target_limit, binding.allow_outside_vpc) == (12, True)
+    assert Binding.from_mapping(binding.to_mapping()) == binding
+    assert Binding.from_mapping(cluster_binding()).target_limit == MAX_CLUSTER_NODE_TARGET_GROUPS
