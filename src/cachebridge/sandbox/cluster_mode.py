@@ -77,7 +77,8 @@ def start_cluster_mode(sup: "Supervisor", clients: dict[str, Any], vpc: str, sub
     outputs = sup._deploy(vpc, subnets, cache_sg, listener_port, layout="cluster", reader_port=free_port(), node_port_base=node_port_base)
     function_name = outputs["FunctionName"]
     config = clients["lambda"].get_function_configuration(FunctionName=function_name)
-    extra = {"CACHEBRIDGE_NAMESERVERS": sup.dns.address}
+    # The nodes listen on 127.0.0.x, outside the VPC the stack was given: declare them.
+    extra = {"CACHEBRIDGE_NAMESERVERS": sup.dns.address, "CACHEBRIDGE_ALLOWED_TARGET_NETWORKS": "127.0.0.0/8"}
     if opts.event_wait_s is not None:
         extra["CACHEBRIDGE_EVENT_WAIT_S"] = str(opts.event_wait_s)
     sup.function = FunctionHost(LocalFunction(config, extra), sup.record)
