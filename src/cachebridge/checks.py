@@ -1,10 +1,11 @@
 """Answer checks: is what a source said safe to act on? Pure: no I/O, no clock, no logs.
 
-``sync`` calls ``check_answer`` after a source read and before ``planner.plan``; a refused
-answer changes nothing (the binding reports ``error``, like a failed source). The rules:
+``sync`` calls ``check_answer`` after a source read and before ``planner.plan`` (the
+cluster pass, ``cluster``, over every node's address); a refused answer changes nothing
+(the binding reports ``error``, like a failed source). The rules:
 
-1. **Count.** A binding holds at most ``max_targets`` targets (1 for ``role=primary``, 16
-   otherwise, unless configured): a larger answer is refused whole, not trimmed, since no
+1. **Count.** A binding holds at most ``max_targets`` targets (1 for ``role=primary``, 49
+   for ``role=cluster``, 16 otherwise, unless configured): a larger answer is refused whole, not trimmed, since no
    subset of a wrong answer is known to be right.
 2. **Address kind.** Unspecified (0.0.0.0, ::), multicast, loopback, link-local (the
    instance metadata service 169.254.169.254 among them), reserved and broadcast addresses

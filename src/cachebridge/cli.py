@@ -17,7 +17,7 @@ import click
 from botocore.exceptions import BotoCoreError
 
 from . import aws
-from .config import Config, ConfigError
+from .config import Config, ConfigError, ElastiCacheSourceSpec
 from .errors import CacheBridgeError
 from .redact import redact, redacted_output
 from .sync import SyncReport, Trigger, sync
@@ -276,7 +276,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--health-check-interval", type=int, help="Seconds between health checks  [default: 10].")
 @click.option("--healthy-threshold", type=int, help="Checks for a target to turn healthy/unhealthy  [default: 2].")
 @click.option("--deregistration-delay", type=int, help="Seconds the old primary keeps connections  [default: 5].")
-@click.option("--layout", type=click.Choice(["switch", "retarget"]), help="switch: a target group and listener per cache node, the primary listener switched on failover; retarget: one target group re-pointed (waits for NLB registration)  [default: switch for a new stack, the stack's own on an update].")
+@click.option("--layout", type=click.Choice(["switch", "retarget", "cluster"]), default=None, help="switch: a target group and listener per cache node, the primary listener switched on failover; retarget: one target group re-pointed (waits for NLB registration); cluster (cluster mode enabled): a listener per node for cluster clients and their address map  [default: cluster for a cluster-mode-enabled group, switch for a new stack otherwise, the stack's own on an update].")
 @click.option("--reader-port", type=int, help="Port of the reader listener (every replica)  [default: listener port + 1].")
 @click.option("--node-port-base", type=int, help="Switch layout: first per-node listener port, one per node slot  [default: after the reader port].")
 @click.option("--tcp-idle-timeout", type=int, metavar="SECONDS", help="Idle seconds before a TCP listener closes a connection, 60-6000 (pub/sub, blocking commands)  [default: 350].")
@@ -457,10 +457,11 @@ def destroy_command(stack_name: str, yes: bool, timeout: float, poll_interval: f
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A cachebridge config file: each binding's target group, the listener forwarding to it, and its source.")
 @click.option("--server-name", help="The TLS name clients verify  [default: the cache's primary endpoint (TCP listener), the listener certificate's name (TLS listener)].")
 @click.option("--ca-file", type=click.Path(dir_okay=False), help="A CA bundle clients verify with, put in the snippets  [default: the client's system trust store].")
+@click.option("--nlb-host", help="Cluster mode: the name clients use for the NLB in the address map (a DNS record of yours pointing at it)  [default: the NLB's DNS name].")
 @_aws_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: host, port, tls, server_name and a snippet per client.")
 def endpoints_command(stack_name: str | None, config_path: str | None, server_name: str | None, ca_file: str | None,
-                      region: str | None, profile: str | None, as_json: bool) -> None:
+                      region: str | None, profile: str | None, as_json: bool, nlb_host: str | None = None) -> None:
     """Say how each client (redis-cli, redis-py, ioredis, Lettuce, Jedis, go-redis) connects through the NLB.
 
     With a TCP listener in front of a cache with in-transit encryption, TLS passes through:
@@ -480,12 +481,22 @@ def endpoints_command(stack_name: str | None, config_path: str | None, server_na
         raise click.UsageError("say which NLB: --stack-name NAME or --config FILE")
     clients = _clients(region, profile)
     found: list[tuple[str, Any]] = []
+    maps: list[tuple[str, Any]] = []
     try:
         if stack_name:
-            found.append((stack_name, endpoints.from_stack(stack_name, clients=clients, server_name=server_name, ca_file=ca_file)))
+            from .address_map import read_stack
+
+            cluster_map = read_stack(stack_name, clients=clients, nlb_host=nlb_host)
+            if cluster_map is not None:
+                maps.append((stack_name, cluster_map))
+            else:
+                found.append((stack_name, endpoints.from_stack(stack_name, clients=clients, server_name=server_name, ca_file=ca_file)))
         else:
             config = Config.from_file(config_path)  # type: ignore[arg-type]
+            maps.extend(_cluster_maps(config, clients("elbv2"), nlb_host))
             for binding in config.bindings:
+                if binding.layout == "cluster" or (isinstance(binding.source, ElastiCacheSourceSpec) and binding.source.role == "cluster"):
+                    continue  # in the cluster map: node listeners, and the configuration listener
                 found.append((binding.name, endpoints.from_binding(
                     str(binding.source), binding.target_group, elbv2=clients("elbv2"), elasticache=clients("elasticache"),
                     acm=clients("acm"), server_name=server_name, ca_file=ca_file,
@@ -493,8 +504,13 @@ def endpoints_command(stack_name: str | None, config_path: str | None, server_na
     except ClientError as exc:  # a target group that is not there, access denied...
         raise CacheBridgeError(f"AWS: {exc}") from None
     if as_json:
-        click.echo(json.dumps({"endpoints": {name: e.to_json() for name, e in found}}, indent=2))
+        out: dict[str, Any] = {"endpoints": {name: e.to_json() for name, e in found}}
+        if maps:
+            out["cluster_maps"] = {name: m.to_json() for name, m in maps}
+        click.echo(json.dumps(out, indent=2))
         return
+    for name, m in maps:
+        _print_cluster_map(name, m)
     for name, e in found:
         click.echo(f"== {name}: {e.listener_protocol} listener on {e.nlb_dns_name}:{e.port}")
         click.echo(e.summary)
@@ -504,6 +520,38 @@ def endpoints_command(stack_name: str | None, config_path: str | None, server_na
             click.echo(f"\n# {how.client}" + (f"  ({how.note})" if how.note else ""))
             click.echo(how.code)
         click.echo("")
+
+
+def _cluster_maps(config: Config, elbv2: Any, nlb_host: str | None = None) -> list[tuple[str, Any]]:
+    """The address map of each cluster binding; the configuration listener is the group of
+    a retarget binding reading the same ``role=cluster`` source."""
+    from .address_map import read
+
+    maps = []
+    for binding in config.bindings:
+        if binding.layout != "cluster":
+            continue
+        config_tg = next(
+            (b.target_group for b in config.bindings if b.layout == "retarget" and b.source == binding.source), None
+        )
+        maps.append((binding.name, read(elbv2, binding.node_target_groups, config_tg, nlb_host=nlb_host)))
+    return maps
+
+
+def _print_cluster_map(name: str, m: Any) -> None:
+    where = f"{m.nlb_host}:{m.config_port}" if m.config_port else f"{m.nlb_host} (no configuration listener found)"
+    click.echo(f"== {name}: cluster mode, configuration listener {where}")
+    click.echo("Cluster clients connect to the configuration listener, then reach each node at the address the")
+    click.echo("cluster announces, translated by this map (the cluster's own topology decides which node serves a key):")
+    width = max((len(r.announced) for r in m.routes), default=0)
+    for r in m.routes:
+        click.echo(f"  {r.announced:<{width}}  ->  {r.nlb}   {r.node} ({r.health or '?'})")
+    for warning in m.warnings:
+        click.echo(f"note: {warning}")
+    for how in m.clients:
+        click.echo(f"\n# {how.client}" + (f"  ({how.note})" if how.note else ""))
+        click.echo(how.code)
+    click.echo("")
 
 
 _EVENT_STYLE = (("FAILED", "bold red"), ("ROLLBACK", "red"), ("SKIPPED", "yellow"), ("COMPLETE", "green"), ("IN_PROGRESS", "cyan"))

@@ -26,6 +26,21 @@ group, on that port) plus global *settings*. It can be read from:
       node_target_groups = ["orders-n1", "orders-n2", "orders-n3", "orders-n4"]
       port = 6379
 
+  or, for a cluster-mode-enabled group, the cluster layout (one target group and listener
+  per node, each node on a port of its own; see ``cluster``) plus the configuration
+  listener's group, which holds every node::
+
+      [[bindings]]
+      name = "sessions-nodes"
+      source = "elasticache://sessions?role=cluster"
+      layout = "cluster"
+      node_target_groups = ["sessions-n1", "sessions-n2", "sessions-n3", "sessions-n4"]
+
+      [[bindings]]
+      name = "sessions-config"
+      source = "elasticache://sessions?role=cluster"
+      target_group = "sessions-config"
+
 - flags describing one binding (``--source S --target-group TG --port P``);
 - in Lambda, the environment: ``CACHEBRIDGE_BINDINGS`` holds JSON (a list of bindings, or an
   object with ``bindings`` and ``settings``); ``CACHEBRIDGE_<SETTING>`` variables override
@@ -61,6 +76,7 @@ __all__ = [
     "DEFAULT_LISTENER_SETTLE_S",
     "LAYOUTS",
     "MAX_NODE_TARGET_GROUPS",
+    "MAX_CLUSTER_NODE_TARGET_GROUPS",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_TARGETS",
     "ENV_BINDINGS",
@@ -92,8 +108,10 @@ DEFAULT_PORT = 6379
 DEFAULT_MAX_CONCURRENCY = 8
 MAX_CONCURRENCY_LIMIT = 64
 # How many targets a binding may hold unless it says otherwise: a primary is one node; a
-# replicas (or dns://) binding is bounded so a runaway answer cannot fill the group.
-DEFAULT_MAX_TARGETS = {"primary": 1, "other": 16}
+# replicas (or dns://) binding is bounded so a runaway answer cannot fill the group; a
+# role=cluster answer is every node, and one NLB serves at most 49 of them in the cluster
+# layout (50 listeners less the configuration listener).
+DEFAULT_MAX_TARGETS = {"primary": 1, "cluster": 49, "other": 16}
 ENV_BINDINGS = "CACHEBRIDGE_BINDINGS"
 # How long a demoted primary stays out of its node target group after its connections were
 # cut. AWS documents no figure for how long a listener update takes to reach new
@@ -110,15 +128,20 @@ DEFAULT_REJOIN_AFTER_S = 75.0
 # (aws/containers-roadmap#470, 2019). ``cachebridge drill --stack-name`` measures it on a
 # real stack (``measured_listener_propagation_s``).
 DEFAULT_LISTENER_SETTLE_S = 10.0
-LAYOUTS: tuple[str, ...] = ("retarget", "switch")
+LAYOUTS: tuple[str, ...] = ("retarget", "switch", "cluster")
 # 50 listeners per Network Load Balancer (not adjustable; "Quotas for your Network Load
 # Balancers"), less the primary and the reader listeners.
 MAX_NODE_TARGET_GROUPS = 48
+# The cluster layout needs one listener per node plus the configuration listener.
+MAX_CLUSTER_NODE_TARGET_GROUPS = DEFAULT_MAX_TARGETS["cluster"]
 ENV_EXTRA_BINDINGS = "CACHEBRIDGE_EXTRA_BINDINGS"
 ENV_CONFIG_FILE = "CACHEBRIDGE_CONFIG_FILE"
 
-Role = Literal["primary", "replicas"]
-ROLES: tuple[str, ...] = ("primary", "replicas")
+# "cluster": every node of every shard of a cluster-mode-enabled group. Not a role a node
+# has (a cluster client learns roles from the cluster itself) but the set a cluster client
+# must reach, and the only set that makes sense in that mode.
+Role = Literal["primary", "replicas", "cluster"]
+ROLES: tuple[str, ...] = ("primary", "replicas", "cluster")
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 _RG_ID = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
@@ -130,7 +153,7 @@ _LISTENER_ARN = re.compile(
     r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener/net/[A-Za-z0-9-]{1,32}/[0-9a-f]+/[0-9a-f]+$"
 )
 _BINDING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-SOURCE_FORMS = "dns://HOST or elasticache://REPLICATION_GROUP_ID?role=primary|replicas"
+SOURCE_FORMS = "dns://HOST or elasticache://REPLICATION_GROUP_ID?role=primary|replicas|cluster"
 
 
 @dataclass(frozen=True)
@@ -146,7 +169,8 @@ class DnsSourceSpec:
 
 @dataclass(frozen=True)
 class ElastiCacheSourceSpec:
-    """The members of a replication group (cluster mode disabled) in one role."""
+    """The members of a replication group in one role: ``primary`` or ``replicas`` of a
+    cluster-mode-disabled group, or ``cluster``, every node of a cluster-mode-enabled one."""
 
     replication_group_id: str
     role: Role = "primary"
@@ -200,10 +224,10 @@ def parse_source(text: Any, field_name: str = "source") -> SourceSpec:
         if len(query.get("role", ())) > 1:
             # parse_qs keeps every value; taking one of them would route to a role the
             # user may not have meant.
-            raise ConfigError(f"{field_name}.role", f"given {len(query['role'])} times", "role once: primary or replicas")
+            raise ConfigError(f"{field_name}.role", f"given {len(query['role'])} times", "role once: primary, replicas or cluster")
         role = query.get("role", ["primary"])[0]
         if role not in ROLES:
-            raise ConfigError(f"{field_name}.role", f"{role!r} is not a role", "primary, replicas")
+            raise ConfigError(f"{field_name}.role", f"{role!r} is not a role", "primary, replicas (cluster mode disabled) or cluster (cluster mode enabled)")
         return ElastiCacheSourceSpec(rg.lower(), role)  # type: ignore[arg-type]
     raise ConfigError(field_name, f"unknown source {text!r}", SOURCE_FORMS)
 
@@ -341,10 +365,10 @@ class Binding:
     source: SourceSpec
     target_group: str
     port: int = DEFAULT_PORT
-    layout: Literal["retarget", "switch"] = "retarget"
+    layout: Literal["retarget", "switch", "cluster"] = "retarget"
     listener: str | None = None
     node_target_groups: tuple[str, ...] = ()
-    max_targets: int | None = None  # None: 1 for role=primary, 16 otherwise
+    max_targets: int | None = None  # None: 1 for role=primary, 49 for role=cluster, 16 otherwise
     allow_outside_vpc: bool = False  # targets outside the VPC, registered with AvailabilityZone=all
 
     BINDING_KEYS = ("name", "source", "target_group", "port", "max_targets", "allow_outside_vpc", "layout", "listener", "node_target_groups")
@@ -354,8 +378,8 @@ class Binding:
         """``max_targets``, or its default for this binding's source."""
         if self.max_targets is not None:
             return self.max_targets
-        primary = isinstance(self.source, ElastiCacheSourceSpec) and self.source.role == "primary"
-        return DEFAULT_MAX_TARGETS["primary" if primary else "other"]
+        role = self.source.role if isinstance(self.source, ElastiCacheSourceSpec) else "other"
+        return DEFAULT_MAX_TARGETS.get(role, DEFAULT_MAX_TARGETS["other"])
 
     @classmethod
     def from_mapping(cls, data: Any, where: str = "bindings[0]") -> "Binding":
@@ -368,22 +392,17 @@ class Binding:
             raise ConfigError(f"{where}.layout", f"{layout!r} is not a layout", ", ".join(LAYOUTS))
         if layout == "switch":
             return cls._switch_from_mapping(data, source, where)
+        if layout == "cluster":
+            return cls._cluster_from_mapping(data, source, where)
         for key in ("listener", "node_target_groups"):
             if key in data:
-                raise ConfigError(f"{where}.{key}", "only a switch binding uses it", 'layout = "switch", or leave it out')
+                raise ConfigError(f"{where}.{key}", "only a switch or cluster binding uses it", 'layout = "switch", or leave it out')
         if "target_group" not in data:
             raise ConfigError(f"{where}.target_group", "missing", "a target group name or ARN")
         target_group = validate_target_group(data["target_group"], f"{where}.target_group")
         port = _int(data.get("port", DEFAULT_PORT), f"{where}.port", 1, 65535)
-        name = data.get("name") or default_binding_name(source)
-        if not isinstance(name, str) or not _BINDING_NAME.fullmatch(name):
-            raise ConfigError(f"{where}.name", f"{_shown(name)} is not a valid name", "1-64 letters, digits, '.', '_' or '-'")
-        max_targets = data.get("max_targets")
-        if max_targets is not None:
-            max_targets = _int(max_targets, f"{where}.max_targets", 1, 1000)
-        allow_outside_vpc = data.get("allow_outside_vpc", False)
-        if not isinstance(allow_outside_vpc, bool):
-            raise ConfigError(f"{where}.allow_outside_vpc", f"{_shown(allow_outside_vpc)} is not a boolean", "true or false")
+        name = _binding_name(data, source, where)
+        max_targets, allow_outside_vpc = _answer_limits(data, where)
         return cls(
             name=name, source=source, target_group=target_group, port=port,
             max_targets=max_targets, allow_outside_vpc=allow_outside_vpc,
@@ -420,7 +439,55 @@ class Binding:
         name = _binding_name(data, source, where)
         return cls(name=name, source=source, target_group="", port=port, layout="switch", listener=listener.strip(), node_target_groups=node_groups)
 
+    @classmethod
+    def _cluster_from_mapping(cls, data: Mapping[str, Any], source: SourceSpec, where: str) -> "Binding":
+        """One node target group (behind its own listener, on its own port) per node of a
+        cluster-mode-enabled group; no listener is switched."""
+        if not isinstance(source, ElastiCacheSourceSpec) or source.role != "cluster":
+            raise ConfigError(
+                f"{where}.layout",
+                f"the cluster layout follows every node of a cluster-mode-enabled group, not {source}",
+                'source = "elasticache://GROUP?role=cluster", or layout = "retarget"',
+            )
+        for key, instead in (("target_group", "node_target_groups = [...]"), ("listener", "no listener: nothing is switched")):
+            if key in data:
+                raise ConfigError(f"{where}.{key}", "a cluster binding does not use it", instead)
+        groups = data.get("node_target_groups")
+        if isinstance(groups, str):
+            groups = [g for g in groups.split(",") if g.strip()]
+        if not isinstance(groups, Sequence) or not groups:
+            raise ConfigError(f"{where}.node_target_groups", "missing or empty", "a list of target group names or ARNs, one per node slot")
+        if len(groups) > MAX_CLUSTER_NODE_TARGET_GROUPS:
+            raise ConfigError(
+                f"{where}.node_target_groups",
+                f"{len(groups)} given",
+                f"at most {MAX_CLUSTER_NODE_TARGET_GROUPS} (50 listeners per NLB, one is the configuration listener)",
+            )
+        node_groups = tuple(validate_target_group(g, f"{where}.node_target_groups[{i}]") for i, g in enumerate(groups))
+        if len(set(node_groups)) != len(node_groups):
+            raise ConfigError(f"{where}.node_target_groups", "a target group is listed twice", "each node target group once")
+        port = _int(data.get("port", DEFAULT_PORT), f"{where}.port", 1, 65535)
+        name = _binding_name(data, source, where)
+        max_targets, allow_outside_vpc = _answer_limits(data, where)
+        return cls(
+            name=name, source=source, target_group="", port=port, layout="cluster", node_target_groups=node_groups,
+            max_targets=max_targets, allow_outside_vpc=allow_outside_vpc,
+        )
+
     def to_mapping(self) -> dict[str, Any]:
+        if self.layout == "cluster":
+            cluster: dict[str, Any] = {
+                "name": self.name,
+                "source": str(self.source),
+                "layout": self.layout,
+                "node_target_groups": list(self.node_target_groups),
+                "port": self.port,
+            }
+            if self.max_targets is not None:
+                cluster["max_targets"] = self.max_targets
+            if self.allow_outside_vpc:
+                cluster["allow_outside_vpc"] = True
+            return cluster
         if self.layout == "switch":
             return {
                 "name": self.name,
@@ -436,6 +503,17 @@ class Binding:
         if self.allow_outside_vpc:
             data["allow_outside_vpc"] = True
         return data
+
+
+def _answer_limits(data: Mapping[str, Any], where: str) -> tuple[int | None, bool]:
+    """A binding's ``max_targets`` and ``allow_outside_vpc`` (``checks``)."""
+    max_targets = data.get("max_targets")
+    if max_targets is not None:
+        max_targets = _int(max_targets, f"{where}.max_targets", 1, 1000)
+    allow_outside_vpc = data.get("allow_outside_vpc", False)
+    if not isinstance(allow_outside_vpc, bool):
+        raise ConfigError(f"{where}.allow_outside_vpc", f"{_shown(allow_outside_vpc)} is not a boolean", "true or false")
+    return max_targets, allow_outside_vpc
 
 
 def _binding_name(data: Mapping[str, Any], source: SourceSpec, where: str) -> str:
@@ -557,7 +635,7 @@ class Config:
                 raise ConfigError(f"bindings[{i}].name", f"duplicate name {binding.name!r}", "a unique name per binding")
             seen.add(binding.name)
             # Two bindings writing one target group would each remove the other's targets.
-            owned = binding.node_target_groups if binding.layout == "switch" else (binding.target_group,)
+            owned = binding.node_target_groups if binding.layout in ("switch", "cluster") else (binding.target_group,)
             for name in owned:
                 group = target_group_name(name)
                 if group in groups:

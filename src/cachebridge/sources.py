@@ -7,6 +7,15 @@
   member's node hostname (``ReadEndpoint.Address``) resolved through the DNS source. Node
   names are stable while node IPs change on replacement, so the name is resolved on every
   read rather than remembered.
+- ``elasticache://RG?role=cluster``: every node of every node group (shard) of a
+  cluster-mode-enabled group. ``CurrentRole`` and ``ReadEndpoint`` are "only applicable for
+  ... (cluster mode disabled)" (ElastiCache API Reference, ``NodeGroupMember``), so each
+  member's node name comes from ``DescribeCacheClusters`` with ``ShowCacheNodeInfo``
+  (``CacheNodes[].Endpoint``), remembered across passes (names are stable), and is resolved
+  on every read like the others. See ``cluster`` for the layout that uses it.
+- A group whose ``ClusterMode`` is ``compatible`` (migrating from disabled to enabled) is
+  refused by every role: clients may be connected in either mode, and neither topology
+  holds until the migration ends.
 
 Every failure raises a ``SourceError``; a source never returns a partial answer, because a
 missing address would look like a target to deregister.
@@ -31,7 +40,7 @@ from .config import DEFAULT_DNS_TIMEOUT_S, DnsSourceSpec, ElastiCacheSourceSpec,
 from .errors import EmptySource, SourceError, SourceNotFound, SourceTimeout, SourceUnsupported
 from .parallel import OncePerKey
 
-__all__ = ["Resolution", "Reading", "DnsResolver", "ReplicationGroup", "Member", "Sources"]
+__all__ = ["Resolution", "Reading", "DnsResolver", "ReplicationGroup", "Member", "Sources", "check_mode", "describe_node_endpoint"]
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,7 @@ class Member:
     role: str | None
     address: str | None
     port: int | None
+    node_group_id: str | None = None  # the shard, in cluster mode
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,8 @@ class ReplicationGroup:
     transit_encryption: bool = False
     security_group_ids: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    cluster_mode: str = "disabled"  # enabled | disabled | compatible (a migration under way)
+    slots: dict[str, str] = field(default_factory=dict)  # node group id -> "0-5461", cluster mode
 
 
 def describe_replication_group(elasticache: Any, rg_id: str) -> ReplicationGroup:
@@ -162,6 +174,7 @@ def describe_replication_group(elasticache: Any, rg_id: str) -> ReplicationGroup
         raise SourceNotFound(f"elasticache://{rg_id}: no such replication group")
     rg = groups[0]
     cluster_enabled = bool(rg.get("ClusterEnabled")) or rg.get("ClusterMode") == "enabled"
+    cluster_mode = str(rg.get("ClusterMode") or ("enabled" if cluster_enabled else "disabled"))
     members: list[Member] = []
     primary_endpoint = None
     port = None
@@ -170,7 +183,9 @@ def describe_replication_group(elasticache: Any, rg_id: str) -> ReplicationGroup
         port = port or group.get("PrimaryEndpoint", {}).get("Port")
         for m in group.get("NodeGroupMembers", []):
             endpoint = m.get("ReadEndpoint") or {}
-            members.append(Member(m.get("CacheClusterId", "?"), m.get("CurrentRole"), endpoint.get("Address"), endpoint.get("Port")))
+            members.append(
+                Member(m.get("CacheClusterId", "?"), m.get("CurrentRole"), endpoint.get("Address"), endpoint.get("Port"), group.get("NodeGroupId"))
+            )
     if port is None and rg.get("ConfigurationEndpoint"):
         port = rg["ConfigurationEndpoint"].get("Port")
     return ReplicationGroup(
@@ -182,7 +197,28 @@ def describe_replication_group(elasticache: Any, rg_id: str) -> ReplicationGroup
         port=port,
         transit_encryption=bool(rg.get("TransitEncryptionEnabled")),
         raw=rg,
+        cluster_mode=cluster_mode,
+        slots={g["NodeGroupId"]: str(g.get("Slots", "")) for g in rg.get("NodeGroups", []) if g.get("NodeGroupId")},
     )
+
+
+def describe_node_endpoint(elasticache: Any, cache_cluster_id: str) -> tuple[str, int | None]:
+    """The node name and port of a one-node cache cluster (a replication group member), from
+    ``DescribeCacheClusters`` with ``ShowCacheNodeInfo``."""
+    where = f"cache cluster {cache_cluster_id}"
+    try:
+        clusters = elasticache.describe_cache_clusters(CacheClusterId=cache_cluster_id, ShowCacheNodeInfo=True)["CacheClusters"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", "")
+        raise SourceError(f"{where}: DescribeCacheClusters failed: {code}: {message}") from None
+    except BotoCoreError as exc:
+        raise SourceError(f"{where}: DescribeCacheClusters failed: {exc}") from None
+    nodes = clusters[0].get("CacheNodes", []) if clusters else []
+    endpoint = (nodes[0].get("Endpoint") or {}) if nodes else {}
+    if not endpoint.get("Address"):
+        raise SourceError(f"{where}: no node endpoint yet (status {clusters[0].get('CacheClusterStatus', '?') if clusters else 'unknown'})")
+    return str(endpoint["Address"]), endpoint.get("Port")
 
 
 class Sources:
@@ -196,6 +232,10 @@ class Sources:
         self._elasticache = elasticache
         self._client_lock = threading.Lock()
         self._groups: OncePerKey[str, ReplicationGroup] = OncePerKey()
+        # Cluster-mode node names by cache cluster id: stable for a node's life, so kept
+        # across passes (a warm Lambda asks once per node). Only answers are kept: a node
+        # with no endpoint yet is asked again next pass.
+        self._node_endpoints: dict[str, tuple[str, int | None]] = {}
 
     def new_pass(self) -> None:
         self._groups.clear()
@@ -211,6 +251,12 @@ class Sources:
     def replication_group(self, rg_id: str) -> ReplicationGroup:
         return self._groups.get(rg_id, lambda: describe_replication_group(self._client(), rg_id))
 
+    def node_endpoint(self, cache_cluster_id: str) -> tuple[str, int | None]:
+        known = self._node_endpoints.get(cache_cluster_id)
+        if known is None:
+            known = self._node_endpoints[cache_cluster_id] = describe_node_endpoint(self._client(), cache_cluster_id)
+        return known
+
     def read(self, spec: SourceSpec, families: Sequence[int] = (4, 6)) -> Reading:
         """What ``spec`` says, in the address ``families`` the target group can hold."""
         if isinstance(spec, DnsSourceSpec):
@@ -223,10 +269,17 @@ class Sources:
     def _read_elasticache(self, spec: ElastiCacheSourceSpec, families: Sequence[int] = (4, 6)) -> Reading:
         rg = self.replication_group(spec.replication_group_id)
         where = str(spec)
-        if rg.cluster_enabled:
-            raise SourceUnsupported(
-                f"{where}: cluster mode is enabled; cachebridge follows cluster-mode-disabled groups "
-                "(cluster mode needs per-node listeners and a client address map)"
+        check_mode(rg, spec)
+        if spec.role == "cluster":
+            from .cluster import read_cluster_nodes  # the cluster layout's reading of the group
+
+            nodes = read_cluster_nodes(self, spec, None, families)
+            return Reading(
+                where,
+                tuple(sorted({n.target.ip for n in nodes}, key=_addr_key)),
+                None,
+                {"nodes": {n.cluster_id: [n.target.ip] for n in nodes}, "shards": {n.cluster_id: n.node_group_id for n in nodes}, "status": rg.status},
+                port=rg.port,
             )
         wanted = "primary" if spec.role == "primary" else "replica"
         members = [m for m in rg.members if m.role == wanted]
@@ -258,4 +311,26 @@ class Sources:
             min(ttls) if ttls else None,
             {"nodes": nodes, "status": rg.status},
             port=ports.pop() if len(ports) == 1 else None,
+        )
+
+
+def check_mode(rg: ReplicationGroup, spec: ElastiCacheSourceSpec) -> None:
+    """Refuse a role that does not fit the group's cluster mode, saying which one does."""
+    where = str(spec)
+    if rg.cluster_mode == "compatible":
+        raise SourceUnsupported(
+            f"{where}: cluster mode is 'compatible' (a migration from disabled to enabled is under way); "
+            "neither mode's topology holds until it ends: finish it (ClusterMode=enabled) and use role=cluster, "
+            "or set it back to disabled"
+        )
+    if rg.cluster_enabled and spec.role != "cluster":
+        raise SourceUnsupported(
+            f"{where}: cluster mode is enabled, so no single node is the primary or the replicas; "
+            f"use elasticache://{spec.replication_group_id}?role=cluster (layout \"cluster\": a listener per node, "
+            "and the address map of 'cachebridge endpoints' for cluster clients)"
+        )
+    if not rg.cluster_enabled and spec.role == "cluster":
+        raise SourceUnsupported(
+            f"{where}: cluster mode is disabled; role=cluster is for cluster-mode-enabled groups: "
+            "use role=primary (writes) or role=replicas (reads)"
         )

@@ -491,7 +491,7 @@ BAD_INPUT = {
     "any-source-not-on-purpose": (lambda a, clustered: _replace(a, "--allowed-cidr", "0.0.0.0/0"), ["--allowed-cidr", "--allow-any-source"]),
     "tls-without-certificate": (lambda a, clustered: [*a, "--listener-protocol", "TLS"], ["--certificate-arn", "TLS"]),
     "unknown-replication-group": (lambda a, clustered: _replace(a, "--replication-group", "no-such-group"), ["--replication-group", "no replication group 'no-such-group'"]),
-    "cluster-mode-enabled": (lambda a, clustered: _replace(a, "--replication-group", clustered), ["--replication-group", "cluster mode enabled"]),
+    "switch-layout-on-cluster-mode": (lambda a, clustered: [*_replace(a, "--replication-group", clustered), "--layout", "switch"], ["--layout", "cluster mode enabled", "--layout cluster"]),
     # The replica lives in us-east-1b: an NLB only in us-east-1a could not follow a failover to it.
     "subnets-miss-a-cache-zone": (lambda a, clustered: _replace(a, "--subnets", _value(a, "--subnets").split(",")[0]), ["--subnets", "us-east-1b"]),
 }
@@ -552,6 +552,54 @@ def test_switch_layout_deploys_node_slots_and_keeps_the_listener_on_the_primary(
     again = deploy_stack.run_sync("local", outputs["FunctionName"], clients=deploy_stack.Clients(), nameservers=[dns_server.address])
     assert again is not None and again["ok"] is True, again
     assert [b["status"] for b in again["report"]["bindings"]] == ["in_sync", "in_sync"]
+
+
+def test_cluster_mode_group_deploys_the_cluster_layout_and_endpoints_prints_its_map(aws_env, dns_server, stacks):
+    ec2, elasticache = aws_client(aws_env, "ec2"), aws_client(aws_env, "elasticache")
+    octet = 17
+    vpc = ec2.create_vpc(CidrBlock=f"10.{octet}.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.{octet}.{i}.0/24", AvailabilityZone=f"us-east-1{zone}")["Subnet"]["SubnetId"]
+        for i, zone in ((1, "a"), (2, "b"))
+    ]
+    cache_sg = ec2.create_security_group(GroupName=f"cache-{uuid.uuid4().hex[:8]}", Description="cache nodes", VpcId=vpc)["GroupId"]
+    rg_id = f"sessions-{uuid.uuid4().hex[:8]}"
+    elasticache.create_replication_group(
+        ReplicationGroupId=rg_id, ReplicationGroupDescription="sessions", Engine="redis", CacheNodeType="cache.t4g.micro",
+        ClusterMode="enabled", NumNodeGroups=3, ReplicasPerNodeGroup=1, SecurityGroupIds=[cache_sg], Port=6379,
+    )
+    ips = {}
+    for shard in (1, 2, 3):
+        for member in (1, 2):
+            cid = f"{rg_id}-000{shard}-00{member}"
+            node = elasticache.describe_cache_clusters(CacheClusterId=cid, ShowCacheNodeInfo=True)["CacheClusters"][0]["CacheNodes"][0]
+            ips[cid] = f"10.{octet}.{member}.{10 + shard}"
+            dns_server.zone.set_a(node["Endpoint"]["Address"], ips[cid])
+    name = _stack_name()
+    stacks.append(name)
+    args = ["deploy", "--stack-name", name, "--replication-group", rg_id, "--vpc", vpc, "--subnets", ",".join(subnets),
+            "--allowed-cidr", CLIENT_CIDR, "--invoke", "local", "--nameserver", dns_server.address, "--poll-interval", "0.2",
+            "--timeout", "60", "--no-wire-notifications", "--json"]  # no --layout: cluster mode picks the cluster layout
+    result = run_cli(aws_env, *args, timeout=180)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    outputs = report["outputs"]
+    # Six nodes and two slots of room: eight node listeners after the (unused) reader port.
+    assert outputs["Layout"] == "cluster" and "ReaderPort" not in outputs
+    assert outputs["NodePorts"] == ",".join(str(6379 + 2 + i) for i in range(8))
+    nodes_binding, config_binding = report["sync"]["report"]["bindings"]
+    assert (nodes_binding["layout"], nodes_binding["status"]) == ("cluster", "changed"), report["sync"]
+    assert {cid: n["target"] for cid, n in nodes_binding["nodes"].items()} == {cid: f"{ip}:6379" for cid, ip in ips.items()}
+    for node in nodes_binding["nodes"].values():
+        assert _registered(aws_env, node["target_group"]) == {Target.parse(node["target"])}
+    # The configuration group fills within max_changes per run.
+    assert config_binding["layout"] == "retarget" and _registered(aws_env, outputs["ConfigTargetGroup"]) <= {Target(ip, 6379) for ip in ips.values()}
+
+    shown = run_cli(aws_env, "endpoints", "--stack-name", name, "--json")
+    assert shown.returncode == 0, shown.stderr
+    m = json.loads(shown.stdout)["cluster_maps"][name]
+    assert m["config_port"] == 6379 and set(m["map"]) == {f"{ip}:6379" for ip in ips.values()}
+    assert {int(v.rsplit(":", 1)[1]) for v in m["map"].values()} <= {6381 + i for i in range(8)}
 
 
 def test_an_update_keeps_the_stacks_layout_unless_asked(aws_env, dns_server, stacks):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cachebridge import logs
@@ -140,5 +140,7 @@ _password = st.text(
 @settings(max_examples=300, deadline=None)
 @given(password=_password, user=st.sampled_from(["", "app", "default"]), scheme=st.sampled_from(["redis", "rediss", "https"]))
 def test_no_password_survives_redaction(password: str, user: str, scheme: str) -> None:
+    # A password that is also a word of the text around it ("failed") would be found there.
+    assume(password not in f'error: "{scheme}://{user}:@cache.example.com:6379/0 @h" failed')
     for text in (f"{scheme}://{user}:{password}@cache.example.com:6379/0", f'error: "{scheme}://{user}:{password}@h" failed'):
         assert password not in redact(text)

@@ -133,7 +133,9 @@ def bindings_text(layout: str = "retarget") -> str:
     """The Fn::Sub text of CACHEBRIDGE_BINDINGS in one layout."""
     value = props("ControllerFunction")["Environment"]["Variables"][ENV_BINDINGS]["Fn::If"]
     assert value[0] == "IsSwitch"
-    chosen = value[1] if layout == "switch" else value[2]
+    others = value[2]["Fn::If"]
+    assert others[0] == "IsCluster"
+    chosen = {"switch": value[1], "cluster": others[1]}.get(layout, others[2])
     sub = chosen["Fn::Sub"]
     return sub if isinstance(sub, str) else sub[0]
 
@@ -458,7 +460,7 @@ def test_client_ingress_is_only_the_listener_ports_into_the_nlb_group() -> None:
         reader = props(f"ReaderIngress{index + 1}")
         assert (reader["FromPort"], reader["ToPort"], reader["CidrIp"]) == ({"Ref": "ReaderPort"}, {"Ref": "ReaderPort"}, rule["CidrIp"])
         nodes = RESOURCES[f"NodeIngress{index + 1}"]
-        assert nodes["Condition"] == ("IsSwitch" if index == 0 else f"SwitchAllowedCidr{index + 1}")
+        assert nodes["Condition"] == ("HasNodeSlots" if index == 0 else f"SwitchAllowedCidr{index + 1}")
         assert (nodes["Properties"]["FromPort"], nodes["Properties"]["ToPort"]) == (
             {"Fn::Select": [0, {"Ref": "NodePorts"}]}, {"Fn::Select": [last, {"Ref": "NodePorts"}]}
         )
@@ -685,7 +687,8 @@ def test_bindings_env_is_the_config_model(rg: str, port: str) -> None:
 def test_bindings_env_carries_the_settings_it_was_built_with() -> None:
     settings = Settings(max_changes=2, event_wait_s=20.0, nameservers=("10.0.0.2:53",))
     fn = build(settings)["Resources"]["ControllerFunction"]["Properties"]
-    for branch in fn["Environment"]["Variables"][ENV_BINDINGS]["Fn::If"][1:]:
+    _, switch, others = fn["Environment"]["Variables"][ENV_BINDINGS]["Fn::If"]
+    for branch in (switch, *others["Fn::If"][1:]):
         sub = branch["Fn::Sub"]
         text = sub if isinstance(sub, str) else sub[0]
         value = re.sub(r"\$\{NodeTargetGroup(\d+)Name\}", r"orders-n\1", text).replace("${Listener}", SAMPLE_LISTENER_ARN)
@@ -717,9 +720,9 @@ def test_register_and_deregister_only_on_this_stacks_target_groups() -> None:
     assert sorted(actions(writes[0])) == ["elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets"]
     slots = [r for r in RESOURCES if r.startswith("NodeTargetGroup")]
     assert writes[0]["Resource"] == [
-        {"Ref": "ReaderTargetGroup"},
-        {"Fn::If": ["IsRetarget", {"Ref": "TargetGroup"}, {"Ref": "AWS::NoValue"}]},
-        *({"Fn::If": ["IsSwitch", {"Ref": slot}, {"Ref": "AWS::NoValue"}]} for slot in slots),
+        {"Fn::If": ["HasReader", {"Ref": "ReaderTargetGroup"}, {"Ref": "AWS::NoValue"}]},
+        {"Fn::If": ["HasTargetGroup", {"Ref": "TargetGroup"}, {"Ref": "AWS::NoValue"}]},
+        *({"Fn::If": ["HasNodeSlots", {"Ref": slot}, {"Ref": "AWS::NoValue"}]} for slot in slots),
     ]
 
 
@@ -746,6 +749,7 @@ def test_policy_allows_exactly_what_the_controller_calls_outside_the_vpc() -> No
         "elasticloadbalancing:AddTags",
         "elasticloadbalancing:RemoveTags",
         "elasticache:DescribeReplicationGroups",
+        "elasticache:DescribeCacheClusters",
         "ec2:DescribeVpcs",
         "dynamodb:UpdateItem",
         "logs:CreateLogStream",
@@ -916,7 +920,7 @@ def test_drift_alarm_watches_the_metric_the_controller_emits() -> None:
     assert namespace == alarm["Namespace"]
     assert [d["Name"] for d in alarm["Dimensions"]] == dimension_names
     alarm_values = {
-        d["Name"]: "orders-ControllerFunction-ABC" if d["Value"] == {"Ref": "ControllerFunction"} else substitute(d["Value"]["Fn::Sub"], {"ReplicationGroupId": "orders"})
+        d["Name"]: "orders-ControllerFunction-ABC" if d["Value"] == {"Ref": "ControllerFunction"} else substitute(d["Value"]["Fn::If"][2]["Fn::Sub"], {"ReplicationGroupId": "orders"})
         for d in alarm["Dimensions"]
     }
     assert alarm_values == {name: line[name] for name in dimension_names}

@@ -53,7 +53,7 @@ def switch_env(template: dict[str, Any]) -> Config:
 
 def test_switch_is_the_default_layout() -> None:
     spec = build()["Parameters"]["Layout"]
-    assert (spec["Default"], spec["AllowedValues"]) == ("switch", ["switch", "retarget"])
+    assert (spec["Default"], spec["AllowedValues"]) == ("switch", ["switch", "retarget", "cluster"])
 
 
 @pytest.mark.parametrize("slots", [1, DEFAULT_NODE_SLOTS, 8, MAX_NODE_SLOTS])
@@ -65,7 +65,7 @@ def test_one_target_group_and_listener_per_node_slot(slots: int) -> None:
     assert len(groups) == len(listeners) == slots
     for i in range(slots):
         listener = resources[f"NodeListener{i + 1}"]
-        assert listener["Condition"] == resources[f"NodeTargetGroup{i + 1}"]["Condition"] == "IsSwitch"
+        assert listener["Condition"] == resources[f"NodeTargetGroup{i + 1}"]["Condition"] == "HasNodeSlots"
         assert listener["Properties"]["Port"] == {"Fn::Select": [i, {"Ref": "NodePorts"}]}
         assert listener["Properties"]["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": {"Ref": f"NodeTargetGroup{i + 1}"}}]
     # Every listener of the NLB counts toward its 50: primary, reader and the node slots.
@@ -87,7 +87,8 @@ def test_node_target_groups_cut_connections_at_once() -> None:
     for rid, resource in build()["Resources"].items():
         if rid.startswith("NodeTargetGroup"):
             attributes = {a["Key"]: a["Value"] for a in resource["Properties"]["TargetGroupAttributes"]}
-            assert attributes["deregistration_delay.timeout_seconds"] == "0"
+            # 0 in the switch layout; the cluster layout keeps the usual delay.
+            assert attributes["deregistration_delay.timeout_seconds"] == {"Fn::If": ["IsCluster", {"Ref": "DeregistrationDelaySeconds"}, "0"]}
             assert attributes["deregistration_delay.connection_termination.enabled"] == "true"
             assert resource["Properties"]["HealthCheckEnabled"] is True
 
@@ -131,9 +132,9 @@ def test_outputs_show_the_listener_ports() -> None:
     assert outputs["PrimaryPort"]["Value"] == {"Ref": "ListenerPort"}
     assert outputs["ReaderPort"]["Value"] == {"Ref": "ReaderPort"}
     assert outputs["NodePorts"] == {
-        "Description": outputs["NodePorts"]["Description"], "Condition": "IsSwitch", "Value": {"Fn::Join": [",", {"Ref": "NodePorts"}]}
+        "Description": outputs["NodePorts"]["Description"], "Condition": "HasNodeSlots", "Value": {"Fn::Join": [",", {"Ref": "NodePorts"}]}
     }
-    assert outputs["TargetGroupArn"]["Condition"] == "IsRetarget"
+    assert outputs["TargetGroupArn"]["Condition"] == "HasTargetGroup"
 
 
 @pytest.mark.parametrize(
@@ -143,7 +144,7 @@ def test_outputs_show_the_listener_ports() -> None:
         ({"NodePorts": "6381,6383,6384,6385"}, "NodePorts: the ports must be consecutive, in slot order"),
         ({"NodePorts": "6379,6380,6381,6382"}, "NodePorts: a node port is also the ListenerPort or the ReaderPort"),
         ({"ReaderPort": "6379"}, "ReaderPort: 6379 is also the ListenerPort"),
-        ({"Layout": "flip"}, "Layout: 'flip' is not one of switch, retarget"),
+        ({"Layout": "flip"}, "Layout: 'flip' is not one of switch, retarget, cluster"),
     ],
 )
 def test_port_problems_are_refused_before_deploy(overrides: dict[str, str], problem: str) -> None:
@@ -176,6 +177,9 @@ def test_template_body_fits_or_goes_through_s3() -> None:
 @pytest.mark.parametrize("branch", [1, 2], ids=["switch", "retarget"])
 def test_a_group_without_replicas_gets_no_replicas_binding(branch: int) -> None:
     value = build(replicas=False)["Resources"]["ControllerFunction"]["Properties"]["Environment"]["Variables"][ENV_BINDINGS]["Fn::If"][branch]
+    if "Fn::If" in value:  # the retarget branch sits behind the cluster layout's condition
+        assert value["Fn::If"][0] == "IsCluster"
+        value = value["Fn::If"][2]
     sub = value["Fn::Sub"]
     text = sub if isinstance(sub, str) else sub[0]
     assert "role=replicas" not in text and "ReaderTargetGroup" not in text

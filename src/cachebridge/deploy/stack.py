@@ -157,7 +157,9 @@ class DeployRequest:
     health_check_interval_s: int | None = None
     healthy_threshold: int | None = None
     deregistration_delay_s: int | None = None
-    layout: str | None = None  # None: the stack's current layout, "switch" for a new stack
+    # None: the stack's current layout on an update; for a new stack, cluster for a
+    # cluster-mode-enabled group, switch otherwise (``_with_layout``).
+    layout: str | None = None
     reader_port: int | None = None
     node_port_base: int | None = None
     tcp_idle_timeout_s: int | None = None
@@ -175,7 +177,7 @@ def validate_request(request: DeployRequest) -> None:
     if not _STACK_NAME.match(request.stack_name or ""):
         raise ConfigError("--stack-name", f"{request.stack_name!r} is not a stack name", "1-128 letters, digits and hyphens, starting with a letter")
     if not request.replication_group_id:
-        raise ConfigError("--replication-group", "missing", "the id of a replication group (cluster mode disabled)")
+        raise ConfigError("--replication-group", "missing", "the id of a replication group")
     if not _VPC_ID.match(request.vpc_id or ""):
         raise ConfigError("--vpc", f"{request.vpc_id!r} is not a VPC id", "vpc-0123456789abcdef0")
     if not request.subnet_ids:
@@ -286,6 +288,7 @@ class CacheFacts:
     notification_topic_active: bool
     members: tuple[str, ...]
     availability_zones: dict[str, str] = field(default_factory=dict)  # member -> its AZ
+    cluster_enabled: bool = False
 
 
 def read_cache(elasticache: Any, replication_group_id: str) -> CacheFacts:
@@ -298,12 +301,18 @@ def read_cache(elasticache: Any, replication_group_id: str) -> CacheFacts:
         raise ConfigError("--replication-group", f"no replication group {rg_id!r} in {_region(elasticache)}", "the id of an existing replication group") from None
     except SourceError as exc:
         raise DeployError(str(exc)) from None
-    if rg.cluster_enabled:
+    if rg.cluster_mode == "compatible":
         raise ConfigError(
             "--replication-group",
-            f"{rg_id!r} has cluster mode enabled; cachebridge follows the primary of a cluster-mode-disabled group "
-            "(cluster mode needs per-node listeners and a client address map)",
-            "a replication group with cluster mode disabled",
+            f"{rg_id!r} is migrating between cluster modes (ClusterMode compatible)",
+            "finish the migration (ClusterMode enabled), or set it back to disabled, then deploy",
+        )
+    if rg.cluster_enabled and len(rg.members) > cfn_template.MAX_NODE_SLOTS:
+        raise ConfigError(
+            "--replication-group",
+            f"{rg_id!r} has {len(rg.members)} nodes; one NLB has 50 listeners, so a stack reaches at most "
+            f"{cfn_template.MAX_NODE_SLOTS} nodes (one listener each, plus the configuration listener)",
+            f"a group of at most {cfn_template.MAX_NODE_SLOTS} nodes (fewer replicas per shard, or fewer, larger shards)",
         )
     members = tuple(m.cache_cluster_id for m in rg.members) or tuple(rg.raw.get("MemberClusters", []))
     port = rg.port or next((m.port for m in rg.members if m.port), None)
@@ -336,6 +345,7 @@ def read_cache(elasticache: Any, replication_group_id: str) -> CacheFacts:
         notification_topic_active=topic_active,
         members=members,
         availability_zones=zones,
+        cluster_enabled=rg.cluster_enabled,
     )
 
 
@@ -516,15 +526,16 @@ def _validate_layout(request: DeployRequest) -> None:
             raise ConfigError(flag, f"{port} is out of range", "1..65535")
 
 
-def _with_layout(request: DeployRequest, current: Mapping[str, Any] | None) -> DeployRequest:
+def _with_layout(request: DeployRequest, current: Mapping[str, Any] | None, cache: CacheFacts) -> DeployRequest:
     """An update keeps the stack's layout unless one is asked for: moving a stack from one
     layout to the other points the primary listener at target groups the controller has
     not filled yet (until its next run and the NLB's registration), which should be a
-    choice. A stack from before layouts existed is a retarget stack."""
+    choice. A stack from before layouts existed is a retarget stack. A new stack takes the
+    cluster layout for a cluster-mode-enabled group, the switch layout otherwise."""
     if request.layout is not None:
         return request
     if current is None:
-        return replace(request, layout="switch")
+        return replace(request, layout="cluster" if cache.cluster_enabled else "switch")
     return replace(request, layout=Stacks.parameters(current).get("Layout") or "retarget")
 
 
@@ -550,7 +561,23 @@ def _layout_parameters(request: DeployRequest, cache: CacheFacts, node_slots: in
         raise ConfigError("--node-port-base", str(exc), f"a port with {node_slots} free ports from it") from None
     if reader_port > 65535:
         raise ConfigError("--reader-port", f"{reader_port} is out of range", "1..65535")
-    return {"Layout": request.layout or "switch", "ReaderPort": str(reader_port), "NodePorts": ",".join(map(str, ports))}
+    return {"Layout": effective_layout(request, cache), "ReaderPort": str(reader_port), "NodePorts": ",".join(map(str, ports))}
+
+
+def effective_layout(request: DeployRequest, cache: CacheFacts) -> str:
+    """The layout asked for, or the group's default; a layout that cannot serve the group's
+    cluster mode is refused."""
+    if cache.cluster_enabled:
+        if request.layout not in (None, "cluster"):
+            raise ConfigError(
+                "--layout",
+                f"{cache.replication_group_id!r} has cluster mode enabled: no single primary to follow, and clients must reach every node",
+                "--layout cluster, or leave --layout out",
+            )
+        return "cluster"
+    if request.layout == "cluster":
+        raise ConfigError("--layout", f"{cache.replication_group_id!r} has cluster mode disabled", "switch or retarget")
+    return request.layout or "switch"
 
 
 def _check_parameters(values: Mapping[str, str], stack_name: str, template: Mapping[str, Any]) -> None:
@@ -958,7 +985,7 @@ def deploy(
     current = existing if change_set_type == "UPDATE" else None
     topic, notifications, notes = _topic_parameter(request, cache, current)
     node_slots = _node_slots(request, cache, current)
-    request = _with_layout(request, current)
+    request = _with_layout(request, current, cache)
     template = cfn_template.build(node_slots=node_slots, replicas=len(cache.members) > 1)
     own_binding = cfn_template.binding_name_sub().replace("${ReplicationGroupId}", cache.replication_group_id)
     placement = more_bindings.place(request.extra_bindings, template, own_binding=own_binding)

@@ -83,6 +83,7 @@ __all__ = [
     "node_ports",
     "node_slots_for",
     "switch_bindings_sub",
+    "cluster_bindings_sub",
     "retarget_bindings_sub",
     "TCP_IDLE_TIMEOUT_RANGE",
     "VPC_ENDPOINT_SERVICES",
@@ -630,7 +631,8 @@ def _load_balancer_resources() -> dict[str, Any]:
         },
         "TargetGroup": {
             "Type": "AWS::ElasticLoadBalancingV2::TargetGroup",
-            "Condition": "IsRetarget",
+            # Retarget: the primary; cluster: every node, behind the configuration listener.
+            "Condition": "HasTargetGroup",
             "Properties": {
                 "TargetType": "ip",
                 "Protocol": _if("ReEncryptToTarget", "TLS", "TCP"),
@@ -736,6 +738,8 @@ def _controller_resources(settings: Settings, node_slots: int = 0, replicas: boo
                                         "elasticloadbalancing:DescribeListeners",
                                         "elasticloadbalancing:DescribeTags",
                                         "elasticache:DescribeReplicationGroups",
+                                        # Cluster mode: node names (ShowCacheNodeInfo).
+                                        "elasticache:DescribeCacheClusters",
                                         "ec2:DescribeVpcs",
                                     ],
                                     # Read-only calls on "*": whether each supports resource-level
@@ -1084,7 +1088,7 @@ def _alarm_resources() -> dict[str, Any]:
         },
         "NoHealthyTargetAlarm": {
             "Type": "AWS::CloudWatch::Alarm",
-            "Condition": "IsRetarget",
+            "Condition": "HasTargetGroup",
             "Properties": {
                 "AlarmDescription": _sub("cachebridge ${AWS::StackName}: no healthy target behind the NLB"),
                 "Namespace": "AWS/NetworkELB",
@@ -1112,7 +1116,9 @@ def _alarm_resources() -> dict[str, Any]:
                 "MetricName": "Drift",
                 "Dimensions": [
                     {"Name": "FunctionName", "Value": _ref("ControllerFunction")},
-                    {"Name": "Binding", "Value": _sub(binding_name_sub())},
+                    # Cluster layout: the node slots binding (the configuration group's
+                    # membership follows the same nodes).
+                    {"Name": "Binding", "Value": _if("IsCluster", _sub("${ReplicationGroupId}-nodes"), _sub(binding_name_sub()))},
                 ],
                 "Statistic": "Minimum",
                 "Period": 300,
@@ -1125,7 +1131,7 @@ def _alarm_resources() -> dict[str, Any]:
     }
 
 
-def _outputs() -> dict[str, Any]:
+def _outputs(node_slots: int = 4) -> dict[str, Any]:
     return {
         "LoadBalancerDnsName": {
             "Description": "DNS name of the NLB",
@@ -1139,11 +1145,11 @@ def _outputs() -> dict[str, Any]:
             ),
         },
         "TargetGroupArn": {
-            "Description": "The target group the controller keeps on the primary",
-            "Condition": "IsRetarget",
+            "Description": "The target group the controller keeps on the primary (cluster layout: on every node)",
+            "Condition": "HasTargetGroup",
             "Value": _ref("TargetGroup"),
         },
-        **_switch_outputs(),
+        **_switch_outputs(node_slots),
         "FunctionName": {"Description": "The controller Lambda function", "Value": _ref("ControllerFunction")},
         "NotificationTopicArn": {
             "Description": "The ElastiCache notification topic the controller listens to",
@@ -1203,7 +1209,7 @@ def build(settings: Settings | None = None, node_slots: int = 0, replicas: bool 
             "Rules": _rules(),
             "Conditions": _conditions(),
             "Resources": resources,
-            "Outputs": _outputs(),
+            "Outputs": _outputs(node_slots),
         }
     )
 
@@ -1241,7 +1247,7 @@ def _no_alias_dumper() -> type:
 # Retarget: the primary listener forwards to one target group the controller re-points,
 # plus the same reader listener. See ``cachebridge.switch`` for the documented facts.
 
-LAYOUTS = ("switch", "retarget")
+LAYOUTS = ("switch", "retarget", "cluster")
 DEFAULT_NODE_SLOTS = 4
 MAX_NODE_SLOTS = MAX_NODE_TARGET_GROUPS
 # Slots beyond the group's members: room for scale-out and for a replacement node that
@@ -1284,7 +1290,8 @@ def _switch_parameters(node_slots: int) -> dict[str, Any]:
             "Description": (
                 "switch: one target group and listener per cache node, the primary listener switched to the new "
                 "primary on failover (no registration on the failover path). retarget: one target group re-pointed "
-                "to the new primary (waits for NLB registration)."
+                "to the new primary (waits for NLB registration). cluster (cluster mode enabled): one target group "
+                "and listener per node, the listener on ListenerPort reaching every node; clients use an address map."
             ),
         },
         "ReaderPort": {
@@ -1311,9 +1318,16 @@ def _switch_conditions() -> dict[str, Any]:
     conditions: dict[str, Any] = {
         "IsSwitch": {"Fn::Equals": [_ref("Layout"), "switch"]},
         "IsRetarget": {"Fn::Equals": [_ref("Layout"), "retarget"]},
+        "IsCluster": {"Fn::Equals": [_ref("Layout"), "cluster"]},
+        "HasTargetGroup": {"Fn::Or": [{"Condition": "IsRetarget"}, {"Condition": "IsCluster"}]},
+        "HasNodeSlots": {"Fn::Or": [{"Condition": "IsSwitch"}, {"Condition": "IsCluster"}]},
+        # Cluster mode has no single set of replicas: a client reads from replicas through
+        # the cluster protocol (READONLY on a node connection).
+        "HasReader": {"Fn::Not": [{"Condition": "IsCluster"}]},
     }
     for index in range(1, MAX_ALLOWED_CIDRS):
-        conditions[f"SwitchAllowedCidr{index + 1}"] = {"Fn::And": [{"Condition": "IsSwitch"}, {"Condition": _cidr_condition(index)}]}
+        conditions[f"SwitchAllowedCidr{index + 1}"] = {"Fn::And": [{"Condition": "HasNodeSlots"}, {"Condition": _cidr_condition(index)}]}
+        conditions[f"ReaderAllowedCidr{index + 1}"] = {"Fn::And": [{"Condition": "HasReader"}, {"Condition": _cidr_condition(index)}]}
     return conditions
 
 
@@ -1371,23 +1385,27 @@ def _client_ingress(from_port: Any, to_port: Any, index: int, what: str) -> dict
 
 def _switch_resources(node_slots: int) -> dict[str, Any]:
     """The reader path (both layouts) and the node slots (switch layout)."""
-    switch = {"Condition": "IsSwitch"}
+    switch = {"Condition": "HasNodeSlots"}
+    reader_only = {"Condition": "HasReader"}
     resources: dict[str, Any] = {
-        "ReaderTargetGroup": _ip_target_group(_ref("DeregistrationDelaySeconds")),
-        "ReaderListener": _listener(_ref("ReaderPort"), "ReaderTargetGroup"),
+        "ReaderTargetGroup": _ip_target_group(_ref("DeregistrationDelaySeconds"), reader_only),
+        "ReaderListener": _listener(_ref("ReaderPort"), "ReaderTargetGroup", reader_only),
     }
     for index in range(node_slots):
-        # Delay 0 and termination on: deregistering the demoted primary from its own slot
-        # resets its connections at once (the cut); a listener update never does.
-        resources[node_target_group_name(index)] = _ip_target_group("0", switch)
+        # Switch: delay 0 and termination on, so deregistering the demoted primary from its
+        # own slot resets its connections at once (the cut); a listener update never does.
+        # Cluster: the usual delay, so a departing node's connections end before its slot
+        # (and port) is given to another node.
+        delay = _if("IsCluster", _ref("DeregistrationDelaySeconds"), "0")
+        resources[node_target_group_name(index)] = _ip_target_group(delay, switch)
         resources[node_listener_name(index)] = _listener({"Fn::Select": [index, _ref("NodePorts")]}, node_target_group_name(index), switch)
     first_port = {"Fn::Select": [0, _ref("NodePorts")]}
     last_port = {"Fn::Select": [node_slots - 1, _ref("NodePorts")]}
     for index in range(MAX_ALLOWED_CIDRS):
-        reader: dict[str, Any] = {"Type": "AWS::EC2::SecurityGroupIngress"}
-        nodes: dict[str, Any] = {"Type": "AWS::EC2::SecurityGroupIngress", "Condition": "IsSwitch"}
+        reader: dict[str, Any] = {"Type": "AWS::EC2::SecurityGroupIngress", "Condition": "HasReader"}
+        nodes: dict[str, Any] = {"Type": "AWS::EC2::SecurityGroupIngress", "Condition": "HasNodeSlots"}
         if index:
-            reader["Condition"] = _cidr_condition(index)
+            reader["Condition"] = f"ReaderAllowedCidr{index + 1}"
             nodes["Condition"] = f"SwitchAllowedCidr{index + 1}"
         reader["Properties"] = _client_ingress(_ref("ReaderPort"), _ref("ReaderPort"), index, "reader listener")
         nodes["Properties"] = _client_ingress(first_port, last_port, index, "per-node listeners")
@@ -1399,9 +1417,9 @@ def _switch_resources(node_slots: int) -> dict[str, Any]:
 def _routed_target_groups(node_slots: int) -> list[Any]:
     """The target groups the controller registers into and deregisters from."""
     return [
-        _ref("ReaderTargetGroup"),
-        _if("IsRetarget", _ref("TargetGroup"), _NO_VALUE),
-        *(_if("IsSwitch", _ref(node_target_group_name(i)), _NO_VALUE) for i in range(node_slots)),
+        _if("HasReader", _ref("ReaderTargetGroup"), _NO_VALUE),
+        _if("HasTargetGroup", _ref("TargetGroup"), _NO_VALUE),
+        *(_if("HasNodeSlots", _ref(node_target_group_name(i)), _NO_VALUE) for i in range(node_slots)),
     ]
 
 
@@ -1418,7 +1436,7 @@ def _switch_statements(node_slots: int) -> list[dict[str, Any]]:
             _NO_VALUE,
         ),
         _if(
-            "IsSwitch",
+            "HasNodeSlots",
             {
                 "Sid": "TagOwnNodeTargetGroupsOnly",
                 "Effect": "Allow",
@@ -1499,20 +1517,66 @@ def _bindings_value(settings: Settings, node_slots: int, replicas: bool) -> dict
     return _if(
         "IsSwitch",
         _sub(switch_bindings_sub(settings, node_slots, replicas), names),
-        _sub(retarget_bindings_sub(settings, replicas)),
+        _if("IsCluster", _sub(cluster_bindings_sub(settings, node_slots), names), _sub(retarget_bindings_sub(settings, replicas))),
     )
 
 
-def _switch_outputs() -> dict[str, Any]:
+def cluster_bindings_sub(settings: Settings | None = None, node_slots: int = DEFAULT_NODE_SLOTS) -> str:
+    """The Fn::Sub string of ``CACHEBRIDGE_BINDINGS`` in the cluster layout: every node into
+    its node target group (``${NodeTargetGroupNName}``), and every node into ``TargetGroup``
+    behind the configuration listener."""
+    nodes = Binding.from_mapping({
+        "name": f"{_PLACEHOLDER_RG}-nodes",
+        "source": f"elasticache://{_PLACEHOLDER_RG}?role=cluster",
+        "layout": "cluster",
+        "node_target_groups": [f"cb-placeholder-n{i + 1}" for i in range(node_slots)],
+        "port": _PLACEHOLDER_PORT,
+    })
+    everyone = Binding.from_mapping({
+        "name": f"{_PLACEHOLDER_RG}-config",
+        "source": f"elasticache://{_PLACEHOLDER_RG}?role=cluster",
+        "target_group": _PLACEHOLDER_TG,
+        "port": _PLACEHOLDER_PORT,
+    })
+    text = Config(bindings=(nodes, everyone), settings=settings or Settings()).bindings_json()
+    replacements = [
+        (f'"port":{_PLACEHOLDER_PORT}', '"port":${CachePort}', 2),
+        (f'"{_PLACEHOLDER_TG}"', '"${TargetGroup}"', 1),
+        (_PLACEHOLDER_RG, "${ReplicationGroupId}", 4),
+        *((f'"cb-placeholder-n{i + 1}"', f'"${{{node_target_group_name(i)}Name}}"', 1) for i in range(node_slots)),
+    ]
+    for placeholder, reference, expected in replacements:
+        found = text.count(placeholder)
+        if found != expected:
+            raise RuntimeError(f"bindings_json() holds {placeholder!r} {found} times, expected {expected}: {text}")
+        text = text.replace(placeholder, reference)
+    if "$" in re.sub(r"\$\{[A-Za-z0-9]+\}", "", text):
+        raise RuntimeError(f"bindings_json() holds a '$' that Fn::Sub would misread: {text}")
+    return text
+
+
+def _switch_outputs(node_slots: int = DEFAULT_NODE_SLOTS) -> dict[str, Any]:
     return {
         "Layout": {"Description": "switch or retarget", "Value": _ref("Layout")},
         "PrimaryPort": {"Description": "Clients that write connect here: the primary listener", "Value": _ref("ListenerPort")},
         "PrimaryListenerArn": {"Description": "The primary listener (the switch layout switches its default action)", "Value": _ref("Listener")},
-        "ReaderPort": {"Description": "The reader listener: every replica", "Value": _ref("ReaderPort")},
-        "ReaderTargetGroupArn": {"Description": "The target group the controller keeps on the replicas", "Value": _ref("ReaderTargetGroup")},
+        "ReaderPort": {"Description": "The reader listener: every replica", "Condition": "HasReader", "Value": _ref("ReaderPort")},
+        "ReaderTargetGroupArn": {"Description": "The target group the controller keeps on the replicas", "Condition": "HasReader", "Value": _ref("ReaderTargetGroup")},
+        # What 'cachebridge endpoints' reads the cluster's address map from: each node
+        # target group's node tag and target, and the listener that forwards to it.
+        "NodeTargetGroups": {
+            "Description": "Node target groups, in slot order (one listener each)",
+            "Condition": "HasNodeSlots",
+            "Value": {"Fn::Join": [",", [_ref(node_target_group_name(i)) for i in range(node_slots)]]},
+        },
+        "ConfigTargetGroup": {
+            "Description": "Cluster layout: the target group behind the configuration listener (every node)",
+            "Condition": "IsCluster",
+            "Value": _ref("TargetGroup"),
+        },
         "NodePorts": {
-            "Description": "Switch layout: one listener per node slot, in slot order",
-            "Condition": "IsSwitch",
+            "Description": "Switch and cluster layouts: one listener per node slot, in slot order",
+            "Condition": "HasNodeSlots",
             "Value": {"Fn::Join": [",", _ref("NodePorts")]},
         },
     }
@@ -1524,7 +1588,7 @@ def _switch_parameter_problems(parameters: Mapping[str, Any], template: Mapping[
     listener, reader = str(parameters.get("ListenerPort")), str(parameters.get("ReaderPort"))
     if reader == listener:
         problems.append(f"ReaderPort: {reader} is also the ListenerPort")
-    if parameters.get("Layout") != "switch":
+    if parameters.get("Layout") not in ("switch", "cluster"):
         return problems
     slots = sum(1 for rid in template["Resources"] if re.fullmatch(r"NodeListener\d+", rid))
     ports = [int(p) for p in parameters.get("NodePorts", []) if str(p).isdigit()]

@@ -129,12 +129,14 @@ def sandbox(ctx: click.Context) -> None:
 @click.option("--schedule", "schedule_s", type=float, help="Seconds between schedule ticks  [default: the rule's rate].")
 @click.option("--event-wait", "event_wait_s", type=float, help="Controller's event_wait_s  [default: the function's].")
 @click.option("--layout", type=click.Choice(["switch", "retarget"]), default="switch", show_default=True, help="The stack's layout (see cachebridge deploy --help).")
+@click.option("--cluster-mode", is_flag=True, help="A cluster-mode-enabled group instead: a Redis cluster of 3 shards x 2 nodes "
+              "(127.0.0.2-7) and the stack in the cluster layout (a listener per node; 'cachebridge endpoints' prints the map).")
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
 def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, detect_delay: float, nlb_profile: str,
                time_scale: float, registration_delay: float | None, deregistration_lag: float | None,
                listener_propagation: float | None, health_check_interval: int | None, healthy_threshold: int | None,
                deregistration_delay: int | None, schedule_s: float | None, event_wait_s: float | None, as_json: bool,
-               layout: str = "switch") -> None:
+               layout: str = "switch", cluster_mode: bool = False) -> None:
     """Start the sandbox and return once everything is ready.
 
     The NLB stand-in follows AWS's documentation by default (--nlb-profile documented): a
@@ -151,7 +153,7 @@ def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, det
         health_check_interval_s=health_check_interval, healthy_threshold=healthy_threshold,
         deregistration_delay_s=deregistration_delay, nlb_profile=nlb_profile, time_scale=time_scale,
         registration_delay_s=registration_delay, deregistration_lag_s=deregistration_lag,
-        listener_propagation_s=listener_propagation, layout=layout,
+        listener_propagation_s=listener_propagation, layout="cluster" if cluster_mode else layout, cluster_mode=cluster_mode,
         failover=FailoverOptions(order=order, notify_delay_s=notify_delay, detect_s=detect_delay),  # type: ignore[arg-type]
     )
     running = _running_pid(options.state_dir)
@@ -165,6 +167,11 @@ def up_command(state_dir: Path, nodes: int, order: str, notify_delay: float, det
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(state, indent=2))
+        return
+    if state.get("cluster_mode"):
+        from .cluster_commands import print_cluster_sandbox
+
+        print_cluster_sandbox(state, options.state_dir)
         return
     nlb = state["nlb"]
     commands = printed_commands(state, state_dir=options.state_dir)
@@ -326,8 +333,11 @@ def kill_primary_command(state_dir: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw the timeline to a PNG file.")
 @click.option("--yes", "-y", is_flag=True, help="With --stack-name: do not ask before failing the cluster over.")
+@click.option("--cluster-mode", is_flag=True, help="A cluster-mode drill on a cluster site of its own (3 shards x 2 redis-server nodes, "
+              "a listener per node): redis-py RedisCluster through the address map, one shard failed over, figures per shard.")
 def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: float, duration: float,
-          failover_after: float | None, ready_timeout: float, as_json: bool, plot_path: str | None, yes: bool) -> None:
+          failover_after: float | None, ready_timeout: float, as_json: bool, plot_path: str | None, yes: bool,
+          cluster_mode: bool = False) -> None:
     """Drive writes and reads through the NLB, fail over, and measure what the client saw.
 
     Against the sandbox by default; with --stack-name against a deployed stack (uses
@@ -339,6 +349,13 @@ def drill(state_dir: Path, stack_name: str | None, kill_primary: bool, rate: flo
     connections (switch layout) and a new target's registration until healthy.
     """
     require_extra("drill", ("redis",) + (("matplotlib",) if plot_path else ()) + (() if stack_name else SANDBOX_MODULES))
+    if cluster_mode:
+        if stack_name or plot_path:
+            raise click.UsageError("--cluster-mode runs on a cluster site of its own: no --stack-name, no --plot")
+        from .cluster_commands import cluster_drill
+
+        cluster_drill(kill_primary=kill_primary, duration=duration, failover_after=failover_after, as_json=as_json)
+        return
     from botocore.exceptions import BotoCoreError, ClientError
 
     from .. import drill as drills

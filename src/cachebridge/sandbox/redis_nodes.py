@@ -60,6 +60,7 @@ class RedisNode:
     workdir: Path
     binary: str = field(default_factory=redis_server_binary)
     process: subprocess.Popen[bytes] | None = None
+    extra_args: tuple[str, ...] = ()  # e.g. cluster mode (sandbox.redis_cluster)
 
     @property
     def address(self) -> str:
@@ -86,6 +87,7 @@ class RedisNode:
             "--bind-source-addr", self.host,
             "--logfile", str(self.workdir / "redis.log"),
         ]
+        args += list(self.extra_args)
         if replica_of is not None:
             args += ["--replicaof", replica_of.host, str(replica_of.port)]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -76,6 +76,7 @@ class SandboxOptions:
     layout: str = "switch"  # the stack's Layout: switch | retarget
     rejoin_after_s: float | None = None  # controller's rejoin_after_s; default: the function's
     listener_settle_s: float | None = None  # controller's listener_settle_s; default: the function's
+    cluster_mode: bool = False  # a cluster-mode-enabled group in the cluster layout (sandbox.cluster_mode)
 
 
 class FunctionHost:
@@ -168,6 +169,11 @@ class Supervisor:
         clients = {name: boto3.client(name) for name in ("ec2", "elasticache", "lambda", "events", "cloudformation")}
         port = free_port(tuple(f"127.0.0.{i + 2}" for i in range(opts.nodes)))
         vpc, subnets, cache_sg = self._network(clients["ec2"])
+        if opts.cluster_mode:
+            from .cluster_mode import start_cluster_mode
+
+            start_cluster_mode(self, clients, vpc, subnets, cache_sg)
+            return
         clients["elasticache"].create_replication_group(
             ReplicationGroupId=opts.replication_group,
             ReplicationGroupDescription="cachebridge sandbox",
@@ -458,7 +464,12 @@ def _control_handler(sup: Supervisor) -> type[BaseHTTPRequestHandler]:
             if not self._authorised():
                 return
             try:
-                if self.path == "/kill-primary":
+                if self.path == "/kill-primary" and getattr(sup, "cluster_mode", None) is not None:
+                    from .cluster_mode import kill_primary
+
+                    kill_primary(sup)
+                    self._send(202, {"started": time.time()})
+                elif self.path == "/kill-primary":
                     assert sup.cluster is not None
                     sup.cluster.start_failover("unplanned")
                     self._send(202, {"started": time.time()})

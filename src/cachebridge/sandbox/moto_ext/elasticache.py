@@ -26,6 +26,22 @@ are not cache clusters (``DescribeCacheClusters`` says ``CacheClusterNotFound`` 
 - ``ModifyReplicationGroup`` changes the notification settings only
   (``NotificationTopicArn``, ``NotificationTopicStatus``, ``ApplyImmediately``); any other
   change is refused with ``InvalidParameterCombination`` rather than ignored.
+
+Cluster mode. moto 5.2.1 creates the node groups (shards) and members of a
+cluster-mode-enabled group, but its members have no node endpoint anywhere, and nothing
+changes the topology afterwards. On AWS a member's ``ReadEndpoint`` and ``CurrentRole`` are
+"only applicable for ... (cluster mode disabled)" (API Reference, ``NodeGroupMember``); the
+node's address is the cache cluster's ``CacheNodes[].Endpoint`` from
+``DescribeCacheClusters`` with ``ShowCacheNodeInfo``. So:
+
+- a cluster-mode member's cache cluster view carries one cache node, ``0001``, whose
+  endpoint is ``<CacheClusterId>.<the group's domain>`` on the group's port (the form AWS
+  gives node names), whether or not ``ShowCacheNodeInfo`` is set (the docs say it is
+  returned only when it is; the extension does not model the flag);
+- ``set_cluster_topology`` replaces a cluster-mode group's node groups and members (scale
+  out/in, a replaced node), slots spread evenly over the node groups as
+  ``CreateReplicationGroup`` does when none are given. Roles are not modelled: AWS reports
+  none in cluster mode, and the sandbox's failovers happen in its redis-server nodes.
 """
 
 from __future__ import annotations
@@ -37,6 +53,8 @@ from typing import Any
 __all__ = [
     "TestFailoverHook",
     "failover_replication_group",
+    "set_cluster_topology",
+    "node_address",
     "set_test_failover_hook",
     "install",
     "installed",
@@ -78,6 +96,50 @@ def failover_replication_group(account_id: str, region: str, rg_id: str, new_pri
             for m in ng["node_group_members"]
         ]
     return previous
+
+
+# -- cluster mode ----------------------------------------------------------------------------
+
+_SLOTS = 16384
+
+
+def node_address(group: Any, cache_cluster_id: str) -> str:
+    """A cluster-mode node's name: ``<CacheClusterId>.<the group's domain>``."""
+    config = getattr(group, "configuration_endpoint", None) or {}
+    domain = str(config.get("address", "")).removeprefix("clustercfg.") or f"{group.replication_group_id}.sandbox.use1.cache.amazonaws.com"
+    return f"{cache_cluster_id}.{domain}"
+
+
+def set_cluster_topology(account_id: str, region: str, rg_id: str, shards: dict[str, list[str]]) -> None:
+    """Make cluster-mode group ``rg_id`` hold exactly ``shards`` (node group id -> member
+    cache cluster ids, in order), slots spread evenly. Replaced in one assignment, so a
+    concurrent DescribeReplicationGroups sees the old topology or the new one.
+    Raises ``ValueError`` for an unknown or cluster-mode-disabled group, or an empty shard."""
+    from moto.elasticache.models import elasticache_backends
+
+    backend = elasticache_backends[account_id][region]
+    group = backend.replication_groups.get(rg_id)
+    if group is None:
+        raise ValueError(f"no replication group {rg_id!r} in moto's elasticache backend ({account_id}, {region})")
+    if getattr(group, "cluster_mode", "disabled") != "enabled":
+        raise ValueError(f"replication group {rg_id!r} has cluster mode disabled")
+    if not shards or any(not members for members in shards.values()):
+        raise ValueError("every node group needs at least one member")
+    count = len(shards)
+    node_groups = []
+    for i, (ng_id, members) in enumerate(shards.items()):
+        low, high = i * _SLOTS // count, (i + 1) * _SLOTS // count - 1
+        node_groups.append({
+            "node_group_id": ng_id,
+            "status": "available",
+            "slots": f"{low}-{high}",
+            "node_group_members": [
+                {"cache_cluster_id": m, "cache_node_id": "0001", "preferred_availability_zone": "us-east-1a" if j == 0 else "us-east-1b"}
+                for j, m in enumerate(members)
+            ],
+        })
+    group.node_groups = node_groups
+    group.member_clusters = [m for members in shards.values() for m in members]
 
 
 # -- TestFailover ----------------------------------------------------------------------------
@@ -150,6 +212,14 @@ class _MemberCluster:
         self.arn = f"arn:aws:elasticache:{region_name}:{account_id}:cluster:{self.cache_cluster_id}"
         self.security_groups = _security_groups(group)
         self.notification_configuration = _notification_configuration(group)
+        if getattr(group, "cluster_mode", "disabled") == "enabled":
+            self.cache_nodes = [{
+                "CacheNodeId": "0001",
+                "CacheNodeStatus": group.status,
+                "CacheNodeCreateTime": group.replication_group_create_time,
+                "Endpoint": {"Address": node_address(group, self.cache_cluster_id), "Port": group.port},
+                "CustomerAvailabilityZone": member.get("preferred_availability_zone"),
+            }]
 
 
 def _security_groups(resource: Any) -> list[dict[str, str]]:
