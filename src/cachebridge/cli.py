@@ -30,7 +30,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML, YAML or JSON file with [[bindings]] and [settings]."),
-        click.option("--source", help="One binding's source: dns://HOST, or elasticache://RG_ID[?role=primary|replicas] (without ?role: the primary). Quote it in a shell: ? is a glob character."),
+        click.option("--source", help="One binding's source: dns://HOST, or elasticache://RG_ID[?role=primary|replicas|cluster] (without ?role: the primary). Quote it in a shell: ? is a glob character."),
         click.option("--target-group", help="One binding's target group: name or ARN (an IP target group)."),
         # Numbers stay text here: config.py reads them (ASCII digits only; click's int()
         # would take '\u0663' as 3).
@@ -139,7 +139,7 @@ def cli() -> None:
 
     \b
     Reconcile once, now:
-      cachebridge sync --source elasticache://orders?role=primary --target-group orders-primary
+      cachebridge sync --source 'elasticache://orders?role=primary' --target-group orders-primary
     See what would change, and the target health:
       cachebridge status --config cachebridge.toml
 

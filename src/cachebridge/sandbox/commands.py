@@ -241,9 +241,12 @@ def printed_commands(state: dict[str, Any], *, state_dir: Path, cli: str | None 
         ],
         "watch": [
             f"{cb} sandbox status {sd}",
-            f"{aws_env} {cb} status --source {q(f'elasticache://{rg}?role=primary')} "
-            f"--target-group {q(state.get('target_group_arn') or '')} --port {int(state['nodes'][0]['port'])} "
-            f"--nameserver {q(state['dns'])} --allow-target-network 127.0.0.0/8",
+            # The controller's own status reads one target group, which only the retarget
+            # layout has; sandbox status shows where the switch layout's listeners route.
+            *([f"{aws_env} {cb} status --source {q(f'elasticache://{rg}?role=primary')} "
+               f"--target-group {q(state['target_group_arn'])} --port {int(state['nodes'][0]['port'])} "
+               f"--nameserver {q(state['dns'])} --allow-target-network 127.0.0.0/8"]
+              if state.get("target_group_arn") else []),
         ],
         "stop": [f"{cb} sandbox down {sd}"],
     }
