@@ -28,16 +28,19 @@ OLD, NEW = Target("10.0.1.11", PORT), Target("10.0.2.22", PORT)
 
 
 class FlappingZone(Zone):
-    """A zone whose answer for ``HOST`` alternates between two addresses on every query."""
+    """A zone whose answer for ``HOST`` alternates between two addresses on every query,
+    and settles on the first one after ``settle_after`` queries when that is given."""
 
-    def __init__(self, first: str, second: str) -> None:
+    def __init__(self, first: str, second: str, settle_after: int | None = None) -> None:
         super().__init__(ttl=1)
         self.answers = (first, second)
         self.flips = 0
+        self.settle_after = settle_after
         self.set_a(HOST, first)
 
     def answer(self, request: Any) -> Any:
-        self.set_a(HOST, self.answers[self.flips % 2])
+        settled = self.settle_after is not None and self.flips >= self.settle_after
+        self.set_a(HOST, self.answers[0] if settled else self.answers[self.flips % 2])
         self.flips += 1
         return super().answer(request)
 
@@ -191,15 +194,11 @@ def test_a_change_is_applied_once_a_second_read_agrees(dns_server, zone, elbv2, 
 
 def test_an_answer_that_settles_during_an_event_wait_is_applied(elbv2, ec2, tg_arn) -> None:
     # Flaps for a while, then settles on NEW: applied once two reads in a row agree.
-    zone = FlappingZone(NEW.ip, OLD.ip)
+    # Counted in queries, not seconds: NEW, OLD (disagrees), then NEW from the third on.
+    zone = FlappingZone(NEW.ip, OLD.ip, settle_after=2)
     with LoopbackDnsServer(zone, host="127.0.0.1") as dns:
         elbv2.register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": OLD.ip, "Port": PORT}])
-        settle = threading.Timer(0.5, lambda: setattr(zone, "answers", (NEW.ip, NEW.ip)))
-        settle.start()
-        try:
-            (result,) = run(config(dns, primary(), event_wait_s=3.0), elbv2, ec2, trigger=Trigger(kind="event", wait_for_change=True)).bindings
-        finally:
-            settle.cancel()
+        (result,) = run(config(dns, primary(), event_wait_s=3.0), elbv2, ec2, trigger=Trigger(kind="event", wait_for_change=True)).bindings
 
     assert result.status == "changed" and result.polls >= 3
     assert registered(elbv2, tg_arn) == {NEW}
