@@ -1,0 +1,253 @@
+"""A new Lambda instance, as the runtime starts it: import + first pass, memory, zip size.
+
+The function's zip (``cachebridge.deploy.package``) is built and unpacked into a temporary
+directory, which stands in for ``/var/task``: read-only in Lambda, so our modules (and the
+dnspython the zip ships) are compiled from source on every cold start and no
+``__pycache__`` is ever written there. Each run is a fresh process started with ``-B``
+(``PYTHONDONTWRITEBYTECODE``) with the unpacked zip first on ``sys.path`` and boto3/botocore
+from this virtualenv (as the runtime provides them, precompiled). It times
+``import cachebridge.handler`` and one handler call (a scheduled sync of 1 binding, in
+sync) against a moto server and a loopback DNS server, both started here.
+
+Beside it, in the same run and in the same way (fresh processes, interleaved): a bare
+``import boto3`` and a bare ``import botocore.session``, so the ratio survives a busy
+machine. The anchor (the AWS sample "hostname as target for network load balancers") was
+measured at 0.227 s on this machine earlier, against the same moto and DNS servers; its
+figure is printed, not re-measured.
+
+Printed per figure, median of ``--runs`` (10): import time, first pass time, their sum;
+then, from one more process of each kind that counts its AWS calls (untimed): the calls
+made on the first pass and the clients built, for an in-sync first pass and for a first
+pass that writes (the node's address moved within the VPC); peak RSS (``VmHWM``) of both;
+the zip's size. Targets are printed, not asserted.
+
+    python benchmarks/cold_start.py [--runs 10] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from cachebridge.config import Binding, Config, ElastiCacheSourceSpec, Settings
+from cachebridge.deploy import package
+from cachebridge.sandbox.dns import LoopbackDnsServer
+from cachebridge.sandbox.redis_nodes import free_port
+
+ANCHOR_S = 0.227  # the AWS sample's import + first pass, measured on this machine before
+TARGETS = {
+    "import_and_first_pass_s": 0.22,
+    "peak_rss_mb": 55.0,
+    "zip_kb": 400.0,
+}
+REGION = "us-east-1"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
+
+# The function's process. ``count`` registers a call counter on the controller's botocore
+# session before the pass (so its timings are not used).
+COLD_SCRIPT = r"""
+import io, json, sys, time
+started = time.perf_counter()
+import cachebridge.handler as h
+imported = time.perf_counter()
+calls = {}
+if sys.argv[1] == "count":
+    import botocore.session
+    session = h.aws._sessions[None] = botocore.session.Session()
+    session.register("before-call.*.*", lambda model, **_: calls.__setitem__(model.name, calls.get(model.name, 0) + 1))
+sys.stdout = io.StringIO()  # the handler's log lines
+result = h.handler({"action": "sync"}, None)
+done = time.perf_counter()
+sys.stdout = sys.__stdout__
+import cachebridge, dns
+print(json.dumps({
+    "import_s": imported - started, "pass_s": done - imported, "total_s": done - started,
+    "statuses": [b["status"] for b in result["bindings"]], "errors": [b["error"] for b in result["bindings"] if b["error"]],
+    "calls": dict(sorted(calls.items())), "clients": sorted(key[0] for key in h.aws._clients),
+    "peak_rss_mb": int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) / 1024,
+    "cachebridge": cachebridge.__file__, "dns": dns.__file__,
+    "bytecode_written": not sys.dont_write_bytecode,
+}))
+"""
+BARE_SCRIPT = "import sys, time; t = time.perf_counter(); __import__(sys.argv[1]); print(time.perf_counter() - t)"
+
+
+def start_moto() -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cachebridge.sandbox.aws_server", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    assert proc.stdout is not None
+    if not proc.stdout.readline().startswith("ready"):
+        proc.kill()
+        raise SystemExit("moto server did not start")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def build_world(endpoint: str, dns: LoopbackDnsServer) -> tuple[Config, str, str]:
+    """One replication group, its primary's name in DNS, one IP target group holding it."""
+    kwargs = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="bench", aws_secret_access_key="bench")
+    ec2, elbv2, elasticache = (boto3.client(name, **kwargs) for name in ("ec2", "elbv2", "elasticache"))  # type: ignore[call-overload]
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    elasticache.create_replication_group(ReplicationGroupId="cold", ReplicationGroupDescription="cold start", ReplicasPerNodeGroup=1)
+    members = elasticache.describe_replication_groups(ReplicationGroupId="cold")["ReplicationGroups"][0]["NodeGroups"][0]["NodeGroupMembers"]
+    primary = next(m for m in members if m["CurrentRole"] == "primary")["ReadEndpoint"]["Address"]
+    dns.zone.set_a(primary, "10.0.1.10")
+    for m in members:
+        if m["ReadEndpoint"]["Address"] != primary:
+            dns.zone.set_a(m["ReadEndpoint"]["Address"], "10.0.1.11")
+    arn = elbv2.create_target_group(Name="cold-primary", Protocol="TCP", Port=6379, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": "10.0.1.10", "Port": 6379}])
+    binding = Binding(name="cold-primary", source=ElastiCacheSourceSpec("cold", "primary"), target_group="cold-primary")  # type: ignore[arg-type]
+    return Config((binding,), Settings(nameservers=(dns.address,), dns_timeout_s=2.0)), primary, vpc
+
+
+def unpack_zip(into: Path) -> tuple[Path, int]:
+    built = package.build()
+    task = into / "task"
+    task.mkdir()
+    archive = into / "lambda.zip"
+    built.write(archive)
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(task)
+    assert not any(task.rglob("__pycache__")), "the zip must not hold bytecode"
+    return task, built.size
+
+
+def run_function(task: Path, env: dict[str, str], mode: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-B", "-c", COLD_SCRIPT, mode], capture_output=True, text=True, env=env, cwd=task, timeout=120,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"cold start run failed: {done.stderr[-3000:]}")
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    for module in ("cachebridge", "dns"):
+        if not out[module].startswith(str(task)):
+            raise SystemExit(f"{module} was imported from {out[module]}, not from the unpacked zip")
+    if out["bytecode_written"] or any(task.rglob("__pycache__")):
+        raise SystemExit("bytecode was written into the unpacked zip: not a Lambda-like start")
+    return out
+
+
+def run_bare(module: str) -> float:
+    done = subprocess.run([sys.executable, "-B", "-c", BARE_SCRIPT, module], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise SystemExit(f"import {module} failed: {done.stderr[-2000:]}")
+    return float(done.stdout)
+
+
+def measure(runs: int) -> dict[str, Any]:
+    moto, endpoint = start_moto()
+    dns = LoopbackDnsServer().start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="cachebridge-cold-") as tmp:
+            task, zip_size = unpack_zip(Path(tmp))
+            config, primary, _vpc = build_world(endpoint, dns)
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CACHEBRIDGE_", "PYTHON"))},
+                **CREDENTIALS,
+                "AWS_ENDPOINT_URL": endpoint,
+                "CACHEBRIDGE_BINDINGS": config.bindings_json(),
+                "LAMBDA_TASK_ROOT": str(task),
+                "PYTHONPATH": str(task),
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+
+            first = run_function(task, env, "count")  # also warms the OS file cache
+            if first["statuses"] != ["in_sync"]:
+                raise SystemExit(f"the first pass should be in sync: {first['statuses']} {first['errors']}")
+            function_runs: list[dict[str, Any]] = []
+            boto3_runs: list[float] = []
+            botocore_runs: list[float] = []
+            for _ in range(runs):  # interleaved, so a busy moment hits all three alike
+                function_runs.append(run_function(task, env, "time"))
+                boto3_runs.append(run_bare("boto3"))
+                botocore_runs.append(run_bare("botocore.session"))
+
+            # A first pass that writes: the primary's node moved to another address inside
+            # the VPC, so the pass registers the new one and deregisters the old.
+            writes: list[dict[str, Any]] = []
+            for address in ("10.0.1.20", "10.0.1.10"):
+                dns.zone.set_a(primary, address)
+                writes.append(run_function(task, env, "count"))
+            for w in writes:
+                if w["statuses"] != ["changed"]:
+                    raise SystemExit(f"the writing pass should change the group: {w['statuses']} {w['errors']}")
+    finally:
+        dns.stop()
+        moto.terminate()
+        moto.wait(10)
+
+    def median(values: list[float]) -> float:
+        return round(statistics.median(values), 3)
+
+    total = median([r["total_s"] for r in function_runs])
+    bare_boto3 = median(boto3_runs)
+    return {
+        "runs": runs,
+        "import_s": median([r["import_s"] for r in function_runs]),
+        "first_pass_s": median([r["pass_s"] for r in function_runs]),
+        "import_and_first_pass_s": total,
+        "bare_import_boto3_s": bare_boto3,
+        "bare_import_botocore_session_s": median(botocore_runs),
+        "ratio_to_boto3": round(total / bare_boto3, 2),
+        "anchor_s": ANCHOR_S,
+        "in_sync": {
+            "calls": first["calls"],
+            "clients": first["clients"],
+            "peak_rss_mb": round(statistics.median([r["peak_rss_mb"] for r in function_runs]), 1),
+        },
+        "writing": {
+            "calls": writes[0]["calls"],
+            "clients": writes[0]["clients"],
+            "peak_rss_mb": round(max(w["peak_rss_mb"] for w in writes), 1),
+        },
+        "zip_kb": round(zip_size / 1024, 1),
+        "targets": TARGETS,
+        "load": os.getloadavg(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10, help="fresh processes of each kind (median)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    if not 1 <= args.runs <= 100:
+        parser.error("--runs must be between 1 and 100")
+    r = measure(args.runs)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+
+    def calls(c: dict[str, int]) -> str:
+        return ", ".join(f"{k}={v}" for k, v in c.items()) or "none"
+
+    print(f"new Lambda instance, 1 binding, median of {r['runs']} fresh processes (load average {r['load'][0]:.2f}):")
+    print(f"  import cachebridge.handler           {r['import_s']:.3f} s   (from the unpacked zip, no bytecode)")
+    print(f"  first in-sync pass                   {r['first_pass_s']:.3f} s")
+    print(f"  import + first pass                  {r['import_and_first_pass_s']:.3f} s   target <= {TARGETS['import_and_first_pass_s']} s")
+    print(f"  bare import boto3 (same run)         {r['bare_import_boto3_s']:.3f} s   ratio {r['ratio_to_boto3']}")
+    print(f"  bare import botocore.session         {r['bare_import_botocore_session_s']:.3f} s")
+    print(f"  anchor (AWS sample, earlier run)     {r['anchor_s']:.3f} s")
+    print(f"first in-sync pass: calls {calls(r['in_sync']['calls'])}; clients {', '.join(r['in_sync']['clients'])}; "
+          f"peak RSS {r['in_sync']['peak_rss_mb']} MB")
+    print(f"first pass that writes: calls {calls(r['writing']['calls'])}; clients {', '.join(r['writing']['clients'])}; "
+          f"peak RSS {r['writing']['peak_rss_mb']} MB (target <= {TARGETS['peak_rss_mb']} MB)")
+    print(f"Lambda zip: {r['zip_kb']} KB (target <= {TARGETS['zip_kb']} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
