@@ -328,6 +328,33 @@ def _networks(value: Any, field_name: str) -> tuple[str, ...]:
     return tuple(networks)
 
 
+_VPC_ID = re.compile(r"vpc-[0-9a-f]{8,17}")
+
+
+def _vpc_cidrs(value: Any, field_name: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``{vpc-id: [CIDR, ...]}``, or the environment's ``vpc-id=CIDR,CIDR[;vpc-id=...]``."""
+    accepted = '{"vpc-0a1b2c3d": ["10.0.0.0/16"]}, or vpc-0a1b2c3d=10.0.0.0/16,10.1.0.0/16 in the environment'
+    if isinstance(value, str):
+        pairs: dict[str, Any] = {}
+        for part in (p.strip() for p in value.split(";") if p.strip()):
+            vpc, sep, cidrs = part.partition("=")
+            if not sep:
+                raise ConfigError(field_name, f"{_shown(part)} has no '='", accepted)
+            pairs[vpc.strip()] = cidrs
+        value = pairs
+    if not isinstance(value, Mapping):
+        raise ConfigError(field_name, "not a table/object", accepted)
+    out: dict[str, tuple[str, ...]] = {}
+    for vpc, cidrs in value.items():
+        if not isinstance(vpc, str) or not _VPC_ID.fullmatch(vpc):
+            raise ConfigError(field_name, f"{_shown(vpc)} is not a VPC id", accepted)
+        networks = _networks(cidrs, f"{field_name}.{vpc}")
+        if not networks:
+            raise ConfigError(f"{field_name}.{vpc}", "no CIDR block", accepted)
+        out[vpc] = networks
+    return tuple(sorted(out.items()))
+
+
 def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
     unknown = sorted(set(data) - set(allowed), key=str)  # YAML keys need not be strings
     if unknown:
@@ -546,12 +573,21 @@ class Settings:
     lock_table: str | None = None
     controller_id: str | None = None
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    # The CIDR blocks of target groups' VPCs as ``deploy`` read them, by VPC id: an answer
+    # inside them is checked without DescribeVpcs (and without the EC2 client, the SDK's
+    # largest model); an address outside them reads the VPC again, since a CIDR block may
+    # have been associated since. In the environment: ``vpc-id=CIDR,CIDR[;vpc-id=...]``.
+    vpc_cidrs: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     SETTING_KEYS = (
         "region", "nameservers", "max_changes", "event_wait_s", "poll_interval_s", "dns_timeout_s",
         "allowed_target_networks", "lock_table", "controller_id", "max_concurrency", "rejoin_after_s",
-        "listener_settle_s",
+        "listener_settle_s", "vpc_cidrs",
     )
+
+    def known_vpc_cidrs(self, vpc_id: str | None) -> tuple[str, ...]:
+        """The configured CIDR blocks of ``vpc_id`` (empty: none known)."""
+        return next((cidrs for vpc, cidrs in self.vpc_cidrs if vpc == vpc_id), ()) if vpc_id else ()
 
     @classmethod
     def from_mapping(cls, data: Any, where: str = "settings") -> "Settings":
@@ -592,6 +628,8 @@ class Settings:
             changes["listener_settle_s"] = _float(data["listener_settle_s"], f"{where}.listener_settle_s", 0, 600)
         if data.get("allowed_target_networks") is not None:
             changes["allowed_target_networks"] = _networks(data["allowed_target_networks"], f"{where}.allowed_target_networks")
+        if data.get("vpc_cidrs") is not None:
+            changes["vpc_cidrs"] = _vpc_cidrs(data["vpc_cidrs"], f"{where}.vpc_cidrs")
         for key, pattern, accepted in (
             ("lock_table", r"^[A-Za-z0-9_.-]{3,255}$", "a DynamoDB table name (3-255 letters, digits, '_', '-', '.')"),
             ("controller_id", r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$", "1-128 letters, digits, '_', '.', ':', '@', '/', '-'"),
@@ -619,6 +657,7 @@ class Settings:
             "controller_id": self.controller_id,
             # Left out at its default: the template's CACHEBRIDGE_BINDINGS stays as it was.
             **({"max_concurrency": self.max_concurrency} if self.max_concurrency != DEFAULT_MAX_CONCURRENCY else {}),
+            **({"vpc_cidrs": {vpc: list(cidrs) for vpc, cidrs in self.vpc_cidrs}} if self.vpc_cidrs else {}),
         }
 
 

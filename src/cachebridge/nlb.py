@@ -76,6 +76,9 @@ class TargetGroupInfo:
     # Optional reads that failed (attributes, VPC CIDRs, tags): said once, never fatal.
     warnings: tuple[str, ...] = ()
     vpc_known: bool = True
+    # Whether attributes and tags were read (``info(details=False)`` leaves them to
+    # ``with_details``, for a pass that turns out to have something to write).
+    details_known: bool = True
 
     @property
     def owner(self) -> str | None:
@@ -218,16 +221,20 @@ class TargetGroups:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def info(self, name_or_arn: str, *, vpc: bool = True) -> TargetGroupInfo:
+    def info(self, name_or_arn: str, *, vpc: bool = True, details: bool = True) -> TargetGroupInfo:
         """Target group details, attributes, tags and (with ``vpc``) the VPC's CIDRs;
         cached, since none of them is expected to change between syncs (``clear_caches``
-        or a new process re-reads). ``vpc=False`` leaves the CIDRs to ``with_vpc``."""
+        or a new process re-reads). ``vpc=False`` leaves the CIDRs to ``with_vpc``;
+        ``details=False`` leaves attributes and tags to ``with_details`` (an in-sync pass
+        needs neither: they matter only before a write)."""
         if name_or_arn in self._unreachable:
             raise self._unreachable[name_or_arn]
         described = self._described.get(name_or_arn)
-        read = (lambda: self._info_from(described)) if described is not None else (lambda: self._read_info(name_or_arn))
+        read = (lambda: self._info_from(described, details=details)) if described is not None else (lambda: self._read_info(name_or_arn, details=details))
         key = self._cache_key(name_or_arn)
         info = self._cached(_info_cache, key, read)
+        if details and not info.details_known:
+            info = self.with_details(info)
         if not vpc or info.vpc_known:
             return info
         info = self.with_vpc(info)
@@ -282,7 +289,7 @@ class TargetGroups:
         future.set_result(value)
         return value
 
-    def _read_info(self, name_or_arn: str) -> TargetGroupInfo:
+    def _read_info(self, name_or_arn: str, *, details: bool = True) -> TargetGroupInfo:
         by = {"TargetGroupArns": [name_or_arn]} if name_or_arn.startswith("arn:") else {"Names": [name_or_arn]}
         try:
             groups = self.elbv2.describe_target_groups(**by)["TargetGroups"]
@@ -292,9 +299,9 @@ class TargetGroups:
             raise NlbError(f"target group {name_or_arn}: {exc}") from None
         if not groups:
             raise TargetGroupNotFound(f"target group {name_or_arn}: not found", "TargetGroupNotFound")
-        return self._info_from(groups[0])
+        return self._info_from(groups[0], details=details)
 
-    def _info_from(self, tg: dict[str, Any]) -> TargetGroupInfo:
+    def _info_from(self, tg: dict[str, Any], *, details: bool = True) -> TargetGroupInfo:
         if tg.get("TargetType", "instance") != "ip":
             raise NlbError(
                 f"target group {tg['TargetGroupName']}: target type is {tg.get('TargetType')!r}; cachebridge needs an IP target group",
@@ -302,14 +309,7 @@ class TargetGroups:
             )
         name, arn = tg["TargetGroupName"], tg["TargetGroupArn"]
         warnings: list[str] = []
-        attrs = self._soft(
-            lambda: self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"],
-            f"target group {name} attributes", "its settings are not checked this run", warnings, [],
-        )
-        tags = self._soft(
-            lambda: next((d.get("Tags", []) for d in self.elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]), []),
-            f"target group {name} tags", "its owner and lock table are unknown this run", warnings, [],
-        )
+        attrs, tags = self._read_details(arn, name, warnings) if details else ([], [])
         vpc_id = tg.get("VpcId")
         return TargetGroupInfo(
             arn=tg["TargetGroupArn"],
@@ -326,7 +326,40 @@ class TargetGroups:
             tags={t["Key"]: t.get("Value", "") for t in tags},
             warnings=tuple(warnings),
             vpc_known=False,
+            details_known=details,
         )
+
+    def _read_details(self, arn: str, name: str, warnings: list[str]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        attrs = self._soft(
+            lambda: self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"],
+            f"target group {name} attributes", "its settings are not checked this run", warnings, [],
+        )
+        tags = self._soft(
+            lambda: next((d.get("Tags", []) for d in self.elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]), []),
+            f"target group {name} tags", "its owner and lock table are unknown this run", warnings, [],
+        )
+        return attrs, tags
+
+    def with_details(self, info: TargetGroupInfo) -> TargetGroupInfo:
+        """``info`` with its attributes and tags (DescribeTargetGroupAttributes and
+        DescribeTags), when ``info(details=False)`` left them out. Read successfully, they
+        are kept with the cached details; a failed read is a warning (as in ``info``) and is
+        read again next time."""
+        if info.details_known:
+            return info
+        warnings: list[str] = []
+        attrs, tags = self._read_details(info.arn, info.name, warnings)
+        details = {
+            "attributes": {a["Key"]: a["Value"] for a in attrs},
+            "tags": {t["Key"]: t.get("Value", "") for t in tags},
+            "details_known": True,
+        }
+        if self.cache and not warnings:
+            with _info_lock:
+                for key, cached in list(_info_cache.items()):
+                    if cached.arn == info.arn and not cached.details_known:
+                        _info_cache[key] = replace(cached, **details)  # type: ignore[arg-type]
+        return replace(info, **details, warnings=info.warnings + tuple(w for w in warnings if w not in info.warnings))  # type: ignore[arg-type]
 
     @staticmethod
     def _soft(read: Callable[[], _T], what: str, consequence: str, warnings: list[str], default: _T) -> _T:

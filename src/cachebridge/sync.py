@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .checks import check_answer
@@ -341,10 +341,14 @@ def _read_group_info(w: _Work, ctx: _Context) -> None:
         _skip(w, "not reached before the deadline; nothing written, the next run syncs it")
         return
     try:
-        w.info = ctx.target_groups.info(w.binding.target_group, vpc=False)
+        # Attributes and tags (risky settings, owner, lock table) matter only before a
+        # write: ``_plan_and_apply`` reads them when there is one. A dry run (``status``)
+        # shows the warnings, so it reads them now.
+        w.info = ctx.target_groups.info(w.binding.target_group, vpc=False, details=ctx.dry_run)
         w.result.target_group_arn = w.info.arn
         w.result.warnings.extend(w.info.warnings)
-        w.result.warnings.extend(risky_settings(w.info))
+        if w.info.details_known:
+            w.result.warnings.extend(risky_settings(w.info))
     except CacheBridgeError as exc:
         w.result.status = "error"
         w.result.error = str(exc)
@@ -448,6 +452,13 @@ def _plan_and_apply(w: _Work, ctx: _Context) -> None:
         r.status, r.error, r.source_error = "error", w.source_error, True
         r.registered_after = r.registered_before
         return
+    if not ctx.dry_run and not p.empty and w.info is not None and not w.info.details_known:
+        # Something to write: the owner tag and the lock table are needed before it, the
+        # settings' warnings come with them.
+        before = set(w.info.warnings)
+        w.info = ctx.target_groups.with_details(w.info)
+        r.warnings.extend(x for x in w.info.warnings if x not in before)
+        r.warnings.extend(x for x in risky_settings(w.info) if x not in r.warnings)
     owner = w.info.owner if w.info is not None else None
     foreign = owner is not None and owner != settings.controller_id
     if foreign:
@@ -485,12 +496,23 @@ def _vpc_for_check(w: _Work, ctx: _Context) -> tuple[tuple[str, ...], bool]:
     this group's VPC when it was registered: the range rule has nothing left to guard, so
     the held addresses stand in for the CIDRs and no EC2 client or DescribeVpcs is needed.
     The count and address-kind rules apply either way; a write needs the CIDRs anyway, to
-    mark addresses outside the VPC (``AvailabilityZone=all``)."""
+    mark addresses outside the VPC (``AvailabilityZone=all``).
+
+    The VPC's CIDRs as ``deploy`` read them (``settings.vpc_cidrs``) serve when every
+    address lies inside them: no EC2 client, no DescribeVpcs. An address outside them may
+    be in a CIDR block associated since, so the VPC is read then, and the check uses what
+    it holds now."""
     assert w.info is not None and w.desired is not None
     if w.info.vpc_known:
         return w.info.vpc_cidrs, True
     if plan(w.desired, w.actual, max_changes=ctx.settings.max_changes).empty:
         return tuple(f"{t.ip}/{32 if ':' not in t.ip else 128}" for t in w.desired), True
+    known = ctx.settings.known_vpc_cidrs(w.info.vpc_id)
+    if known:
+        configured = replace(w.info, vpc_cidrs=known, vpc_known=True)
+        if all(configured.in_vpc(t.ip) for t in w.desired):
+            w.info = configured
+            return known, True
     before = set(w.info.warnings)
     w.info = ctx.target_groups.with_vpc(w.info)
     w.result.warnings.extend(x for x in w.info.warnings if x not in before)

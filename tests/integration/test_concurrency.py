@@ -401,7 +401,7 @@ def test_an_in_sync_pass_reads_each_thing_once_and_never_builds_the_ec2_client(m
     assert names.count("DescribeReplicationGroups") == groups  # one per group, shared by its two bindings
     assert names.count("DescribeTargetHealth") == len(bindings)  # one per target group
     assert names.count("DescribeTargetGroups") == 2  # in batches of nlb.DESCRIBE_CHUNK (20)
-    # A new instance reads each group's optional details once, one group a call.
-    assert names.count("DescribeTags") == names.count("DescribeTargetGroupAttributes") == len(bindings)
+    # Tags and attributes matter only before a write: an in-sync new instance reads neither.
+    assert names.count("DescribeTags") == names.count("DescribeTargetGroupAttributes") == 0
     assert not {"RegisterTargets", "DeregisterTargets"} & set(names)
     assert built == []  # no EC2 client, no DescribeVpcs: nothing was to be written

@@ -2,8 +2,15 @@
 
 The Lambda runtime provides boto3, so the zip holds only what it does not: the
 ``cachebridge`` package without the parts that never run in Lambda (the CLI, the sandbox,
-deployment, drills) and dnspython's ``dns`` package, both taken from the running
-environment.
+deployment, drills) and dnspython's ``dns`` package without the parts that need what the
+function never has (``DNS_EXCLUDED``: DNSSEC needs ``cryptography``, DNS over QUIC
+``aioquic``, the async resolver an event loop, ``win32util`` Windows), both taken from the
+running environment. Every module of ``dns`` that its resolver imports stays, and so does
+every record type (``dns.rdtypes``, loaded by type when an answer holds one).
+
+The zip holds sources only, no bytecode: the runtime's Python (3.13) is not the one that
+builds the zip, and bytecode is specific to its version. ``/var/task`` is read-only, so a
+new instance compiles what it imports; fewer and smaller imports are what shortens that.
 
 The zip is reproducible: entries are sorted, every entry has the same timestamp
 (1980-01-01 00:00:00, the earliest a zip can hold) and permissions (0644), there is no
@@ -33,6 +40,7 @@ __all__ = [
     "KEY_PREFIX",
     "ZIP_TIMESTAMP",
     "EXCLUDED",
+    "DNS_EXCLUDED",
     "LambdaPackage",
     "build",
     "runtime_files",
@@ -45,7 +53,14 @@ ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o100644  # regular file, rw-r--r--
 _COMPRESS_LEVEL = 9
 # Paths relative to the cachebridge package that never run in Lambda.
-EXCLUDED = ("cli.py", "endpoints.py", "sandbox", "deploy", "drill.py", "drill")
+EXCLUDED = ("cli.py", "endpoints.py", "sandbox", "deploy", "drill.py", "drill", "cluster_drill.py")
+# Paths relative to dnspython's package that only run with what Lambda lacks (see above).
+DNS_EXCLUDED = (
+    "dnssec.py", "dnssecalgs", "dnssectypes.py",
+    "quic/_asyncio.py", "quic/_common.py", "quic/_sync.py", "quic/_trio.py",
+    "asyncresolver.py", "_asyncio_backend.py", "_trio_backend.py",
+    "win32util.py",
+)
 _SUFFIXES = (".py",)
 _MARKERS = ("py.typed",)
 
@@ -106,7 +121,7 @@ def runtime_files(package_dir: Path | None = None, dns_dir: Path | None = None) 
     package_dir = Path(package_dir or default_package)  # type: ignore[arg-type]
     dns_dir = Path(dns_dir or default_dns)  # type: ignore[arg-type]
     files = dict(_walk(package_dir, "cachebridge", EXCLUDED))
-    files.update(_walk(dns_dir, "dns"))
+    files.update(_walk(dns_dir, "dns", DNS_EXCLUDED))
     if "cachebridge/handler.py" not in files:
         raise FileNotFoundError(f"{package_dir} has no handler.py: not the cachebridge package")
     if "dns/resolver.py" not in files:
