@@ -19,7 +19,8 @@ Printed per figure, median of ``--runs`` (10): import time, first pass time, the
 then, from one more process of each kind that counts its AWS calls (untimed): the calls
 made on the first pass and the clients built, for an in-sync first pass and for a first
 pass that writes (the node's address moved within the VPC); peak RSS (``VmHWM``) of both;
-the zip's size. Targets are printed, not asserted.
+the zip's size. The function's environment is the deployed one: the binding in
+``CACHEBRIDGE_BINDINGS`` and the VPC's CIDR blocks in ``CACHEBRIDGE_VPC_CIDRS``. Targets are printed, not asserted.
 
     python benchmarks/cold_start.py [--runs 10] [--json]
 """
@@ -153,7 +154,7 @@ def measure(runs: int) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="cachebridge-cold-") as tmp:
             task, zip_size = unpack_zip(Path(tmp))
-            config, primary, _vpc = build_world(endpoint, dns)
+            config, primary, vpc = build_world(endpoint, dns)
             env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CACHEBRIDGE_", "PYTHON"))},
                 **CREDENTIALS,
@@ -162,6 +163,8 @@ def measure(runs: int) -> dict[str, Any]:
                 "LAMBDA_TASK_ROOT": str(task),
                 "PYTHONPATH": str(task),
                 "PYTHONDONTWRITEBYTECODE": "1",
+                # As the deployed template sets it (deploy reads the VPC's CIDR blocks).
+                "CACHEBRIDGE_VPC_CIDRS": f"{vpc}=10.0.0.0/16",
             }
 
             first = run_function(task, env, "count")  # also warms the OS file cache

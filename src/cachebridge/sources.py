@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import dns_features  # noqa: F401  (first: settles dnspython's optional features)
+
 import dns.exception
 import dns.nameserver
 import dns.name
