@@ -41,6 +41,7 @@ __all__ = [
     "WRITE_CHUNK",
     "MAX_SAFE_DEREGISTRATION_DELAY_S",
     "ListenerInfo",
+    "vpc_cidr_blocks",
 ]
 
 # RegisterTargets / DeregisterTargets accept many targets per call; keep requests small.
@@ -573,3 +574,9 @@ def risky_settings(info: TargetGroupInfo) -> list[str]:
     if info.protocol not in (None, "TCP", "TLS", "TCP_UDP"):
         warnings.append(f"target group protocol is {info.protocol}; Redis needs TCP (or TLS)")
     return warnings
+
+
+def vpc_cidr_blocks(ec2: Any, vpc_id: str) -> tuple[str, ...]:
+    """The CIDR blocks associated with a VPC, IPv4 and IPv6: one DescribeVpcs (``deploy``
+    puts them in the controller's settings, ``settings.vpc_cidrs``)."""
+    return TargetGroups(None, ec2, cache=False)._read_vpc_cidrs(vpc_id)

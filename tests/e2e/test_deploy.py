@@ -149,7 +149,7 @@ def test_two_stacks_deploy_side_by_side_and_each_syncs_its_own_target_group(aws_
         # The stack's own function environment, run in-process, registered the primary.
         sync = report["sync"]
         assert sync["mode"] == "local" and sync["ok"] is True
-        assert sync["function_environment"] == ["CACHEBRIDGE_BINDINGS", "CACHEBRIDGE_CONTROLLER_ID"]
+        assert sync["function_environment"] == ["CACHEBRIDGE_BINDINGS", "CACHEBRIDGE_CONTROLLER_ID", "CACHEBRIDGE_VPC_CIDRS"]
         assert sync["overrides"] == {"CACHEBRIDGE_NAMESERVERS": dns_server.address}
         binding, reader = sync["report"]["bindings"]
         assert binding["status"] == reader["status"] == "changed"
@@ -157,6 +157,9 @@ def test_two_stacks_deploy_side_by_side_and_each_syncs_its_own_target_group(aws_
         assert _registered(aws_env, outputs["TargetGroupArn"]) == {Target(site.primary_ip, site.port)}
         environment = lam.get_function_configuration(FunctionName=outputs["FunctionName"])["Environment"]["Variables"]
         configured, _ = json.loads(environment["CACHEBRIDGE_BINDINGS"])["bindings"]
+        # The VPC's CIDR blocks as deploy read them: the controller checks addresses
+        # inside them without building an EC2 client.
+        assert environment["CACHEBRIDGE_VPC_CIDRS"] == f"{site.vpc}={aws_client(aws_env, 'ec2').describe_vpcs(VpcIds=[site.vpc])['Vpcs'][0]['CidrBlock']}"
         assert configured["target_group"] == outputs["TargetGroupArn"]
         assert configured["source"] == f"elasticache://{site.rg_id}?role=primary"
         assert configured["port"] == site.port

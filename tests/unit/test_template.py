@@ -275,7 +275,7 @@ ISSUE_PARAMETERS = {
     "HealthCheckIntervalSeconds", "HealthyThreshold", "DeregistrationDelaySeconds", "CodeBucket", "CodeKey",
     "Layout", "ReaderPort", "NodePorts",
     "TcpIdleTimeoutSeconds", "ReservedConcurrency", "LambdaSubnetIds", "LambdaSecurityGroupId", "CreateVpcEndpoints",
-    "ExtraBindings", "ConfigFile",
+    "ExtraBindings", "ConfigFile", "VpcCidrs",
 }
 
 

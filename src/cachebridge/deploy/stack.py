@@ -53,6 +53,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoRegionError, Profi
 from .. import aws
 from ..config import Binding
 from ..errors import CacheBridgeError, ConfigError, DeployError, SourceError, SourceNotFound
+from ..nlb import vpc_cidr_blocks
 from ..sources import describe_replication_group
 from . import allow_list, more_bindings
 from . import package as packaging
@@ -970,6 +971,7 @@ def deploy(
         _check_zones(cache, _check_network(clients("ec2"), request.vpc_id, request.subnet_ids))
         _check_security_group(clients("ec2"), _cache_security_group(request, cache), request.vpc_id)
         check_lambda_network(clients("ec2"), request.vpc_id, request.lambda_subnet_ids, request.lambda_security_group_id)
+        vpc_cidrs = vpc_cidr_blocks(clients("ec2"), request.vpc_id)
         account_id = clients("sts").get_caller_identity()["Account"]
         region = _region(clients("s3"))
         if request.notification_topic_arn:
@@ -995,6 +997,7 @@ def deploy(
     bucket = artifact_bucket_name(account_id, region)
     values = stack_parameters(request, cache, bucket, built.key, topic, node_slots)
     values.update(placement.parameters)
+    values["VpcCidrs"] = ",".join(vpc_cidrs)
     if request.extra_bindings:
         notes.append(placement.describe(len(request.extra_bindings)))
     _check_parameters(values, request.stack_name, template)

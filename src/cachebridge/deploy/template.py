@@ -124,7 +124,7 @@ ANY_SOURCE = "0.0.0.0/0"
 TOO_MANY_CIDRS = "TooManyAllowedCidrs"  # the condition that creates the failing guard
 
 PARAMETER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Network Load Balancer", ("VpcId", "SubnetIds", "Scheme", "ListenerPort", "ListenerProtocol", "CertificateArn")),
+    ("Network Load Balancer", ("VpcId", "VpcCidrs", "SubnetIds", "Scheme", "ListenerPort", "ListenerProtocol", "CertificateArn")),
     ("Layout", ("Layout", "ReaderPort", "NodePorts")),
     ("Who may connect", ("AllowedCidrs", "AllowAnySource")),
     ("ElastiCache", ("ReplicationGroupId", "CacheSecurityGroupId", "CachePort", "TargetProtocol")),
@@ -170,6 +170,16 @@ def _parameters(node_slots: int = 0) -> dict[str, Any]:
         "VpcId": {
             "Type": "AWS::EC2::VPC::Id",
             "Description": "The VPC of the replication group; the NLB and its target group live here.",
+        },
+        # Read by cachebridge deploy (DescribeVpcs): the controller checks target addresses
+        # against them without the EC2 client, and reads the VPC again only for an address
+        # outside them (settings.vpc_cidrs).
+        "VpcCidrs": {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": r"^[0-9a-fA-F:./,]{0,2048}$",
+            "ConstraintDescription": "empty, or the VPC's CIDR blocks separated by commas",
+            "Description": "The VPC's CIDR blocks, comma-separated (filled in by cachebridge deploy); empty: the controller reads them when it first writes.",
         },
         "SubnetIds": {
             "Type": "List<AWS::EC2::Subnet::Id>",
@@ -392,6 +402,7 @@ _LABELS = {
     "ReaderPort": "Reader listener port",
     "NodePorts": "Per-node listener ports",
     "ExtraBindings": "More bindings (JSON)",
+    "VpcCidrs": "VPC CIDR blocks",
     "ConfigFile": "More bindings (file in the zip)",
 }
 
@@ -471,6 +482,7 @@ def _conditions() -> dict[str, Any]:
         "HasScheduleRuleName": {"Fn::Not": [{"Fn::Equals": [_ref("ScheduleRuleName"), ""]}]},
         "HasReservedConcurrency": {"Fn::Not": [{"Fn::Equals": [_ref("ReservedConcurrency"), "0"]}]},
         "HasExtraBindings": {"Fn::Not": [{"Fn::Equals": [_ref("ExtraBindings"), ""]}]},
+        "HasVpcCidrs": {"Fn::Not": [{"Fn::Equals": [_ref("VpcCidrs"), ""]}]},
         "HasConfigFile": {"Fn::Not": [{"Fn::Equals": [_ref("ConfigFile"), ""]}]},
         "FollowsMoreBindings": {"Fn::Or": [{"Condition": "HasExtraBindings"}, {"Condition": "HasConfigFile"}]},
         "FunctionInVpc": {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", _ref("LambdaSubnetIds")]}, ""]}]},
@@ -797,6 +809,7 @@ def _controller_resources(settings: Settings, node_slots: int = 0, replicas: boo
                         "CACHEBRIDGE_BINDINGS": _bindings_value(settings, node_slots, replicas),
                         **_lease_environment(),
                         **_more_bindings_environment(),
+                        "CACHEBRIDGE_VPC_CIDRS": _if("HasVpcCidrs", _sub("${VpcId}=${VpcCidrs}"), _NO_VALUE),
                     }
                 },
             },
