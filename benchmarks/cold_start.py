@@ -15,6 +15,9 @@ machine. The anchor (the AWS sample "hostname as target for network load balance
 measured at 0.227 s on this machine earlier, against the same moto and DNS servers; its
 figure is printed, not re-measured.
 
+``--against SRC`` also measures the zip another checkout (its ``src`` directory) builds,
+its runs interleaved with this one's: a before/after on a busy machine.
+
 Printed per figure, median of ``--runs`` (10): import time, first pass time, their sum;
 then, from one more process of each kind that counts its AWS calls (untimed): the calls
 made on the first pass and the clients built, for an in-sync first pass and for a first
@@ -22,7 +25,7 @@ pass that writes (the node's address moved within the VPC); peak RSS (``VmHWM``)
 the zip's size. The function's environment is the deployed one: the binding in
 ``CACHEBRIDGE_BINDINGS`` and the VPC's CIDR blocks in ``CACHEBRIDGE_VPC_CIDRS``. Targets are printed, not asserted.
 
-    python benchmarks/cold_start.py [--runs 10] [--json]
+    python benchmarks/cold_start.py [--runs 10] [--against ../other/src] [--json]
 """
 
 from __future__ import annotations
@@ -41,7 +44,6 @@ from typing import Any
 import boto3
 
 from cachebridge.config import Binding, Config, ElastiCacheSourceSpec, Settings
-from cachebridge.deploy import package
 from cachebridge.sandbox.dns import LoopbackDnsServer
 from cachebridge.sandbox.redis_nodes import free_port
 
@@ -58,9 +60,9 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "
 # session before the pass (so its timings are not used).
 COLD_SCRIPT = r"""
 import io, json, sys, time
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 import cachebridge.handler as h
-imported = time.perf_counter()
+imported, cpu_imported = time.perf_counter(), time.process_time()
 calls = {}
 if sys.argv[1] == "count":
     import botocore.session
@@ -68,11 +70,12 @@ if sys.argv[1] == "count":
     session.register("before-call.*.*", lambda model, **_: calls.__setitem__(model.name, calls.get(model.name, 0) + 1))
 sys.stdout = io.StringIO()  # the handler's log lines
 result = h.handler({"action": "sync"}, None)
-done = time.perf_counter()
+done, cpu_done = time.perf_counter(), time.process_time()
 sys.stdout = sys.__stdout__
 import cachebridge, dns
 print(json.dumps({
     "import_s": imported - started, "pass_s": done - imported, "total_s": done - started,
+    "cpu_import_s": cpu_imported - cpu_started, "cpu_total_s": cpu_done - cpu_started,
     "statuses": [b["status"] for b in result["bindings"]], "errors": [b["error"] for b in result["bindings"] if b["error"]],
     "calls": dict(sorted(calls.items())), "clients": sorted(key[0] for key in h.aws._clients),
     "peak_rss_mb": int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) / 1024,
@@ -80,7 +83,10 @@ print(json.dumps({
     "bytecode_written": not sys.dont_write_bytecode,
 }))
 """
-BARE_SCRIPT = "import sys, time; t = time.perf_counter(); __import__(sys.argv[1]); print(time.perf_counter() - t)"
+BARE_SCRIPT = (
+    "import sys, time; t, c = time.perf_counter(), time.process_time(); __import__(sys.argv[1]); "
+    "print(time.perf_counter() - t, time.process_time() - c)"
+)
 
 
 def start_moto() -> tuple[subprocess.Popen[str], str]:
@@ -114,16 +120,26 @@ def build_world(endpoint: str, dns: LoopbackDnsServer) -> tuple[Config, str, str
     return Config((binding,), Settings(nameservers=(dns.address,), dns_timeout_s=2.0)), primary, vpc
 
 
-def unpack_zip(into: Path) -> tuple[Path, int]:
-    built = package.build()
+def unpack_zip(into: Path, src: Path | None = None) -> tuple[Path, int]:
+    """The function's zip, unpacked into ``into/task``: built by this checkout, or by the
+    checkout whose ``src`` directory is given (with its own packaging rules)."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = into / "lambda.zip"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from cachebridge.deploy import package; package.build().write(sys.argv[1])", str(archive)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"building the zip failed: {done.stderr[-2000:]}")
     task = into / "task"
     task.mkdir()
-    archive = into / "lambda.zip"
-    built.write(archive)
     with zipfile.ZipFile(archive) as z:
         z.extractall(task)
     assert not any(task.rglob("__pycache__")), "the zip must not hold bytecode"
-    return task, built.size
+    return task, archive.stat().st_size
 
 
 def run_function(task: Path, env: dict[str, str], mode: str) -> dict[str, Any]:
@@ -141,52 +157,61 @@ def run_function(task: Path, env: dict[str, str], mode: str) -> dict[str, Any]:
     return out
 
 
-def run_bare(module: str) -> float:
+def run_bare(module: str) -> tuple[float, float]:
+    """Wall and CPU seconds of a bare import in a fresh process."""
     done = subprocess.run([sys.executable, "-B", "-c", BARE_SCRIPT, module], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise SystemExit(f"import {module} failed: {done.stderr[-2000:]}")
-    return float(done.stdout)
+    wall, cpu = done.stdout.split()
+    return float(wall), float(cpu)
 
 
-def measure(runs: int) -> dict[str, Any]:
+def measure(runs: int, against: Path | None = None) -> dict[str, Any]:
+    """Figures for this checkout's zip and, with ``against`` (another checkout's ``src``),
+    for that one's, their runs interleaved with each other and with the bare imports."""
     moto, endpoint = start_moto()
     dns = LoopbackDnsServer().start()
+    versions: dict[str, dict[str, Any]] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="cachebridge-cold-") as tmp:
-            task, zip_size = unpack_zip(Path(tmp))
             config, primary, vpc = build_world(endpoint, dns)
-            env = {
+            base_env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CACHEBRIDGE_", "PYTHON"))},
                 **CREDENTIALS,
                 "AWS_ENDPOINT_URL": endpoint,
                 "CACHEBRIDGE_BINDINGS": config.bindings_json(),
-                "LAMBDA_TASK_ROOT": str(task),
-                "PYTHONPATH": str(task),
                 "PYTHONDONTWRITEBYTECODE": "1",
-                # As the deployed template sets it (deploy reads the VPC's CIDR blocks).
+                # As the deployed template sets it (deploy reads the VPC's CIDR blocks); a
+                # checkout that does not know the variable ignores it.
                 "CACHEBRIDGE_VPC_CIDRS": f"{vpc}=10.0.0.0/16",
             }
+            sources = {"this": None, **({"against": against} if against is not None else {})}
+            for label, src in sources.items():
+                task, size = unpack_zip(Path(tmp) / label, src)
+                env = {**base_env, "LAMBDA_TASK_ROOT": str(task), "PYTHONPATH": str(task)}
+                first = run_function(task, env, "count")  # also warms the OS file cache
+                if first["statuses"] != ["in_sync"]:
+                    raise SystemExit(f"{label}: the first pass should be in sync: {first['statuses']} {first['errors']}")
+                versions[label] = {"task": task, "env": env, "zip_size": size, "first": first, "runs": []}
 
-            first = run_function(task, env, "count")  # also warms the OS file cache
-            if first["statuses"] != ["in_sync"]:
-                raise SystemExit(f"the first pass should be in sync: {first['statuses']} {first['errors']}")
-            function_runs: list[dict[str, Any]] = []
-            boto3_runs: list[float] = []
-            botocore_runs: list[float] = []
-            for _ in range(runs):  # interleaved, so a busy moment hits all three alike
-                function_runs.append(run_function(task, env, "time"))
+            boto3_runs: list[tuple[float, float]] = []
+            botocore_runs: list[tuple[float, float]] = []
+            for _ in range(runs):  # interleaved, so a busy moment hits every kind alike
+                for v in versions.values():
+                    v["runs"].append(run_function(v["task"], v["env"], "time"))
                 boto3_runs.append(run_bare("boto3"))
                 botocore_runs.append(run_bare("botocore.session"))
 
             # A first pass that writes: the primary's node moved to another address inside
             # the VPC, so the pass registers the new one and deregisters the old.
-            writes: list[dict[str, Any]] = []
-            for address in ("10.0.1.20", "10.0.1.10"):
-                dns.zone.set_a(primary, address)
-                writes.append(run_function(task, env, "count"))
-            for w in writes:
-                if w["statuses"] != ["changed"]:
-                    raise SystemExit(f"the writing pass should change the group: {w['statuses']} {w['errors']}")
+            for label, v in versions.items():
+                v["writes"] = []
+                for address in ("10.0.1.20", "10.0.1.10"):
+                    dns.zone.set_a(primary, address)
+                    v["writes"].append(run_function(v["task"], v["env"], "count"))
+                for w in v["writes"]:
+                    if w["statuses"] != ["changed"]:
+                        raise SystemExit(f"{label}: the writing pass should change the group: {w['statuses']} {w['errors']}")
     finally:
         dns.stop()
         moto.terminate()
@@ -195,60 +220,84 @@ def measure(runs: int) -> dict[str, Any]:
     def median(values: list[float]) -> float:
         return round(statistics.median(values), 3)
 
-    total = median([r["total_s"] for r in function_runs])
-    bare_boto3 = median(boto3_runs)
-    return {
+    bare_boto3 = median([wall for wall, _ in boto3_runs])
+    out: dict[str, Any] = {
         "runs": runs,
-        "import_s": median([r["import_s"] for r in function_runs]),
-        "first_pass_s": median([r["pass_s"] for r in function_runs]),
-        "import_and_first_pass_s": total,
         "bare_import_boto3_s": bare_boto3,
-        "bare_import_botocore_session_s": median(botocore_runs),
-        "ratio_to_boto3": round(total / bare_boto3, 2),
+        "bare_import_botocore_session_s": median([wall for wall, _ in botocore_runs]),
+        # CPU seconds: less sensitive than wall time to other work on the machine.
+        "cpu_bare_import_boto3_s": median([cpu for _, cpu in boto3_runs]),
+        "cpu_bare_import_botocore_session_s": median([cpu for _, cpu in botocore_runs]),
         "anchor_s": ANCHOR_S,
-        "in_sync": {
-            "calls": first["calls"],
-            "clients": first["clients"],
-            "peak_rss_mb": round(statistics.median([r["peak_rss_mb"] for r in function_runs]), 1),
-        },
-        "writing": {
-            "calls": writes[0]["calls"],
-            "clients": writes[0]["clients"],
-            "peak_rss_mb": round(max(w["peak_rss_mb"] for w in writes), 1),
-        },
-        "zip_kb": round(zip_size / 1024, 1),
         "targets": TARGETS,
         "load": os.getloadavg(),
     }
+    for label, v in versions.items():
+        total = median([r["total_s"] for r in v["runs"]])
+        out[label] = {
+            **({"src": str(against)} if label == "against" else {}),
+            "import_s": median([r["import_s"] for r in v["runs"]]),
+            "first_pass_s": median([r["pass_s"] for r in v["runs"]]),
+            "import_and_first_pass_s": total,
+            "ratio_to_boto3": round(total / bare_boto3, 2),
+            "cpu_import_s": median([r["cpu_import_s"] for r in v["runs"]]),
+            "cpu_import_and_first_pass_s": median([r["cpu_total_s"] for r in v["runs"]]),
+            "in_sync": {
+                "calls": v["first"]["calls"],
+                "clients": v["first"]["clients"],
+                "peak_rss_mb": round(statistics.median([r["peak_rss_mb"] for r in v["runs"]]), 1),
+            },
+            "writing": {
+                "calls": v["writes"][0]["calls"],
+                "clients": v["writes"][0]["clients"],
+                "peak_rss_mb": round(max(w["peak_rss_mb"] for w in v["writes"]), 1),
+            },
+            "zip_kb": round(v["zip_size"] / 1024, 1),
+        }
+    return out
+
+
+def _print(label: str, r: dict[str, Any]) -> None:
+    def calls(c: dict[str, int]) -> str:
+        return ", ".join(f"{k}={v}" for k, v in c.items()) or "none"
+
+    print(f"{label}:")
+    print(f"  import cachebridge.handler           {r['import_s']:.3f} s   (from the unpacked zip, no bytecode)")
+    print(f"  first in-sync pass                   {r['first_pass_s']:.3f} s")
+    print(f"  import + first pass                  {r['import_and_first_pass_s']:.3f} s   ratio to bare boto3 {r['ratio_to_boto3']}"
+          f"   target <= {TARGETS['import_and_first_pass_s']} s")
+    print(f"  CPU: import {r['cpu_import_s']:.3f} s, import + first pass {r['cpu_import_and_first_pass_s']:.3f} s")
+    print(f"  first in-sync pass: calls {calls(r['in_sync']['calls'])}; clients {', '.join(r['in_sync']['clients'])}; "
+          f"peak RSS {r['in_sync']['peak_rss_mb']} MB")
+    print(f"  first pass that writes: calls {calls(r['writing']['calls'])}; clients {', '.join(r['writing']['clients'])}; "
+          f"peak RSS {r['writing']['peak_rss_mb']} MB (target <= {TARGETS['peak_rss_mb']} MB)")
+    print(f"  Lambda zip: {r['zip_kb']} KB (target <= {TARGETS['zip_kb']} KB)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="fresh processes of each kind (median)")
+    parser.add_argument("--against", type=Path, metavar="SRC",
+                        help="also measure the zip another checkout builds (its src directory), interleaved with this one")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if not 1 <= args.runs <= 100:
         parser.error("--runs must be between 1 and 100")
-    r = measure(args.runs)
+    if args.against is not None and not (args.against / "cachebridge" / "handler.py").is_file():
+        parser.error(f"--against {args.against}: no cachebridge/handler.py there (give a checkout's src directory)")
+    r = measure(args.runs, args.against.resolve() if args.against else None)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
-
-    def calls(c: dict[str, int]) -> str:
-        return ", ".join(f"{k}={v}" for k, v in c.items()) or "none"
-
-    print(f"new Lambda instance, 1 binding, median of {r['runs']} fresh processes (load average {r['load'][0]:.2f}):")
-    print(f"  import cachebridge.handler           {r['import_s']:.3f} s   (from the unpacked zip, no bytecode)")
-    print(f"  first in-sync pass                   {r['first_pass_s']:.3f} s")
-    print(f"  import + first pass                  {r['import_and_first_pass_s']:.3f} s   target <= {TARGETS['import_and_first_pass_s']} s")
-    print(f"  bare import boto3 (same run)         {r['bare_import_boto3_s']:.3f} s   ratio {r['ratio_to_boto3']}")
+    print(f"new Lambda instance, 1 binding, median of {r['runs']} fresh processes of each kind, interleaved "
+          f"(load average at the end {r['load'][0]:.2f}):")
+    print(f"  bare import boto3                    {r['bare_import_boto3_s']:.3f} s")
     print(f"  bare import botocore.session         {r['bare_import_botocore_session_s']:.3f} s")
+    print(f"  CPU: bare boto3 {r['cpu_bare_import_boto3_s']:.3f} s, bare botocore.session {r['cpu_bare_import_botocore_session_s']:.3f} s")
     print(f"  anchor (AWS sample, earlier run)     {r['anchor_s']:.3f} s")
-    print(f"first in-sync pass: calls {calls(r['in_sync']['calls'])}; clients {', '.join(r['in_sync']['clients'])}; "
-          f"peak RSS {r['in_sync']['peak_rss_mb']} MB")
-    print(f"first pass that writes: calls {calls(r['writing']['calls'])}; clients {', '.join(r['writing']['clients'])}; "
-          f"peak RSS {r['writing']['peak_rss_mb']} MB (target <= {TARGETS['peak_rss_mb']} MB)")
-    print(f"Lambda zip: {r['zip_kb']} KB (target <= {TARGETS['zip_kb']} KB)")
+    _print("this checkout", r["this"])
+    if "against" in r:
+        _print(f"against {r['against']['src']}", r["against"])
     return 0
 
 
