@@ -398,7 +398,9 @@ def test_an_in_sync_pass_reads_each_thing_once_and_never_builds_the_ec2_client(m
 
     assert {b.status for b in report.bindings} == {"in_sync"}
     names = log.names()
-    assert names.count("DescribeReplicationGroups") == groups  # one per group, shared by its two bindings
+    # The 12 groups, shared by their two bindings each, listed in one page (sources.LIST_PAGE_SIZE).
+    assert names.count("DescribeReplicationGroups") == 1
+    assert [params for params in log.of("DescribeReplicationGroups")] == [{"MaxRecords": 100}]
     assert names.count("DescribeTargetHealth") == len(bindings)  # one per target group
     assert names.count("DescribeTargetGroups") == 2  # in batches of nlb.DESCRIBE_CHUNK (20)
     # A new instance reads each group's optional details once, one group a call.
