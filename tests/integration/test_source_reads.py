@@ -272,3 +272,19 @@ def test_a_dns_name_two_bindings_share_is_queried_once_a_round(
     second = run()
     assert [(b.status, b.polls) for b in second.bindings] == [("in_sync", 1), ("in_sync", 1)]
     assert zone.queries == 1
+
+
+# -- the sandbox pages as AWS does -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_records", [19, 101])
+def test_moto_refuses_a_page_size_aws_refuses(admin: Any, max_records: int) -> None:
+    with pytest.raises(ClientError) as caught:
+        admin.describe_replication_groups(MaxRecords=max_records)
+    assert caught.value.response["Error"]["Code"] == "InvalidParameterValue"
+
+
+def test_the_page_size_the_source_uses_is_one_aws_takes(admin: Any, zone: Zone) -> None:
+    create_groups(admin, zone, "orders", 2)
+    page = admin.describe_replication_groups(MaxRecords=sources_module.LIST_PAGE_SIZE)
+    assert sorted(g["ReplicationGroupId"] for g in page["ReplicationGroups"]) == ["orders000", "orders001"]
