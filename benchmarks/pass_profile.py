@@ -16,7 +16,7 @@ proxies) and, for one warm in-sync pass, prints:
   profiled, so the figures include the profiler's own overhead) or ``py-spy`` (sampling,
   ``pip install py-spy``) with ``--out`` for its flame graph.
 
-    python benchmarks/pass_profile.py [--bindings 1000] [--max-concurrency 8] [--top 25]
+    python benchmarks/pass_profile.py [--bindings 1000] [--max-concurrency 8 16] [--profiler none|cprofile|py-spy] [--top 25]
 """
 
 from __future__ import annotations
@@ -148,10 +148,61 @@ def moto_timing(endpoint: str) -> dict[str, Any]:
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
+def _run_worker(args: argparse.Namespace, endpoint: str, config: Config, passes: list[str], env: dict[str, str],
+                aws_proxy: LatencyProxy, dns_proxy: DnsLatencyProxy) -> dict[str, Any]:
+    """The passes of ``passes`` in a fresh controller process; the figures of each."""
+    results: dict[str, Any] = {}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(config.to_mapping(), f)
+    command = [sys.executable, "-c", WORKER_SCRIPT, f.name, json.dumps(passes), args.profiler, str(args.top)]
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        for label in passes:
+            line = proc.stdout.readline()
+            if not line.startswith("start"):
+                raise SystemExit(f"worker stopped: {line!r}")
+            if label == "warm in-sync" and args.profiler == "py-spy":
+                exe = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+                if not os.path.exists(exe):
+                    raise SystemExit("py-spy is not installed (pip install py-spy)")
+                out_format = "raw" if args.out.endswith(".txt") else "flamegraph"
+                spy = subprocess.Popen([exe, "record", "--pid", str(proc.pid), "--rate", "250", "--threads", "--output", args.out, "--format", out_format],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                time.sleep(1.0)  # attached before the pass starts
+            moto_cpu0 = moto_timing(endpoint)["cpu_s"]
+            aws_proxy.take()
+            dns_proxy.take()
+            here0 = cpu_self()
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+            if not line.startswith("end "):
+                raise SystemExit(f"worker stopped: {line!r}")
+            here = cpu_self() - here0
+            served = moto_timing(endpoint)
+            results[label] = {
+                **json.loads(line[4:]), "harness_cpu_s": round(here, 3), "moto": served,
+                "moto_cpu_s": round(served["cpu_s"] - moto_cpu0, 3),
+                "calls": aws_proxy.take(), "dns_queries": dns_proxy.take(),
+            }
+            if spy is not None:
+                spy.send_signal(2)
+                _, err = spy.communicate(timeout=60)
+                results[label]["py_spy"] = err.decode(errors="replace")[-500:]
+                spy = None
+    finally:
+        proc.wait(60)
+        os.unlink(f.name)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bindings", type=int, default=1000)
-    parser.add_argument("--max-concurrency", type=int, default=None)
+    parser.add_argument("--max-concurrency", type=int, nargs="+", default=[Settings().max_concurrency],
+                        help="one or more limits, each measured in a fresh controller process on the same world")
     parser.add_argument("--aws-ms", type=float, default=30.0)
     parser.add_argument("--dns-ms", type=float, default=5.0)
     parser.add_argument("--profiler", choices=("cprofile", "py-spy", "none"), default="cprofile")
@@ -168,65 +219,24 @@ def main() -> int:
     dns = LoopbackDnsServer().start()
     aws_proxy = LatencyProxy(("127.0.0.1", port), args.aws_ms / 1000).start()
     dns_proxy = DnsLatencyProxy(("127.0.0.1", dns.port), args.dns_ms / 1000).start()
-    passes = ["initial registration", "warm in-sync"]
-    results: dict[str, Any] = {}
+    measured: list[tuple[int, dict[str, Any]]] = []
     try:
         setup = {
             name: boto3.client(name, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
             for name in ("elbv2", "ec2", "elasticache")
         }
         world, _ = build_world_parallel(args.bindings, dns, setup)
-        settings = Settings(nameservers=(dns_proxy.address,), dns_timeout_s=2.0)
-        if args.max_concurrency:
-            settings = settings.merged({"max_concurrency": args.max_concurrency})
-        config = Config(world.bindings, settings)
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump(config.to_mapping(), f)
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
             "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": aws_proxy.url,
         }
-        command = [sys.executable, "-c", WORKER_SCRIPT, f.name, json.dumps(passes), args.profiler, str(args.top)]
-        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        assert proc.stdin is not None and proc.stdout is not None
-        spy: subprocess.Popen[bytes] | None = None
-        try:
-            for label in passes:
-                line = proc.stdout.readline()
-                if not line.startswith("start"):
-                    raise SystemExit(f"worker stopped: {line!r}")
-                if label == "warm in-sync" and args.profiler == "py-spy":
-                    if shutil.which("py-spy") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "py-spy")):
-                        raise SystemExit("py-spy is not installed (pip install py-spy)")
-                    exe = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
-                    spy = subprocess.Popen([exe, "record", "--pid", str(proc.pid), "--rate", "250", "--threads", "--output", args.out, "--format", "raw" if args.out.endswith(".txt") else "flamegraph"],
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                    time.sleep(1.0)  # attached before the pass starts
-                moto_cpu0 = moto_timing(endpoint)["cpu_s"]
-                aws_proxy.take()
-                dns_proxy.take()
-                here0 = cpu_self()
-                proc.stdin.write("go\n")
-                proc.stdin.flush()
-                line = proc.stdout.readline()
-                if not line.startswith("end "):
-                    raise SystemExit(f"worker stopped: {line!r}")
-                here = cpu_self() - here0
-                served = moto_timing(endpoint)
-                results[label] = {
-                    **json.loads(line[4:]), "harness_cpu_s": round(here, 3), "moto": served,
-                    "moto_cpu_s": round(served["cpu_s"] - moto_cpu0, 3),
-                    "calls": aws_proxy.take(), "dns_queries": dns_proxy.take(),
-                }
-                if spy is not None:
-                    spy.send_signal(2)
-                    _, err = spy.communicate(timeout=60)
-                    results[label]["py_spy"] = err.decode(errors="replace")[-500:]
-                    spy = None
-        finally:
-            proc.wait(60)
-            os.unlink(f.name)
+        for i, limit in enumerate(args.max_concurrency):
+            settings = Settings(nameservers=(dns_proxy.address,), dns_timeout_s=2.0).merged({"max_concurrency": limit})
+            # The first process registers every binding; later ones warm their caches first.
+            passes = ["initial registration" if i == 0 else "cold in-sync", "warm in-sync"]
+            results = _run_worker(args, endpoint, Config(world.bindings, settings), passes, env, aws_proxy, dns_proxy)
+            measured.append((limit, results["warm in-sync"]))
     finally:
         aws_proxy.stop()
         dns_proxy.stop()
@@ -234,22 +244,22 @@ def main() -> int:
         moto.terminate()
         moto.wait(10)
 
-    r = results["warm in-sync"]
-    ops = r["moto"]["operations"]
-    served_s = sum(seconds for _, seconds in ops.values())
-    served_n = sum(count for count, _ in ops.values())
-    print(f"warm in-sync, {args.bindings} bindings, {args.aws_ms:g} ms per AWS call, {args.dns_ms:g} ms per DNS query, "
-          f"max_concurrency {args.max_concurrency or Settings().max_concurrency}, profiler {args.profiler}")
-    print(f"  wall {r['wall_s']} s; statuses {r['statuses']}; AWS calls {r['calls']}; DNS queries {r['dns_queries']}")
-    print(f"  CPU: controller {r['cpu_s']} s; moto server {r['moto_cpu_s']} s; proxies + DNS server {r['harness_cpu_s']} s")
-    print(f"  moto service time: {served_s:.2f} s for {served_n} requests ({1000 * served_s / max(served_n, 1):.1f} ms a request)")
-    for op, (count, seconds) in sorted(ops.items(), key=lambda kv: -kv[1][1]):
-        print(f"    {op:<32} {count:>6} requests {seconds:8.2f} s  {1000 * seconds / count:6.1f} ms each")
-    print(f"  controller CPU per AWS call: {1000 * r['cpu_s'] / max(sum(r['calls'].values()), 1):.1f} ms (profiler overhead included when profiled)")
-    if r.get("profile"):
-        print(r["profile"])
-    if r.get("py_spy"):
-        print(f"py-spy: {r['py_spy'].strip()} -> {args.out}")
+    for limit, r in measured:
+        ops = r["moto"]["operations"]
+        served_s = sum(seconds for _, seconds in ops.values())
+        served_n = sum(count for count, _ in ops.values())
+        print(f"warm in-sync, {args.bindings} bindings, {args.aws_ms:g} ms per AWS call, {args.dns_ms:g} ms per DNS query, "
+              f"max_concurrency {limit}, profiler {args.profiler}")
+        print(f"  wall {r['wall_s']} s; statuses {r['statuses']}; AWS calls {r['calls']}; DNS queries {r['dns_queries']}")
+        print(f"  CPU: controller {r['cpu_s']} s; moto server {r['moto_cpu_s']} s; proxies + DNS server {r['harness_cpu_s']} s")
+        print(f"  moto service time: {served_s:.2f} s for {served_n} requests ({1000 * served_s / max(served_n, 1):.1f} ms a request)")
+        for op, (count, seconds) in sorted(ops.items(), key=lambda kv: -kv[1][1]):
+            print(f"    {op:<32} {count:>6} requests {seconds:8.2f} s  {1000 * seconds / count:6.1f} ms each")
+        print(f"  controller CPU per AWS call: {1000 * r['cpu_s'] / max(sum(r['calls'].values()), 1):.1f} ms (profiler overhead included when profiled)")
+        if r.get("profile"):
+            print(r["profile"])
+        if r.get("py_spy"):
+            print(f"py-spy: {r['py_spy'].strip()} -> {args.out}")
     return 0
 
 
