@@ -168,7 +168,7 @@ def _run_worker(args: argparse.Namespace, endpoint: str, config: Config, passes:
                 if not os.path.exists(exe):
                     raise SystemExit("py-spy is not installed (pip install py-spy)")
                 out_format = "raw" if args.out.endswith(".txt") else "flamegraph"
-                spy = subprocess.Popen([exe, "record", "--pid", str(proc.pid), "--rate", "250", "--threads", "--output", args.out, "--format", out_format],
+                spy = subprocess.Popen([exe, "record", "--pid", str(proc.pid), "--rate", "250", "--threads", "--gil", "--output", args.out, "--format", out_format],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 time.sleep(1.0)  # attached before the pass starts
             moto_cpu0 = moto_timing(endpoint)["cpu_s"]

@@ -169,6 +169,22 @@ class InFlight:
 # -- the pool itself -----------------------------------------------------------------------
 
 
+def test_map_ordered_raises_what_is_not_an_exception_in_the_caller_after_the_others_finish() -> None:
+    """SystemExit or KeyboardInterrupt in one item is not that item's result: the caller
+    gets it, once every other item has run (none is left half done)."""
+    done: list[int] = []
+
+    def work(i: int) -> int:
+        if i == 3:
+            raise SystemExit("stop")
+        done.append(i)
+        return i
+
+    with pytest.raises(SystemExit, match="stop"):
+        map_ordered(work, range(10), 4)  # type: ignore[arg-type]
+    assert sorted(done) == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+
+
 def test_map_ordered_keeps_the_order_and_returns_a_failure_in_its_place() -> None:
     gates = [threading.Event() for _ in range(5)]
 
