@@ -59,7 +59,7 @@ from cachebridge.sandbox.dns import LoopbackDnsServer
 # The worker: one size, the function's own adapters; the parent sends one line per pass
 # ("<label>\t<json options>") and reads one "end <json>" line back.
 WORKER_SCRIPT = r"""
-import json, sys, threading, time
+import json, re, sys, threading, time
 from collections import Counter
 from cachebridge import aws, nlb
 from cachebridge.config import Config
@@ -79,7 +79,10 @@ if pace:
             self.tokens, self.start, self.seconds = float(capacity), time.monotonic(), 0
             self.lock = threading.Lock()
             self.waited = 0.0
+            self.on = True
         def wait(self, **_):
+            if not self.on:
+                return
             started = time.monotonic()
             while True:
                 with self.lock:
@@ -99,25 +102,45 @@ if pace:
                "DescribeTargetGroupAttributes", "DescribeLoadBalancers"):
         elbv2.meta.events.register(f"before-send.elastic-load-balancing-v2.{op}", pacer.wait)
 
+# How each ELB call ended, as botocore's standard mode left it (its retry quota is the
+# client's, so it carries from one pass of a warm instance to the next).
+outcomes = Counter()
+def after_call(http_response, parsed, **_):
+    meta = parsed.get("ResponseMetadata", {})
+    ok = 200 <= http_response.status_code < 300
+    if meta.get("RetryAttempts"):
+        outcomes["ok after a retry" if ok else "failed after a retry"] += 1
+    elif ok:
+        outcomes["ok"] += 1
+    else:
+        outcomes["failed, retry quota spent" if meta.get("RetryQuotaReached") else "failed, not retried"] += 1
+aws.client("elbv2", config.settings.region, None, controller=True).meta.events.register(
+    "after-call.elastic-load-balancing-v2", after_call)
+_ids = re.compile(r"arn:aws:\S+|tg-[0-9a-f]+-\d+-[pr]")
+
 print("ready", flush=True)
 for line in sys.stdin:
     label, options = line.rstrip("\n").split("\t")
     options = json.loads(options)
     if options.get("new_instance"):
         nlb.clear_caches()
-        if pace:
-            pacer.tokens, pacer.start, pacer.seconds = float(pacer.capacity), time.monotonic(), 0
+    if pace:
+        # A full bucket before each pass, as the proxy's; the setup pass is not paced.
+        pacer.tokens, pacer.start, pacer.seconds, pacer.waited = float(pacer.capacity), time.monotonic(), 0, 0.0
+        pacer.on = options["throttled"]
+    outcomes.clear()
     started = time.monotonic()
-    deadline = started + timeout_s - DEADLINE_MARGIN_S if timeout_s > 0 else None
+    deadline = started + timeout_s - DEADLINE_MARGIN_S if timeout_s > 0 and options["throttled"] else None
     report = sync(config, target_groups=target_groups, sources=sources, deadline=deadline)
     wall = time.monotonic() - started
-    errors = Counter((b.error or "")[:160] for b in report.bindings if b.status == "error")
+    errors = Counter(f"{b.status}: " + _ids.sub("<tg>", b.error or "")[:200] for b in report.bindings if b.status in ("error", "skipped"))
     print("end " + json.dumps({
         "wall_s": round(wall, 3),
         "statuses": dict(Counter(b.status for b in report.bindings)),
         "changed": sorted(b.name for b in report.bindings if b.status == "changed"),
         "errors": errors.most_common(3),
         "paced_wait_s": round(pacer.waited, 1) if pace else None,
+        "elb_calls": dict(outcomes),
         "peak_rss_mb": round(int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) / 1024, 1),
     }), flush=True)
 """
@@ -192,7 +215,7 @@ def run_size(n: int, args: argparse.Namespace, endpoint: str, dns: LoopbackDnsSe
             proxy.throttle = Throttle(profile, others_per_s=args.others_per_s, code=args.code)  # full bucket
             proxy.take()
             dns_proxy.take()
-            proc.stdin.write(f"{label}\t{json.dumps({'new_instance': new_instance})}\n")  # type: ignore[union-attr]
+            proc.stdin.write(f"{label}\t{json.dumps({'new_instance': new_instance, 'throttled': throttled})}\n")  # type: ignore[union-attr]
             proc.stdin.flush()  # type: ignore[union-attr]
             line = proc.stdout.readline()  # type: ignore[union-attr]
             if not line.startswith("end "):
@@ -208,8 +231,8 @@ def run_size(n: int, args: argparse.Namespace, endpoint: str, dns: LoopbackDnsSe
             }
 
         setup_pass = one_pass("setup", throttled=False)
-        if setup_pass["statuses"].get("error"):
-            raise SystemExit(f"setup pass failed: {setup_pass['errors']}")
+        if set(setup_pass["statuses"]) - {"in_sync", "changed"}:
+            raise SystemExit(f"setup pass failed: {setup_pass['statuses']} {setup_pass['errors']}")
         before = registered(setup["elbv2"], config)
         for label, new_instance in (("in-sync (new instance)", True), ("in-sync (warm)", False)):
             r = one_pass(label, throttled=True, new_instance=new_instance)
@@ -243,6 +266,26 @@ def _moved(ip: str) -> str:
     return f"{a}.{b}.{c}.{int(d) + 100}"
 
 
+def render(header: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    buckets = ", ".join(f"{k}: {v['capacity']} tokens, {v['refill_per_s']:g}/s" for k, v in header["buckets"].items()) or "none"
+    print(f"throttle {header['throttle']} ({buckets}), others {header['others_per_s']:g}/s, paced {header['paced']}; "
+          f"{header['aws_ms']:g} ms per AWS call, {header['dns_ms']:g} ms per DNS query; max_concurrency {header['max_concurrency']}; "
+          f"deadline from a {header['timeout_s']:g} s timeout; load {header['load'][0]:.2f}")
+    print(f"{'pass':<24} {'bindings':>8} {'wall s':>7} {'calls':>6} {'thrtl':>6} {'writes':>6}  statuses / target groups after")
+    for r in results:
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(r["statuses"].items()))
+        tgs = ", ".join(f"{k} {v}" for k, v in sorted(r["target_groups"].items()))
+        print(f"{r['pass']:<24} {r['bindings']:>8} {r['wall_s']:>7.2f} {r['api_calls']:>6} {r['throttled_calls']:>6} {r['write_calls']:>6}  {statuses} | TGs: {tgs}")
+        detail = [f"calls {r['calls']}", f"throttled {r['throttled']}", f"ELB calls ended {r['elb_calls']}", f"peak RSS {r['peak_rss_mb']} MB"]
+        if "followed_so_far" in r:
+            detail.append(f"followed so far {r['followed_so_far']}")
+        if r.get("paced_wait_s") is not None:
+            detail.append(f"paced wait {r['paced_wait_s']} s (summed over workers)")
+        print(f"{'':<24} {'; '.join(detail)}")
+        for error, count in r["errors"]:
+            print(f"{'':<24} x{count} {error}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bindings", type=int, nargs="+", default=[100, 1000])
@@ -258,7 +301,13 @@ def main() -> int:
     parser.add_argument("--timeout-s", type=float, default=60.0, help="the function timeout the pass's deadline comes from (0: none)")
     parser.add_argument("--next-runs", type=int, default=2, help="scheduled runs after the changing pass (default 2)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--show", metavar="FILE", help="print the table of a run saved with --json, and run nothing")
     args = parser.parse_args()
+    if args.show:
+        with open(args.show) as f:
+            saved = json.load(f)
+        render(saved, saved["results"])
+        return 0
 
     moto, endpoint = start_moto()
     dns = LoopbackDnsServer().start()
@@ -282,22 +331,7 @@ def main() -> int:
     if args.json:
         print(json.dumps({**header, "results": results}, indent=2))
         return 0
-    print(f"throttle {args.throttle} ({', '.join(f'{k}: {v.capacity} tokens, {v.refill_per_s:g}/s' for k, v in PROFILES[args.throttle].items()) or 'none'}), "
-          f"others {args.others_per_s:g}/s, paced {args.pace}; {args.aws_ms:g} ms per AWS call, {args.dns_ms:g} ms per DNS query; "
-          f"max_concurrency {concurrency}; deadline from a {args.timeout_s:g} s timeout; load {os.getloadavg()[0]:.2f}")
-    print(f"{'pass':<24} {'bindings':>8} {'wall s':>7} {'calls':>6} {'thrtl':>6} {'writes':>6}  statuses / target groups after")
-    for r in results:
-        statuses = ", ".join(f"{k} {v}" for k, v in sorted(r["statuses"].items()))
-        tgs = ", ".join(f"{k} {v}" for k, v in sorted(r["target_groups"].items()))
-        print(f"{r['pass']:<24} {r['bindings']:>8} {r['wall_s']:>7.2f} {r['api_calls']:>6} {r['throttled_calls']:>6} {r['write_calls']:>6}  {statuses} | TGs: {tgs}")
-        detail = [f"calls {r['calls']}", f"throttled {r['throttled']}"]
-        if "followed_so_far" in r:
-            detail.append(f"followed so far {r['followed_so_far']}")
-        if r.get("paced_wait_s") is not None:
-            detail.append(f"paced wait {r['paced_wait_s']} s (summed over workers)")
-        print(f"{'':<24} {'; '.join(detail)}")
-        for error, count in r["errors"]:
-            print(f"{'':<24} error x{count}: {error}")
+    render(header, results)
     return 0
 
 
