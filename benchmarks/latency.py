@@ -20,14 +20,15 @@ sees what it would see on AWS. Which calls are metered, and how, is ``PROFILES``
     DescribeTargetGroups, DescribeListeners, DescribeTags ...): one bucket per account and
     Region, 40 tokens, refilled at 10 tokens a second. "For example, the token bucket size
     for non-mutating API actions is 40 tokens. You can make up to 40 Describe* requests in
-    one second." and "For example, the bucket size for non-mutating API actions is 40
-    tokens, and the refill rate is 10 tokens per second." (ELB User Guide, "Request
-    throttling for the Elastic Load Balancing API",
+    one second." (ELB User Guide, "Request throttling for the Elastic Load Balancing API",
     https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-api-throttling.html).
-    The guide gives these figures as its example of how the bucket works; the per-action
-    table it may hold was not in the stored copy we read, so the example is the figure we
-    model. The bucket starts full; "a set number of tokens is added back every second"
-    (same page): the refill here comes in whole-second steps, as written.
+    The refill: the stored English copy is cut before it; the stored Chinese translation of
+    the same page (.../zh_cn/elasticloadbalancing/latest/userguide/elb-api-throttling.html)
+    says "例如,非变更 API 操作的存储桶大小为 40 个令牌,填充速率为每秒 10 个令牌" (for example,
+    40 tokens, refill rate 10 tokens a second). The guide gives these figures as its
+    example; a per-action table, if the page has one, was not in the stored copies, so the
+    example is the figure modelled. The bucket starts full; "a set number of tokens is
+    added back every second" (same page): the refill comes in whole-second steps, as written.
   * ELB API v2 mutating actions (RegisterTargets, DeregisterTargets, ModifyListener): the
     stored copy of the same page gives no figure; not modelled (never throttled).
   * ElastiCache (DescribeReplicationGroups ...): no throttling figure found in the stored
@@ -43,7 +44,8 @@ sees what it would see on AWS. Which calls are metered, and how, is ``PROFILES``
 
 The ELB bucket is the account's, shared with the console, Terraform and every other caller
 in the account and Region ("API requests are subject to the request limits whether you call
-them or they are called on your behalf", same page). ``others_per_s`` models them as a
+them or they are called on your behalf", same page; EC2, ECS, EC2 Auto Scaling and
+CloudFormation calling on your behalf have buckets of their own). ``others_per_s`` models them as a
 steady draw on the refill; the default is 0 (the controller alone in the account), which is
 the kindest case: no figure for what others use exists.
 """
