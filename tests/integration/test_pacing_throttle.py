@@ -20,6 +20,7 @@ import pytest
 
 from cachebridge import aws, nlb, pacing
 from cachebridge.config import Binding, Config, DnsSourceSpec, Settings
+from cachebridge.nlb import TargetGroupInfo, TargetGroups
 from cachebridge.sandbox.dns import LoopbackDnsServer, Zone
 from cachebridge.sync import SyncReport, sync
 
@@ -160,4 +161,29 @@ def test_a_read_that_would_wait_past_the_deadline_is_not_made_and_its_binding_is
     assert all("ELB Describe budget for this run spent (elb_describe_rate=0.01/s" in (b.error or "") for b in skipped)
     assert site.proxy.take() == {"DescribeTargetHealth": 5}
     assert site.proxy.take_throttled() == {}
+    assert site.held() == {name: {ip} for name, ip in site.addresses.items()}
+
+
+def test_no_target_health_is_read_once_the_deadline_has_passed(site: Site) -> None:
+    site.start(None)
+    now = [0.0]
+
+    class SlowDetails(TargetGroups):
+        """Each binding's detail read ends past the pass's deadline."""
+
+        def info(self, name_or_arn: str, *, vpc: bool = True) -> TargetGroupInfo:
+            info = super().info(name_or_arn, vpc=vpc)
+            now[0] = 100.0
+            return info
+
+    config = replace(site.config, settings=site.config.settings.merged({"elb_describe_rate": 0}))
+    target_groups, sources = aws.adapters(config.settings)
+    report = sync(
+        config, target_groups=SlowDetails(target_groups.elbv2), sources=sources,
+        clock=lambda: now[0], deadline=50.0, call_budget_s=1.0,
+    )
+
+    assert Counter(b.status for b in report.bindings) == {"skipped": N}
+    assert all("before the deadline; nothing written" in (b.error or "") for b in report.bindings)
+    assert "DescribeTargetHealth" not in site.proxy.take()
     assert site.held() == {name: {ip} for name, ip in site.addresses.items()}
