@@ -65,6 +65,7 @@ from typing import Any
 from .config import Binding, ElastiCacheSourceSpec, Settings
 from .errors import CacheBridgeError, SourceError, SourceUnsupported
 from .nlb import TargetGroupInfo, TargetGroups, risky_settings
+from .node_slots import SlotWrites, slot_health, writing_slots
 from .sources import Sources
 from .switch_planner import CUT_TAG, NODE_TAG, SWITCH_TAG, Node, Slot, SwitchPlan, plan_switch
 from .sync import BindingResult, Trigger
@@ -298,32 +299,28 @@ def apply(
     (None: no deadline)."""
     assert binding.listener is not None
     wall = wall or wall_clock
-    registered: list[Target] = []
-    deregistered: list[Target] = []
     r.registered_after = tuple(sorted(live))
-    try:
-        if p.switch:
-            assert p.forward_after is not None
-            try:
-                target_groups.forward(binding.listener, p.forward_after)
-            except Exception as exc:
-                r.status, r.error = "error", f"switching {binding.listener} to {p.forward_after} failed: {exc} (nothing else changed)"
-                r.forward_after = p.forward_before
-                return
-            r.switched = True
-            r.forward_after = p.forward_after
-            r.target_group_arn = p.forward_after
-            if p.cut_slot is not None:
-                # Recorded before anything else: whatever happens next in this run, a later
-                # run finds the cut pending and performs it once the settle time has passed.
-                target_groups.set_tags(p.cut_slot, {SWITCH_TAG: f"{wall():.3f}"})
+    if p.switch:
+        assert p.forward_after is not None
+        try:
+            target_groups.forward(binding.listener, p.forward_after)
+        except Exception as exc:
+            r.status, r.error = "error", f"switching {binding.listener} to {p.forward_after} failed: {exc} (nothing else changed)"
+            r.forward_after = p.forward_before
+            return
+        r.switched = True
+        r.forward_after = p.forward_after
+        r.target_group_arn = p.forward_after
+    with writing_slots(r, SlotWrites(target_groups, infos, live), lambda exc: f"{exc} (after the switch)" if r.switched else str(exc)) as w:
+        if p.switch and p.cut_slot is not None:
+            # Recorded before anything else: whatever happens next in this run, a later
+            # run finds the cut pending and performs it once the settle time has passed.
+            target_groups.set_tags(p.cut_slot, {SWITCH_TAG: f"{wall():.3f}"})
         for s in p.slots:
             if s.tag and s.node:
                 target_groups.set_tags(s.arn, {NODE_TAG: s.node})
             if s.register:
-                target_groups.register(infos[s.arn], s.register)
-                registered.extend(s.register)
-                live.update(s.register)
+                w.register(s.arn, s.register)
             if s.rejoin:
                 target_groups.remove_tags(s.arn, [CUT_TAG])
         cut = bool(p.cut) and p.cut_slot is not None
@@ -339,47 +336,28 @@ def apply(
             # node straight back (and, the switch tag still there, cuts again); if the tag
             # fails, nothing was cut yet.
             target_groups.set_tags(p.cut_slot, {CUT_TAG: f"{wall():.0f}"})
-            target_groups.deregister(infos[p.cut_slot], p.cut)
+            w.deregister(p.cut_slot, p.cut)
             r.cut = p.cut
-            deregistered.extend(p.cut)
-            live.difference_update(p.cut)
             target_groups.remove_tags(p.cut_slot, [SWITCH_TAG])
         for s in p.slots:
             if s.deregister:
-                target_groups.deregister(infos[s.arn], s.deregister)
-                deregistered.extend(s.deregister)
-                live.difference_update(s.deregister)
+                w.deregister(s.arn, s.deregister)
             if s.unmark:
                 target_groups.remove_tags(s.arn, [SWITCH_TAG])
             if s.untag:
                 target_groups.remove_tags(s.arn, [NODE_TAG, CUT_TAG, SWITCH_TAG])
-    except CacheBridgeError as exc:
-        r.status, r.error = "error", f"{exc} (after the switch)" if r.switched else str(exc)
-        return
-    finally:
-        r.register = tuple(sorted(set(registered)))
-        r.deregister = tuple(sorted(set(deregistered)))
-        r.registered_after = tuple(sorted(live))
-    r.status = "changed"
 
 
 def _nodes_report(nodes: Sequence[Node], p: SwitchPlan, slots: Sequence[Slot]) -> dict[str, dict[str, Any]]:
-    by_arn = {s.arn: s for s in slots}
     report: dict[str, dict[str, Any]] = {}
     for sp in p.slots:
         if sp.node is None:
             continue
         node = next((n for n in nodes if n.cluster_id == sp.node), None)
-        health = None
-        if node is not None:
-            state = by_arn[sp.arn].actual.get(node.target)
-            health = state.state.value if state is not None else "unused"
         report[sp.node] = {
             "target_group": sp.arn,
             "target": str(node.target) if node else None,
             "role": node.role if node else None,
-            "health": health,
+            "health": slot_health(slots, sp.arn, node.target if node else None),
         }
     return report
-
-
