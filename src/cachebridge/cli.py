@@ -228,6 +228,12 @@ def package_command(bucket: str | None, output: str | None, region: str | None, 
 
     if not bucket and not output:
         raise click.UsageError("say where the zip goes: --bucket B to upload it, or --output F.zip to write it")
+    if bucket:
+        from .deploy.artifacts import bucket_name_problem
+
+        problem = bucket_name_problem(bucket)
+        if problem is not None:
+            raise ConfigError("--bucket", problem)
     built = packaging.build()
     out: dict[str, Any] = {"sha256": built.sha256, "size": built.size, "key": built.key, "entries": len(built.entries)}
     if output:
