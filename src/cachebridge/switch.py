@@ -37,7 +37,8 @@ target health and the listener's default action; ``switch_planner.plan_switch``;
    applied in this pass.
 2. Tags of newly assigned slots, registrations.
 3. The cut, ``listener_settle_s`` after the switch (the planner's rule 7): the switch time
-   is tagged on the demoted primary's slot, the pass waits the settle time if the
+   is tagged on the demoted primary's slot (marked, without a time, just before the switch,
+   so a failure to record the time leaves a later run to record it and cut after that), the pass waits the settle time if the
    invocation's deadline leaves room (otherwise a later run cuts), then deregisters the
    demoted primary from its own slot (the node groups have deregistration delay 0 and
    connection termination on), which resets the connections still open to it, through the
@@ -67,7 +68,7 @@ from .errors import CacheBridgeError, SourceError, SourceUnsupported
 from .nlb import TargetGroupInfo, TargetGroups, risky_settings
 from .node_slots import SlotWrites, slot_health, writing_slots
 from .sources import Sources
-from .switch_planner import CUT_TAG, NODE_TAG, SWITCH_TAG, Node, Slot, SwitchPlan, plan_switch
+from .switch_planner import CUT_TAG, NODE_TAG, SWITCH_TAG, SWITCH_UNKNOWN, Node, Slot, SwitchPlan, plan_switch
 from .sync import BindingResult, Trigger
 from .targets import Target
 
@@ -158,8 +159,9 @@ def _read_nlb(binding: Binding, target_groups: TargetGroups) -> _Read:
         tag = tags.get(info.arn, {})
         # Unreadable: treat the hold, and the settle time, as long over.
         cut_at = _unix_tag(tag, CUT_TAG)
-        switched_at = _unix_tag(tag, SWITCH_TAG)
-        slots.append(Slot(info.arn, tag.get(NODE_TAG) or None, target_groups.health(info.arn), cut_at, switched_at))
+        unknown = tag.get(SWITCH_TAG) == SWITCH_UNKNOWN
+        switched_at = None if unknown else _unix_tag(tag, SWITCH_TAG)
+        slots.append(Slot(info.arn, tag.get(NODE_TAG) or None, target_groups.health(info.arn), cut_at, switched_at, unknown))
     forward = target_groups.listener(binding.listener).forward
     return _Read(infos, slots, forward)
 
@@ -302,11 +304,14 @@ def apply(
     r.registered_after = tuple(sorted(live))
     if p.switch:
         assert p.forward_after is not None
+        marked = p.cut_slot is not None and _mark_switching(target_groups, p.cut_slot, r)
         try:
             target_groups.forward(binding.listener, p.forward_after)
         except Exception as exc:
             r.status, r.error = "error", f"switching {binding.listener} to {p.forward_after} failed: {exc} (nothing else changed)"
             r.forward_after = p.forward_before
+            if marked and p.cut_slot is not None:
+                _unmark_switching(target_groups, p.cut_slot)
             return
         r.switched = True
         r.forward_after = p.forward_after
@@ -316,6 +321,12 @@ def apply(
             # Recorded before anything else: whatever happens next in this run, a later
             # run finds the cut pending and performs it once the settle time has passed.
             target_groups.set_tags(p.cut_slot, {SWITCH_TAG: f"{wall():.3f}"})
+        for s in p.slots:
+            if s.stamp:
+                target_groups.set_tags(s.arn, {SWITCH_TAG: f"{wall():.3f}"})
+                r.warnings.append(
+                    f"{s.arn}: the switch time was not recorded after the switch; recorded now, the cut follows listener_settle_s later"
+                )
         for s in p.slots:
             if s.tag and s.node:
                 target_groups.set_tags(s.arn, {NODE_TAG: s.node})
@@ -346,6 +357,26 @@ def apply(
                 target_groups.remove_tags(s.arn, [SWITCH_TAG])
             if s.untag:
                 target_groups.remove_tags(s.arn, [NODE_TAG, CUT_TAG, SWITCH_TAG])
+
+
+def _mark_switching(target_groups: TargetGroups, arn: str, r: SwitchResult) -> bool:
+    """Tag the slot the listener is about to leave before the switch: should recording the
+    switch time after it fail, a later run still finds the cut to make (the planner's rule
+    7). A failure here does not hold the switch back: only the primary takes writes."""
+    try:
+        target_groups.set_tags(arn, {SWITCH_TAG: SWITCH_UNKNOWN})
+    except CacheBridgeError as exc:
+        r.warnings.append(f"{arn}: could not mark the switch before it: {exc}")
+        return False
+    return True
+
+
+def _unmark_switching(target_groups: TargetGroups, arn: str) -> None:
+    # The listener still forwards to the slot: a later run drops the mark anyway (rule 7).
+    try:
+        target_groups.remove_tags(arn, [SWITCH_TAG])
+    except CacheBridgeError:
+        pass
 
 
 def _nodes_report(nodes: Sequence[Node], p: SwitchPlan, slots: Sequence[Slot]) -> dict[str, dict[str, Any]]:
