@@ -24,7 +24,6 @@ written by its controller alone.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,9 +31,9 @@ from typing import Any
 from .checks import check_answer
 from .cluster_planner import ClusterNode, ClusterPlan, plan_cluster
 from .config import Binding, ElastiCacheSourceSpec, Settings
-from .errors import CacheBridgeError, SourceError
+from .errors import SourceError
 from .nlb import TargetGroupInfo, TargetGroups, risky_settings
-from .node_slots import SlotWrites, slot_health, writing_slots
+from .node_slots import SlotWrites, guarded_pass, slot_health, writing_slots
 from .sources import Sources, check_mode
 from .switch_planner import NODE_TAG, Slot
 from .sync import BindingResult
@@ -106,18 +105,8 @@ def sync_cluster(
 ) -> ClusterResult:
     """Reconcile one cluster binding; never raises for AWS or source trouble (the result
     says ``error``)."""
-    started = time.perf_counter()
     result = ClusterResult(binding.name, str(binding.source), ",".join(binding.node_target_groups), binding.port)
-    try:
-        _sync(binding, result, target_groups, sources, settings, dry_run)
-    except CacheBridgeError as exc:
-        result.status, result.error = "error", str(exc)
-    except Exception as exc:  # one binding's surprise must not stop the others
-        result.status, result.error = "error", f"unexpected error in cluster binding {binding.name}: {exc!r}"
-    if result.status == "error" and not result.registered_after:
-        result.registered_after = result.registered_before
-    result.duration_ms = (time.perf_counter() - started) * 1000
-    return result
+    return guarded_pass(result, "cluster", lambda: _sync(binding, result, target_groups, sources, settings, dry_run))
 
 
 def _sync(binding: Binding, r: ClusterResult, target_groups: TargetGroups, sources: Sources, settings: Settings, dry_run: bool) -> None:

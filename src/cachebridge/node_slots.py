@@ -9,9 +9,10 @@ exception.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import CacheBridgeError
 
@@ -21,7 +22,25 @@ if TYPE_CHECKING:
     from .sync import BindingResult
     from .targets import Target
 
-__all__ = ["SlotWrites", "slot_health", "writing_slots"]
+__all__ = ["SlotWrites", "guarded_pass", "slot_health", "writing_slots"]
+
+R = TypeVar("R", bound="BindingResult")
+
+
+def guarded_pass(r: R, layout: str, run: Callable[[], None]) -> R:
+    """Run one binding's pass (``run`` fills ``r``) and return ``r``; never raises for AWS
+    or source trouble, nor for a surprise: ``r`` says ``error``, and the other bindings run."""
+    started = time.perf_counter()
+    try:
+        run()
+    except CacheBridgeError as exc:
+        r.status, r.error = "error", str(exc)
+    except Exception as exc:  # one binding's surprise must not stop the others
+        r.status, r.error = "error", f"unexpected error in {layout} binding {r.name}: {exc!r}"
+    if r.status == "error" and not r.registered_after:
+        r.registered_after = r.registered_before
+    r.duration_ms = (time.perf_counter() - started) * 1000
+    return r
 
 
 class SlotWrites:

@@ -66,7 +66,7 @@ from typing import Any
 from .config import Binding, ElastiCacheSourceSpec, Settings
 from .errors import CacheBridgeError, SourceError, SourceUnsupported
 from .nlb import TargetGroupInfo, TargetGroups, risky_settings
-from .node_slots import SlotWrites, slot_health, writing_slots
+from .node_slots import SlotWrites, guarded_pass, slot_health, writing_slots
 from .sources import Sources
 from .switch_planner import CUT_TAG, NODE_TAG, SWITCH_TAG, SWITCH_UNKNOWN, Node, Slot, SwitchPlan, plan_switch
 from .sync import BindingResult, Trigger
@@ -193,19 +193,12 @@ def sync_switch(
     ``clock``, ``sleep`` and ``deadline`` (in ``clock``'s time) bound the waits; ``wall``
     is the Unix time the tags hold (default ``wall_clock``); ``call_budget_s`` is kept free before the deadline
     for the cut's own calls."""
-    started = time.perf_counter()
     result = SwitchResult(binding.name, str(binding.source), ",".join(binding.node_target_groups), binding.port)
     result.listener = binding.listener
-    try:
-        _sync(binding, result, target_groups, sources, settings, dry_run, trigger, clock, sleep, deadline, wall or wall_clock, call_budget_s)
-    except CacheBridgeError as exc:
-        result.status, result.error = "error", str(exc)
-    except Exception as exc:  # one binding's surprise must not stop the others
-        result.status, result.error = "error", f"unexpected error in switch binding {binding.name}: {exc!r}"
-    if result.status == "error" and not result.registered_after:
-        result.registered_after = result.registered_before
-    result.duration_ms = (time.perf_counter() - started) * 1000
-    return result
+    return guarded_pass(
+        result, "switch",
+        lambda: _sync(binding, result, target_groups, sources, settings, dry_run, trigger, clock, sleep, deadline, wall or wall_clock, call_budget_s),
+    )
 
 
 def _sync(
