@@ -315,7 +315,8 @@ def latency_main(args: argparse.Namespace) -> int:
         setup = {name: boto3.client(name, **kwargs) for name in ("elbv2", "ec2", "elasticache")}
         for n in sizes:
             world, node_names = build_world_parallel(n, dns, setup)
-            settings = Settings(nameservers=(dns_proxy.address,), dns_timeout_s=2.0)
+            # Latency alone, nothing throttled, so unpaced (throttled_pass.py measures pacing).
+            settings = Settings(nameservers=(dns_proxy.address,), dns_timeout_s=2.0, elb_describe_rate=0)
             if args.max_concurrency:
                 settings = settings.merged({"max_concurrency": args.max_concurrency})
             config = Config(world.bindings, settings)

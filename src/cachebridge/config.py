@@ -65,6 +65,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from .errors import ConfigError
 from .inputs import MAX_CONFIG_BYTES, InputRejected, load_json, load_toml, load_yaml, strip_bom
+from .pacing import DEFAULT_ELB_DESCRIBE_BURST as _DOCUMENTED_ELB_DESCRIBE_BURST
+from .pacing import DEFAULT_ELB_DESCRIBE_RATE as _DOCUMENTED_ELB_DESCRIBE_RATE
 
 __all__ = [
     "DEFAULT_MAX_CHANGES",
@@ -78,6 +80,8 @@ __all__ = [
     "MAX_NODE_TARGET_GROUPS",
     "MAX_CLUSTER_NODE_TARGET_GROUPS",
     "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_ELB_DESCRIBE_RATE",
+    "DEFAULT_ELB_DESCRIBE_BURST",
     "DEFAULT_MAX_TARGETS",
     "ENV_BINDINGS",
     "ENV_EXTRA_BINDINGS",
@@ -107,6 +111,10 @@ DEFAULT_PORT = 6379
 # buys nothing at API rate limits and costs memory in a 128 MB function.
 DEFAULT_MAX_CONCURRENCY = 8
 MAX_CONCURRENCY_LIMIT = 64
+# ELB Describe* pacing (``elb_describe_rate``, ``elb_describe_burst``): the ELB user guide's
+# non-mutating bucket, 40 tokens refilled at 10 a second; ``pacing`` cites the page.
+DEFAULT_ELB_DESCRIBE_RATE = _DOCUMENTED_ELB_DESCRIBE_RATE
+DEFAULT_ELB_DESCRIBE_BURST = _DOCUMENTED_ELB_DESCRIBE_BURST
 # How many targets a binding may hold unless it says otherwise: a primary is one node; a
 # replicas (or dns://) binding is bounded so a runaway answer cannot fill the group; a
 # role=cluster answer is every node, and one NLB serves at most 49 of them in the cluster
@@ -452,16 +460,7 @@ class Binding:
                 f"{listener!r} is not a Network Load Balancer listener ARN",
                 "arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener/net/NLB/ID/ID",
             )
-        groups = data.get("node_target_groups")
-        if isinstance(groups, str):
-            groups = [g for g in groups.split(",") if g.strip()]
-        if not isinstance(groups, Sequence) or not groups:
-            raise ConfigError(f"{where}.node_target_groups", "missing or empty", "a list of target group names or ARNs, one per node slot")
-        if len(groups) > MAX_NODE_TARGET_GROUPS:
-            raise ConfigError(f"{where}.node_target_groups", f"{len(groups)} given", f"at most {MAX_NODE_TARGET_GROUPS} (50 listeners per NLB)")
-        node_groups = tuple(validate_target_group(g, f"{where}.node_target_groups[{i}]") for i, g in enumerate(groups))
-        if len(set(node_groups)) != len(node_groups):
-            raise ConfigError(f"{where}.node_target_groups", "a target group is listed twice", "each node target group once")
+        node_groups = _node_target_groups(data, where, f"at most {MAX_NODE_TARGET_GROUPS} (50 listeners per NLB)", MAX_NODE_TARGET_GROUPS)
         port = _int(data.get("port", DEFAULT_PORT), f"{where}.port", 1, 65535)
         name = _binding_name(data, source, where)
         return cls(name=name, source=source, target_group="", port=port, layout="switch", listener=listener.strip(), node_target_groups=node_groups)
@@ -479,20 +478,9 @@ class Binding:
         for key, instead in (("target_group", "node_target_groups = [...]"), ("listener", "no listener: nothing is switched")):
             if key in data:
                 raise ConfigError(f"{where}.{key}", "a cluster binding does not use it", instead)
-        groups = data.get("node_target_groups")
-        if isinstance(groups, str):
-            groups = [g for g in groups.split(",") if g.strip()]
-        if not isinstance(groups, Sequence) or not groups:
-            raise ConfigError(f"{where}.node_target_groups", "missing or empty", "a list of target group names or ARNs, one per node slot")
-        if len(groups) > MAX_CLUSTER_NODE_TARGET_GROUPS:
-            raise ConfigError(
-                f"{where}.node_target_groups",
-                f"{len(groups)} given",
-                f"at most {MAX_CLUSTER_NODE_TARGET_GROUPS} (50 listeners per NLB, one is the configuration listener)",
-            )
-        node_groups = tuple(validate_target_group(g, f"{where}.node_target_groups[{i}]") for i, g in enumerate(groups))
-        if len(set(node_groups)) != len(node_groups):
-            raise ConfigError(f"{where}.node_target_groups", "a target group is listed twice", "each node target group once")
+        node_groups = _node_target_groups(
+            data, where, f"at most {MAX_CLUSTER_NODE_TARGET_GROUPS} (50 listeners per NLB, one is the configuration listener)", MAX_CLUSTER_NODE_TARGET_GROUPS
+        )
         port = _int(data.get("port", DEFAULT_PORT), f"{where}.port", 1, 65535)
         name = _binding_name(data, source, where)
         max_targets, allow_outside_vpc = _answer_limits(data, where)
@@ -573,6 +561,10 @@ class Settings:
     lock_table: str | None = None
     controller_id: str | None = None
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    # Client-side pacing of ELB Describe* calls (``pacing``): tokens a second (0: off) and
+    # burst; the defaults are the ELB user guide's non-mutating bucket.
+    elb_describe_rate: float = DEFAULT_ELB_DESCRIBE_RATE
+    elb_describe_burst: int = DEFAULT_ELB_DESCRIBE_BURST
     # The CIDR blocks of target groups' VPCs as ``deploy`` read them, by VPC id: an answer
     # inside them is checked without DescribeVpcs (and without the EC2 client, the SDK's
     # largest model); an address outside them reads the VPC again, since a CIDR block may
@@ -582,7 +574,7 @@ class Settings:
     SETTING_KEYS = (
         "region", "nameservers", "max_changes", "event_wait_s", "poll_interval_s", "dns_timeout_s",
         "allowed_target_networks", "lock_table", "controller_id", "max_concurrency", "rejoin_after_s",
-        "listener_settle_s", "vpc_cidrs",
+        "listener_settle_s", "elb_describe_rate", "elb_describe_burst", "vpc_cidrs",
     )
 
     def known_vpc_cidrs(self, vpc_id: str | None) -> tuple[str, ...]:
@@ -616,6 +608,10 @@ class Settings:
             changes["max_changes"] = _int(data["max_changes"], f"{where}.max_changes", 1, 1000)
         if data.get("max_concurrency") is not None:
             changes["max_concurrency"] = _int(data["max_concurrency"], f"{where}.max_concurrency", 1, MAX_CONCURRENCY_LIMIT)
+        if data.get("elb_describe_rate") is not None:
+            changes["elb_describe_rate"] = _float(data["elb_describe_rate"], f"{where}.elb_describe_rate", 0, 10000)
+        if data.get("elb_describe_burst") is not None:
+            changes["elb_describe_burst"] = _int(data["elb_describe_burst"], f"{where}.elb_describe_burst", 1, 100000)
         if data.get("event_wait_s") is not None:
             changes["event_wait_s"] = _float(data["event_wait_s"], f"{where}.event_wait_s", 0, 600)
         if data.get("poll_interval_s") is not None:
@@ -657,6 +653,8 @@ class Settings:
             "controller_id": self.controller_id,
             # Left out at its default: the template's CACHEBRIDGE_BINDINGS stays as it was.
             **({"max_concurrency": self.max_concurrency} if self.max_concurrency != DEFAULT_MAX_CONCURRENCY else {}),
+            **({"elb_describe_rate": self.elb_describe_rate} if self.elb_describe_rate != DEFAULT_ELB_DESCRIBE_RATE else {}),
+            **({"elb_describe_burst": self.elb_describe_burst} if self.elb_describe_burst != DEFAULT_ELB_DESCRIBE_BURST else {}),
             **({"vpc_cidrs": {vpc: list(cidrs) for vpc, cidrs in self.vpc_cidrs}} if self.vpc_cidrs else {}),
         }
 
@@ -833,3 +831,19 @@ def _extra_bindings(environ: Mapping[str, str]) -> tuple[Binding, ...]:
             raise ConfigError(variable, "no bindings", "a non-empty list of bindings, or {\"bindings\": [...]}")
         found += [Binding.from_mapping(b, f"{variable}[{i}]") for i, b in enumerate(data)]
     return tuple(found)
+
+
+def _node_target_groups(data: Mapping[str, Any], where: str, limit: str, most: int) -> tuple[str, ...]:
+    """A switch or cluster binding's ``node_target_groups``: a list (or a comma-separated
+    string) of at most ``most`` distinct target groups; ``limit`` says why that many."""
+    groups = data.get("node_target_groups")
+    if isinstance(groups, str):
+        groups = [g for g in groups.split(",") if g.strip()]
+    if not isinstance(groups, Sequence) or not groups:
+        raise ConfigError(f"{where}.node_target_groups", "missing or empty", "a list of target group names or ARNs, one per node slot")
+    if len(groups) > most:
+        raise ConfigError(f"{where}.node_target_groups", f"{len(groups)} given", limit)
+    node_groups = tuple(validate_target_group(g, f"{where}.node_target_groups[{i}]") for i, g in enumerate(groups))
+    if len(set(node_groups)) != len(node_groups):
+        raise ConfigError(f"{where}.node_target_groups", "a target group is listed twice", "each node target group once")
+    return node_groups
