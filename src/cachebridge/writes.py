@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -124,16 +125,32 @@ def apply_plans(works: Sequence["_Work"], ctx: "_Context", each: Callable[[Seque
     controller = ctx.settings.controller_id or "manual"
     for table, group in tables.items():
         leases = Leases(client, table)
-        # A chunk's leases are taken right before it is written, so none is held longer
-        # than its chunk's writes; the deadline is checked per binding as for one alone.
-        for start in range(0, len(group), BATCH):
-            chunk = group[start:start + BATCH]
+        chunks = [group[start:start + BATCH] for start in range(0, len(group), BATCH)]
+
+        def take(chunk: Sequence[_Work], leases: Leases = leases) -> _Batch:
             keys = [w.info.arn for w in chunk if w.info is not None]
-            batch = _Batch(leases, leases.acquire_many(keys, controller) if ctx.covers(2) else {})
-            try:
-                each(chunk, lambda w: apply_plan(w, ctx, batch))
-            finally:
-                _release(chunk, batch)
+            return _Batch(leases, leases.acquire_many(keys, controller) if ctx.covers(2) else {})
+
+        # The lease calls run beside the writes: the next chunk's leases are taken while
+        # this chunk is written (so a lease is held one chunk's writes before its own, not
+        # the whole pass), and a written chunk's go back while the next one is written.
+        # The deadline is checked per binding, as for one alone.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cachebridge-lease") as beside:
+            ahead: Future[_Batch] = beside.submit(take, chunks[0])
+            released: list[Future[None]] = []
+            for i, chunk in enumerate(chunks):
+                try:
+                    batch = ahead.result()
+                except Exception:  # acquire_many only raises on a bug; each takes its own
+                    batch = _Batch(leases, {})
+                if i + 1 < len(chunks):
+                    ahead = beside.submit(take, chunks[i + 1])
+                try:
+                    each(chunk, lambda w, batch=batch: apply_plan(w, ctx, batch))
+                finally:
+                    released.append(beside.submit(_release, chunk, batch))
+            for future in released:
+                future.exception()  # wait; _release reports its own failures
 
 
 def _release(chunk: Sequence["_Work"], batch: _Batch) -> None:
