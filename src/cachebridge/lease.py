@@ -8,9 +8,10 @@ after the write and re-registering leaves it empty for that moment. The target g
 has no conditional write, so mutual exclusion has to come from a service that has one:
 DynamoDB's conditional writes are atomic ("the write succeeds only if the condition
 evaluates to true", DynamoDB Developer Guide, "Condition expressions"; UpdateItem is
-strongly consistent for its item). With the lease held, the holder re-reads the group,
-plans, registers, then deregisters; nobody else deregisters meanwhile, and the planner
-never deregisters the last desired target, so a live target always remains.
+strongly consistent for its item). With the lease held, the holder re-reads the group
+(or keeps this pass's read when the record shows nobody can have written since, see
+``writes``), plans, registers, then deregisters; nobody else deregisters meanwhile, and
+the planner never deregisters the last desired target, so a live target always remains.
 
 The lease is one item per target group in a small table (``lock_table``; the template
 creates it and tags the target group ``cachebridge:lock-table``):
