@@ -31,7 +31,8 @@ peak RSS is the controller's alone. Then: a new instance's import + first in-syn
 fresh processes, beside a bare ``import boto3`` timed the same way in the same run; and
 the Lambda zip's size. Targets are printed, not asserted:
 
-    python benchmarks/sync_pass.py --latency [--bindings 1 100 1000] [--max-concurrency 8] [--no-lock-table] [--json]
+    python benchmarks/sync_pass.py --latency [--bindings 1 100 1000] [--max-concurrency 8] [--no-lock-table]
+        [--also-concurrency 16] [--json]
 
 The changing pass's AWS calls per binding are printed after the table.
 """
@@ -86,10 +87,10 @@ def per_binding(results: list[dict[str, Any]]) -> list[str]:
     """Lines: the changing pass's AWS calls per binding, lease calls apart."""
     lines = []
     for r in results:
-        if r["pass"] == "changing" and r["bindings"]:
+        if r["pass"].startswith("changing") and r["bindings"]:
             lease = sum(v for k, v in r["calls"].items() if k in LEASE_CALLS)
             lines.append(
-                f"changing, {r['bindings']} binding(s): {r['api_calls'] / r['bindings']:.2f} AWS calls per binding "
+                f"{r['pass']}, {r['bindings']} binding(s): {r['api_calls'] / r['bindings']:.2f} AWS calls per binding "
                 f"({lease / r['bindings']:.3f} of them lease calls: {lease} in all)"
             )
     return lines
@@ -180,6 +181,8 @@ def main() -> int:
     parser.add_argument("--max-concurrency", type=int, default=None)
     parser.add_argument("--cold-runs", type=int, default=10)
     parser.add_argument("--no-lock-table", action="store_true", help="no lock table: measure the unlocked write path")
+    parser.add_argument("--also-concurrency", type=int, default=None, metavar="N",
+                        help="--latency: after the changing pass, move every address again and run one more changing pass with max_concurrency N, in the same world")
     args = parser.parse_args()
     if args.latency:
         return latency_main(args)
@@ -295,8 +298,11 @@ for label in json.loads(sys.argv[2]):
         sys.exit(1)
     if label == "cold in-sync":
         nlb.clear_caches()  # as a new instance would start
+    run = config
+    if label.startswith("changing, max_concurrency "):
+        run = Config(config.bindings, config.settings.merged({"max_concurrency": int(label.rsplit(" ", 1)[1])}))
     started = time.perf_counter()
-    report = sync(config, target_groups=target_groups, sources=sources)
+    report = sync(run, target_groups=target_groups, sources=sources)
     wall = time.perf_counter() - started
     print("end " + json.dumps({
         "wall_s": round(wall, 3), "statuses": dict(Counter(b.status for b in report.bindings)),
@@ -374,23 +380,26 @@ def latency_main(args: argparse.Namespace) -> int:
             with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
                 json.dump(config.to_mapping(), f)
             env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **credentials, "AWS_ENDPOINT_URL": aws_proxy.url}
+            passes = PASSES + ((f"changing, max_concurrency {args.also_concurrency}",) if args.also_concurrency else ())
             proc = subprocess.Popen(
-                [sys.executable, "-c", WORKER_SCRIPT, f.name, json.dumps(PASSES)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                [sys.executable, "-c", WORKER_SCRIPT, f.name, json.dumps(passes)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
             )
             assert proc.stdin is not None and proc.stdout is not None
             last_write_end = time.time()
             try:
-                for label in PASSES:
+                moved = 0
+                for label in passes:
                     line = proc.stdout.readline()
                     if not line.startswith("start"):
                         raise SystemExit(f"worker for {n} bindings stopped: {line!r}")
-                    if label == "changing":
+                    if label.startswith("changing"):
                         # A deployed stack runs a minute apart: its changing pass finds the
                         # last pass's leases released well before it reads (CLOCK_SKEW_S).
                         time.sleep(max(0.0, last_write_end + CLOCK_SKEW_S + 1.0 - time.time()))
+                        moved += 100
                         for name, ip in node_names.items():
                             a, b, c, d = ip.split(".")
-                            dns.zone.set_a(name, f"{a}.{b}.{c}.{int(d) + 100}")
+                            dns.zone.set_a(name, f"{a}.{b}.{c}.{int(d) + moved}")
                     aws_proxy.take()
                     dns_proxy.take()
                     proc.stdin.write("go\n")
@@ -399,7 +408,7 @@ def latency_main(args: argparse.Namespace) -> int:
                     if not line.startswith("end "):
                         raise SystemExit(f"worker for {n} bindings stopped: {line!r}")
                     measured = json.loads(line[4:])
-                    if label == "initial registration":
+                    if label == "initial registration" or label.startswith("changing"):
                         last_write_end = time.time()
                     calls = aws_proxy.take()
                     results.append({
@@ -452,12 +461,12 @@ def latency_main(args: argparse.Namespace) -> int:
         f"{args.aws_ms:g} ms per AWS call, {args.dns_ms:g} ms per DNS query, max_concurrency {concurrency}, "
         + ("no lock table (unlocked write path)" if args.no_lock_table else f"lock table {LOCK_TABLE} (the write lease, as deployed)")
     )
-    print(f"{'pass':<21} {'bindings':>8} {'wall s':>8} {'AWS calls':>9} {'writes':>6} {'DNS':>6} {'peak RSS MB':>11}  calls")
+    print(f"{'pass':<30} {'bindings':>8} {'wall s':>8} {'AWS calls':>9} {'writes':>6} {'DNS':>6} {'peak RSS MB':>11}  calls")
     for r in results:
         calls = ", ".join(f"{k}={v}" for k, v in r["calls"].items())
-        print(f"{r['pass']:<21} {r['bindings']:>8} {r['wall_s']:>8.3f} {r['api_calls']:>9} {r['write_calls']:>6} {r['dns_queries']:>6} {r['peak_rss_mb']:>11}  {calls}")
+        print(f"{r['pass']:<30} {r['bindings']:>8} {r['wall_s']:>8.3f} {r['api_calls']:>9} {r['write_calls']:>6} {r['dns_queries']:>6} {r['peak_rss_mb']:>11}  {calls}")
         if r["errors"]:
-            print(f"{'':<21} errors: {r['errors']}")
+            print(f"{'':<30} errors: {r['errors']}")
     for line in per_binding(results):
         print(line)
     if cold:

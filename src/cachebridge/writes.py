@@ -82,9 +82,12 @@ CLOCK_SKEW_S = 10.0
 # confirmed the answer: a change seen at the first source read and confirmed at the
 # second (an event pass that waited for the change has read the source more often).
 FRESH_POLLS = 2
-# ... and only if it is this young. A pass over 1,000 groups at 30 ms a call writes its
-# last chunk some 15 s after that chunk's first read; past this, read again.
-FRESH_READ_S = 30.0
+# ... and only if it is this young: a read of this run, never one an earlier scheduled run
+# (a minute apart) could have made. A pass over 1,000 groups writes its last chunk tens of
+# seconds after the pass's first read; what changes a group meanwhile is a lease holder,
+# which the record shows whatever the age (the age bounds only what nobody should do: a
+# target deregistered by hand).
+FRESH_READ_S = 60.0
 
 
 def targets_text(targets: frozenset[Target] | None) -> str:
