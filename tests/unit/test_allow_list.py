@@ -10,7 +10,7 @@ import itertools
 import pytest
 
 from cachebridge.deploy import allow_list
-from cachebridge.deploy.stack import _validate_cidrs
+from cachebridge.deploy.request import _validate_cidrs
 from cachebridge.deploy.template import Variant, build, evaluate, validate_parameters
 from cachebridge.errors import ConfigError
 

@@ -30,6 +30,7 @@ from cachebridge.deploy.template import (
     validate_parameters,
     variants,
 )
+from cachebridge.deploy.template.controller import _endpoint_name
 from cachebridge.handler import DEADLINE_MARGIN_S
 from cachebridge.sync import BindingResult
 
@@ -581,7 +582,7 @@ def test_reserved_concurrency_is_off_unless_asked_for() -> None:
 
 IN_VPC = Variant("TCP", "TCP", "internal", False, "vpc")
 WITH_ENDPOINTS = Variant("TCP", "TCP", "internal", False, "vpc-endpoints")
-NETWORK_RESOURCES = {"ControllerSecurityGroup", "VpcEndpointSecurityGroup", *(template._endpoint_name(s) for s in template.VPC_ENDPOINT_SERVICES)}
+NETWORK_RESOURCES = {"ControllerSecurityGroup", "VpcEndpointSecurityGroup", *(_endpoint_name(s) for s in template.VPC_ENDPOINT_SERVICES)}
 
 
 def test_outside_the_vpc_by_default() -> None:
@@ -627,7 +628,7 @@ def test_endpoints_only_when_asked_for_one_per_api_the_controller_calls() -> Non
     pseudo = {"AWS::Region": "eu-west-1"}
     services = set()
     for service in template.VPC_ENDPOINT_SERVICES:
-        endpoint = props(template._endpoint_name(service))
+        endpoint = props(_endpoint_name(service))
         assert endpoint["VpcEndpointType"] == "Interface"
         assert endpoint["PrivateDnsEnabled"] is True
         assert endpoint["SubnetIds"] == {"Ref": "LambdaSubnetIds"}

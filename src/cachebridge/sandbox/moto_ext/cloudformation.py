@@ -1,6 +1,6 @@
 """cloudformation stack operations: deploying a stack the way ``cachebridge deploy`` does.
 
-``cachebridge deploy`` creates or updates one stack of deploy/template.py through a change
+``cachebridge deploy`` creates or updates one stack of deploy/template/ through a change
 set, follows its events, reads its outputs, and ``destroy`` deletes it. moto 5.2.1's
 CloudFormation gets the stack operations wrong in ways the template must not be bent
 around (what it gets wrong about single resource types is ``cfn_resources``' business):
