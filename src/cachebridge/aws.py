@@ -58,6 +58,11 @@ BOTO_CONFIG = BotoConfig(
     connect_timeout=CONNECT_TIMEOUT_S,
     read_timeout=READ_TIMEOUT_S,
     user_agent_extra="cachebridge",
+    # One kept-alive connection per worker thread, up to config.MAX_CONCURRENCY_LIMIT:
+    # botocore's default pool of 10 would make a pass above 10 at once open (TLS handshake)
+    # and throw away a connection per call, with a "Connection pool is full" warning each.
+    # Connections are opened only as threads need them.
+    max_pool_connections=64,
 )
 
 

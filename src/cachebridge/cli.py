@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import click
@@ -228,6 +228,12 @@ def package_command(bucket: str | None, output: str | None, region: str | None, 
 
     if not bucket and not output:
         raise click.UsageError("say where the zip goes: --bucket B to upload it, or --output F.zip to write it")
+    if bucket:
+        from .deploy.artifacts import bucket_name_problem
+
+        problem = bucket_name_problem(bucket)
+        if problem is not None:
+            raise ConfigError("--bucket", problem)
     built = packaging.build()
     out: dict[str, Any] = {"sha256": built.sha256, "size": built.size, "key": built.key, "entries": len(built.entries)}
     if output:
@@ -514,12 +520,7 @@ def endpoints_command(stack_name: str | None, config_path: str | None, server_na
     for name, e in found:
         click.echo(f"== {name}: {e.listener_protocol} listener on {e.nlb_dns_name}:{e.port}")
         click.echo(e.summary)
-        for warning in e.warnings:
-            click.echo(f"note: {warning}")
-        for how in e.clients:
-            click.echo(f"\n# {how.client}" + (f"  ({how.note})" if how.note else ""))
-            click.echo(how.code)
-        click.echo("")
+        _print_notes_and_clients(e.warnings, e.clients)
 
 
 def _cluster_maps(config: Config, elbv2: Any, nlb_host: str | None = None) -> list[tuple[str, Any]]:
@@ -546,9 +547,14 @@ def _print_cluster_map(name: str, m: Any) -> None:
     width = max((len(r.announced) for r in m.routes), default=0)
     for r in m.routes:
         click.echo(f"  {r.announced:<{width}}  ->  {r.nlb}   {r.node} ({r.health or '?'})")
-    for warning in m.warnings:
+    _print_notes_and_clients(m.warnings, m.clients)
+
+
+def _print_notes_and_clients(warnings: Sequence[str], clients: Sequence[Any]) -> None:
+    """An endpoint's or a cluster map's notes and client snippets, then a blank line."""
+    for warning in warnings:
         click.echo(f"note: {warning}")
-    for how in m.clients:
+    for how in clients:
         click.echo(f"\n# {how.client}" + (f"  ({how.note})" if how.note else ""))
         click.echo(how.code)
     click.echo("")

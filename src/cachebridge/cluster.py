@@ -24,7 +24,6 @@ written by its controller alone.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +31,9 @@ from typing import Any
 from .checks import check_answer
 from .cluster_planner import ClusterNode, ClusterPlan, plan_cluster
 from .config import Binding, ElastiCacheSourceSpec, Settings
-from .errors import CacheBridgeError, SourceError
+from .errors import SourceError
 from .nlb import TargetGroupInfo, TargetGroups, risky_settings
+from .node_slots import SlotWrites, guarded_pass, slot_health, writing_slots
 from .sources import Sources, check_mode
 from .switch_planner import NODE_TAG, Slot
 from .sync import BindingResult
@@ -105,18 +105,8 @@ def sync_cluster(
 ) -> ClusterResult:
     """Reconcile one cluster binding; never raises for AWS or source trouble (the result
     says ``error``)."""
-    started = time.perf_counter()
     result = ClusterResult(binding.name, str(binding.source), ",".join(binding.node_target_groups), binding.port)
-    try:
-        _sync(binding, result, target_groups, sources, settings, dry_run)
-    except CacheBridgeError as exc:
-        result.status, result.error = "error", str(exc)
-    except Exception as exc:  # one binding's surprise must not stop the others
-        result.status, result.error = "error", f"unexpected error in cluster binding {binding.name}: {exc!r}"
-    if result.status == "error" and not result.registered_after:
-        result.registered_after = result.registered_before
-    result.duration_ms = (time.perf_counter() - started) * 1000
-    return result
+    return guarded_pass(result, "cluster", lambda: _sync(binding, result, target_groups, sources, settings, dry_run))
 
 
 def _sync(binding: Binding, r: ClusterResult, target_groups: TargetGroups, sources: Sources, settings: Settings, dry_run: bool) -> None:
@@ -182,41 +172,22 @@ def _refusal(binding: Binding, nodes: Sequence[ClusterNode], infos: Sequence[Tar
 
 
 def _apply(p: ClusterPlan, target_groups: TargetGroups, r: ClusterResult, infos: dict[str, TargetGroupInfo], live: set[Target], outside: bool) -> None:
-    registered: list[Target] = []
-    deregistered: list[Target] = []
-    try:
+    with writing_slots(r, SlotWrites(target_groups, infos, live, outside_vpc=outside)) as w:
         for s in p.slots:
             if s.tag and s.node:
                 target_groups.set_tags(s.arn, {NODE_TAG: s.node})
             if s.register:
-                target_groups.register(infos[s.arn], s.register, outside_vpc=outside)
-                registered.extend(s.register)
-                live.update(s.register)
+                w.register(s.arn, s.register)
         for s in p.slots:
             if s.deregister:
-                target_groups.deregister(infos[s.arn], s.deregister, outside_vpc=outside)
-                deregistered.extend(s.deregister)
-                live.difference_update(s.deregister)
+                w.deregister(s.arn, s.deregister)
             if s.untag:
                 target_groups.remove_tags(s.arn, [NODE_TAG])
-    except CacheBridgeError as exc:
-        r.status, r.error = "error", str(exc)
-        return
-    finally:
-        r.register = tuple(sorted(set(registered)))
-        r.deregister = tuple(sorted(set(deregistered)))
-        r.registered_after = tuple(sorted(live))
-    r.status = "changed"
 
 
 def _nodes_report(nodes: Sequence[ClusterNode], p: ClusterPlan, slots: Sequence[Slot]) -> dict[str, dict[str, Any]]:
-    by_arn = {s.arn: s for s in slots}
     report: dict[str, dict[str, Any]] = {}
     for n in nodes:
         arn = p.slot_of(n.cluster_id)
-        health = None
-        if arn is not None:
-            state = by_arn[arn].actual.get(n.target)
-            health = state.state.value if state is not None else "unused"
-        report[n.cluster_id] = {"shard": n.node_group_id, "target_group": arn, "target": str(n.target), "health": health}
+        report[n.cluster_id] = {"shard": n.node_group_id, "target_group": arn, "target": str(n.target), "health": slot_health(slots, arn, n.target)}
     return report

@@ -425,16 +425,7 @@ class Binding:
                 f"{listener!r} is not a Network Load Balancer listener ARN",
                 "arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener/net/NLB/ID/ID",
             )
-        groups = data.get("node_target_groups")
-        if isinstance(groups, str):
-            groups = [g for g in groups.split(",") if g.strip()]
-        if not isinstance(groups, Sequence) or not groups:
-            raise ConfigError(f"{where}.node_target_groups", "missing or empty", "a list of target group names or ARNs, one per node slot")
-        if len(groups) > MAX_NODE_TARGET_GROUPS:
-            raise ConfigError(f"{where}.node_target_groups", f"{len(groups)} given", f"at most {MAX_NODE_TARGET_GROUPS} (50 listeners per NLB)")
-        node_groups = tuple(validate_target_group(g, f"{where}.node_target_groups[{i}]") for i, g in enumerate(groups))
-        if len(set(node_groups)) != len(node_groups):
-            raise ConfigError(f"{where}.node_target_groups", "a target group is listed twice", "each node target group once")
+        node_groups = _node_target_groups(data, where, f"at most {MAX_NODE_TARGET_GROUPS} (50 listeners per NLB)", MAX_NODE_TARGET_GROUPS)
         port = _int(data.get("port", DEFAULT_PORT), f"{where}.port", 1, 65535)
         name = _binding_name(data, source, where)
         return cls(name=name, source=source, target_group="", port=port, layout="switch", listener=listener.strip(), node_target_groups=node_groups)
@@ -452,20 +443,9 @@ class Binding:
         for key, instead in (("target_group", "node_target_groups = [...]"), ("listener", "no listener: nothing is switched")):
             if key in data:
                 raise ConfigError(f"{where}.{key}", "a cluster binding does not use it", instead)
-        groups = data.get("node_target_groups")
-        if isinstance(groups, str):
-            groups = [g for g in groups.split(",") if g.strip()]
-        if not isinstance(groups, Sequence) or not groups:
-            raise ConfigError(f"{where}.node_target_groups", "missing or empty", "a list of target group names or ARNs, one per node slot")
-        if len(groups) > MAX_CLUSTER_NODE_TARGET_GROUPS:
-            raise ConfigError(
-                f"{where}.node_target_groups",
-                f"{len(groups)} given",
-                f"at most {MAX_CLUSTER_NODE_TARGET_GROUPS} (50 listeners per NLB, one is the configuration listener)",
-            )
-        node_groups = tuple(validate_target_group(g, f"{where}.node_target_groups[{i}]") for i, g in enumerate(groups))
-        if len(set(node_groups)) != len(node_groups):
-            raise ConfigError(f"{where}.node_target_groups", "a target group is listed twice", "each node target group once")
+        node_groups = _node_target_groups(
+            data, where, f"at most {MAX_CLUSTER_NODE_TARGET_GROUPS} (50 listeners per NLB, one is the configuration listener)", MAX_CLUSTER_NODE_TARGET_GROUPS
+        )
         port = _int(data.get("port", DEFAULT_PORT), f"{where}.port", 1, 65535)
         name = _binding_name(data, source, where)
         max_targets, allow_outside_vpc = _answer_limits(data, where)
@@ -794,3 +774,19 @@ def _extra_bindings(environ: Mapping[str, str]) -> tuple[Binding, ...]:
             raise ConfigError(variable, "no bindings", "a non-empty list of bindings, or {\"bindings\": [...]}")
         found += [Binding.from_mapping(b, f"{variable}[{i}]") for i, b in enumerate(data)]
     return tuple(found)
+
+
+def _node_target_groups(data: Mapping[str, Any], where: str, limit: str, most: int) -> tuple[str, ...]:
+    """A switch or cluster binding's ``node_target_groups``: a list (or a comma-separated
+    string) of at most ``most`` distinct target groups; ``limit`` says why that many."""
+    groups = data.get("node_target_groups")
+    if isinstance(groups, str):
+        groups = [g for g in groups.split(",") if g.strip()]
+    if not isinstance(groups, Sequence) or not groups:
+        raise ConfigError(f"{where}.node_target_groups", "missing or empty", "a list of target group names or ARNs, one per node slot")
+    if len(groups) > most:
+        raise ConfigError(f"{where}.node_target_groups", f"{len(groups)} given", limit)
+    node_groups = tuple(validate_target_group(g, f"{where}.node_target_groups[{i}]") for i, g in enumerate(groups))
+    if len(set(node_groups)) != len(node_groups):
+        raise ConfigError(f"{where}.node_target_groups", "a target group is listed twice", "each node target group once")
+    return node_groups

@@ -17,6 +17,13 @@
   refused by every role: clients may be connected in either mode, and neither topology
   holds until the migration ends.
 
+Reads per pass round (``Sources.new_pass``): each replication group is described once and
+each DNS name resolved once, however many bindings name them. When a round will read many
+groups (``Sources.expect``), they are listed with DescribeReplicationGroups without an id,
+100 a page, instead of one call each: the listing stops as soon as it stops paying for
+itself, so it never costs more than one call over the per-id way, and a group it did not
+find is described by id (the same "no such replication group" as ever).
+
 Every failure raises a ``SourceError``; a source never returns a partial answer, because a
 missing address would look like a target to deregister.
 """
@@ -25,7 +32,8 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +48,25 @@ from .config import DEFAULT_DNS_TIMEOUT_S, DnsSourceSpec, ElastiCacheSourceSpec,
 from .errors import EmptySource, SourceError, SourceNotFound, SourceTimeout, SourceUnsupported
 from .parallel import OncePerKey
 
-__all__ = ["Resolution", "Reading", "DnsResolver", "ReplicationGroup", "Member", "Sources", "check_mode", "describe_node_endpoint"]
+__all__ = [
+    "Resolution",
+    "Reading",
+    "DnsResolver",
+    "ReplicationGroup",
+    "Member",
+    "Sources",
+    "check_mode",
+    "describe_node_endpoint",
+    "LIST_MIN_GROUPS",
+    "LIST_PAGE_SIZE",
+]
+
+# A round that reads at least this many replication groups lists them (``Sources.expect``);
+# fewer are described one by one, as cheap and with no page to wait for.
+LIST_MIN_GROUPS = 4
+# DescribeReplicationGroups ``MaxRecords``: "Default: 100. Constraints: minimum 20; maximum
+# 100" (ElastiCache API Reference, DescribeReplicationGroups).
+LIST_PAGE_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -166,13 +192,24 @@ def describe_replication_group(elasticache: Any, rg_id: str) -> ReplicationGroup
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("ReplicationGroupNotFoundFault", "ReplicationGroupNotFound"):
             raise SourceNotFound(f"elasticache://{rg_id}: no such replication group") from None
-        message = exc.response.get("Error", {}).get("Message", "")
-        raise SourceError(f"elasticache://{rg_id}: DescribeReplicationGroups failed: {code}: {message}") from None
+        raise _describe_failed(rg_id, exc) from None
     except BotoCoreError as exc:
-        raise SourceError(f"elasticache://{rg_id}: DescribeReplicationGroups failed: {exc}") from None
+        raise _describe_failed(rg_id, exc) from None
     if not groups:
         raise SourceNotFound(f"elasticache://{rg_id}: no such replication group")
-    rg = groups[0]
+    return _group_from(groups[0])
+
+
+def _describe_failed(rg_id: str, exc: Exception) -> SourceError:
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", "")
+        return SourceError(f"elasticache://{rg_id}: DescribeReplicationGroups failed: {code}: {message}")
+    return SourceError(f"elasticache://{rg_id}: DescribeReplicationGroups failed: {exc}")
+
+
+def _group_from(rg: dict[str, Any]) -> ReplicationGroup:
+    """A ``ReplicationGroup`` from one item of a DescribeReplicationGroups answer."""
     cluster_enabled = bool(rg.get("ClusterEnabled")) or rg.get("ClusterMode") == "enabled"
     cluster_mode = str(rg.get("ClusterMode") or ("enabled" if cluster_enabled else "disabled"))
     members: list[Member] = []
@@ -222,23 +259,44 @@ def describe_node_endpoint(elasticache: Any, cache_cluster_id: str) -> tuple[str
 
 
 class Sources:
-    """Reads source specs. One instance serves one sync pass: a replication group is
-    described once per pass however many bindings name it, also when several threads read
-    it at the same moment (``parallel.OncePerKey``); a failed description is the answer
-    for every binding of that group in the pass."""
+    """Reads source specs. One instance serves one sync pass, a round at a time
+    (``new_pass`` starts a round): within a round a replication group is described once and
+    a DNS name resolved once however many bindings name them, also when several threads read
+    them at the same moment (``parallel.OncePerKey``); a failed read is the answer for every
+    binding that needs it in that round. A new round reads everything afresh (the agreement
+    re-read must see a change made since the first read)."""
 
     def __init__(self, resolver: DnsResolver, elasticache: Callable[[], Any] | Any | None = None) -> None:
         self.resolver = resolver
         self._elasticache = elasticache
         self._client_lock = threading.Lock()
         self._groups: OncePerKey[str, ReplicationGroup] = OncePerKey()
+        # DNS answers shared by the bindings of a round ``expect`` announced; a read outside
+        # such a round asks the nameserver every time, as a caller polling a name expects.
+        self._resolutions: OncePerKey[tuple[str, tuple[int, ...]], Resolution] | None = None
+        self._listing: _Listing | None = None
+        # The unfiltered call was refused (an IAM policy scoped to named groups): describe
+        # by id from then on, as that policy allows.
+        self._listing_denied = False
         # Cluster-mode node names by cache cluster id: stable for a node's life, so kept
         # across passes (a warm Lambda asks once per node). Only answers are kept: a node
         # with no endpoint yet is asked again next pass.
         self._node_endpoints: dict[str, tuple[str, int | None]] = {}
 
     def new_pass(self) -> None:
+        """Start a round: forget this round's group descriptions and DNS answers."""
         self._groups.clear()
+        self._resolutions = None
+        self._listing = None
+
+    def expect(self, specs: Iterable[SourceSpec]) -> None:
+        """Say which sources this round will read, so that many replication groups are
+        listed in pages rather than described one by one (at least ``LIST_MIN_GROUPS``), and
+        each DNS name is resolved once for all of them. Optional: without it every group is
+        described by id and every name resolved at each read. Call after ``new_pass``."""
+        self._resolutions = OncePerKey()
+        wanted = list(dict.fromkeys(s.replication_group_id for s in specs if isinstance(s, ElastiCacheSourceSpec)))
+        self._listing = _Listing(wanted) if len(wanted) >= LIST_MIN_GROUPS and not self._listing_denied else None
 
     def _client(self) -> Any:
         with self._client_lock:
@@ -249,7 +307,25 @@ class Sources:
             return self._elasticache
 
     def replication_group(self, rg_id: str) -> ReplicationGroup:
-        return self._groups.get(rg_id, lambda: describe_replication_group(self._client(), rg_id))
+        return self._groups.get(rg_id, lambda: self._describe(rg_id))
+
+    def _describe(self, rg_id: str) -> ReplicationGroup:
+        listing = self._listing
+        if listing is not None:
+            listed = listing.get(rg_id, self._client)
+            if listing.denied:
+                self._listing_denied = True
+            if listed is not None:
+                return listed
+        return describe_replication_group(self._client(), rg_id)
+
+    def resolve(self, host: str, families: Sequence[int] = (4, 6)) -> Resolution:
+        """``resolver.resolve``; once per name and address families in a round ``expect``
+        announced."""
+        shared = self._resolutions
+        if shared is None:
+            return self.resolver.resolve(host, families)
+        return shared.get((host.lower(), tuple(families)), lambda: self.resolver.resolve(host, families))
 
     def node_endpoint(self, cache_cluster_id: str) -> tuple[str, int | None]:
         known = self._node_endpoints.get(cache_cluster_id)
@@ -260,7 +336,7 @@ class Sources:
     def read(self, spec: SourceSpec, families: Sequence[int] = (4, 6)) -> Reading:
         """What ``spec`` says, in the address ``families`` the target group can hold."""
         if isinstance(spec, DnsSourceSpec):
-            res = self.resolver.resolve(spec.host, families)
+            res = self.resolve(spec.host, families)
             return Reading(str(spec), res.addresses, res.ttl, {"chain": list(res.chain)})
         if isinstance(spec, ElastiCacheSourceSpec):
             return self._read_elasticache(spec, families)
@@ -295,7 +371,7 @@ class Sources:
             if not m.address:
                 raise SourceError(f"{where}: member {m.cache_cluster_id} has no endpoint yet (status {rg.status})")
             try:
-                res = self.resolver.resolve(m.address, families)
+                res = self.resolve(m.address, families)
             except SourceError as exc:
                 # Same type, so callers still tell a timeout from NXDOMAIN, but naming the
                 # member: a missing node name is not a missing replication group.
@@ -312,6 +388,92 @@ class Sources:
             {"nodes": nodes, "status": rg.status},
             port=ports.pop() if len(ports) == 1 else None,
         )
+
+
+_DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
+_THROTTLE_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
+
+
+class _Listing:
+    """One round's paged listing of the replication groups it will read.
+
+    The first thread to ask reads the pages; each group is handed out as soon as its page
+    arrives, so bindings of the first page go on while the next is read. Paging stops when
+    every wanted group is found, or when another page no longer pays: once the pages read
+    outnumber the groups found (so the whole never costs more than one call over describing
+    each group by id), or reach the number still missing (those are then described by id,
+    in parallel, rather than waited for page after page). A group not found gets ``None``:
+    the caller describes it by id, which says "no such replication group" as before.
+
+    When the endpoint fails or throttles, every group not yet found gets that error: asking
+    again per group would repeat the wait, or add load to a throttled API. When the call is
+    refused (an IAM policy naming groups), they get ``None`` and ``denied`` is set."""
+
+    def __init__(self, wanted: Sequence[str]) -> None:
+        # Ids are not case sensitive (API Reference, ReplicationGroupId); AWS lists them lower.
+        self._futures: dict[str, Future[ReplicationGroup | None]] = {rg_id.lower(): Future() for rg_id in wanted}
+        self._ids = {rg_id.lower(): rg_id for rg_id in wanted}  # as configured, for messages
+        self._lock = threading.Lock()
+        self._started = False
+        self.denied = False
+        self.pages = 0
+
+    def get(self, rg_id: str, client: Callable[[], Any]) -> ReplicationGroup | None:
+        """The group as listed, ``None`` for "describe it by id"; raises the listing's
+        ``SourceError`` when the endpoint failed."""
+        future = self._futures.get(rg_id.lower())
+        if future is None:
+            return None
+        with self._lock:
+            owner, self._started = not self._started, True
+        if owner:
+            self._read(client)
+        return future.result()
+
+    def _read(self, client: Callable[[], Any]) -> None:
+        missing = dict(self._futures)
+        found = 0
+        try:
+            elasticache = client()
+            marker: str | None = None
+            while True:
+                page = elasticache.describe_replication_groups(
+                    MaxRecords=LIST_PAGE_SIZE, **({"Marker": marker} if marker else {})
+                )
+                self.pages += 1
+                for raw in page.get("ReplicationGroups", []):
+                    future = missing.pop(str(raw.get("ReplicationGroupId", "")).lower(), None)
+                    if future is None:
+                        continue
+                    found += 1
+                    try:
+                        future.set_result(_group_from(raw))
+                    except Exception:  # an item we cannot read: by id, whose error says why
+                        future.set_result(None)
+                marker = page.get("Marker")
+                if not missing or not marker or self.pages > found or self.pages >= len(missing):
+                    break
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            self.denied = code in _DENIED_CODES
+            if code in _THROTTLE_CODES:
+                for rg_id, future in missing.items():
+                    future.set_exception(_describe_failed(self._ids[rg_id], exc))
+        except BotoCoreError as exc:
+            for rg_id, future in missing.items():
+                future.set_exception(_describe_failed(self._ids[rg_id], exc))
+        except SourceError as exc:  # no client
+            for future in missing.values():
+                future.set_exception(exc)
+        except BaseException as exc:
+            for future in missing.values():
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        finally:
+            for future in missing.values():
+                if not future.done():
+                    future.set_result(None)
 
 
 def check_mode(rg: ReplicationGroup, spec: ElastiCacheSourceSpec) -> None:

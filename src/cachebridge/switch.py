@@ -37,7 +37,8 @@ target health and the listener's default action; ``switch_planner.plan_switch``;
    applied in this pass.
 2. Tags of newly assigned slots, registrations.
 3. The cut, ``listener_settle_s`` after the switch (the planner's rule 7): the switch time
-   is tagged on the demoted primary's slot, the pass waits the settle time if the
+   is tagged on the demoted primary's slot (marked, without a time, just before the switch,
+   so a failure to record the time leaves a later run to record it and cut after that), the pass waits the settle time if the
    invocation's deadline leaves room (otherwise a later run cuts), then deregisters the
    demoted primary from its own slot (the node groups have deregistration delay 0 and
    connection termination on), which resets the connections still open to it, through the
@@ -65,8 +66,9 @@ from typing import Any
 from .config import Binding, ElastiCacheSourceSpec, Settings
 from .errors import CacheBridgeError, SourceError, SourceUnsupported
 from .nlb import TargetGroupInfo, TargetGroups, risky_settings
+from .node_slots import SlotWrites, guarded_pass, slot_health, writing_slots
 from .sources import Sources
-from .switch_planner import CUT_TAG, NODE_TAG, SWITCH_TAG, Node, Slot, SwitchPlan, plan_switch
+from .switch_planner import CUT_TAG, NODE_TAG, SWITCH_TAG, SWITCH_UNKNOWN, Node, Slot, SwitchPlan, plan_switch
 from .sync import BindingResult, Trigger
 from .targets import Target
 
@@ -157,8 +159,9 @@ def _read_nlb(binding: Binding, target_groups: TargetGroups) -> _Read:
         tag = tags.get(info.arn, {})
         # Unreadable: treat the hold, and the settle time, as long over.
         cut_at = _unix_tag(tag, CUT_TAG)
-        switched_at = _unix_tag(tag, SWITCH_TAG)
-        slots.append(Slot(info.arn, tag.get(NODE_TAG) or None, target_groups.health(info.arn), cut_at, switched_at))
+        unknown = tag.get(SWITCH_TAG) == SWITCH_UNKNOWN
+        switched_at = None if unknown else _unix_tag(tag, SWITCH_TAG)
+        slots.append(Slot(info.arn, tag.get(NODE_TAG) or None, target_groups.health(info.arn), cut_at, switched_at, unknown))
     forward = target_groups.listener(binding.listener).forward
     return _Read(infos, slots, forward)
 
@@ -190,19 +193,12 @@ def sync_switch(
     ``clock``, ``sleep`` and ``deadline`` (in ``clock``'s time) bound the waits; ``wall``
     is the Unix time the tags hold (default ``wall_clock``); ``call_budget_s`` is kept free before the deadline
     for the cut's own calls."""
-    started = time.perf_counter()
     result = SwitchResult(binding.name, str(binding.source), ",".join(binding.node_target_groups), binding.port)
     result.listener = binding.listener
-    try:
-        _sync(binding, result, target_groups, sources, settings, dry_run, trigger, clock, sleep, deadline, wall or wall_clock, call_budget_s)
-    except CacheBridgeError as exc:
-        result.status, result.error = "error", str(exc)
-    except Exception as exc:  # one binding's surprise must not stop the others
-        result.status, result.error = "error", f"unexpected error in switch binding {binding.name}: {exc!r}"
-    if result.status == "error" and not result.registered_after:
-        result.registered_after = result.registered_before
-    result.duration_ms = (time.perf_counter() - started) * 1000
-    return result
+    return guarded_pass(
+        result, "switch",
+        lambda: _sync(binding, result, target_groups, sources, settings, dry_run, trigger, clock, sleep, deadline, wall or wall_clock, call_budget_s),
+    )
 
 
 def _sync(
@@ -298,32 +294,37 @@ def apply(
     (None: no deadline)."""
     assert binding.listener is not None
     wall = wall or wall_clock
-    registered: list[Target] = []
-    deregistered: list[Target] = []
     r.registered_after = tuple(sorted(live))
-    try:
-        if p.switch:
-            assert p.forward_after is not None
-            try:
-                target_groups.forward(binding.listener, p.forward_after)
-            except Exception as exc:
-                r.status, r.error = "error", f"switching {binding.listener} to {p.forward_after} failed: {exc} (nothing else changed)"
-                r.forward_after = p.forward_before
-                return
-            r.switched = True
-            r.forward_after = p.forward_after
-            r.target_group_arn = p.forward_after
-            if p.cut_slot is not None:
-                # Recorded before anything else: whatever happens next in this run, a later
-                # run finds the cut pending and performs it once the settle time has passed.
-                target_groups.set_tags(p.cut_slot, {SWITCH_TAG: f"{wall():.3f}"})
+    if p.switch:
+        assert p.forward_after is not None
+        marked = p.cut_slot is not None and _mark_switching(target_groups, p.cut_slot, r)
+        try:
+            target_groups.forward(binding.listener, p.forward_after)
+        except Exception as exc:
+            r.status, r.error = "error", f"switching {binding.listener} to {p.forward_after} failed: {exc} (nothing else changed)"
+            r.forward_after = p.forward_before
+            if marked and p.cut_slot is not None:
+                _unmark_switching(target_groups, p.cut_slot)
+            return
+        r.switched = True
+        r.forward_after = p.forward_after
+        r.target_group_arn = p.forward_after
+    with writing_slots(r, SlotWrites(target_groups, infos, live), lambda exc: f"{exc} (after the switch)" if r.switched else str(exc)) as w:
+        if p.switch and p.cut_slot is not None:
+            # Recorded before anything else: whatever happens next in this run, a later
+            # run finds the cut pending and performs it once the settle time has passed.
+            target_groups.set_tags(p.cut_slot, {SWITCH_TAG: f"{wall():.3f}"})
+        for s in p.slots:
+            if s.stamp:
+                target_groups.set_tags(s.arn, {SWITCH_TAG: f"{wall():.3f}"})
+                r.warnings.append(
+                    f"{s.arn}: the switch time was not recorded after the switch; recorded now, the cut follows listener_settle_s later"
+                )
         for s in p.slots:
             if s.tag and s.node:
                 target_groups.set_tags(s.arn, {NODE_TAG: s.node})
             if s.register:
-                target_groups.register(infos[s.arn], s.register)
-                registered.extend(s.register)
-                live.update(s.register)
+                w.register(s.arn, s.register)
             if s.rejoin:
                 target_groups.remove_tags(s.arn, [CUT_TAG])
         cut = bool(p.cut) and p.cut_slot is not None
@@ -339,47 +340,48 @@ def apply(
             # node straight back (and, the switch tag still there, cuts again); if the tag
             # fails, nothing was cut yet.
             target_groups.set_tags(p.cut_slot, {CUT_TAG: f"{wall():.0f}"})
-            target_groups.deregister(infos[p.cut_slot], p.cut)
+            w.deregister(p.cut_slot, p.cut)
             r.cut = p.cut
-            deregistered.extend(p.cut)
-            live.difference_update(p.cut)
             target_groups.remove_tags(p.cut_slot, [SWITCH_TAG])
         for s in p.slots:
             if s.deregister:
-                target_groups.deregister(infos[s.arn], s.deregister)
-                deregistered.extend(s.deregister)
-                live.difference_update(s.deregister)
+                w.deregister(s.arn, s.deregister)
             if s.unmark:
                 target_groups.remove_tags(s.arn, [SWITCH_TAG])
             if s.untag:
                 target_groups.remove_tags(s.arn, [NODE_TAG, CUT_TAG, SWITCH_TAG])
+
+
+def _mark_switching(target_groups: TargetGroups, arn: str, r: SwitchResult) -> bool:
+    """Tag the slot the listener is about to leave before the switch: should recording the
+    switch time after it fail, a later run still finds the cut to make (the planner's rule
+    7). A failure here does not hold the switch back: only the primary takes writes."""
+    try:
+        target_groups.set_tags(arn, {SWITCH_TAG: SWITCH_UNKNOWN})
     except CacheBridgeError as exc:
-        r.status, r.error = "error", f"{exc} (after the switch)" if r.switched else str(exc)
-        return
-    finally:
-        r.register = tuple(sorted(set(registered)))
-        r.deregister = tuple(sorted(set(deregistered)))
-        r.registered_after = tuple(sorted(live))
-    r.status = "changed"
+        r.warnings.append(f"{arn}: could not mark the switch before it: {exc}")
+        return False
+    return True
+
+
+def _unmark_switching(target_groups: TargetGroups, arn: str) -> None:
+    # The listener still forwards to the slot: a later run drops the mark anyway (rule 7).
+    try:
+        target_groups.remove_tags(arn, [SWITCH_TAG])
+    except CacheBridgeError:
+        pass
 
 
 def _nodes_report(nodes: Sequence[Node], p: SwitchPlan, slots: Sequence[Slot]) -> dict[str, dict[str, Any]]:
-    by_arn = {s.arn: s for s in slots}
     report: dict[str, dict[str, Any]] = {}
     for sp in p.slots:
         if sp.node is None:
             continue
         node = next((n for n in nodes if n.cluster_id == sp.node), None)
-        health = None
-        if node is not None:
-            state = by_arn[sp.arn].actual.get(node.target)
-            health = state.state.value if state is not None else "unused"
         report[sp.node] = {
             "target_group": sp.arn,
             "target": str(node.target) if node else None,
             "role": node.role if node else None,
-            "health": health,
+            "health": slot_health(slots, sp.arn, node.target if node else None),
         }
     return report
-
-

@@ -31,6 +31,10 @@ The safety rules of the switch layout live here and only here, in the form of
    cut resets every connection opened until then and new ones follow the new action. The
    switch time is a tag on the demoted slot (``SWITCH_TAG``), so a cut the invocation could
    not wait for, or one that failed, is planned again on every later run until it is done.
+   The tag is first written, without a time (``SWITCH_UNKNOWN``), before the switch: if
+   recording the time after the switch fails, a later run still knows which slot the
+   listener left, takes the switch time as unknown, records it then (``SlotPlan.stamp``)
+   and cuts ``listener_settle_s`` after that, never earlier.
    The current primary is never cut, and neither is the slot the listener forwards to: a
    pending cut whose node is primary again, or is gone, or whose target is already out, is
    dropped (the tag removed).
@@ -65,6 +69,7 @@ __all__ = [
     "NODE_TAG",
     "CUT_TAG",
     "SWITCH_TAG",
+    "SWITCH_UNKNOWN",
     "Node",
     "Slot",
     "SlotPlan",
@@ -78,6 +83,8 @@ CUT_TAG = "cachebridge:cut-at"
 # When the listener was switched away from this slot (Unix seconds): a cut is pending until
 # ``listener_settle_s`` later; removed once the cut is done or no longer needed.
 SWITCH_TAG = "cachebridge:switched-at"
+# SWITCH_TAG's value from just before the switch until its time is recorded after it.
+SWITCH_UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,7 @@ class Slot:
     actual: Mapping[Target, TargetHealth] = field(default_factory=dict)
     cut_at: float | None = None
     switched_at: float | None = None  # SWITCH_TAG: a cut is pending since then
+    switch_time_unknown: bool = False  # SWITCH_TAG is SWITCH_UNKNOWN: switched, time not recorded
 
     @property
     def live(self) -> frozenset[Target]:
@@ -124,10 +132,11 @@ class SlotPlan:
     deregister: tuple[Target, ...] = ()
     rejoin: bool = False  # remove CUT_TAG: the cut node comes back now
     unmark: bool = False  # remove SWITCH_TAG: its pending cut is no longer needed
+    stamp: bool = False  # set SWITCH_TAG = now: the switch time was not recorded
 
     @property
     def empty(self) -> bool:
-        return not (self.tag or self.untag or self.register or self.deregister or self.rejoin or self.unmark)
+        return not (self.tag or self.untag or self.register or self.deregister or self.rejoin or self.unmark or self.stamp)
 
 
 @dataclass(frozen=True)
@@ -283,6 +292,7 @@ def plan_switch(
     cut_due: float | None = None
     pending: list[str] = []
     unmark: set[str] = set()
+    stamp: set[str] = set()
     if demoted is not None:
         old = by_id.get(demoted.node or "")
         if old is not None and not old.primary and old.target in demoted.live:
@@ -293,7 +303,7 @@ def plan_switch(
             )
     # Rule 7: cuts left over from earlier runs (not waited for, or failed).
     for s in slots:
-        if s.switched_at is None or s.arn == cut_slot:
+        if (s.switched_at is None and not s.switch_time_unknown) or s.arn == cut_slot:
             continue
         old = by_id.get(assigned[s.arn] or "")
         if s.arn == forward_after or old is None or old.primary or old.target not in s.live:
@@ -304,6 +314,15 @@ def plan_switch(
                 else f"{old.cluster_id} is the primary" if old.primary
                 else f"{old.target} is already out"
             ))
+        elif s.switched_at is None:
+            # Switched, but the time was never recorded: from now on, the cut waits its
+            # full settle time.
+            stamp.add(s.arn)
+            pending.append(s.arn)
+            reasons.append(
+                f"switch time in {s.arn} unknown (not recorded after the switch): recorded now; "
+                f"cut {old.cluster_id} listener_settle_s={listener_settle_s:g} later"
+            )
         elif now - s.switched_at < listener_settle_s:
             pending.append(s.arn)
             reasons.append(f"cut {old.cluster_id} in {s.arn} waits for listener_settle_s={listener_settle_s:g} after the switch")
@@ -331,7 +350,7 @@ def plan_switch(
                 desired = frozenset()
                 if in_hold:
                     held.append(node.cluster_id)
-            elif s.cut_at is not None and s.switched_at is None:
+            elif s.cut_at is not None and s.switched_at is None and not s.switch_time_unknown:
                 rejoin = True
         elif node_id is not None or s.arn == forward:
             desired = s.live  # the listener forwards to it (rule 5): untouched
@@ -348,6 +367,7 @@ def plan_switch(
                 deregister=deregister,
                 rejoin=rejoin,
                 unmark=s.arn in unmark,
+                stamp=s.arn in stamp,
             )
         )
         draining = sorted(t for t, h in s.actual.items() if h.draining and t in desired)

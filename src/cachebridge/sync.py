@@ -310,6 +310,7 @@ def sync(
     # changed answer is read once more and applied only when the two reads agree.
     while pending:
         sources.new_pass()
+        sources.expect(w.binding.source for w in pending)  # many groups: listed in pages
         waiting = _each(pending, lambda w: _step(w, ctx, sources, wait_until), limit, "syncing")
         ready = [w for w in pending if w.ready]
         if ready:

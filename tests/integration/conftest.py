@@ -105,6 +105,56 @@ def zone(dns_server: LoopbackDnsServer) -> Zone:
 SERVER_REGION = "eu-west-1"
 
 
+@pytest.fixture
+def vpc_id(ec2: Any) -> str:
+    return ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+
+
+def create_target_group(
+    elbv2: Any,
+    vpc_id: str,
+    name: str = "orders-primary",
+    *,
+    target_type: str = "ip",
+    interval: int = 10,
+    threshold: int = 2,
+    attributes: dict[str, str] | None = None,
+) -> str:
+    """An IP target group on 6379, as the stack makes one: TCP health checks, and (unless
+    ``attributes`` says otherwise) a 5 s deregistration delay with connection termination."""
+    arn = elbv2.create_target_group(
+        Name=name,
+        Protocol="TCP",
+        Port=6379,
+        VpcId=vpc_id,
+        TargetType=target_type,
+        HealthCheckProtocol="TCP",
+        HealthCheckIntervalSeconds=interval,
+        HealthyThresholdCount=threshold,
+    )["TargetGroups"][0]["TargetGroupArn"]
+    if attributes is None:
+        attributes = {
+            "deregistration_delay.timeout_seconds": "5",
+            "deregistration_delay.connection_termination.enabled": "true",
+        }
+    elbv2.modify_target_group_attributes(
+        TargetGroupArn=arn, Attributes=[{"Key": k, "Value": v} for k, v in attributes.items()]
+    )
+    return arn
+
+
+@pytest.fixture
+def tg_arn(elbv2: Any, vpc_id: str) -> str:
+    """The primary's target group, ``orders-primary``."""
+    return create_target_group(elbv2, vpc_id)
+
+
+def registered(elbv2: Any, arn: str) -> set[Target]:
+    """The targets ``arn`` holds, in any state."""
+    descriptions = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+    return {Target(d["Target"]["Id"], d["Target"]["Port"]) for d in descriptions}
+
+
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
     """The endpoint URL of a moto server (with ``moto_ext``) in a process of its own."""

@@ -18,7 +18,7 @@ from cachebridge.sources import DnsResolver, Sources
 from cachebridge.sync import SyncReport, Trigger, sync
 from cachebridge.targets import Target
 
-from .conftest import CallLog
+from .conftest import CallLog, registered
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -65,20 +65,6 @@ def client_error(code: str, operation: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": f"injected {code}"}}, operation)
 
 
-@pytest.fixture
-def tg_arn(elbv2: Any, ec2: Any) -> str:
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    arn = elbv2.create_target_group(Name="orders-primary", Protocol="TCP", Port=PORT, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
-    elbv2.modify_target_group_attributes(
-        TargetGroupArn=arn,
-        Attributes=[
-            {"Key": "deregistration_delay.timeout_seconds", "Value": "5"},
-            {"Key": "deregistration_delay.connection_termination.enabled", "Value": "true"},
-        ],
-    )
-    return arn
-
-
 def config(dns: LoopbackDnsServer, binding: Binding | None = None, **overrides: Any) -> Config:
     values: dict[str, Any] = {"nameservers": (dns.address,), "poll_interval_s": 0.1, "dns_timeout_s": 0.3, "event_wait_s": 2.0}
     values.update(overrides)
@@ -88,11 +74,6 @@ def config(dns: LoopbackDnsServer, binding: Binding | None = None, **overrides: 
 def run(cfg: Config, elbv2: Any, ec2: Any, **kwargs: Any) -> SyncReport:
     sources = Sources(DnsResolver(cfg.settings.nameservers, cfg.settings.dns_timeout_s))
     return sync(cfg, target_groups=TargetGroups(elbv2, ec2), sources=sources, **kwargs)
-
-
-def registered(elbv2: Any, arn: str) -> set[Target]:
-    health = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
-    return {Target(d["Target"]["Id"], d["Target"]["Port"]) for d in health}
 
 
 def primary(max_targets: int | None = 1, **fields: Any) -> Binding:

@@ -169,6 +169,22 @@ class InFlight:
 # -- the pool itself -----------------------------------------------------------------------
 
 
+def test_map_ordered_raises_what_is_not_an_exception_in_the_caller_after_the_others_finish() -> None:
+    """SystemExit or KeyboardInterrupt in one item is not that item's result: the caller
+    gets it, once every other item has run (none is left half done)."""
+    done: list[int] = []
+
+    def work(i: int) -> int:
+        if i == 3:
+            raise SystemExit("stop")
+        done.append(i)
+        return i
+
+    with pytest.raises(SystemExit, match="stop"):
+        map_ordered(work, range(10), 4)  # type: ignore[arg-type]
+    assert sorted(done) == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+
+
 def test_map_ordered_keeps_the_order_and_returns_a_failure_in_its_place() -> None:
     gates = [threading.Event() for _ in range(5)]
 
@@ -398,7 +414,9 @@ def test_an_in_sync_pass_reads_each_thing_once_and_never_builds_the_ec2_client(m
 
     assert {b.status for b in report.bindings} == {"in_sync"}
     names = log.names()
-    assert names.count("DescribeReplicationGroups") == groups  # one per group, shared by its two bindings
+    # The 12 groups, shared by their two bindings each, listed in one page (sources.LIST_PAGE_SIZE).
+    assert names.count("DescribeReplicationGroups") == 1
+    assert [params for params in log.of("DescribeReplicationGroups")] == [{"MaxRecords": 100}]
     assert names.count("DescribeTargetHealth") == len(bindings)  # one per target group
     assert names.count("DescribeTargetGroups") == 2  # in batches of nlb.DESCRIBE_CHUNK (20)
     # A new instance reads each group's optional details once, one group a call.

@@ -131,6 +131,19 @@ def create_group(
     return Group(rg_id, names, roles, addresses)
 
 
+def create_sharded_group(admin: Any, shards: int) -> None:
+    """``sharded``: a cluster-mode-enabled group of ``shards`` shards, one replica each."""
+    admin.create_replication_group(
+        ReplicationGroupId="sharded",
+        ReplicationGroupDescription="cluster mode enabled",
+        Engine="redis",
+        CacheNodeType="cache.t4g.micro",
+        ClusterMode="enabled",
+        NumNodeGroups=shards,
+        ReplicasPerNodeGroup=1,
+    )
+
+
 @pytest.fixture
 def orders(admin: Any, zone: Zone) -> Group:
     return create_group(admin, zone, "orders")
@@ -223,15 +236,7 @@ def test_an_unknown_replication_group_is_not_found(sources: Sources, orders: Gro
 
 @pytest.mark.parametrize("role", ["primary", "replicas"])
 def test_a_cluster_mode_enabled_group_is_unsupported(sources: Sources, admin: Any, role: str) -> None:
-    admin.create_replication_group(
-        ReplicationGroupId="sharded",
-        ReplicationGroupDescription="cluster mode enabled",
-        Engine="redis",
-        CacheNodeType="cache.t4g.micro",
-        ClusterMode="enabled",
-        NumNodeGroups=2,
-        ReplicasPerNodeGroup=1,
-    )
+    create_sharded_group(admin, shards=2)
 
     with pytest.raises(SourceUnsupported, match="cluster mode is enabled"):
         sources.read(ElastiCacheSourceSpec("sharded", role))  # type: ignore[arg-type]
@@ -299,15 +304,7 @@ def test_one_describe_per_replication_group_per_pass(sources: Sources, admin: An
 
 
 def test_failover_helper_rejects_what_it_cannot_model(admin: Any, orders: Group) -> None:
-    admin.create_replication_group(
-        ReplicationGroupId="sharded",
-        ReplicationGroupDescription="cluster mode enabled",
-        Engine="redis",
-        CacheNodeType="cache.t4g.micro",
-        ClusterMode="enabled",
-        NumNodeGroups=1,
-        ReplicasPerNodeGroup=1,
-    )
+    create_sharded_group(admin, shards=1)
     before = current_roles(admin, "orders")
 
     with pytest.raises(ValueError, match="no replication group 'nope'"):

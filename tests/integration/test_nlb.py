@@ -20,7 +20,7 @@ from cachebridge.nlb import TargetGroups, risky_settings
 from cachebridge.sandbox import moto_ext
 from cachebridge.targets import Target, TargetHealth, TargetState
 
-from .conftest import REGION, CallLog
+from .conftest import REGION, CallLog, create_target_group, registered
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,55 +31,15 @@ UNKNOWN_ARN = f"arn:aws:elasticloadbalancing:{REGION}:123456789012:targetgroup/n
 
 @pytest.fixture
 def vpc_id(ec2: Any) -> str:
+    # conftest's, plus a secondary CIDR: targets in either are inside the VPC.
     vpc = ec2.create_vpc(CidrBlock=VPC_CIDR)["Vpc"]["VpcId"]
     ec2.associate_vpc_cidr_block(VpcId=vpc, CidrBlock=SECONDARY_CIDR)
     return vpc
 
 
-def create_target_group(
-    elbv2: Any,
-    vpc_id: str,
-    name: str = "orders-primary",
-    *,
-    target_type: str = "ip",
-    interval: int = 10,
-    threshold: int = 2,
-    attributes: dict[str, str] | None = None,
-) -> str:
-    arn = elbv2.create_target_group(
-        Name=name,
-        Protocol="TCP",
-        Port=6379,
-        VpcId=vpc_id,
-        TargetType=target_type,
-        HealthCheckProtocol="TCP",
-        HealthCheckIntervalSeconds=interval,
-        HealthyThresholdCount=threshold,
-    )["TargetGroups"][0]["TargetGroupArn"]
-    if attributes is None:
-        attributes = {
-            "deregistration_delay.timeout_seconds": "5",
-            "deregistration_delay.connection_termination.enabled": "true",
-        }
-    elbv2.modify_target_group_attributes(
-        TargetGroupArn=arn, Attributes=[{"Key": k, "Value": v} for k, v in attributes.items()]
-    )
-    return arn
-
-
-@pytest.fixture
-def tg_arn(elbv2: Any, vpc_id: str) -> str:
-    return create_target_group(elbv2, vpc_id)
-
-
 @pytest.fixture
 def groups(elbv2: Any, ec2: Any) -> TargetGroups:
     return TargetGroups(elbv2, ec2)
-
-
-def registered(elbv2: Any, arn: str) -> set[Target]:
-    descriptions = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
-    return {Target(d["Target"]["Id"], d["Target"]["Port"]) for d in descriptions}
 
 
 # -- info ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from cachebridge.nlb import TargetGroups
 from cachebridge.sandbox import moto_ext
 from cachebridge.sandbox.dns import LoopbackDnsServer
 from cachebridge.sources import DnsResolver, Sources
-from cachebridge.switch_planner import CUT_TAG, NODE_TAG, SWITCH_TAG
+from cachebridge.switch_planner import CUT_TAG, NODE_TAG, SWITCH_TAG, SWITCH_UNKNOWN
 from cachebridge.sync import SyncReport, Trigger, sync
 from cachebridge.targets import Target
 
@@ -239,8 +239,9 @@ def test_failed_modify_listener_leaves_listener_and_memberships(stack: Stack, el
     assert result.status == "error" and "nothing else changed" in (result.error or "")
     assert forward_of(elbv2, stack.listener) == stack.slots[0]
     assert memberships(elbv2, stack) == [{P}, {R}, set()]
-    assert CUT_TAG not in tags(elbv2, stack)[0]
-    assert not [n for n in log.names() if n in ("RegisterTargets", "DeregisterTargets", "AddTags", "RemoveTags")]
+    # The slot the listener was to leave was marked before the switch; the mark is gone again.
+    assert CUT_TAG not in tags(elbv2, stack)[0] and SWITCH_TAG not in tags(elbv2, stack)[0]
+    assert not [n for n in log.names() if n in ("RegisterTargets", "DeregisterTargets")]
     assert result.to_json()["forward_after"] == stack.slots[0]
 
 
@@ -329,3 +330,57 @@ def test_pending_cut_is_dropped_when_the_node_is_primary_again(stack: Stack, elb
     assert memberships(elbv2, stack) == [{P}, {R}, set()]
     assert back.cut == () and SWITCH_TAG not in tags(elbv2, stack)[0]
     assert SWITCH_TAG in tags(elbv2, stack)[1]
+
+
+class FailingSwitchTimeTag:
+    """An elbv2 client whose first AddTags after a ModifyListener fails once (the switch time
+    is not recorded); every other call goes to the real one."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.switched = False
+        self.failed = False
+
+    def modify_listener(self, **params: Any) -> Any:
+        done = self._real.modify_listener(**params)
+        self.switched = True
+        return done
+
+    def add_tags(self, **params: Any) -> Any:
+        if self.switched and not self.failed:
+            self.failed = True
+            raise ClientError({"Error": {"Code": "InternalFailure", "Message": "injected"}}, "AddTags")
+        return self._real.add_tags(**params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_switch_time_not_recorded_is_recorded_by_the_next_run_and_the_cut_follows(stack: Stack, elbv2: Any) -> None:
+    run(stack, elbv2)
+    fail_over(stack, 1)
+    faulty = FailingSwitchTimeTag(elbv2)
+    t = FakeTime(1_000_000.0)
+    [first] = run(stack, elbv2, time=t, target_groups=TargetGroups(faulty)).bindings
+    assert faulty.failed
+    assert first.status == "error" and "after the switch" in (first.error or "")
+    assert forward_of(elbv2, stack.listener) == stack.slots[1]
+    assert memberships(elbv2, stack) == [{P}, {R}, set()] and t.slept == []
+    assert tags(elbv2, stack)[0][SWITCH_TAG] == SWITCH_UNKNOWN  # the mark written before the switch
+    # The next run takes the switch time as unknown: it records it now and cuts nothing yet.
+    log = CallLog(elbv2)
+    [found] = run(stack, elbv2, now=1_000_100.0).bindings
+    assert found.status == "changed", found.error
+    assert any("switch time was not recorded" in w for w in found.warnings)
+    assert tags(elbv2, stack)[0][SWITCH_TAG] == "1000100.000"
+    assert memberships(elbv2, stack) == [{P}, {R}, set()] and found.cut == ()
+    assert not [n for n in log.names() if n in ("ModifyListener", "RegisterTargets", "DeregisterTargets")]
+    # listener_settle_s after that, and not before, the demoted primary is cut.
+    [early] = run(stack, elbv2, now=1_000_100.0 + DEFAULT_LISTENER_SETTLE_S - 1).bindings
+    assert early.status == "in_sync", early.reasons
+    assert memberships(elbv2, stack) == [{P}, {R}, set()]
+    [cut] = run(stack, elbv2, now=1_000_100.0 + DEFAULT_LISTENER_SETTLE_S).bindings
+    assert cut.status == "changed" and cut.cut == (P,), cut.reasons
+    assert memberships(elbv2, stack) == [set(), {R}, set()]
+    assert SWITCH_TAG not in tags(elbv2, stack)[0] and CUT_TAG in tags(elbv2, stack)[0]
+    assert forward_of(elbv2, stack.listener) == stack.slots[1]

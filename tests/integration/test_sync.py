@@ -20,7 +20,7 @@ from cachebridge.sources import DnsResolver, Sources
 from cachebridge.sync import SyncReport, Trigger, sync
 from cachebridge.targets import Target
 
-from .conftest import REGION, CallLog
+from .conftest import REGION, CallLog, create_target_group, registered
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,31 +50,6 @@ class FailingRegister:
 
 
 # -- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def vpc_id(ec2: Any) -> str:
-    return ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-
-
-def create_target_group(elbv2: Any, vpc_id: str, name: str) -> str:
-    arn = elbv2.create_target_group(
-        Name=name, Protocol="TCP", Port=PORT, VpcId=vpc_id, TargetType="ip",
-        HealthCheckProtocol="TCP", HealthCheckIntervalSeconds=10, HealthyThresholdCount=2,
-    )["TargetGroups"][0]["TargetGroupArn"]
-    elbv2.modify_target_group_attributes(
-        TargetGroupArn=arn,
-        Attributes=[
-            {"Key": "deregistration_delay.timeout_seconds", "Value": "5"},
-            {"Key": "deregistration_delay.connection_termination.enabled", "Value": "true"},
-        ],
-    )
-    return arn
-
-
-@pytest.fixture
-def tg_arn(elbv2: Any, vpc_id: str) -> str:
-    return create_target_group(elbv2, vpc_id, "orders-primary")
 
 
 @pytest.fixture
@@ -109,11 +84,6 @@ def binding(name: str = "orders-primary", host: str = ENDPOINT, target_group: st
 def run(cfg: Config, elbv2: Any, ec2: Any, **kwargs: Any) -> SyncReport:
     sources = Sources(DnsResolver(cfg.settings.nameservers, cfg.settings.dns_timeout_s))
     return sync(cfg, target_groups=TargetGroups(elbv2, ec2), sources=sources, **kwargs)
-
-
-def registered(elbv2: Any, arn: str) -> set[Target]:
-    descriptions = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
-    return {Target(d["Target"]["Id"], d["Target"]["Port"]) for d in descriptions}
 
 
 # -- the happy path ------------------------------------------------------------------------

@@ -366,6 +366,7 @@ class CutCase:
     pending: tuple[str, ...] = ()
     unmark: tuple[str, ...] = ()  # slots whose SWITCH_TAG is dropped
     register: tuple[Target, ...] = ()
+    stamp: tuple[str, ...] = ()  # slots whose unknown switch time is recorded now
 
 
 def switched(at: float | None = NOW, cut_at: float | None = None, health_1: TargetHealth = HEALTHY) -> list[Slot]:
@@ -373,6 +374,13 @@ def switched(at: float | None = NOW, cut_at: float | None = None, health_1: Targ
     unless ``health_1`` is None."""
     actual = {T1: health_1} if health_1 is not None else {}
     return [Slot(S1, "orders-001", actual, cut_at=cut_at, switched_at=at), Slot(S2, "orders-002", {T2: HEALTHY}), Slot(S3)]
+
+
+def unknown(health_1: TargetHealth | None = HEALTHY, cut_at: float | None = None) -> list[Slot]:
+    """As ``switched``, but the switch time was never recorded: slot 1 carries the mark
+    written before the switch (``SWITCH_UNKNOWN``)."""
+    first, *rest = switched(at=None, cut_at=cut_at, health_1=health_1)
+    return [replace(first, switch_time_unknown=True), *rest]
 
 
 CUT_RULES = [
@@ -389,6 +397,16 @@ CUT_RULES = [
     pytest.param(CutCase(nodes("orders-001"), switched(), S2, NOW + SETTLE, cut=(T2,), cut_due=NOW + 2 * SETTLE, unmark=(S1,)), id="never-cut-the-primary-switching-back"),
     pytest.param(CutCase(nodes("orders-002"), switched(health_1=None, cut_at=NOW + SETTLE), S2, NOW + SETTLE + 1, cut=(), unmark=(S1,)), id="already-out-dropped"),
     pytest.param(CutCase(nodes("orders-002", "orders-002"), switched(), S2, NOW + SETTLE, cut=(), unmark=(S1,)), id="departed-node-dropped"),
+    # Switched, the time not recorded after it: recorded now, the cut waits a full settle time.
+    pytest.param(CutCase(nodes("orders-002"), unknown(), S2, NOW + 3600, cut=(), pending=(S1,), stamp=(S1,)), id="unknown-switch-time-recorded-now"),
+    pytest.param(CutCase(nodes("orders-002"), unknown(health_1=UNHEALTHY), S2, NOW, cut=(), pending=(S1,), stamp=(S1,)), id="unknown-switch-time-dead-node"),
+    # The switch itself failed (the listener still forwards to slot 1) and is planned again:
+    # cut after this switch, the mark rewritten by it.
+    pytest.param(CutCase(nodes("orders-002"), unknown(), S1, NOW, cut=(T1,), cut_due=NOW + SETTLE), id="unknown-switch-time-switch-again"),
+    pytest.param(CutCase(nodes("orders-001"), unknown(), S1, NOW, cut=(), unmark=(S1,)), id="unknown-switch-time-primary-forwarded-to"),
+    pytest.param(CutCase(nodes("orders-001"), unknown(), S2, NOW, cut=(T2,), cut_due=NOW + SETTLE, unmark=(S1,)), id="unknown-switch-time-primary-again"),
+    pytest.param(CutCase(nodes("orders-002"), unknown(health_1=None), S2, NOW, cut=(), unmark=(S1,)), id="unknown-switch-time-already-out"),
+    pytest.param(CutCase(nodes("orders-002", "orders-002"), unknown(), S2, NOW, cut=(), unmark=(S1,)), id="unknown-switch-time-departed"),
 ]
 
 
@@ -403,12 +421,14 @@ def test_cut_rules(case: CutCase) -> None:
         assert p.cut_due is not None and (p.switch or p.cut_due <= case.now)
     assert p.pending == case.pending
     assert tuple(s.arn for s in p.slots if s.unmark) == case.unmark
-    # A pending cut keeps its node where it is: nothing else touches the slot before.
+    assert tuple(s.arn for s in p.slots if s.stamp) == case.stamp
+    # A pending cut keeps its node where it is: nothing else touches the slot before (but
+    # recording an unknown switch time).
     for arn in case.pending:
         [sp] = [s for s in p.slots if s.arn == arn]
-        assert sp.empty
+        assert replace(sp, stamp=False).empty
     if case.pending and not p.switch:
-        assert p.empty
+        assert p.empty is not bool(case.stamp)
 
 
 def test_deferred_cut_then_hold_then_rejoin() -> None:
@@ -428,6 +448,23 @@ def test_deferred_cut_then_hold_then_rejoin() -> None:
     assert held.empty and held.held == ("orders-001",)
     back = plan(after, S2, NOW + SETTLE + 5 + REJOIN)
     assert back.slots[0].register == (T1,) and back.slots[0].rejoin and not back.cut
+
+
+def test_unknown_switch_time_is_recorded_then_cut_a_settle_time_later() -> None:
+    """The switch time could not be recorded after the switch: the next run records it
+    (and nothing else), a run inside the settle time after that waits, the first run after
+    it cuts."""
+
+    def plan(slots: list[Slot], now: float) -> SwitchPlan:
+        return plan_switch(nodes("orders-002"), slots, S2, now=now, rejoin_after_s=REJOIN, listener_settle_s=SETTLE)
+
+    found = plan(unknown(), NOW + 100)
+    assert not found.switch and not found.cut and found.slots[0].stamp and found.slots[0].register == found.slots[0].deregister == ()
+    assert [s.arn for s in found.slots if not s.empty] == [S1]
+    recorded = switched(at=NOW + 100)
+    assert plan(recorded, NOW + 100 + SETTLE - 0.5).empty
+    cut = plan(recorded, NOW + 100 + SETTLE)
+    assert cut.cut == (T1,) and cut.cut_slot == S1 and cut.cut_due == NOW + 100 + SETTLE and not cut.slots[0].stamp
 
 
 def test_negative_settle_is_refused() -> None:

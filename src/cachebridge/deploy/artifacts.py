@@ -3,7 +3,9 @@ Lambda zip under its content-addressed key, and a template too large to send inl
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,11 +15,42 @@ from ..errors import DeployError
 from . import package as packaging
 from .clients import _code, _message, _region
 
-__all__ = ["TEMPLATE_BODY_LIMIT", "BUCKET_FORMAT", "artifact_bucket_name", "ensure_artifact_bucket", "upload_package"]
+__all__ = ["TEMPLATE_BODY_LIMIT", "BUCKET_FORMAT", "BUCKET_NAME_RULE", "artifact_bucket_name", "bucket_name_problem", "ensure_artifact_bucket", "upload_package"]
 
 
 TEMPLATE_BODY_LIMIT = 51_200
 BUCKET_FORMAT = "cachebridge-artifacts-{account}-{region}"
+
+
+# Amazon S3 User Guide, "General purpose bucket naming rules": 3 to 63 characters of
+# lowercase letters, numbers, dots and hyphens, beginning and ending with a letter or number;
+# no two adjacent dots; not formatted as an IP address; not the reserved prefixes xn--,
+# sthree-, amzn-s3-demo- or the suffixes -s3alias, --ol-s3, .mrap. (Buckets made in
+# us-east-1 before March 2018 could hold capitals and underscores; the template's CodeBucket
+# parameter refuses those too, so refusing them here keeps the error before any upload.)
+BUCKET_NAME_RULE = "3-63 lowercase letters, digits, dots and hyphens, beginning and ending with a letter or digit"
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap")
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """Why ``name`` is not an S3 general purpose bucket name, or None when it is one.
+    Checked before any client call, so a typo is a usage error, not AWS's."""
+    if not _BUCKET_NAME.fullmatch(name):
+        return f"{name!r} is not an S3 bucket name: S3 bucket names are {BUCKET_NAME_RULE}"
+    if ".." in name:
+        return f"{name!r} is not an S3 bucket name: it holds two adjacent dots"
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        pass
+    else:
+        return f"{name!r} is not an S3 bucket name: it is formatted as an IP address"
+    reserved = next((p for p in _RESERVED_PREFIXES if name.startswith(p)), None) or next((x for x in _RESERVED_SUFFIXES if name.endswith(x)), None)
+    if reserved is not None:
+        return f"{name!r} is not an S3 bucket name: S3 reserves {reserved!r} for its own names"
+    return None
 
 
 def artifact_bucket_name(account_id: str, region: str) -> str:

@@ -4,7 +4,6 @@ written by the config model itself from placeholders that are then replaced by
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ...config import Binding, Config, Settings
@@ -47,19 +46,12 @@ def bindings_sub(settings: Settings | None = None) -> str:
         settings=settings,
     )
     text = config.bindings_json()
-    replacements = (
+    replacements = [
         (f'"port":{_PLACEHOLDER_PORT}', '"port":${CachePort}', 1),
         (f'"{_PLACEHOLDER_TG}"', '"${TargetGroup}"', 1),
         (_PLACEHOLDER_RG, "${ReplicationGroupId}", 2),
-    )
-    for placeholder, reference, expected in replacements:
-        found = text.count(placeholder)
-        if found != expected:
-            raise RuntimeError(f"bindings_json() holds {placeholder!r} {found} times, expected {expected}: {text}")
-        text = text.replace(placeholder, reference)
-    if "$" in text.replace("${CachePort}", "").replace("${TargetGroup}", "").replace("${ReplicationGroupId}", ""):
-        raise RuntimeError(f"bindings_json() holds a '$' that Fn::Sub would misread: {text}")
-    return text
+    ]
+    return _replace_placeholders(text, replacements)
 
 
 def retarget_bindings_sub(settings: Settings | None = None, replicas: bool = True) -> str:
@@ -84,7 +76,7 @@ def switch_bindings_sub(settings: Settings | None = None, node_slots: int = DEFA
         "source": f"elasticache://{_PLACEHOLDER_RG}?role=primary",
         "layout": "switch",
         "listener": _PLACEHOLDER_LISTENER,
-        "node_target_groups": [f"cb-placeholder-n{i + 1}" for i in range(node_slots)],
+        "node_target_groups": _node_slot_placeholders(node_slots),
         "port": _PLACEHOLDER_PORT,
     })
     return _substitute_placeholders(Config(bindings=(primary, *_reader_binding(replicas)), settings=settings or Settings()), node_slots)
@@ -113,17 +105,10 @@ def _substitute_placeholders(config: Config, node_slots: int) -> str:
     ]
     if node_slots:
         replacements.append((f'"{_PLACEHOLDER_LISTENER}"', '"${Listener}"', 1))
-        replacements += [(f'"cb-placeholder-n{i + 1}"', f'"${{{node_target_group_name(i)}Name}}"', 1) for i in range(node_slots)]
+        replacements += _node_slot_replacements(node_slots)
     else:
         replacements.append((f'"{_PLACEHOLDER_TG}"', '"${TargetGroup}"', 1))
-    for placeholder, reference, expected in replacements:
-        found = text.count(placeholder)
-        if found != expected:
-            raise RuntimeError(f"bindings_json() holds {placeholder!r} {found} times, expected {expected}: {text}")
-        text = text.replace(placeholder, reference)
-    if "$" in re.sub(r"\$\{[A-Za-z0-9]+\}", "", text):
-        raise RuntimeError(f"bindings_json() holds a '$' that Fn::Sub would misread: {text}")
-    return text
+    return _replace_placeholders(text, replacements)
 
 
 def _bindings_value(settings: Settings, node_slots: int, replicas: bool) -> dict[str, Any]:
@@ -143,7 +128,7 @@ def cluster_bindings_sub(settings: Settings | None = None, node_slots: int = DEF
         "name": f"{_PLACEHOLDER_RG}-nodes",
         "source": f"elasticache://{_PLACEHOLDER_RG}?role=cluster",
         "layout": "cluster",
-        "node_target_groups": [f"cb-placeholder-n{i + 1}" for i in range(node_slots)],
+        "node_target_groups": _node_slot_placeholders(node_slots),
         "port": _PLACEHOLDER_PORT,
     })
     everyone = Binding.from_mapping({
@@ -157,13 +142,33 @@ def cluster_bindings_sub(settings: Settings | None = None, node_slots: int = DEF
         (f'"port":{_PLACEHOLDER_PORT}', '"port":${CachePort}', 2),
         (f'"{_PLACEHOLDER_TG}"', '"${TargetGroup}"', 1),
         (_PLACEHOLDER_RG, "${ReplicationGroupId}", 4),
-        *((f'"cb-placeholder-n{i + 1}"', f'"${{{node_target_group_name(i)}Name}}"', 1) for i in range(node_slots)),
+        *_node_slot_replacements(node_slots),
     ]
+    return _replace_placeholders(text, replacements)
+
+
+def _node_slot_placeholders(node_slots: int) -> list[str]:
+    """The node target group names the config model writes, one per node slot."""
+    return [f"cb-placeholder-n{i + 1}" for i in range(node_slots)]
+
+
+def _node_slot_replacements(node_slots: int) -> list[tuple[str, str, int]]:
+    """Each node slot's placeholder and its reference (the name, ``${NodeTargetGroupNName}``),
+    found once."""
+    return [(f'"{name}"', f'"${{{node_target_group_name(i)}Name}}"', 1) for i, name in enumerate(_node_slot_placeholders(node_slots))]
+
+
+def _replace_placeholders(text: str, replacements: list[tuple[str, str, int]]) -> str:
+    """``text`` with each (placeholder, reference, expected count) replaced; the counts
+    pin what the config model wrote, so a change there cannot slip a placeholder through."""
     for placeholder, reference, expected in replacements:
         found = text.count(placeholder)
         if found != expected:
             raise RuntimeError(f"bindings_json() holds {placeholder!r} {found} times, expected {expected}: {text}")
         text = text.replace(placeholder, reference)
-    if "$" in re.sub(r"\$\{[A-Za-z0-9]+\}", "", text):
+    rest = text
+    for _, reference, _ in replacements:
+        rest = rest.replace(reference.strip('"'), "")
+    if "$" in rest:
         raise RuntimeError(f"bindings_json() holds a '$' that Fn::Sub would misread: {text}")
     return text

@@ -70,34 +70,9 @@ def _load_balancer_resources() -> dict[str, Any]:
                 "SecurityGroups": [_get_att("LoadBalancerSecurityGroup", "GroupId")],
             },
         },
-        "TargetGroup": {
-            "Type": "AWS::ElasticLoadBalancingV2::TargetGroup",
-            # Retarget: the primary; cluster: every node, behind the configuration listener.
-            "Condition": "HasTargetGroup",
-            "Properties": {
-                "TargetType": "ip",
-                "Protocol": _if("ReEncryptToTarget", "TLS", "TCP"),
-                "Port": _ref("CachePort"),
-                "VpcId": _ref("VpcId"),
-                "HealthCheckEnabled": True,
-                "HealthCheckProtocol": "TCP",
-                "HealthCheckPort": "traffic-port",
-                "HealthCheckIntervalSeconds": _ref("HealthCheckIntervalSeconds"),
-                "HealthCheckTimeoutSeconds": HEALTH_CHECK_TIMEOUT_S,
-                "HealthyThresholdCount": _ref("HealthyThreshold"),
-                "UnhealthyThresholdCount": _ref("HealthyThreshold"),
-                # Who owns the group and where its write lease lives (see _lease_resources).
-                "Tags": _lease_tags(),
-                "TargetGroupAttributes": [
-                    {"Key": "deregistration_delay.timeout_seconds", "Value": _ref("DeregistrationDelaySeconds")},
-                    # After a failover the old primary stays healthy as a replica; resetting
-                    # its connections makes clients reconnect to the new primary instead of
-                    # getting READONLY on every write.
-                    {"Key": "deregistration_delay.connection_termination.enabled", "Value": "true"},
-                    {"Key": "load_balancing.cross_zone.enabled", "Value": "true"},
-                ],
-            },
-        },
+        # Retarget: the primary; cluster: every node, behind the configuration listener.
+        # Tagged with who owns the group and where its write lease lives (see _lease_resources).
+        "TargetGroup": _ip_target_group(_ref("DeregistrationDelaySeconds"), {"Condition": "HasTargetGroup"}, tags=_lease_tags()),
         "Listener": {
             "Type": "AWS::ElasticLoadBalancingV2::Listener",
             "Properties": {
@@ -197,29 +172,32 @@ def _switch_conditions() -> dict[str, Any]:
     return conditions
 
 
-def _ip_target_group(deregistration_delay: Any, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "Type": "AWS::ElasticLoadBalancingV2::TargetGroup",
-        **(extra or {}),
-        "Properties": {
-            "TargetType": "ip",
-            "Protocol": _if("ReEncryptToTarget", "TLS", "TCP"),
-            "Port": _ref("CachePort"),
-            "VpcId": _ref("VpcId"),
-            "HealthCheckEnabled": True,
-            "HealthCheckProtocol": "TCP",
-            "HealthCheckPort": "traffic-port",
-            "HealthCheckIntervalSeconds": _ref("HealthCheckIntervalSeconds"),
-            "HealthCheckTimeoutSeconds": HEALTH_CHECK_TIMEOUT_S,
-            "HealthyThresholdCount": _ref("HealthyThreshold"),
-            "UnhealthyThresholdCount": _ref("HealthyThreshold"),
-            "TargetGroupAttributes": [
-                {"Key": "deregistration_delay.timeout_seconds", "Value": deregistration_delay},
-                {"Key": "deregistration_delay.connection_termination.enabled", "Value": "true"},
-                {"Key": "load_balancing.cross_zone.enabled", "Value": "true"},
-            ],
-        },
+def _ip_target_group(deregistration_delay: Any, extra: Mapping[str, Any] | None = None, tags: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An IP target group of cache nodes: the primary's, the readers' or a node slot."""
+    properties: dict[str, Any] = {
+        "TargetType": "ip",
+        "Protocol": _if("ReEncryptToTarget", "TLS", "TCP"),
+        "Port": _ref("CachePort"),
+        "VpcId": _ref("VpcId"),
+        "HealthCheckEnabled": True,
+        "HealthCheckProtocol": "TCP",
+        "HealthCheckPort": "traffic-port",
+        "HealthCheckIntervalSeconds": _ref("HealthCheckIntervalSeconds"),
+        "HealthCheckTimeoutSeconds": HEALTH_CHECK_TIMEOUT_S,
+        "HealthyThresholdCount": _ref("HealthyThreshold"),
+        "UnhealthyThresholdCount": _ref("HealthyThreshold"),
     }
+    if tags is not None:
+        properties["Tags"] = tags
+    properties["TargetGroupAttributes"] = [
+        {"Key": "deregistration_delay.timeout_seconds", "Value": deregistration_delay},
+        # After a failover the old primary stays healthy as a replica; resetting its
+        # connections makes clients reconnect to the new primary instead of getting
+        # READONLY on every write.
+        {"Key": "deregistration_delay.connection_termination.enabled", "Value": "true"},
+        {"Key": "load_balancing.cross_zone.enabled", "Value": "true"},
+    ]
+    return {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", **(extra or {}), "Properties": properties}
 
 
 def _listener(port: Any, target_group: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
