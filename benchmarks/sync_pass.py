@@ -371,7 +371,10 @@ def latency_main(args: argparse.Namespace) -> int:
             create_lock_table(setup["dynamodb"])
         for n in sizes:
             world, node_names = build_world_parallel(n, dns, setup)
-            settings = with_lock_table(Settings(nameservers=(dns_proxy.address,), dns_timeout_s=2.0), not args.no_lock_table)
+            # Latency alone, nothing throttled, so unpaced (throttled_pass.py measures pacing).
+            settings = with_lock_table(
+                Settings(nameservers=(dns_proxy.address,), dns_timeout_s=2.0, elb_describe_rate=0), not args.no_lock_table
+            )
             if args.max_concurrency:
                 settings = settings.merged({"max_concurrency": args.max_concurrency})
             config = Config(world.bindings, settings)

@@ -25,13 +25,14 @@ and checked: none may be empty (the safety rule: nothing emptied because somethi
 failed); the figures say how many hold the address the source gives now and how many
 still hold only the one before.
 
-``--pace`` measures a change the controller does not have: a client-side token bucket
-on the ELB ``Describe*`` calls at the documented rate (40, 10 a second), so the calls wait
-for a token instead of being throttled. It is installed by this script on the worker's
-elbv2 client (a botocore event hook); no controller code changes.
+The controller paces its ELB ``Describe*`` calls (``cachebridge.pacing``) with
+``elb_describe_rate`` / ``elb_describe_burst``: by default as deployed (10 a second, 40),
+``--elb-describe-rate 0`` for the controller unpaced. The worker's bucket starts full
+before each pass, as the proxy's; a call that would wait past the deadline is not made.
 
     python benchmarks/throttled_pass.py [--bindings 100 1000] [--throttle documented|none]
-        [--pace] [--max-concurrency 8] [--next-runs 2] [--others-per-s 0] [--json]
+        [--elb-describe-rate 10] [--elb-describe-burst 40] [--max-concurrency 8]
+        [--next-runs 2] [--others-per-s 0] [--json]
 
 Figures are printed, never asserted.
 """
@@ -53,7 +54,7 @@ import boto3
 from latency import PROFILES, DnsLatencyProxy, LatencyProxy, Throttle
 from sync_pass import WRITE_CALLS, build_world_parallel, start_moto
 
-from cachebridge.config import Config, Settings
+from cachebridge.config import DEFAULT_ELB_DESCRIBE_BURST, DEFAULT_ELB_DESCRIBE_RATE, Config, Settings
 from cachebridge.sandbox.dns import LoopbackDnsServer
 
 # The worker: one size, the function's own adapters; the parent sends one line per pass
@@ -61,46 +62,26 @@ from cachebridge.sandbox.dns import LoopbackDnsServer
 WORKER_SCRIPT = r"""
 import json, re, sys, threading, time
 from collections import Counter
-from cachebridge import aws, nlb
+from cachebridge import aws, nlb, pacing
 from cachebridge.config import Config
 from cachebridge.handler import DEADLINE_MARGIN_S
 from cachebridge.sync import sync
 
 config = Config.from_file(sys.argv[1])
 timeout_s = float(sys.argv[2])
-pace = json.loads(sys.argv[3])
 target_groups, sources = aws.adapters(config.settings)
 
-if pace:
-    # What-if: wait for a token of the documented bucket before each ELB Describe* call.
-    class Pacer:
-        def __init__(self, capacity, refill):
-            self.capacity, self.refill = capacity, refill
-            self.tokens, self.start, self.seconds = float(capacity), time.monotonic(), 0
-            self.lock = threading.Lock()
-            self.waited = 0.0
-            self.on = True
-        def wait(self, **_):
-            if not self.on:
-                return
-            started = time.monotonic()
-            while True:
-                with self.lock:
-                    seconds = int(time.monotonic() - self.start)
-                    if seconds > self.seconds:
-                        self.tokens = min(self.capacity, self.tokens + (seconds - self.seconds) * self.refill)
-                        self.seconds = seconds
-                    if self.tokens >= 1:
-                        self.tokens -= 1
-                        self.waited += time.monotonic() - started
-                        return
-                    left = self.start + seconds + 1 - time.monotonic()
-                time.sleep(max(0.001, left))
-    pacer = Pacer(pace["capacity"], pace["refill_per_s"])
-    elbv2 = aws.client("elbv2", config.settings.region, None, controller=True)
-    for op in ("DescribeTargetHealth", "DescribeTargetGroups", "DescribeTags", "DescribeListeners",
-               "DescribeTargetGroupAttributes", "DescribeLoadBalancers"):
-        elbv2.meta.events.register(f"before-send.elastic-load-balancing-v2.{op}", pacer.wait)
+# The controller's own pacing (``pacing``, sized by the config's elb_describe_rate /
+# elb_describe_burst). Waits are summed over threads.
+waited, waited_lock = [0.0], threading.Lock()
+_take = pacing.TokenBucket.take
+def _counted_take(self, deadline=None):
+    wait = _take(self, deadline)
+    with waited_lock:
+        waited[0] += wait or 0.0
+    return wait
+pacing.TokenBucket.take = _counted_take
+rate, burst = config.settings.elb_describe_rate, config.settings.elb_describe_burst
 
 # How each ELB call ended, as botocore's standard mode left it (its retry quota is the
 # client's, so it carries from one pass of a warm instance to the next).
@@ -124,14 +105,16 @@ for line in sys.stdin:
     options = json.loads(options)
     if options.get("new_instance"):
         nlb.clear_caches()
-    if pace:
-        # A full bucket before each pass, as the proxy's; the setup pass is not paced.
-        pacer.tokens, pacer.start, pacer.seconds, pacer.waited = float(pacer.capacity), time.monotonic(), 0, 0.0
-        pacer.on = options["throttled"]
+    # The setup pass is not paced; the others start with a full bucket, as the proxy's (a
+    # 1-minute schedule leaves AWS's bucket 4 s to refill from empty, and this one too).
+    pacing.configure(rate if options["throttled"] else 0, burst)
+    pacing.reset()
+    waited[0] = 0.0
     outcomes.clear()
     started = time.monotonic()
     deadline = started + timeout_s - DEADLINE_MARGIN_S if timeout_s > 0 and options["throttled"] else None
-    report = sync(config, target_groups=target_groups, sources=sources, deadline=deadline)
+    with pacing.pass_deadline(deadline):  # as the handler does
+        report = sync(config, target_groups=target_groups, sources=sources, deadline=deadline)
     wall = time.monotonic() - started
     errors = Counter(f"{b.status}: " + _ids.sub("<tg>", b.error or "")[:200] for b in report.bindings if b.status in ("error", "skipped"))
     print("end " + json.dumps({
@@ -139,7 +122,7 @@ for line in sys.stdin:
         "statuses": dict(Counter(b.status for b in report.bindings)),
         "changed": sorted(b.name for b in report.bindings if b.status == "changed"),
         "errors": errors.most_common(3),
-        "paced_wait_s": round(pacer.waited, 1) if pace else None,
+        "paced_wait_s": round(waited[0], 1) if rate and options["throttled"] else None,
         "elb_calls": dict(outcomes),
         "peak_rss_mb": round(int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) / 1024, 1),
     }), flush=True)
@@ -191,7 +174,8 @@ def run_size(n: int, args: argparse.Namespace, endpoint: str, dns: LoopbackDnsSe
     proxy = LatencyProxy((host, int(port)), args.aws_ms / 1000).start()
     dns_proxy = DnsLatencyProxy(("127.0.0.1", dns.port), args.dns_ms / 1000).start()
     world, node_names = build_world_parallel(n, dns, setup)
-    settings = Settings(nameservers=(dns_proxy.address,), dns_timeout_s=2.0)
+    settings = Settings(nameservers=(dns_proxy.address,), dns_timeout_s=2.0,
+                        elb_describe_rate=args.elb_describe_rate, elb_describe_burst=args.elb_describe_burst)
     if args.max_concurrency:
         settings = settings.merged({"max_concurrency": args.max_concurrency})
     config = Config(world.bindings, settings)
@@ -199,9 +183,8 @@ def run_size(n: int, args: argparse.Namespace, endpoint: str, dns: LoopbackDnsSe
         json.dump(config.to_mapping(), f)
     credentials = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **credentials, "AWS_ENDPOINT_URL": proxy.url}
-    pace = {"capacity": 40, "refill_per_s": 10.0} if args.pace else None
     proc = subprocess.Popen(
-        [sys.executable, "-c", WORKER_SCRIPT, f.name, str(args.timeout_s), json.dumps(pace)],
+        [sys.executable, "-c", WORKER_SCRIPT, f.name, str(args.timeout_s)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
     )
     assert proc.stdin is not None and proc.stdout is not None
@@ -294,7 +277,10 @@ def main() -> int:
     parser.add_argument("--others-per-s", type=float, default=0.0,
                         help="what the account's other callers draw from each bucket's refill (default 0)")
     parser.add_argument("--code", default="ThrottlingException", help="error code of a throttled answer (the ELB guide's)")
-    parser.add_argument("--pace", action="store_true", help="what-if: pace ELB Describe* calls client-side at the documented rate")
+    parser.add_argument("--elb-describe-rate", type=float, default=DEFAULT_ELB_DESCRIBE_RATE,
+                        help=f"the controller's elb_describe_rate (default {DEFAULT_ELB_DESCRIBE_RATE:g}, as deployed; 0: unpaced)")
+    parser.add_argument("--elb-describe-burst", type=int, default=DEFAULT_ELB_DESCRIBE_BURST,
+                        help=f"the controller's elb_describe_burst (default {DEFAULT_ELB_DESCRIBE_BURST})")
     parser.add_argument("--aws-ms", type=float, default=30.0)
     parser.add_argument("--dns-ms", type=float, default=5.0)
     parser.add_argument("--max-concurrency", type=int, default=None)
@@ -325,7 +311,7 @@ def main() -> int:
     concurrency = args.max_concurrency or Settings().max_concurrency
     header = {
         "throttle": args.throttle, "buckets": {k: vars(v) for k, v in PROFILES[args.throttle].items()},
-        "others_per_s": args.others_per_s, "paced": args.pace, "aws_ms": args.aws_ms, "dns_ms": args.dns_ms,
+        "others_per_s": args.others_per_s, "paced": f"{args.elb_describe_rate:g}/s, burst {args.elb_describe_burst}" if args.elb_describe_rate else "no", "aws_ms": args.aws_ms, "dns_ms": args.dns_ms,
         "max_concurrency": concurrency, "timeout_s": args.timeout_s, "load": os.getloadavg(),
     }
     if args.json:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "client",
     "adapters",
+    "paced_elbv2",
     "clear_caches",
     "resolve_region",
     "call_budget_s",
@@ -135,7 +136,7 @@ def adapters(settings: "Settings", profile: str | None = None) -> "tuple[TargetG
 
     region = settings.region
     target_groups = TargetGroups(
-        client("elbv2", region, profile, controller=True),
+        paced_elbv2(client("elbv2", region, profile, controller=True), settings),
         lambda: client("ec2", region, profile, controller=True),  # only when a write needs the VPC
         dynamodb=lambda: client("dynamodb", region, profile, controller=True),
     )
@@ -144,6 +145,19 @@ def adapters(settings: "Settings", profile: str | None = None) -> "tuple[TargetG
         lambda: client("elasticache", region, profile, controller=True),
     )
     return target_groups, sources
+
+
+def paced_elbv2(elbv2: Any, settings: "Settings") -> Any:
+    """``elbv2`` with its ``Describe*`` calls paced to the process's one token bucket
+    (``pacing``), sized by ``settings.elb_describe_rate`` / ``elb_describe_burst`` (rate 0:
+    not paced). The hook is on ``before-send``, which botocore emits for every attempt, so
+    a retry waits for a token too; registered once per client."""
+    from . import pacing
+
+    pacing.configure(settings.elb_describe_rate, settings.elb_describe_burst)
+    service_id = elbv2.meta.service_model.service_id.hyphenize()  # "elastic-load-balancing-v2"
+    elbv2.meta.events.register(f"before-send.{service_id}", pacing.pace_describe, unique_id="cachebridge-pacing")
+    return elbv2
 
 
 def clear_caches() -> None:

@@ -65,6 +65,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from .errors import ConfigError
 from .inputs import MAX_CONFIG_BYTES, InputRejected, load_json, load_toml, load_yaml, strip_bom
+from .pacing import DEFAULT_ELB_DESCRIBE_BURST as _DOCUMENTED_ELB_DESCRIBE_BURST
+from .pacing import DEFAULT_ELB_DESCRIBE_RATE as _DOCUMENTED_ELB_DESCRIBE_RATE
 
 __all__ = [
     "DEFAULT_MAX_CHANGES",
@@ -78,6 +80,8 @@ __all__ = [
     "MAX_NODE_TARGET_GROUPS",
     "MAX_CLUSTER_NODE_TARGET_GROUPS",
     "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_ELB_DESCRIBE_RATE",
+    "DEFAULT_ELB_DESCRIBE_BURST",
     "DEFAULT_MAX_TARGETS",
     "ENV_BINDINGS",
     "ENV_EXTRA_BINDINGS",
@@ -107,6 +111,10 @@ DEFAULT_PORT = 6379
 # buys nothing at API rate limits and costs memory in a 128 MB function.
 DEFAULT_MAX_CONCURRENCY = 8
 MAX_CONCURRENCY_LIMIT = 64
+# ELB Describe* pacing (``elb_describe_rate``, ``elb_describe_burst``): the ELB user guide's
+# non-mutating bucket, 40 tokens refilled at 10 a second; ``pacing`` cites the page.
+DEFAULT_ELB_DESCRIBE_RATE = _DOCUMENTED_ELB_DESCRIBE_RATE
+DEFAULT_ELB_DESCRIBE_BURST = _DOCUMENTED_ELB_DESCRIBE_BURST
 # How many targets a binding may hold unless it says otherwise: a primary is one node; a
 # replicas (or dns://) binding is bounded so a runaway answer cannot fill the group; a
 # role=cluster answer is every node, and one NLB serves at most 49 of them in the cluster
@@ -526,11 +534,15 @@ class Settings:
     lock_table: str | None = None
     controller_id: str | None = None
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    # Client-side pacing of ELB Describe* calls (``pacing``): tokens a second (0: off) and
+    # burst; the defaults are the ELB user guide's non-mutating bucket.
+    elb_describe_rate: float = DEFAULT_ELB_DESCRIBE_RATE
+    elb_describe_burst: int = DEFAULT_ELB_DESCRIBE_BURST
 
     SETTING_KEYS = (
         "region", "nameservers", "max_changes", "event_wait_s", "poll_interval_s", "dns_timeout_s",
         "allowed_target_networks", "lock_table", "controller_id", "max_concurrency", "rejoin_after_s",
-        "listener_settle_s",
+        "listener_settle_s", "elb_describe_rate", "elb_describe_burst",
     )
 
     @classmethod
@@ -560,6 +572,10 @@ class Settings:
             changes["max_changes"] = _int(data["max_changes"], f"{where}.max_changes", 1, 1000)
         if data.get("max_concurrency") is not None:
             changes["max_concurrency"] = _int(data["max_concurrency"], f"{where}.max_concurrency", 1, MAX_CONCURRENCY_LIMIT)
+        if data.get("elb_describe_rate") is not None:
+            changes["elb_describe_rate"] = _float(data["elb_describe_rate"], f"{where}.elb_describe_rate", 0, 10000)
+        if data.get("elb_describe_burst") is not None:
+            changes["elb_describe_burst"] = _int(data["elb_describe_burst"], f"{where}.elb_describe_burst", 1, 100000)
         if data.get("event_wait_s") is not None:
             changes["event_wait_s"] = _float(data["event_wait_s"], f"{where}.event_wait_s", 0, 600)
         if data.get("poll_interval_s") is not None:
@@ -599,6 +615,8 @@ class Settings:
             "controller_id": self.controller_id,
             # Left out at its default: the template's CACHEBRIDGE_BINDINGS stays as it was.
             **({"max_concurrency": self.max_concurrency} if self.max_concurrency != DEFAULT_MAX_CONCURRENCY else {}),
+            **({"elb_describe_rate": self.elb_describe_rate} if self.elb_describe_rate != DEFAULT_ELB_DESCRIBE_RATE else {}),
+            **({"elb_describe_burst": self.elb_describe_burst} if self.elb_describe_burst != DEFAULT_ELB_DESCRIBE_BURST else {}),
         }
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "TargetGroupNotFound",
     "Throttled",
     "AccessDenied",
+    "PacingBudgetSpent",
     "LeaseError",
     "LeaseBusy",
     "LeaseUnavailable",
@@ -104,6 +105,11 @@ class Throttled(NlbError):
 
 class AccessDenied(NlbError):
     pass
+
+
+class PacingBudgetSpent(NlbError):
+    """An ELB call paced client-side (``pacing``) would have waited past the run's deadline:
+    it was not made."""
 
 
 class LeaseError(CacheBridgeError):

@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Any
 
-from . import aws, logs, metrics, nlb
+from . import aws, logs, metrics, nlb, pacing
 from .config import ENV_BINDINGS, Config, Settings
 from .errors import ConfigError, EventError, SyncFailed
 from .events import ParsedEvent, parse_event
@@ -128,14 +128,17 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     target_groups, sources = _adapters(config.settings)
     trigger = parsed.trigger
     assert trigger is not None
-    report = sync(
-        config,
-        target_groups=target_groups,
-        sources=sources,
-        dry_run=parsed.dry_run,
-        trigger=trigger,
-        deadline=_deadline(context),
-    )
+    deadline = _deadline(context)
+    # Paced ELB reads (``pacing``) never wait past the pass's deadline either.
+    with pacing.pass_deadline(deadline):
+        report = sync(
+            config,
+            target_groups=target_groups,
+            sources=sources,
+            dry_run=parsed.dry_run,
+            trigger=trigger,
+            deadline=deadline,
+        )
 
     _log_report(log, parsed, report)
     metrics.emit_report(

@@ -45,7 +45,7 @@ from typing import Any, Literal
 
 from .checks import check_answer
 from .config import Binding, Config, ElastiCacheSourceSpec, Settings
-from .errors import CacheBridgeError
+from .errors import CacheBridgeError, PacingBudgetSpent
 from .nlb import OWNER_TAG, TargetGroupInfo, TargetGroups, risky_settings
 from .parallel import Failure, map_ordered
 from .planner import Plan, plan
@@ -363,9 +363,15 @@ def _read_group_info(w: _Work, ctx: _Context) -> None:
 
 def _read_group_health(w: _Work, ctx: _Context) -> None:
     assert w.info is not None
+    # One call, which the handler's margin covers if it starts before the deadline.
+    if ctx.deadline is not None and ctx.clock() >= ctx.deadline:
+        _skip(w, "not reached before the deadline; nothing written, the next run syncs it")
+        return
     try:
         w.read_at = time.time()
         w.actual = ctx.target_groups.health(w.info.arn)
+    except PacingBudgetSpent as exc:
+        _skip(w, str(exc))  # not made at all: nothing read, nothing written
     except CacheBridgeError as exc:
         w.result.status = "error"
         w.result.error = str(exc)

@@ -389,3 +389,20 @@ def test_changed_environment_is_read_again_between_warm_invocations(configured: 
     response = invoke(load("schedule.json"))
     assert response["bindings"] == {"orders-primary": "changed"}
     assert configured.registered("orders-primary") == {f"{IP_2}:{PORT}"}
+
+
+def test_paced_reads_stop_at_the_handlers_deadline_instead_of_waiting(configured: Cloud, monkeypatch: pytest.MonkeyPatch):
+    # One ELB Describe* token, the next 100 s away: past the pass's deadline (60 s left,
+    # less the handler's margin), so the reads that would need it are not made at all.
+    monkeypatch.setenv("CACHEBRIDGE_ELB_DESCRIBE_RATE", "0.01")
+    monkeypatch.setenv("CACHEBRIDGE_ELB_DESCRIBE_BURST", "1")
+
+    with pytest.raises(SyncFailed) as raised:
+        invoke(load("schedule.json"), FakeContext(remaining_ms=60_000))
+
+    report = raised.value.report
+    assert report is not None
+    results = {b.name: b for b in report.bindings}  # type: ignore[attr-defined]
+    assert {b.status for b in results.values()} <= {"skipped", "error"}
+    assert all("ELB Describe budget for this run spent (elb_describe_rate=0.01/s" in (b.error or "") for b in results.values())
+    assert configured.snapshot() == {"orders-primary": set(), "orders-replicas": set()}

@@ -225,6 +225,9 @@ class Supervisor:
         config = clients["lambda"].get_function_configuration(FunctionName=function_name)
         # The nodes listen on 127.0.0.x, outside the VPC the stack was given: declare them.
         extra = {"CACHEBRIDGE_NAMESERVERS": self.dns.address, "CACHEBRIDGE_ALLOWED_TARGET_NETWORKS": "127.0.0.0/8"}
+        # moto does not throttle, and the stand-in runs minutes as seconds at its time scale:
+        # the ELB Describe* pacing (deployed: AWS's documented 10 a second) is off here.
+        extra["CACHEBRIDGE_ELB_DESCRIBE_RATE"] = "0"
         if opts.event_wait_s is not None:
             extra["CACHEBRIDGE_EVENT_WAIT_S"] = str(opts.event_wait_s)
         if opts.rejoin_after_s is not None:
