@@ -10,6 +10,12 @@ server. Bindings are ElastiCache sources, half of them ``role=primary`` and half
 - changing: every node's address moved (node replacement), so each binding registers
   one target and deregisters one.
 
+The world mirrors a deployed stack: a DynamoDB lock table keyed as the template's
+``LockTable`` (moto), and the controller configured with ``lock_table`` and
+``controller_id``, so writes go through the write lease as they do in AWS.
+``--no-lock-table`` measures the unlocked path instead (no table; the extra reads around
+an unlocked deregister).
+
 Targets: an in-sync warm pass makes no write call, one DescribeTargetHealth per target
 group and one DescribeReplicationGroups per replication group; 100 bindings in under
 3 s; peak RSS within a 128 MB Lambda.
@@ -25,7 +31,10 @@ peak RSS is the controller's alone. Then: a new instance's import + first in-syn
 fresh processes, beside a bare ``import boto3`` timed the same way in the same run; and
 the Lambda zip's size. Targets are printed, not asserted:
 
-    python benchmarks/sync_pass.py --latency [--bindings 1 100 1000] [--max-concurrency 8] [--json]
+    python benchmarks/sync_pass.py --latency [--bindings 1 100 1000] [--max-concurrency 8] [--no-lock-table]
+        [--also-concurrency 16] [--json]
+
+The changing pass's AWS calls per binding are printed after the table.
 """
 
 from __future__ import annotations
@@ -49,8 +58,42 @@ from cachebridge.sandbox.dns import LoopbackDnsServer
 from cachebridge.sandbox.redis_nodes import free_port
 from cachebridge.sources import DnsResolver, Sources
 from cachebridge.sync import sync
+from cachebridge.writes import CLOCK_SKEW_S
 
 WRITE_CALLS = {"RegisterTargets", "DeregisterTargets"}
+LOCK_TABLE = "cachebridge-bench-locks"
+CONTROLLER_ID = "bench-stack"
+LEASE_CALLS = {"UpdateItem", "TransactWriteItems", "BatchGetItem"}
+
+
+def create_lock_table(dynamodb: Any) -> str:
+    """The template's ``LockTable``: keyed by ``lease_key`` (``lease.KEY_ATTRIBUTE``)."""
+    from cachebridge.lease import KEY_ATTRIBUTE
+
+    dynamodb.create_table(
+        TableName=LOCK_TABLE,
+        KeySchema=[{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return LOCK_TABLE
+
+
+def with_lock_table(settings: Settings, locked: bool) -> Settings:
+    return settings.merged({"lock_table": LOCK_TABLE, "controller_id": CONTROLLER_ID}) if locked else settings
+
+
+def per_binding(results: list[dict[str, Any]]) -> list[str]:
+    """Lines: the changing pass's AWS calls per binding, lease calls apart."""
+    lines = []
+    for r in results:
+        if r["pass"].startswith("changing") and r["bindings"]:
+            lease = sum(v for k, v in r["calls"].items() if k in LEASE_CALLS)
+            lines.append(
+                f"{r['pass']}, {r['bindings']} binding(s): {r['api_calls'] / r['bindings']:.2f} AWS calls per binding "
+                f"({lease / r['bindings']:.3f} of them lease calls: {lease} in all)"
+            )
+    return lines
 
 
 class CallCounter:
@@ -108,7 +151,7 @@ def build_world(n_bindings: int, dns: LoopbackDnsServer, clients: dict[str, Any]
 
 
 def measure(config: Config, clients: dict[str, Any], counter: CallCounter, label: str) -> dict[str, Any]:
-    target_groups = TargetGroups(clients["elbv2"], clients["ec2"])
+    target_groups = TargetGroups(clients["elbv2"], clients["ec2"], dynamodb=clients["dynamodb"])
     sources = Sources(DnsResolver(config.settings.nameservers, config.settings.dns_timeout_s), clients["elasticache"])
     counter.take()
     started = time.perf_counter()
@@ -137,6 +180,9 @@ def main() -> int:
     parser.add_argument("--dns-ms", type=float, default=5.0)
     parser.add_argument("--max-concurrency", type=int, default=None)
     parser.add_argument("--cold-runs", type=int, default=10)
+    parser.add_argument("--no-lock-table", action="store_true", help="no lock table: measure the unlocked write path")
+    parser.add_argument("--also-concurrency", type=int, default=None, metavar="N",
+                        help="--latency: after the changing pass, move every address again and run one more changing pass with max_concurrency N, in the same world")
     args = parser.parse_args()
     if args.latency:
         return latency_main(args)
@@ -147,12 +193,15 @@ def main() -> int:
     results: list[dict[str, Any]] = []
     try:
         kwargs = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
-        setup = {name: boto3.client(name, **kwargs) for name in ("elbv2", "ec2", "elasticache")}
+        setup = {name: boto3.client(name, **kwargs) for name in ("elbv2", "ec2", "elasticache", "dynamodb")}
+        if not args.no_lock_table:
+            create_lock_table(setup["dynamodb"])
         for n in args.bindings:
-            config, node_names = build_world(n, dns, setup)
+            world, node_names = build_world(n, dns, setup)
+            config = Config(world.bindings, with_lock_table(world.settings, not args.no_lock_table))
             nlb.clear_caches()
             aws.clear_caches()
-            clients = {name: boto3.client(name, config=aws.BOTO_CONFIG, **kwargs) for name in ("elbv2", "ec2", "elasticache")}
+            clients = {name: boto3.client(name, config=aws.BOTO_CONFIG, **kwargs) for name in ("elbv2", "ec2", "elasticache", "dynamodb")}
             counter = CallCounter(*clients.values())
             measure(config, clients, counter, "initial registration")  # brings every group in sync
             nlb.clear_caches()  # as a new Lambda instance would start
@@ -174,6 +223,8 @@ def main() -> int:
     for r in results:
         calls = ", ".join(f"{k}={v}" for k, v in r["calls"].items())
         print(f"{r['pass']:<14} {r['bindings']:>8} {r['wall_s']:>8.3f} {r['api_calls']:>9} {r['write_calls']:>6} {r['peak_rss_mb']:>11}  {calls}")
+    for line in per_binding(results):
+        print(line)
     return 0
 
 
@@ -247,8 +298,11 @@ for label in json.loads(sys.argv[2]):
         sys.exit(1)
     if label == "cold in-sync":
         nlb.clear_caches()  # as a new instance would start
+    run = config
+    if label.startswith("changing, max_concurrency "):
+        run = Config(config.bindings, config.settings.merged({"max_concurrency": int(label.rsplit(" ", 1)[1])}))
     started = time.perf_counter()
-    report = sync(config, target_groups=target_groups, sources=sources)
+    report = sync(run, target_groups=target_groups, sources=sources)
     wall = time.perf_counter() - started
     print("end " + json.dumps({
         "wall_s": round(wall, 3), "statuses": dict(Counter(b.status for b in report.bindings)),
@@ -312,11 +366,15 @@ def latency_main(args: argparse.Namespace) -> int:
     one_binding: Config | None = None
     try:
         kwargs = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
-        setup = {name: boto3.client(name, **kwargs) for name in ("elbv2", "ec2", "elasticache")}
+        setup = {name: boto3.client(name, **kwargs) for name in ("elbv2", "ec2", "elasticache", "dynamodb")}
+        if not args.no_lock_table:
+            create_lock_table(setup["dynamodb"])
         for n in sizes:
             world, node_names = build_world_parallel(n, dns, setup)
             # Latency alone, nothing throttled, so unpaced (throttled_pass.py measures pacing).
-            settings = Settings(nameservers=(dns_proxy.address,), dns_timeout_s=2.0, elb_describe_rate=0)
+            settings = with_lock_table(
+                Settings(nameservers=(dns_proxy.address,), dns_timeout_s=2.0, elb_describe_rate=0), not args.no_lock_table
+            )
             if args.max_concurrency:
                 settings = settings.merged({"max_concurrency": args.max_concurrency})
             config = Config(world.bindings, settings)
@@ -325,19 +383,26 @@ def latency_main(args: argparse.Namespace) -> int:
             with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
                 json.dump(config.to_mapping(), f)
             env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **credentials, "AWS_ENDPOINT_URL": aws_proxy.url}
+            passes = PASSES + ((f"changing, max_concurrency {args.also_concurrency}",) if args.also_concurrency else ())
             proc = subprocess.Popen(
-                [sys.executable, "-c", WORKER_SCRIPT, f.name, json.dumps(PASSES)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                [sys.executable, "-c", WORKER_SCRIPT, f.name, json.dumps(passes)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
             )
             assert proc.stdin is not None and proc.stdout is not None
+            last_write_end = time.time()
             try:
-                for label in PASSES:
+                moved = 0
+                for label in passes:
                     line = proc.stdout.readline()
                     if not line.startswith("start"):
                         raise SystemExit(f"worker for {n} bindings stopped: {line!r}")
-                    if label == "changing":
+                    if label.startswith("changing"):
+                        # A deployed stack runs a minute apart: its changing pass finds the
+                        # last pass's leases released well before it reads (CLOCK_SKEW_S).
+                        time.sleep(max(0.0, last_write_end + CLOCK_SKEW_S + 1.0 - time.time()))
+                        moved += 100
                         for name, ip in node_names.items():
                             a, b, c, d = ip.split(".")
-                            dns.zone.set_a(name, f"{a}.{b}.{c}.{int(d) + 100}")
+                            dns.zone.set_a(name, f"{a}.{b}.{c}.{int(d) + moved}")
                     aws_proxy.take()
                     dns_proxy.take()
                     proc.stdin.write("go\n")
@@ -346,6 +411,8 @@ def latency_main(args: argparse.Namespace) -> int:
                     if not line.startswith("end "):
                         raise SystemExit(f"worker for {n} bindings stopped: {line!r}")
                     measured = json.loads(line[4:])
+                    if label == "initial registration" or label.startswith("changing"):
+                        last_write_end = time.time()
                     calls = aws_proxy.take()
                     results.append({
                         "pass": label, "bindings": n, **measured, "calls": calls, "api_calls": sum(calls.values()),
@@ -390,16 +457,21 @@ def latency_main(args: argparse.Namespace) -> int:
 
     concurrency = args.max_concurrency or Settings().max_concurrency
     if args.json:
-        print(json.dumps({"aws_ms": args.aws_ms, "dns_ms": args.dns_ms, "max_concurrency": concurrency, "results": results,
+        print(json.dumps({"aws_ms": args.aws_ms, "dns_ms": args.dns_ms, "max_concurrency": concurrency, "lock_table": not args.no_lock_table, "results": results,
                           "cold_start": cold, "zip_kb": zip_kb, "targets": TARGETS}, indent=2))
         return 0
-    print(f"{args.aws_ms:g} ms per AWS call, {args.dns_ms:g} ms per DNS query, max_concurrency {concurrency}")
-    print(f"{'pass':<21} {'bindings':>8} {'wall s':>8} {'AWS calls':>9} {'writes':>6} {'DNS':>6} {'peak RSS MB':>11}  calls")
+    print(
+        f"{args.aws_ms:g} ms per AWS call, {args.dns_ms:g} ms per DNS query, max_concurrency {concurrency}, "
+        + ("no lock table (unlocked write path)" if args.no_lock_table else f"lock table {LOCK_TABLE} (the write lease, as deployed)")
+    )
+    print(f"{'pass':<30} {'bindings':>8} {'wall s':>8} {'AWS calls':>9} {'writes':>6} {'DNS':>6} {'peak RSS MB':>11}  calls")
     for r in results:
         calls = ", ".join(f"{k}={v}" for k, v in r["calls"].items())
-        print(f"{r['pass']:<21} {r['bindings']:>8} {r['wall_s']:>8.3f} {r['api_calls']:>9} {r['write_calls']:>6} {r['dns_queries']:>6} {r['peak_rss_mb']:>11}  {calls}")
+        print(f"{r['pass']:<30} {r['bindings']:>8} {r['wall_s']:>8.3f} {r['api_calls']:>9} {r['write_calls']:>6} {r['dns_queries']:>6} {r['peak_rss_mb']:>11}  {calls}")
         if r["errors"]:
-            print(f"{'':<21} errors: {r['errors']}")
+            print(f"{'':<30} errors: {r['errors']}")
+    for line in per_binding(results):
+        print(line)
     if cold:
         print(
             f"new instance, import + first in-sync pass (median of {cold['runs']}): {cold['import_and_first_pass_s']} s "

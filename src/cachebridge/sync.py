@@ -15,11 +15,13 @@ later and the two answers must agree: an answer that alternates between two addr
 refused instead of flipping the group on every run. This costs one ``poll_interval_s``
 (plus one source read) on every change, and nothing when nothing changes.
 
-Applying (``writes.apply_plan``) is guarded against other controllers writing the same
+Applying (``writes.apply_plans``, after each round's reads, for the bindings of that
+round with something to write) is guarded against other controllers writing the same
 group: a group tagged ``cachebridge:owner`` by a deployed stack is written only by that
 stack's controller (``controller_id``) unless forced; with a lock table the writes happen
-under a DynamoDB lease (``lease``) after a fresh read of the group, which is what makes
-"never empty" hold between controllers.
+under a DynamoDB lease (``lease``, taken a chunk of bindings at a time) after a fresh read
+of the group, or on this pass's first read when the lease record shows nobody can have
+written since (``writes``), which is what makes "never empty" hold between controllers.
 
 With a ``deadline`` (the Lambda's), a write is started only when the time left covers it
 and the writes that must follow it at the configured timeouts (``aws.call_budget_s``);
@@ -49,7 +51,7 @@ from .parallel import Failure, map_ordered
 from .planner import Plan, plan
 from .sources import Reading, Sources
 from .targets import Target, TargetHealth
-from .writes import apply_plan, record_plan, targets_text
+from .writes import apply_plans, record_plan, targets_text
 
 __all__ = ["Trigger", "BindingResult", "SyncReport", "sync", "select_bindings"]
 
@@ -190,6 +192,8 @@ class _Work:
         self.confirm_by: float | None = None  # a change seen, waiting for a read that agrees
         self.reading: Reading | None = None
         self.source_error: str | None = None
+        self.read_at: float | None = None  # wall clock when the pass's first read of the group began
+        self.ready = False  # at the write step this round
 
     @property
     def actual_live(self) -> frozenset[Target]:
@@ -308,6 +312,9 @@ def sync(
         sources.new_pass()
         sources.expect(w.binding.source for w in pending)  # many groups: listed in pages
         waiting = _each(pending, lambda w: _step(w, ctx, sources, wait_until), limit, "syncing")
+        ready = [w for w in pending if w.ready]
+        if ready:
+            apply_plans(ready, ctx, lambda ws, step: _each(ws, step, limit, "writing"))
         pending = [w for w, again in zip(pending, waiting) if again is True]
         if pending:
             # A change being confirmed waits for its next read whatever the event wait says.
@@ -365,6 +372,7 @@ def _read_group_health(w: _Work, ctx: _Context) -> None:
         _skip(w, "not reached before the deadline; nothing written, the next run syncs it")
         return
     try:
+        w.read_at = time.time()
         w.actual = ctx.target_groups.health(w.info.arn)
     except PacingBudgetSpent as exc:
         _skip(w, str(exc))  # not made at all: nothing read, nothing written
@@ -492,7 +500,7 @@ def _plan_and_apply(w: _Work, ctx: _Context) -> None:
         r.register, r.deregister = (), ()
         r.registered_after = r.registered_before
         return
-    apply_plan(w, ctx)
+    w.ready = True  # written with the round's other bindings (writes.apply_plans)
 
 
 def _vpc_for_check(w: _Work, ctx: _Context) -> tuple[tuple[str, ...], bool]:

@@ -1,17 +1,49 @@
-"""Writing one binding's plan, guarded against other controllers and the deadline.
+"""Writing the plans of the bindings that reached the write step, guarded against other
+controllers and the deadline.
 
-``sync`` calls ``apply_plan`` once a binding's answer is checked, its plan is not empty
-and the group's owner (if any) allows it. In order:
+``sync`` collects, each round, the bindings whose answer is checked, whose plan is not
+empty and whose group's owner (if any) allows it, and hands them to ``apply_plans``. For
+each binding, in order:
 
 1. **Time.** With a deadline, nothing starts unless the time left covers a register and a
    deregister at their worst (``aws.call_budget_s`` each); otherwise ``skipped``.
 2. **Lease.** With a lock table (``lock_table``, or the group's ``cachebridge:lock-table``
-   tag) the writes happen under a DynamoDB lease (``lease``). Held elsewhere past
-   ``LEASE_WAIT_S``: ``skipped``. Table unavailable: register only, never deregister. Under
-   the lease, another controller's change younger than ``CONFLICT_HOLD_S`` is not undone
-   unless forced.
-3. **Fresh read.** The group's health is read again and the plan made again from it: the
-   snapshot may be ``event_wait_s`` old, or another controller may have written meanwhile.
+   tag) the writes happen under a DynamoDB lease (``lease``). The bindings of one round
+   that share a table take their leases together, ``lease.BATCH`` at a time, right before
+   that chunk is written (``Leases.acquire_many``: one transaction, one read of the
+   records), and give them back together after it. A lease the batch could not take is
+   taken alone as before: held elsewhere past ``LEASE_WAIT_S``: ``skipped``; table
+   unavailable: register only, never deregister. Under the lease, another controller's
+   change younger than ``CONFLICT_HOLD_S`` is not undone unless forced.
+3. **Fresh read, unless nobody can have written.** The group's health is read again and
+   the plan made again from it, except when all of these hold (``_first_read_stands``):
+
+   a. the lease record says every earlier holder's writes ended (``Lease.written_until``:
+      its release, or its expiry if it never released) more than ``CLOCK_SKEW_S`` before
+      this pass's first read of the group began;
+   b. that first read is young: taken in this pass, the write following the read that
+      confirmed the answer (at most ``FRESH_POLLS`` source reads, so not after an event
+      wait) and at most ``FRESH_READ_S`` ago;
+   c. the plan made from it registers something.
+
+   Why that is safe. The writers of a lease-guarded group are lease holders: a controller
+   that knows the table writes only under the lease, and one that cannot reach it only
+   registers (never deregisters). Leases are serialised, each holder's writes happen
+   before its release or, if it stalls, before its expiry (``Lease.outlives``). So if (a)
+   holds, nobody deregistered anything between the first read and now: every target that
+   read showed live is still registered, and what the planner deregisters is only what
+   that read showed. The planner registers the desired targets before deregistering and
+   never deregisters when no desired target stays or is added; with (c) one is being
+   added, so the target health states the read may have aged past (rule 5 looks at them
+   only when nothing is registered) cannot change the outcome. A group that cannot be
+   emptied by the first read's plan stays non-empty under it.
+
+   What it assumes: clocks of controllers sharing a table within ``CLOCK_SKEW_S`` of each
+   other (the lease itself assumes well under 18 s: ``LEASE_S`` minus a critical section's
+   42 s), that a DescribeTargetHealth started after a write returned shows it (within the
+   same allowance), and that nothing but cachebridge deregisters targets of a group it
+   manages (a person doing so by hand meanwhile is seen at the next pass, as a target
+   deregistered by hand between a re-read and the writes always was).
 4. **Register, then deregister**; a failed register cancels the deregister.
 5. **Without a lease** (no lock table known), the group is read again before
    deregistering and after: deregistration needs a desired target live in the fresh read,
@@ -19,23 +51,43 @@ and the group's owner (if any) allows it. In order:
    window between two unlocked controllers; it cannot close it (see ``lease``).
 
 Every write started is in the binding's result: ``register``/``deregister`` list what was
-done, ``registered_after`` what the group holds.
+done, ``registered_after`` what the group holds. One binding's lease (taken, refused or
+lost) never decides another binding's writes.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .errors import LeaseBusy, LeaseError, LeaseUnavailable
-from .lease import LEASE_WAIT_S, Lease, Leases
+from .lease import BATCH, LEASE_WAIT_S, Lease, Leases
 from .planner import Plan, plan
 from .targets import Target, TargetState
 
 if TYPE_CHECKING:
     from .sync import BindingResult, Status, _Context, _Work
 
-__all__ = ["apply_plan", "record_plan", "targets_text"]
+__all__ = ["apply_plan", "apply_plans", "record_plan", "targets_text", "CLOCK_SKEW_S", "FRESH_POLLS", "FRESH_READ_S"]
+
+# How far apart two controllers' clocks may be for a lease record's times to be compared
+# with this controller's first read. Lambda and EC2 keep time with the Amazon Time Sync
+# Service (well under a second apart); the lease already assumes under 18 s (``lease``).
+# It also covers a DescribeTargetHealth that shows a write a moment late.
+CLOCK_SKEW_S = 10.0
+# A first read stands in for the re-read only if the write follows the read that
+# confirmed the answer: a change seen at the first source read and confirmed at the
+# second (an event pass that waited for the change has read the source more often).
+FRESH_POLLS = 2
+# ... and only if it is this young: a read of this run, never one an earlier scheduled run
+# (a minute apart) could have made. A pass over 1,000 groups writes its last chunk tens of
+# seconds after the pass's first read; what changes a group meanwhile is a lease holder,
+# which the record shows whatever the age (the age bounds only what nobody should do: a
+# target deregistered by hand).
+FRESH_READ_S = 60.0
 
 
 def targets_text(targets: frozenset[Target] | None) -> str:
@@ -49,26 +101,101 @@ def record_plan(w: "_Work", p: Plan) -> None:
     r.drift = p.drift
 
 
-def apply_plan(w: "_Work", ctx: "_Context") -> None:
-    """Write one binding's plan, guarded against other controllers (module docstring)."""
+@dataclass
+class _Batch:
+    """The leases of one chunk of bindings: taken together, given back together."""
+
+    leases: Leases
+    taken: dict[str, Lease]
+    done: dict[str, tuple[Lease, list[str] | None]] = field(default_factory=dict)
+
+
+def apply_plans(works: Sequence["_Work"], ctx: "_Context", each: Callable[[Sequence["_Work"], Callable[["_Work"], Any]], Any]) -> None:
+    """Write the plans of ``works`` (one round's bindings at the write step); ``each`` runs
+    a step over bindings as ``sync`` does (bounded, in order, isolated)."""
+    alone: list[_Work] = []
+    tables: dict[str, list[_Work]] = {}
+    client: Any = None
+    for w in works:
+        assert w.info is not None
+        table = ctx.settings.lock_table or w.info.lock_table
+        if table and len(works) > 1 and (client := client or ctx.target_groups.dynamodb()) is not None:
+            tables.setdefault(table, []).append(w)
+        else:
+            alone.append(w)
+    if alone:
+        each(alone, lambda w: apply_plan(w, ctx))
+    controller = ctx.settings.controller_id or "manual"
+    for table, group in tables.items():
+        leases = Leases(client, table)
+        chunks = [group[start:start + BATCH] for start in range(0, len(group), BATCH)]
+
+        def take(chunk: Sequence[_Work], leases: Leases = leases) -> _Batch:
+            keys = [w.info.arn for w in chunk if w.info is not None]
+            return _Batch(leases, leases.acquire_many(keys, controller) if ctx.covers(2) else {})
+
+        # The lease calls run beside the writes: the next chunk's leases are taken while
+        # this chunk is written (so a lease is held one chunk's writes before its own, not
+        # the whole pass), and a written chunk's go back while the next one is written.
+        # The deadline is checked per binding, as for one alone.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cachebridge-lease") as beside:
+            ahead: Future[_Batch] = beside.submit(take, chunks[0])
+            released: list[Future[None]] = []
+            for i, chunk in enumerate(chunks):
+                try:
+                    batch = ahead.result()
+                except Exception:  # acquire_many only raises on a bug; each takes its own
+                    batch = _Batch(leases, {})
+                if i + 1 < len(chunks):
+                    ahead = beside.submit(take, chunks[i + 1])
+                try:
+                    each(chunk, lambda w, batch=batch: apply_plan(w, ctx, batch))
+                finally:
+                    released.append(beside.submit(_release, chunk, batch))
+            for future in released:
+                future.exception()  # wait; _release reports its own failures
+
+
+def _release(chunk: Sequence["_Work"], batch: _Batch) -> None:
+    # A lease taken for a binding that never reached its writes goes back unrecorded.
+    done = dict(batch.done)
+    held = [done.get(key) or (lease, None) for key, lease in batch.taken.items()]
+    held += [d for key, d in done.items() if key not in batch.taken]
+    if not held:
+        return
+    try:
+        problems = batch.leases.release_many(held)
+    except Exception as exc:  # the leases lapse by themselves; the writes are done
+        problems = {lease.key: repr(exc) for lease, _ in held}
+    for w in chunk:
+        if w.info is not None and w.info.arn in problems:
+            w.result.warnings.append(f"releasing the write lease failed ({problems[w.info.arn]}); it lapses by itself")
+
+
+def apply_plan(w: "_Work", ctx: "_Context", batch: _Batch | None = None) -> None:
+    """Write one binding's plan, guarded against other controllers (module docstring);
+    with ``batch``, its lease comes from (and goes back with) the batch."""
     r = w.result
     info = w.info
     assert info is not None and w.desired
     table = ctx.settings.lock_table or info.lock_table
     controller = ctx.settings.controller_id or "manual"
     lease: Lease | None = None
-    leases: Leases | None = None
+    leases: Leases | None = batch.leases if batch is not None else None
     register_only: str | None = None
     if not ctx.covers(2):
         _nothing_written(r, "skipped", "not enough time left to register and deregister before the deadline; "
                          "nothing written, the next run syncs it")
         return
-    if table:
+    if table and leases is None:
         client = ctx.target_groups.dynamodb()
         if client is None:
             register_only = f"lock table {table} is set but no DynamoDB client is configured"
         else:
             leases = Leases(client, table)
+    if leases is not None:
+        lease = batch.taken.get(info.arn) if batch is not None else None
+        if lease is None:
             try:
                 lease = leases.acquire(info.arn, controller, wait_s=_lease_wait(ctx))
             except LeaseBusy as exc:
@@ -86,10 +213,14 @@ def apply_plan(w: "_Work", ctx: "_Context") -> None:
         wrote = _write(w, ctx, lease, register_only)
     finally:
         if lease is not None and leases is not None:
-            try:
-                leases.release(lease, [str(t) for t in sorted(w.desired)] if wrote else None)
-            except LeaseError as exc:
-                r.warnings.append(f"releasing the write lease failed ({exc}); it lapses by itself")
+            record = [str(t) for t in sorted(w.desired)] if wrote else None
+            if batch is not None:
+                batch.done[info.arn] = (lease, record)
+            else:
+                try:
+                    leases.release(lease, record)
+                except LeaseError as exc:
+                    r.warnings.append(f"releasing the write lease failed ({exc}); it lapses by itself")
 
 
 def _lease_wait(ctx: "_Context") -> float:
@@ -112,13 +243,15 @@ def _write(w: "_Work", ctx: "_Context", lease: Lease | None, register_only: str 
     groups = ctx.target_groups
     outside = w.binding.allow_outside_vpc or bool(ctx.settings.allowed_target_networks)
 
-    # The group as it is now, not as it was before a wait or before the lease.
-    try:
-        w.actual = groups.health(info.arn)
-    except Exception as exc:
-        _nothing_written(r, "error", f"re-reading target group {info.name} before writing failed: {exc}")
-        return False
     p = plan(w.desired, w.actual, max_changes=ctx.settings.max_changes)
+    if not (lease is not None and p.register and _first_read_stands(w, lease, time.time())):
+        # The group as it is now, not as it was before a wait or before the lease.
+        try:
+            w.actual = groups.health(info.arn)
+        except Exception as exc:
+            _nothing_written(r, "error", f"re-reading target group {info.name} before writing failed: {exc}")
+            return False
+        p = plan(w.desired, w.actual, max_changes=ctx.settings.max_changes)
     record_plan(w, p)
     live = set(w.actual_live)
     if p.empty:
@@ -182,6 +315,17 @@ def _write(w: "_Work", ctx: "_Context", lease: Lease | None, register_only: str 
     if unlocked:
         _restore_if_emptied(w, ctx, outside)
     return True
+
+
+def _first_read_stands(w: "_Work", lease: Lease, now: float) -> bool:
+    """Whether this pass's first read of the group can stand in for a re-read under
+    ``lease`` (conditions a and b of the module docstring; c is the caller's)."""
+    read_at = w.read_at
+    if read_at is None or lease.written_until is None:
+        return False
+    nobody_since = lease.written_until < read_at - CLOCK_SKEW_S
+    young = w.result.polls <= FRESH_POLLS and 0 <= now - read_at <= FRESH_READ_S
+    return nobody_since and young
 
 
 def _still_safe_to_deregister(w: "_Work", ctx: "_Context", stale: tuple[Target, ...]) -> tuple[Target, ...] | None:

@@ -753,6 +753,7 @@ def test_policy_allows_exactly_what_the_controller_calls_outside_the_vpc() -> No
         "elasticache:DescribeCacheClusters",
         "ec2:DescribeVpcs",
         "dynamodb:UpdateItem",
+        "dynamodb:BatchGetItem",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }

@@ -1,5 +1,5 @@
 """The template's part of the write lease and ownership: a lock table, the target group's
-tags, the one permission the lease needs, and the controller's name."""
+tags, the permissions the lease needs, and the controller's name."""
 
 from __future__ import annotations
 
@@ -25,13 +25,15 @@ def test_the_target_group_names_its_owner_and_its_lock_table() -> None:
     assert tags == {nlb.OWNER_TAG: {"Ref": "AWS::StackName"}, nlb.LOCK_TABLE_TAG: {"Ref": "LockTable"}}
 
 
-def test_the_lease_needs_one_conditional_update_on_its_own_table() -> None:
+def test_the_lease_needs_conditional_updates_and_batch_reads_on_its_own_table() -> None:
     statements = [
         s for p in RESOURCES["ControllerRole"]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]
         if "Action" in s  # the rest are Fn::If choices of other parts
     ]
     (lease_statement,) = [s for s in statements if any(str(a).startswith("dynamodb:") for a in s["Action"])]
-    assert lease_statement["Action"] == ["dynamodb:UpdateItem"]
+    # UpdateItem covers the Update actions of TransactWriteItems; BatchGetItem reads the
+    # records a batch took (no old values from a transaction).
+    assert lease_statement["Action"] == ["dynamodb:UpdateItem", "dynamodb:BatchGetItem"]
     assert lease_statement["Resource"] == {"Fn::GetAtt": ["LockTable", "Arn"]}
     reads = next(s for s in statements if s["Resource"] == "*")
     assert "elasticloadbalancing:DescribeTags" in reads["Action"]

@@ -40,10 +40,17 @@ def _lease_tags() -> list[dict[str, Any]]:
 
 
 def _lease_statement() -> dict[str, Any]:
+    # lease.py takes and gives back leases with UpdateItem, or many at once with
+    # TransactWriteItems of Update actions, whose records it reads with BatchGetItem.
+    # "Permissions for Put, Update, Delete, and Get actions are governed by the permissions
+    # used for the underlying PutItem, UpdateItem, DeleteItem, and GetItem operations"
+    # (DynamoDB Developer Guide, "Using IAM with DynamoDB transactions"): no action of its
+    # own for the transaction. BatchGetItem is an action of its own, dynamodb:BatchGetItem
+    # ("IAM policy to grant read-only permissions on items in a DynamoDB table").
     return {
         "Sid": "WriteLeaseOnly",
         "Effect": "Allow",
-        "Action": ["dynamodb:UpdateItem"],
+        "Action": ["dynamodb:UpdateItem", "dynamodb:BatchGetItem"],
         "Resource": _get_att("LockTable", "Arn"),
     }
 
