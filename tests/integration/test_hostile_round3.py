@@ -1,0 +1,224 @@
+"""Hostile checks of the write step: a group's owner and lock table must guard a write even
+when reading them fails, leases taken in batches under faults and rival controllers never
+leave a group empty, VPC CIDRs from the settings never let an unchecked address through,
+and the ELB Describe pacing refuses figures it cannot honour. Moto in-process, a real DNS
+server on loopback, an ElastiCache source."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from cachebridge import nlb
+from cachebridge.lease import BATCH, KEY_ATTRIBUTE
+from cachebridge.config import Binding, Config, ElastiCacheSourceSpec, Settings
+from cachebridge.nlb import LOCK_TABLE_TAG, OWNER_TAG, TargetGroups
+from cachebridge.sandbox.dns import LoopbackDnsServer
+from cachebridge.sources import DnsResolver, Sources
+from cachebridge.sync import SyncReport, sync
+from cachebridge.targets import Target
+
+from .conftest import REGION, CallLog
+from .test_lease_batches import TABLE, World
+
+pytestmark = pytest.mark.timeout(60)
+
+PORT = 6379
+PRIMARY_IP, REPLICA_IP, MOVED_IP = "10.0.1.10", "10.0.1.11", "10.0.1.20"
+
+
+@pytest.fixture
+def elasticache(aws: None) -> Any:
+    return boto3.client("elasticache", region_name=REGION)
+
+
+@pytest.fixture
+def dynamodb(aws: None) -> Any:
+    return boto3.client("dynamodb", region_name=REGION)
+
+
+@pytest.fixture
+def primary_name(elasticache: Any, dns_server: LoopbackDnsServer) -> str:
+    elasticache.create_replication_group(ReplicationGroupId="orders", ReplicationGroupDescription="orders", ReplicasPerNodeGroup=1)
+    members = elasticache.describe_replication_groups(ReplicationGroupId="orders")["ReplicationGroups"][0]["NodeGroups"][0]["NodeGroupMembers"]
+    primary = next(m["ReadEndpoint"]["Address"] for m in members if m["CurrentRole"] == "primary")
+    for m in members:
+        name = m["ReadEndpoint"]["Address"]
+        dns_server.zone.set_a(name, PRIMARY_IP if name == primary else REPLICA_IP)
+    return str(primary)
+
+
+@pytest.fixture
+def tg_arn(elbv2: Any, ec2: Any) -> str:
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    arn = elbv2.create_target_group(Name="orders-primary", Protocol="TCP", Port=PORT, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    return str(arn)
+
+
+def config(dns_server: LoopbackDnsServer, **settings: Any) -> Config:
+    binding = Binding("orders-primary", ElastiCacheSourceSpec("orders", "primary"), "orders-primary", PORT)
+    return Config((binding,), Settings(nameservers=(dns_server.address,), dns_timeout_s=0.5, poll_interval_s=0.05).merged(settings))
+
+
+def run(cfg: Config, elbv2: Any, ec2: Any, elasticache: Any, dynamodb: Any = None, *, cold: bool = False, **kwargs: Any) -> SyncReport:
+    if cold:
+        nlb.clear_caches()
+    sources = Sources(DnsResolver(cfg.settings.nameservers, cfg.settings.dns_timeout_s), elasticache)
+    return sync(cfg, target_groups=TargetGroups(elbv2, ec2, dynamodb=dynamodb), sources=sources, **kwargs)
+
+
+def registered(elbv2: Any, arn: str) -> set[Target]:
+    descriptions = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+    return {Target(d["Target"]["Id"], d["Target"]["Port"]) for d in descriptions}
+
+
+def fail_operation(client: Any, operation: str, code: str) -> None:
+    """Every call of ``operation`` answers ``code`` (what AWS says to a throttled or denied caller)."""
+
+    def fail(params: dict[str, Any], **_: Any) -> None:
+        raise ClientError({"Error": {"Code": code, "Message": f"{operation} refused by the test"}}, operation)
+
+    client.meta.events.register(f"before-call.*.{operation}", fail)
+
+
+# Known bug: ``TargetGroups._read_details`` (nlb.py) turns a failed DescribeTags into a
+# warning and no tags, so ``sync._plan_and_apply`` sees no owner and no lock table and the
+# write goes ahead: unowned and unleased. Strict: fix the code and these start passing.
+TAGS_UNREAD_BUG = pytest.mark.xfail(strict=True, reason="a failed DescribeTags before a write reads as 'no owner, no lock table' (nlb._read_details / sync._plan_and_apply)")
+
+
+@TAGS_UNREAD_BUG
+@pytest.mark.parametrize("code", ["Throttling", "AccessDenied"])
+def test_a_foreign_owner_whose_tags_cannot_be_read_is_not_written(
+    code: str, dns_server: LoopbackDnsServer, primary_name: str, elbv2: Any, ec2: Any, elasticache: Any, tg_arn: str
+) -> None:
+    elbv2.register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": PRIMARY_IP, "Port": PORT}])
+    elbv2.add_tags(ResourceArns=[tg_arn], Tags=[{"Key": OWNER_TAG, "Value": "orders-external"}])
+    cfg = config(dns_server, controller_id="orders-mine")
+    (first,) = run(cfg, elbv2, ec2, elasticache, cold=True).bindings
+    assert first.status == "in_sync"
+
+    dns_server.zone.set_a(primary_name, MOVED_IP)
+    fail_operation(elbv2, "DescribeTags", code)
+    log = CallLog(elbv2)
+    (result,) = run(cfg, elbv2, ec2, elasticache).bindings
+
+    assert log.writes() == [], f"wrote a group owned by another stack without knowing its owner: {result}"
+    assert registered(elbv2, tg_arn) == {Target(PRIMARY_IP, PORT)}
+    assert result.status in ("error", "skipped") and "tags" in (result.error or "")
+
+
+@TAGS_UNREAD_BUG
+def test_a_lock_table_tag_that_cannot_be_read_never_lets_a_write_go_unleased(
+    dns_server: LoopbackDnsServer, primary_name: str, elbv2: Any, ec2: Any, elasticache: Any, dynamodb: Any, tg_arn: str
+) -> None:
+    dynamodb.create_table(
+        TableName="orders-locks", KeySchema=[{"AttributeName": "lease_key", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "lease_key", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+    )
+    elbv2.register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": PRIMARY_IP, "Port": PORT}])
+    elbv2.add_tags(ResourceArns=[tg_arn], Tags=[{"Key": LOCK_TABLE_TAG, "Value": "orders-locks"}])
+    cfg = config(dns_server, controller_id="orders-mine")
+    (first,) = run(cfg, elbv2, ec2, elasticache, dynamodb, cold=True).bindings
+    assert first.status == "in_sync"
+
+    dns_server.zone.set_a(primary_name, MOVED_IP)
+    fail_operation(elbv2, "DescribeTags", "Throttling")
+    log = CallLog(elbv2, dynamodb)
+    (result,) = run(cfg, elbv2, ec2, elasticache, dynamodb).bindings
+
+    names = log.names()
+    deregistered = [t for verb, ts in log.writes() if verb.startswith("Deregister") for t in ts]
+    assert not deregistered or "UpdateItem" in names or "TransactWriteItems" in names, (
+        f"deregistered {deregistered} from a lock-table group without the lease: {result}"
+    )
+
+
+# -- DynamoDB faults while leases are taken and given back in batches -------------------------
+
+
+N = BATCH + 20  # a full batch and a remainder
+
+
+@pytest.fixture
+def locks(dynamodb: Any) -> Any:
+    dynamodb.create_table(
+        TableName=TABLE, KeySchema=[{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+    )
+    return dynamodb
+
+
+def answer(client: Any, operation: str, respond: Callable[[dict[str, Any]], tuple[int, dict[str, Any]] | None]) -> None:
+    """``respond(request body)`` stands in for DynamoDB's answer to ``operation`` (None: the real one)."""
+
+    def hook(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]] | None:
+        made = respond(json.loads(params["body"]))
+        if made is None:
+            return None
+        status, body = made
+        body.setdefault("ResponseMetadata", {"HTTPStatusCode": status})
+        return type("Response", (), {"status_code": status, "headers": {}, "content": b""})(), body
+
+    client.meta.events.register(f"before-call.dynamodb.{operation}", hook)
+
+
+def error(code: str, **extra: Any) -> tuple[int, dict[str, Any]]:
+    return 400, {"Error": {"Code": code, "Message": "by the test"}, **extra}
+
+
+def releasing(body: dict[str, Any]) -> bool:
+    return "released_at" in json.dumps(body)
+
+
+FAULTS: dict[str, list[tuple[str, Callable[[dict[str, Any]], tuple[int, dict[str, Any]] | None]]]] = {
+    "transaction throttled": [("TransactWriteItems", lambda b: error("ThrottlingException"))],
+    "transaction conflict": [("TransactWriteItems", lambda b: error(
+        "TransactionCanceledException", CancellationReasons=[{"Code": "TransactionConflict"} for _ in b["TransactItems"]]))],
+    "transaction invalid": [("TransactWriteItems", lambda b: error("ValidationException"))],
+    "cancellation reasons missing": [("TransactWriteItems", lambda b: error("TransactionCanceledException"))],
+    "batch get fails": [("BatchGetItem", lambda b: error("ProvisionedThroughputExceededException"))],
+    "batch get leaves every key": [("BatchGetItem", lambda b: (200, {"Responses": {}, "UnprocessedKeys": b["RequestItems"]}))],
+    "batch release fails": [("TransactWriteItems", lambda b: error("InternalServerError") if releasing(b) else None)],
+    "every release fails": [
+        ("TransactWriteItems", lambda b: error("InternalServerError") if releasing(b) else None),
+        ("UpdateItem", lambda b: error("InternalServerError") if releasing(b) else None),
+    ],
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_dynamodb_faults_mid_batch_never_deregister_without_the_lease_nor_empty_a_group(
+    fault: str, elbv2: Any, ec2: Any, locks: Any, dns_server: LoopbackDnsServer
+) -> None:
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    w = World(N, elbv2, ec2, locks, vpc, dns_server)
+    unleased: list[str] = []
+
+    def deregistering(params: dict[str, Any], **_: Any) -> None:
+        # The moment of the write: the group's lease must be held, by a holder of this pass.
+        arn = params["TargetGroupArn"]
+        item = locks.get_item(TableName=TABLE, Key={KEY_ATTRIBUTE: {"S": arn}}, ConsistentRead=True).get("Item", {})
+        if not item or float(item["expires_at"]["N"]) <= time.time():
+            unleased.append(arn)
+
+    elbv2.meta.events.register("before-call.elastic-load-balancing.DeregisterTargets", deregistering)
+    for operation, respond in FAULTS[fault]:
+        answer(locks, operation, respond)
+
+    report = w.sync()
+
+    assert unleased == []
+    assert all(w.held(i) for i in range(N)), [i for i in range(N) if not w.held(i)]
+    assert [b.status for b in report.bindings] == ["changed"] * N, {b.status: b.error for b in report.bindings}
+    assert all(w.held(i) == {w.new[i]} for i in range(N))
+    if fault == "every release fails":
+        assert all(any("releasing the write lease failed" in x for x in b.warnings) for b in report.bindings)
+    else:
+        assert all(w.record(i)["expires_at"]["N"] == "0" for i in range(N))
