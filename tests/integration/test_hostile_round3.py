@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from cachebridge import nlb
-from cachebridge.lease import BATCH, KEY_ATTRIBUTE
+from cachebridge.lease import BATCH, KEY_ATTRIBUTE, Leases
 from cachebridge.config import Binding, Config, ElastiCacheSourceSpec, Settings
 from cachebridge.nlb import LOCK_TABLE_TAG, OWNER_TAG, TargetGroups
 from cachebridge.sandbox.dns import LoopbackDnsServer
@@ -327,3 +327,46 @@ def test_malformed_pacing_and_vpc_settings_in_the_environment_are_refused_by_nam
     with pytest.raises(ConfigError) as caught:
         Config.from_env({"CACHEBRIDGE_BINDINGS": bindings, name: value})
     assert caught.value.field == name
+
+
+# -- a rival lease holder whose clock runs behind ----------------------------------------------
+
+
+@pytest.mark.parametrize("same_view", [True, False])
+def test_a_rival_with_a_slow_clock_writing_after_the_first_read_is_neither_undone_nor_emptied(
+    same_view: bool, elbv2: Any, ec2: Any, locks: Any, dns_server: LoopbackDnsServer
+) -> None:
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    w = World(2, elbv2, ec2, locks, vpc, dns_server)
+    # Its release looks 15 s older than it is: past this controller's skew allowance, so
+    # the record says nobody wrote since the first read and the re-read is skipped.
+    rival = Leases(locks, TABLE, clock=lambda: time.time() - 15)
+    theirs = w.new[0] if same_view else Target("10.0.0.99", PORT)
+    interfered: list[bool] = []
+    emptied: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        if not interfered:
+            lease = rival.acquire(w.arns[0], "controller-B")
+            elbv2.register_targets(TargetGroupArn=w.arns[0], Targets=[{"Id": theirs.ip, "Port": PORT}])
+            elbv2.deregister_targets(TargetGroupArn=w.arns[0], Targets=[{"Id": w.old[0].ip, "Port": PORT}])
+            rival.release(lease, [str(theirs)])
+            interfered.append(True)
+        time.sleep(seconds)
+
+    def after_deregister(http_response: Any, parsed: dict[str, Any], model: Any, params: dict[str, Any], **_: Any) -> None:
+        if interfered and not w.held(0):
+            emptied.append(params["TargetGroupArn"])
+
+    elbv2.meta.events.register("after-call.elastic-load-balancing.DeregisterTargets", after_deregister)
+    report = w.sync(sleep=sleep)
+
+    assert interfered and emptied == []
+    first, second = report.bindings
+    if same_view:
+        assert first.status in ("changed", "in_sync") and w.held(0) == {w.new[0]}
+    else:
+        # The rival's change is recent: not undone, whatever the first read said.
+        assert first.status == "error" and "controller-B" in (first.error or "")
+        assert w.held(0) == {theirs}
+    assert second.status == "changed" and w.held(1) == {w.new[1]}
