@@ -370,3 +370,28 @@ def test_a_rival_with_a_slow_clock_writing_after_the_first_read_is_neither_undon
         assert first.status == "error" and "controller-B" in (first.error or "")
         assert w.held(0) == {theirs}
     assert second.status == "changed" and w.held(1) == {w.new[1]}
+
+
+@TAGS_UNREAD_BUG
+def test_a_pacing_budget_spent_at_the_tags_read_does_not_write_a_foreign_group(
+    dns_server: LoopbackDnsServer, primary_name: str, elbv2: Any, ec2: Any, elasticache: Any, locks: Any, tg_arn: str
+) -> None:
+    from cachebridge import aws, pacing
+
+    elbv2.register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": PRIMARY_IP, "Port": PORT}])
+    elbv2.add_tags(ResourceArns=[tg_arn], Tags=[{"Key": OWNER_TAG, "Value": "orders-external"}])
+    dns_server.zone.set_a(primary_name, MOVED_IP)
+    # Two tokens: the group's description and its health. Under the lease, with a record
+    # nobody wrote, the re-read is skipped: no Describe call is left to notice the budget.
+    cfg = config(dns_server, controller_id="orders-mine", lock_table=TABLE, elb_describe_rate=10, elb_describe_burst=2)
+    log = CallLog(elbv2)
+    paced = aws.paced_elbv2(elbv2, cfg.settings)
+    pacing.reset()
+    try:
+        with pacing.pass_deadline(time.monotonic() - 1):
+            (result,) = run(cfg, paced, ec2, elasticache, locks, cold=True).bindings
+    finally:
+        pacing.configure(0, 1)
+
+    assert log.writes() == [], f"wrote a group owned by another stack: {result.status}, {result.warnings[:2]}"
+    assert registered(elbv2, tg_arn) == {Target(PRIMARY_IP, PORT)}
