@@ -52,7 +52,7 @@ from typing import Any
 import boto3
 
 from latency import PROFILES, DnsLatencyProxy, LatencyProxy, Throttle
-from sync_pass import WRITE_CALLS, build_world_parallel, start_moto
+from sync_pass import WRITE_CALLS, build_world_parallel, create_lock_table, start_moto, with_lock_table
 
 from cachebridge.config import DEFAULT_ELB_DESCRIBE_BURST, DEFAULT_ELB_DESCRIBE_RATE, Config, Settings
 from cachebridge.sandbox.dns import LoopbackDnsServer
@@ -178,7 +178,7 @@ def run_size(n: int, args: argparse.Namespace, endpoint: str, dns: LoopbackDnsSe
                         elb_describe_rate=args.elb_describe_rate, elb_describe_burst=args.elb_describe_burst)
     if args.max_concurrency:
         settings = settings.merged({"max_concurrency": args.max_concurrency})
-    config = Config(world.bindings, settings)
+    config = Config(world.bindings, with_lock_table(settings, not args.no_lock_table))
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(config.to_mapping(), f)
     credentials = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
@@ -286,6 +286,7 @@ def main() -> int:
     parser.add_argument("--max-concurrency", type=int, default=None)
     parser.add_argument("--timeout-s", type=float, default=60.0, help="the function timeout the pass's deadline comes from (0: none)")
     parser.add_argument("--next-runs", type=int, default=2, help="scheduled runs after the changing pass (default 2)")
+    parser.add_argument("--no-lock-table", action="store_true", help="no lock table: the unlocked write path (more target group reads)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--show", metavar="FILE", help="print the table of a run saved with --json, and run nothing")
     args = parser.parse_args()
@@ -300,7 +301,9 @@ def main() -> int:
     results: list[dict[str, Any]] = []
     try:
         kwargs = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
-        setup = {name: boto3.client(name, **kwargs) for name in ("elbv2", "ec2", "elasticache")}
+        setup = {name: boto3.client(name, **kwargs) for name in ("elbv2", "ec2", "elasticache", "dynamodb")}
+        if not args.no_lock_table:
+            create_lock_table(setup["dynamodb"])  # as a deployed stack has
         for n in args.bindings:
             results += run_size(n, args, endpoint, dns, setup)
     finally:

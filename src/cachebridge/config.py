@@ -292,6 +292,23 @@ def _int(value: Any, field_name: str, low: int, high: int) -> int:
     return _number(value, field_name, low, high, int)
 
 
+def _rate(value: Any, field_name: str) -> float:
+    """Calls a second: 0 (off) or MIN_RATE..MAX_RATE. A rate near zero would make a paced
+    call wait hours (the CLI's passes have no deadline to cut the wait short)."""
+    accepted = f"0 (pacing off) or {MIN_RATE:g}..{MAX_RATE:g} calls a second"
+    try:
+        rate = _float(value, field_name, 0, MAX_RATE)
+    except ConfigError as exc:
+        raise ConfigError(field_name, exc.problem, accepted) from None
+    if 0 < rate < MIN_RATE:
+        raise ConfigError(field_name, f"{rate:g} a second is below {MIN_RATE:g}", accepted)
+    return rate
+
+
+MIN_RATE = 0.1
+MAX_RATE = 10000.0
+
+
 def _float(value: Any, field_name: str, low: float, high: float) -> float:
     return _number(value, field_name, low, high, float)
 
@@ -341,6 +358,8 @@ _VPC_ID = re.compile(r"vpc-[0-9a-f]{8,17}")
 
 def _vpc_cidrs(value: Any, field_name: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """``{vpc-id: [CIDR, ...]}``, or the environment's ``vpc-id=CIDR,CIDR[;vpc-id=...]``."""
+    import ipaddress
+
     accepted = '{"vpc-0a1b2c3d": ["10.0.0.0/16"]}, or vpc-0a1b2c3d=10.0.0.0/16,10.1.0.0/16 in the environment'
     if isinstance(value, str):
         pairs: dict[str, Any] = {}
@@ -348,6 +367,8 @@ def _vpc_cidrs(value: Any, field_name: str) -> tuple[tuple[str, tuple[str, ...]]
             vpc, sep, cidrs = part.partition("=")
             if not sep:
                 raise ConfigError(field_name, f"{_shown(part)} has no '='", accepted)
+            if vpc.strip() in pairs:
+                raise ConfigError(field_name, f"{_shown(vpc.strip())} is given twice", accepted)
             pairs[vpc.strip()] = cidrs
         value = pairs
     if not isinstance(value, Mapping):
@@ -359,6 +380,16 @@ def _vpc_cidrs(value: Any, field_name: str) -> tuple[tuple[str, tuple[str, ...]]
         networks = _networks(cidrs, f"{field_name}.{vpc}")
         if not networks:
             raise ConfigError(f"{field_name}.{vpc}", "no CIDR block", accepted)
+        for network in map(ipaddress.ip_network, networks):
+            # A VPC's IPv4 blocks are /16 to /28 (Amazon VPC User Guide, "VPC CIDR blocks");
+            # its IPv6 blocks are no larger than /44. A wider "block" would pass every
+            # address the range check exists to refuse.
+            low = 16 if network.version == 4 else 44
+            if network.prefixlen < low:
+                raise ConfigError(
+                    f"{field_name}.{vpc}", f"{network} is wider than a VPC's block can be",
+                    "IPv4 blocks of /16 to /28, IPv6 blocks of /44 or narrower",
+                )
         out[vpc] = networks
     return tuple(sorted(out.items()))
 
@@ -609,7 +640,7 @@ class Settings:
         if data.get("max_concurrency") is not None:
             changes["max_concurrency"] = _int(data["max_concurrency"], f"{where}.max_concurrency", 1, MAX_CONCURRENCY_LIMIT)
         if data.get("elb_describe_rate") is not None:
-            changes["elb_describe_rate"] = _float(data["elb_describe_rate"], f"{where}.elb_describe_rate", 0, 10000)
+            changes["elb_describe_rate"] = _rate(data["elb_describe_rate"], f"{where}.elb_describe_rate")
         if data.get("elb_describe_burst") is not None:
             changes["elb_describe_burst"] = _int(data["elb_describe_burst"], f"{where}.elb_describe_burst", 1, 100000)
         if data.get("event_wait_s") is not None:

@@ -196,7 +196,10 @@ class Leases:
             if failed is None:
                 break
             if not failed:
-                return {}  # not a condition: each key tries alone
+                # Not a condition: the transaction may have been applied with its answer lost
+                # (a read timeout), so each key is tried alone with the holder id it was
+                # given, which passes the condition if the lease is already ours.
+                return self._acquire_alone(pending, holders, controller, duration_s)
             pending = [key for i, key in enumerate(pending) if i not in failed]
         if not pending:
             return {}
@@ -210,6 +213,15 @@ class Leases:
             # Ours, record unread: take it again alone with the same holder id, which
             # passes the condition and returns the record (the copied expiry is then
             # ours, so written_until says "now": the group is re-read, never skipped).
+            try:
+                taken[key] = self.acquire(key, controller, wait_s=0.0, duration_s=duration_s, holder=holders[key])
+            except (LeaseBusy, LeaseUnavailable):
+                pass  # the caller tries it alone; an unreleased lease lapses by itself
+        return taken
+
+    def _acquire_alone(self, keys: list[str], holders: dict[str, str], controller: str, duration_s: float) -> dict[str, Lease]:
+        taken: dict[str, Lease] = {}
+        for key in keys:
             try:
                 taken[key] = self.acquire(key, controller, wait_s=0.0, duration_s=duration_s, holder=holders[key])
             except (LeaseBusy, LeaseUnavailable):

@@ -80,6 +80,9 @@ class TargetGroupInfo:
     # Whether attributes and tags were read (``info(details=False)`` leaves them to
     # ``with_details``, for a pass that turns out to have something to write).
     details_known: bool = True
+    # Why the tags (owner, lock table) could not be read, when they could not: a write
+    # needs them, so ``sync`` writes nothing rather than take "no tags" for an answer.
+    tags_error: str | None = None
 
     @property
     def owner(self) -> str | None:
@@ -311,6 +314,7 @@ class TargetGroups:
         name, arn = tg["TargetGroupName"], tg["TargetGroupArn"]
         warnings: list[str] = []
         attrs, tags = self._read_details(arn, name, warnings) if details else ([], [])
+        tags_error = _tags_error(tags, warnings)
         vpc_id = tg.get("VpcId")
         return TargetGroupInfo(
             arn=tg["TargetGroupArn"],
@@ -324,20 +328,23 @@ class TargetGroups:
             healthy_threshold=tg.get("HealthyThresholdCount"),
             attributes={a["Key"]: a["Value"] for a in attrs},
             ip_address_type=tg.get("IpAddressType") or "ipv4",
-            tags={t["Key"]: t.get("Value", "") for t in tags},
+            tags={t["Key"]: t.get("Value", "") for t in tags or ()},
             warnings=tuple(warnings),
             vpc_known=False,
             details_known=details,
+            tags_error=tags_error,
         )
 
-    def _read_details(self, arn: str, name: str, warnings: list[str]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    def _read_details(self, arn: str, name: str, warnings: list[str]) -> tuple[list[dict[str, str]], list[dict[str, str]] | None]:
+        """Attributes and tags; a failed read is a warning, and tags that could not be read
+        are None (not "no tags")."""
         attrs = self._soft(
             lambda: self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"],
             f"target group {name} attributes", "its settings are not checked this run", warnings, [],
         )
         tags = self._soft(
             lambda: next((d.get("Tags", []) for d in self.elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]), []),
-            f"target group {name} tags", "its owner and lock table are unknown this run", warnings, [],
+            f"target group {name} tags", "its owner and lock table are unknown this run", warnings, None,
         )
         return attrs, tags
 
@@ -352,8 +359,9 @@ class TargetGroups:
         attrs, tags = self._read_details(info.arn, info.name, warnings)
         details = {
             "attributes": {a["Key"]: a["Value"] for a in attrs},
-            "tags": {t["Key"]: t.get("Value", "") for t in tags},
+            "tags": {t["Key"]: t.get("Value", "") for t in tags or ()},
             "details_known": True,
+            "tags_error": _tags_error(tags, warnings),
         }
         if self.cache and not warnings:
             with _info_lock:
@@ -580,3 +588,9 @@ def vpc_cidr_blocks(ec2: Any, vpc_id: str) -> tuple[str, ...]:
     """The CIDR blocks associated with a VPC, IPv4 and IPv6: one DescribeVpcs (``deploy``
     puts them in the controller's settings, ``settings.vpc_cidrs``)."""
     return TargetGroups(None, ec2, cache=False)._read_vpc_cidrs(vpc_id)
+
+
+def _tags_error(tags: list[dict[str, str]] | None, warnings: list[str]) -> str | None:
+    if tags is not None:
+        return None
+    return next((w for w in reversed(warnings) if " tags" in w), "its tags could not be read")

@@ -474,6 +474,17 @@ def _plan_and_apply(w: _Work, ctx: _Context) -> None:
         w.info = ctx.target_groups.with_details(w.info)
         r.warnings.extend(x for x in w.info.warnings if x not in before)
         r.warnings.extend(x for x in risky_settings(w.info) if x not in r.warnings)
+    if not ctx.dry_run and not p.empty and w.info is not None and w.info.tags_error and not (ctx.force and settings.lock_table):
+        # No tags is an answer; tags that could not be read are not: the owner and the lock
+        # table they name decide whether and how this group may be written.
+        r.status = "error"
+        r.error = (
+            f"target group {w.info.name}: {w.info.tags_error}; its owner and lock table decide whether and how it "
+            "is written, so nothing is written this run (the next run reads them again)"
+        )
+        r.register, r.deregister = (), ()
+        r.registered_after = r.registered_before
+        return
     owner = w.info.owner if w.info is not None else None
     foreign = owner is not None and owner != settings.controller_id
     if foreign:

@@ -87,13 +87,9 @@ def fail_operation(client: Any, operation: str, code: str) -> None:
     client.meta.events.register(f"before-call.*.{operation}", fail)
 
 
-# Known bug: ``TargetGroups._read_details`` (nlb.py) turns a failed DescribeTags into a
-# warning and no tags, so ``sync._plan_and_apply`` sees no owner and no lock table and the
-# write goes ahead: unowned and unleased. Strict: fix the code and these start passing.
-TAGS_UNREAD_BUG = pytest.mark.xfail(strict=True, reason="a failed DescribeTags before a write reads as 'no owner, no lock table' (nlb._read_details / sync._plan_and_apply)")
+# A DescribeTags that fails before a write must not read as 'no owner, no lock table'.
 
 
-@TAGS_UNREAD_BUG
 @pytest.mark.parametrize("code", ["Throttling", "AccessDenied"])
 def test_a_foreign_owner_whose_tags_cannot_be_read_is_not_written(
     code: str, dns_server: LoopbackDnsServer, primary_name: str, elbv2: Any, ec2: Any, elasticache: Any, tg_arn: str
@@ -114,7 +110,6 @@ def test_a_foreign_owner_whose_tags_cannot_be_read_is_not_written(
     assert result.status in ("error", "skipped") and "tags" in (result.error or "")
 
 
-@TAGS_UNREAD_BUG
 def test_a_lock_table_tag_that_cannot_be_read_never_lets_a_write_go_unleased(
     dns_server: LoopbackDnsServer, primary_name: str, elbv2: Any, ec2: Any, elasticache: Any, dynamodb: Any, tg_arn: str
 ) -> None:
@@ -224,12 +219,8 @@ def test_dynamodb_faults_mid_batch_never_deregister_without_the_lease_nor_empty_
         assert all(w.record(i)["expires_at"]["N"] == "0" for i in range(N))
 
 
-LOST_RESPONSE_BUG = pytest.mark.xfail(strict=True, reason=(
-    "lease._acquire_batch drops the batch's holder ids when the transaction's answer is lost; each binding then "
-    "asks alone under a new id and finds its own lease 'held by another controller'"))
 
 
-@LOST_RESPONSE_BUG
 def test_a_batch_whose_answer_was_lost_still_writes_under_its_own_leases(
     elbv2: Any, ec2: Any, locks: Any, dns_server: LoopbackDnsServer
 ) -> None:
@@ -372,7 +363,6 @@ def test_a_rival_with_a_slow_clock_writing_after_the_first_read_is_neither_undon
     assert second.status == "changed" and w.held(1) == {w.new[1]}
 
 
-@TAGS_UNREAD_BUG
 def test_a_pacing_budget_spent_at_the_tags_read_does_not_write_a_foreign_group(
     dns_server: LoopbackDnsServer, primary_name: str, elbv2: Any, ec2: Any, elasticache: Any, locks: Any, tg_arn: str
 ) -> None:

@@ -51,3 +51,16 @@ def test_a_bad_environment_value_names_the_variable() -> None:
     with pytest.raises(ConfigError) as caught:
         Config.from_env({"CACHEBRIDGE_BINDINGS": BINDINGS, "CACHEBRIDGE_VPC_CIDRS": "10.0.0.0/16"})
     assert caught.value.field == "CACHEBRIDGE_VPC_CIDRS"
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("vpc-0a1b2c3d=0.0.0.0/0", "0.0.0.0/0 is wider than a VPC's block can be"),
+    ("vpc-0a1b2c3d=10.0.0.0/8", "10.0.0.0/8 is wider than a VPC's block can be"),
+    ("vpc-0a1b2c3d=::/0", "::/0 is wider than a VPC's block can be"),
+    ("vpc-0a1b2c3d=10.0.0.0/16;vpc-0a1b2c3d=10.1.0.0/16", "'vpc-0a1b2c3d' is given twice"),
+])
+def test_a_block_no_vpc_can_have_or_a_vpc_given_twice_is_refused(value: str, problem: str) -> None:
+    # A block as wide as 0.0.0.0/0 would pass every address the VPC range check refuses.
+    with pytest.raises(ConfigError) as caught:
+        Settings().merged({"vpc_cidrs": value})
+    assert problem in str(caught.value)

@@ -45,3 +45,13 @@ def test_the_controller_is_named_after_its_stack_the_owner_the_tag_names() -> No
     bindings = '[{"source": "elasticache://orders", "target_group": "tg"}]'
     config = Config.from_env({ENV_BINDINGS: bindings, "CACHEBRIDGE_CONTROLLER_ID": "orders-external"})
     assert config.settings.controller_id == "orders-external"
+
+
+def test_the_controller_knows_its_lock_table_without_reading_the_groups_tags() -> None:
+    # A throttled DescribeTags must not turn the stack's writes into unleased ones: the
+    # table also reaches the function through its environment.
+    variables = RESOURCES["ControllerFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["CACHEBRIDGE_LOCK_TABLE"] == {"Ref": "LockTable"}
+    bindings = '[{"source": "elasticache://orders", "target_group": "tg"}]'
+    config = Config.from_env({ENV_BINDINGS: bindings, "CACHEBRIDGE_LOCK_TABLE": "orders-external-LockTable-1ABC"})
+    assert config.settings.lock_table == "orders-external-LockTable-1ABC"

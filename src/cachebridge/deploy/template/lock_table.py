@@ -56,5 +56,7 @@ def _lease_statement() -> dict[str, Any]:
 
 
 def _lease_environment() -> dict[str, Any]:
-    # The controller's name is the stack's: the owner the target group's tag names.
-    return {"CACHEBRIDGE_CONTROLLER_ID": _ref("AWS::StackName")}
+    # The controller's name is the stack's: the owner the target group's tag names. The
+    # table comes in the environment too, not only from the group's tag: a tag read that
+    # fails (throttled) must not turn the controller's writes into unleased ones.
+    return {"CACHEBRIDGE_CONTROLLER_ID": _ref("AWS::StackName"), "CACHEBRIDGE_LOCK_TABLE": _ref("LockTable")}
