@@ -305,7 +305,7 @@ def _rate(value: Any, field_name: str) -> float:
     return rate
 
 
-MIN_RATE = 0.1
+MIN_RATE = 0.01
 MAX_RATE = 10000.0
 
 
