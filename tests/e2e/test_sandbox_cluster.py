@@ -64,6 +64,14 @@ def test_cluster_clients_reach_every_shard_through_the_sandbox_nlb_across_failov
     m = _map(sandbox)
     _until(lambda: all(n["health"] == "healthy" for n in _map(sandbox)["nodes"].values()), 60, "every node listener healthy")
     assert set(m["map"]) == {f"{n['host']}:{n['port']}" for n in nodes.values()}
+    # The configuration listener's group is a retarget binding over every node: its targets
+    # are registered on the controller's first pass that confirms them (two reads a poll
+    # apart), so it may turn healthy a little after the node listeners.
+    config = redis.Redis("127.0.0.1", m["config_port"], socket_timeout=1)
+    started = time.monotonic()
+    _until(lambda: config.ping(), 60, "the configuration listener answers")
+    print(f"configuration listener answered {time.monotonic() - started:.1f} s after the node listeners were healthy")
+    config.close()
     scope: dict[str, Any] = {}
     exec(m["clients"]["redis-py"]["code"], scope)
     rc = scope["rc"]
