@@ -113,7 +113,8 @@ def test_switch_drill_waits_for_the_path_then_measures_the_listener_update(world
     assert summary["listener_switched_s"] is not None
     # What the drill measured is the stand-in's propagation delay, to its sampling.
     propagation = PROPAGATION_S * SCALE
-    assert propagation - WATCH_S - 0.05 <= summary["measured_listener_propagation_s"] <= propagation + 1.0
+    # Never earlier than modelled; later only by how busy the machine is (a loose bound).
+    assert propagation - WATCH_S - 0.05 <= summary["measured_listener_propagation_s"] <= propagation + 5.0
     # The new primary's slot was healthy all along: no registration to time.
     assert summary["measured_registration_s"] is None and summary["measured_registration_target"] is None
 
@@ -137,7 +138,8 @@ def test_retarget_drill_measures_registration_until_healthy(world: dict) -> None
     assert summary["measured_registration_target"] == f"{tg_a.rsplit(':', 1)[-1]} 127.0.0.3:{world['port']}"
     # Registration delay, then HEALTHY checks one interval apart (the first at the delay).
     modelled = (REGISTRATION_S + (HEALTHY - 1) * INTERVAL_S) * SCALE
-    assert modelled - WATCH_S - 0.05 <= summary["measured_registration_s"] <= modelled + 1.0
+    # Never earlier than modelled; later only by how busy the machine is (a loose bound).
+    assert modelled - WATCH_S - 0.05 <= summary["measured_registration_s"] <= modelled + 5.0
     # Under the documented profile no new connection reached the new primary before its
     # target was healthy: the probes saw it only afterwards.
     healthy_at = result.failover_at + summary["healthy_s"]

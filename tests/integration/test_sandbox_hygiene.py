@@ -56,7 +56,7 @@ def test_down_leaves_a_stranger_holding_a_stale_pid_alone(tmp_path: Path, strang
     time.sleep(0.2)
     assert stranger.poll() is None, "down signalled a process that is not the sandbox's"
     assert result["stopped"] is False
-    assert f"pid {stranger.pid} is not this sandbox's supervisor" in result["reason"] and "sleep 120" in result["reason"]
+    assert f"pid {stranger.pid} is not this sandbox's supervisor" in result["reason"] and "'sleep" in result["reason"]  # its name; the arguments may not be readable yet
     # The stale state is gone, so the next 'sandbox up' is not blocked by it.
     assert not any((tmp_path / name).exists() for name in ("supervisor.pid", IDENTITY_FILE, STATE_FILE, TOKEN_FILE))
 
