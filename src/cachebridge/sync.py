@@ -46,9 +46,10 @@ from typing import Any, Literal
 from .checks import check_answer
 from .config import Binding, Config, ElastiCacheSourceSpec, Settings
 from .errors import CacheBridgeError, PacingBudgetSpent
-from .nlb import OWNER_TAG, TargetGroupInfo, TargetGroups, risky_settings
+from .nlb import OWNER_TAG, TargetGroupInfo, TargetGroups, last_seen, risky_settings
 from .parallel import Failure, map_ordered
 from .planner import Plan, plan
+from .read_order import ReadBudget, health_order
 from .sources import Reading, Sources
 from .targets import Target, TargetHealth
 from .writes import _nothing_written, apply_plans, record_plan, targets_text
@@ -240,6 +241,7 @@ def sync(
     deadline: float | None = None,
     force: bool = False,
     call_budget_s: float | None = None,
+    wall_clock: Callable[[], float] = time.time,
 ) -> SyncReport:
     """Reconcile every binding (or ``bindings``) once.
 
@@ -247,7 +249,8 @@ def sync(
     loop ends early enough to leave time for the writes, bindings not yet read are
     reported ``skipped``, and a write is only started when the time left covers it
     (``call_budget_s`` per AWS call, default ``aws.call_budget_s()``). ``force`` writes a
-    group owned by another controller, or changed by one moments ago."""
+    group owned by another controller, or changed by one moments ago. ``wall_clock`` sets
+    where the groups this process never read start (``read_order.rotation_offset``)."""
     settings = config.settings
     selected = tuple(bindings) if bindings is not None else select_bindings(config, trigger)
     if any(b.layout in ("switch", "cluster") for b in selected):
@@ -268,7 +271,8 @@ def sync(
 
     limit = settings.max_concurrency
 
-    # Target group side first: details (cached across warm invocations), then live health.
+    # Target group details first (cached across warm invocations; a new instance describes
+    # them 20 a call).
     if deadline is None or clock() < deadline:
         target_groups.prefetch([w.binding.target_group for w in works], limit)
     _each(works, lambda w: _read_group_info(w, ctx), limit, "reading target group")
@@ -284,10 +288,28 @@ def sync(
             )
             continue
         owners[w.info.arn] = w.binding.name
-    _each(
-        [w for w in works if w.result.status not in ("error", "skipped")],
-        lambda w: _read_group_health(w, ctx), limit, "reading target group",
+
+    # Sources next: they cost no ELB token, and this read is the first of the two that must
+    # agree before a change is applied. Then target health, the most useful first, within
+    # what the pass can pay for (``read_order``).
+    readable = [w for w in works if w.result.status not in ("error", "skipped")]
+    first_read_at = clock()
+    if readable:
+        sources.new_pass()
+        sources.expect(w.binding.source for w in readable)  # many groups: listed in pages
+        _each(readable, lambda w: _first_read(w, ctx, sources), limit, "reading source")
+    budget = ReadBudget(
+        deadline=deadline, call_budget_s=ctx.call_budget_s, poll_interval_s=settings.poll_interval_s,
+        first_read_at=first_read_at, source_round_s=clock() - first_read_at,
+        rate_per_s=_paced_rate(), concurrency=limit,
     )
+    order = health_order(
+        [w for w in readable if w.result.status not in ("error", "skipped")],
+        lambda w: last_seen(target_groups, w.info.arn),  # type: ignore[union-attr]
+        lambda w: w.desired if w.source_error is None else None,
+        wall_s=wall_clock(), per_pass=_reads_per_pass(deadline, clock()),
+    )
+    _each(order, lambda w: _read_group_health(w, ctx, budget), limit, "reading target group")
     for w in works:
         if w.info is not None and w.info.port and w.info.port != w.binding.port and w.result.status != "error":
             w.result.warnings.append(
@@ -306,24 +328,30 @@ def sync(
         # Stop waiting while the time left still covers a register and a deregister.
         wait_until = min(wait_until, deadline - 2 * ctx.call_budget_s)
 
-    # Read sources; on an event, keep re-reading the unchanged ones until the wait ends; a
-    # changed answer is read once more and applied only when the two reads agree.
+    # The sources were read once already; on an event, keep re-reading the unchanged ones
+    # until the wait ends; a changed answer is read once more and applied only when the two
+    # reads agree.
+    first = True
     while pending:
-        sources.new_pass()
-        sources.expect(w.binding.source for w in pending)  # many groups: listed in pages
-        waiting = _each(pending, lambda w: _step(w, ctx, sources, wait_until), limit, "syncing")
+        if not first:
+            sources.new_pass()
+            sources.expect(w.binding.source for w in pending)
+        waiting = _each(pending, lambda w, read=not first: _step(w, ctx, sources, wait_until, read=read), limit, "syncing")
         ready = [w for w in pending if w.ready]
         if ready:
             apply_plans(ready, ctx, lambda ws, step: _each(ws, step, limit, "writing"))
         pending = [w for w, again in zip(pending, waiting) if again is True]
+        pause = settings.poll_interval_s
+        if first:
+            pause -= clock() - first_read_at  # the target health reads took part of the interval
+        first = False
         if pending:
             # A change being confirmed waits for its next read whatever the event wait says.
             confirming = any(w.confirm_by is not None for w in pending)
             until = deadline if confirming else wait_until
-            remaining = settings.poll_interval_s if until is None else until - clock()
-            if remaining <= 0:
+            if until is not None and until <= clock():
                 continue  # the next round applies whatever the source says now
-            sleep(min(settings.poll_interval_s, remaining))
+            sleep(max(0.0, pause if until is None else min(pause, until - clock())))
 
     return SyncReport([w.finish() for w in works], trigger)
 
@@ -365,36 +393,87 @@ def _read_group_info(w: _Work, ctx: _Context) -> None:
         w.result.error = f"unexpected error reading target group {w.binding.target_group}: {exc!r}"
 
 
-def _read_group_health(w: _Work, ctx: _Context) -> None:
-    assert w.info is not None
-    # One call, which the handler's margin covers if it starts before the deadline.
+def _first_read(w: _Work, ctx: _Context, sources: Sources) -> None:
+    """The pass's first read of the binding's source, before its target group's health."""
     if ctx.deadline is not None and ctx.clock() >= ctx.deadline:
         _skip(w, "not reached before the deadline; nothing written, the next run syncs it")
         return
+    _read_source(w, sources)
+    w.result.polls += 1
+
+
+def _read_group_health(w: _Work, ctx: _Context, budget: ReadBudget) -> None:
+    assert w.info is not None
+    # One call, which the handler's margin covers if it starts before the deadline.
+    if ctx.deadline is not None and ctx.clock() >= ctx.deadline:
+        _skip(w, _not_reached(w, "not reached before the deadline"))
+        return
+    if not budget.may_read(ctx.clock()):
+        _skip(w, _not_reached(w, "not reached: the time left before the deadline is kept to apply the changes found"))
+        return
     try:
         w.read_at = time.time()
+        started = time.monotonic()
         w.actual = ctx.target_groups.health(w.info.arn)
+        budget.read_took(time.monotonic() - started)
     except PacingBudgetSpent as exc:
         _skip(w, str(exc))  # not made at all: nothing read, nothing written
+        return
     except CacheBridgeError as exc:
         w.result.status = "error"
         w.result.error = str(exc)
+        return
     except Exception as exc:
         w.result.status = "error"
         w.result.error = f"unexpected error reading target group {w.binding.target_group}: {exc!r}"
+        return
+    if w.source_error is None and w.desired is not None and w.desired != w.actual_live:
+        locked = bool(ctx.settings.lock_table or (w.info.details_known and w.info.lock_table))
+        if not budget.found_change(ctx.clock(), details_known=w.info.details_known, locked=locked):
+            _skip(w, (
+                f"{targets_text(w.desired)} differs from what the group holds, found too late to confirm and "
+                "write it before the deadline; nothing written, the next run reads this group first"
+            ))
 
 
-def _step(w: _Work, ctx: _Context, sources: Sources, wait_until: float) -> bool:
-    """One round for one binding: read its source, then apply, or wait for another round
-    (returns True)."""
+def _not_reached(w: _Work, why: str) -> str:
+    # A source that failed is the news, whether or not its group was reached.
+    failed = f" (its source failed: {w.source_error})" if w.source_error else ""
+    return f"{why}{failed}; nothing written, the next run syncs it"
+
+
+def _paced_rate() -> float | None:
+    """The refill of the ELB Describe* bucket this process paces to (None: not paced)."""
+    from . import pacing
+
+    bucket = pacing.current()
+    return bucket.rate_per_s if bucket is not None else None
+
+
+def _reads_per_pass(deadline: float | None, now: float) -> int | None:
+    """How many target health reads the pacing bucket pays for before ``deadline``: the
+    step the never-read groups' starting point moves by each minute."""
+    from . import pacing
+
+    bucket = pacing.current()
+    if bucket is None or deadline is None:
+        return None
+    return int(bucket.burst + bucket.rate_per_s * max(0.0, deadline - now))
+
+
+def _step(w: _Work, ctx: _Context, sources: Sources, wait_until: float, *, read: bool = True) -> bool:
+    """One round for one binding: read its source (unless ``read`` is False: the pass's
+    first read, made before the target health, stands), then apply, or wait for another
+    round (returns True)."""
     settings = ctx.settings
     if ctx.deadline is not None and ctx.clock() >= ctx.deadline:
         # Out of time (a slow source ahead of it, or a change still unconfirmed):
         # leave it untouched and report it, rather than be cut off mid-write.
         _skip(w, "not finished before the deadline; nothing written, the next run syncs it")
         return False
-    _read_source(w, sources)
-    w.result.polls += 1
+    if read:
+        _read_source(w, sources)
+        w.result.polls += 1
     changed = w.desired is not None and w.desired != w.actual_live
     now = ctx.clock()
     if changed and w.desired != w.previous:
