@@ -466,9 +466,11 @@ def _step(w: _Work, ctx: _Context, sources: Sources, wait_until: float, *, read:
     first read, made before the target health, stands), then apply, or wait for another
     round (returns True)."""
     settings = ctx.settings
-    if ctx.deadline is not None and ctx.clock() >= ctx.deadline:
+    if read and ctx.deadline is not None and ctx.clock() >= ctx.deadline:
         # Out of time (a slow source ahead of it, or a change still unconfirmed):
-        # leave it untouched and report it, rather than be cut off mid-write.
+        # leave it untouched and report it, rather than be cut off mid-write. (Without a
+        # read, the round only plans from what was read: no call, nothing to cut off; a
+        # change found is confirmed in a round that reads.)
         _skip(w, "not finished before the deadline; nothing written, the next run syncs it")
         return False
     if read:
