@@ -36,10 +36,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from . import pacing
 from .nlb import Seen
 from .targets import Target
 
-__all__ = ["ReadBudget", "health_order", "rotation_offset", "GOLDEN_FRACTION"]
+__all__ = ["ReadBudget", "health_order", "rotation_offset", "paced_rate", "reads_per_pass", "GOLDEN_FRACTION"]
 
 _W = TypeVar("_W")
 
@@ -63,6 +64,21 @@ def rotation_offset(n: int, wall_s: float, per_pass: int | None) -> int:
     if per_pass and 0 < per_pass < n:
         return (minute * per_pass) % n
     return int(((minute * GOLDEN_FRACTION) % 1.0) * n) % n
+
+
+def paced_rate() -> float | None:
+    """The refill of the ELB Describe* bucket this process paces to (None: not paced)."""
+    bucket = pacing.current()
+    return bucket.rate_per_s if bucket is not None else None
+
+
+def reads_per_pass(deadline: float | None, now: float) -> int | None:
+    """How many target health reads the pacing bucket pays for before ``deadline`` (the
+    step the never-read groups' starting point moves by each minute); None when unknown."""
+    bucket = pacing.current()
+    if bucket is None or deadline is None:
+        return None
+    return int(bucket.burst + bucket.rate_per_s * max(0.0, deadline - now))
 
 
 def health_order(

@@ -1,9 +1,16 @@
 """``sync``: the one reconcile pass that the CLI and the Lambda handler share.
 
-For each binding: read the target group (cached details, live health), read the source,
-check the answer (``checks``), ``plan``, then apply the plan: register first, deregister
-only if every register succeeded. Each binding ends with a ``BindingResult``; one failing
-binding never stops the others.
+For each binding: read the target group's details (cached), read the source, read the
+group's live health, check the answer (``checks``), ``plan``, then apply the plan: register
+first, deregister only if every register succeeded. Each binding ends with a
+``BindingResult``; one failing binding never stops the others.
+
+Every source is read before any target health: sources cost no ELB API token, and under
+ELB's documented ``Describe*`` throttle a pass of many bindings cannot read every group's
+health. Knowing what each group should hold, the pass reads first the groups whose source
+changed, then those this process never read, then the least recently read, and once a
+change is found it keeps back the time its confirming read and writes need
+(``read_order``). Groups not read are reported ``skipped``, with nothing written.
 
 On an ElastiCache event the source may not have changed yet (``FailoverComplete`` can
 arrive before DNS or ``CurrentRole`` flips), so an event trigger re-reads the source
@@ -28,7 +35,8 @@ and the writes that must follow it at the configured timeouts (``aws.call_budget
 otherwise the binding is reported ``skipped`` with nothing written.
 
 Bindings are handled ``settings.max_concurrency`` at a time (``parallel.map_ordered``):
-their target group reads, then each round of source reads and writes. Results keep the
+their target group details, their first source reads, their target health reads (in
+``read_order``), then each round of source reads and writes. Results keep the
 configuration's order, and one binding's exception is that binding's error only. Reads
 shared between bindings (a replication group, target group details, a VPC) are made once
 however many threads ask. The VPC's CIDRs are read only for a binding with something to
@@ -49,7 +57,7 @@ from .errors import CacheBridgeError, PacingBudgetSpent
 from .nlb import OWNER_TAG, TargetGroupInfo, TargetGroups, last_seen, risky_settings
 from .parallel import Failure, map_ordered
 from .planner import Plan, plan
-from .read_order import ReadBudget, health_order
+from .read_order import ReadBudget, health_order, paced_rate, reads_per_pass
 from .sources import Reading, Sources
 from .targets import Target, TargetHealth
 from .writes import _nothing_written, apply_plans, record_plan, targets_text
@@ -301,13 +309,13 @@ def sync(
     budget = ReadBudget(
         deadline=deadline, call_budget_s=ctx.call_budget_s, poll_interval_s=settings.poll_interval_s,
         first_read_at=first_read_at, source_round_s=clock() - first_read_at,
-        rate_per_s=_paced_rate(), concurrency=limit,
+        rate_per_s=paced_rate(), concurrency=limit,
     )
     order = health_order(
         [w for w in readable if w.result.status not in ("error", "skipped")],
         lambda w: last_seen(target_groups, w.info.arn),  # type: ignore[union-attr]
         lambda w: w.desired if w.source_error is None else None,
-        wall_s=wall_clock(), per_pass=_reads_per_pass(deadline, clock()),
+        wall_s=wall_clock(), per_pass=reads_per_pass(deadline, clock()),
     )
     _each(order, lambda w: _read_group_health(w, ctx, budget), limit, "reading target group")
     for w in works:
@@ -440,25 +448,6 @@ def _not_reached(w: _Work, why: str) -> str:
     # A source that failed is the news, whether or not its group was reached.
     failed = f" (its source failed: {w.source_error})" if w.source_error else ""
     return f"{why}{failed}; nothing written, the next run syncs it"
-
-
-def _paced_rate() -> float | None:
-    """The refill of the ELB Describe* bucket this process paces to (None: not paced)."""
-    from . import pacing
-
-    bucket = pacing.current()
-    return bucket.rate_per_s if bucket is not None else None
-
-
-def _reads_per_pass(deadline: float | None, now: float) -> int | None:
-    """How many target health reads the pacing bucket pays for before ``deadline``: the
-    step the never-read groups' starting point moves by each minute."""
-    from . import pacing
-
-    bucket = pacing.current()
-    if bucket is None or deadline is None:
-        return None
-    return int(bucket.burst + bucket.rate_per_s * max(0.0, deadline - now))
 
 
 def _step(w: _Work, ctx: _Context, sources: Sources, wait_until: float, *, read: bool = True) -> bool:
