@@ -86,6 +86,7 @@ def shown(value: Any, limit: int = 60) -> str:
 
 
 def parse_int(value: Any, field_name: str, low: int, high: int) -> int:
+    """An integer in ``low..high``, given as a number or as ASCII digits."""
     return _number(value, field_name, low, high, int)
 
 
@@ -107,6 +108,7 @@ MAX_RATE = 10000.0
 
 
 def parse_float(value: Any, field_name: str, low: float, high: float) -> float:
+    """A number in ``low..high`` (seconds, as its errors say), given as a number or as ASCII text."""
     return _number(value, field_name, low, high, float)
 
 
@@ -135,6 +137,7 @@ def _number(value: Any, field_name: str, low: _N, high: _N, kind: type[_N]) -> _
 
 
 def parse_networks(value: Any, field_name: str) -> tuple[str, ...]:
+    """CIDRs, as a list or comma-separated, each normalised (host bits dropped)."""
     import ipaddress
 
     if isinstance(value, str):
@@ -192,6 +195,7 @@ def parse_vpc_cidrs(value: Any, field_name: str) -> tuple[tuple[str, tuple[str, 
 
 
 def check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+    """Refuse the first key of ``data`` (sorted) that ``allowed`` does not hold."""
     unknown = sorted(set(data) - set(allowed), key=str)  # YAML keys need not be strings
     if unknown:
         key = str(unknown[0]) if len(str(unknown[0])) <= 40 else str(unknown[0])[:37] + "..."
@@ -199,6 +203,7 @@ def check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> N
 
 
 def validate_target_group(value: Any, field_name: str = "target_group") -> str:
+    """A target group name or ARN, stripped of surrounding spaces."""
     if isinstance(value, str):
         value = value.strip()
         if value.startswith("arn:"):
