@@ -203,6 +203,7 @@ class _Work:
         self.source_error: str | None = None
         self.read_at: float | None = None  # wall clock when the pass's first read of the group began
         self.ready = False  # at the write step this round
+        self.held_back = False  # its health read was held back for the changes found
 
     @property
     def actual_live(self) -> frozenset[Target]:
@@ -361,6 +362,12 @@ def sync(
                 continue  # the next round applies whatever the source says now
             sleep(max(0.0, pause if until is None else min(pause, until - clock())))
 
+    # The changes found are written: the time left reads the groups held back for them, to
+    # verify them (a change found now is the next run's first read).
+    held_back = [w for w in order if w.held_back]
+    if held_back:
+        _each(held_back, lambda w: _read_held_back(w, ctx), limit, "reading target group")
+
     return SyncReport([w.finish() for w in works], trigger)
 
 
@@ -418,6 +425,7 @@ def _read_group_health(w: _Work, ctx: _Context, budget: ReadBudget) -> None:
         return
     if not budget.may_read(ctx.clock()):
         _skip(w, _not_reached(w, "not reached: the time left before the deadline is kept to apply the changes found"))
+        w.held_back = True
         return
     try:
         w.read_at = time.time()
@@ -442,6 +450,39 @@ def _read_group_health(w: _Work, ctx: _Context, budget: ReadBudget) -> None:
                 f"{targets_text(w.desired)} differs from what the group holds, found too late to confirm and "
                 "write it before the deadline; nothing written, the next run reads this group first"
             ))
+
+
+def _read_held_back(w: _Work, ctx: _Context) -> None:
+    """After the writes: read a group held back for them, if the deadline allows. In sync,
+    the binding is verified; changed, it stays ``skipped`` with nothing written (its
+    group is then read first by the next run)."""
+    if ctx.deadline is not None and ctx.clock() >= ctx.deadline:
+        return
+    assert w.info is not None
+    try:
+        w.read_at = time.time()
+        actual = ctx.target_groups.health(w.info.arn)
+    except CacheBridgeError:
+        return  # nothing read: it stays as reported, skipped, with nothing written
+    except Exception:
+        return
+    w.actual = actual
+    r = w.result
+    r.registered_before = r.registered_after = tuple(sorted(w.actual_live))
+    r.health = {str(t): h.state.value for t, h in sorted(actual.items())}
+    if w.source_error is not None or w.desired is None:
+        return
+    if w.desired != w.actual_live:
+        _skip(w, (
+            f"{targets_text(w.desired)} differs from what the group holds, found too late to confirm and "
+            "write it before the deadline; nothing written, the next run reads this group first"
+        ))
+        return
+    r.status, r.error = "in_sync", None
+    _plan_and_apply(w, ctx)
+    if w.ready:  # a plan despite the same live targets: not this run's to write
+        w.ready = False
+        _skip(w, "found too late to write before the deadline; nothing written, the next run reads this group first")
 
 
 def _not_reached(w: _Work, why: str) -> str:
