@@ -16,7 +16,8 @@ to a version, so the one that builds the zip cannot stand in for it). The pycs a
 hash-based and unchecked (PEP 552): the import system loads them without reading or
 checking the source, as suits a zip that is content-addressed and never changes (and
 whose extracted mtimes say nothing). They are compiled with ``-X no_debug_ranges``
-(tracebacks lose their column markers, not their lines) and a fixed hash seed, named as
+(tracebacks lose their column markers, not their lines), without module and function
+docstrings (class docstrings stay), with a fixed hash seed, and named as
 under ``/var/task``, so the same inputs and interpreter version give the same bytes.
 ``BytecodeOptions.modules`` chooses which modules get bytecode: ``"imported"`` (the
 default), those the handler can import (its import graph, followed statically, and the
@@ -105,19 +106,36 @@ _PROBE = (
 )
 # Run by the runtime's interpreter: {archive name: base64 source} on stdin, the same names
 # with their pycs on stdout. The header is PEP 552's: magic, flags 0b01 (hash-based, source
-# not checked), the source's hash, then the marshalled code object.
+# not checked), the source's hash, then the marshalled code object. Module and function
+# docstrings are left out (what -OO drops, a sixth of the compressed bytecode; nothing
+# that runs reads them), class docstrings kept: dnspython's exceptions use theirs as the
+# message. Asserts stay, and every line keeps its number.
 _COMPILE = r"""
-import base64, importlib.util, json, marshal, sys
+import ast, base64, importlib.util, json, marshal, sys
+
+def without_docstrings(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                if len(body) == 1:
+                    body[0] = ast.copy_location(ast.Pass(), body[0])
+                else:
+                    del body[0]
+    return tree
+
 sources = json.load(sys.stdin)
 out = {}
 for name in sorted(sources):
     data = base64.b64decode(sources[name])
-    code = compile(data, sys.argv[1] + "/" + name, "exec", dont_inherit=True, optimize=0)
+    filename = sys.argv[1] + "/" + name
+    tree = without_docstrings(ast.parse(data, filename))
+    code = compile(tree, filename, "exec", dont_inherit=True, optimize=0)
     header = importlib.util.MAGIC_NUMBER + (0b01).to_bytes(4, "little") + importlib.util.source_hash(data)
     out[name] = base64.b64encode(header + marshal.dumps(code)).decode("ascii")
 json.dump(out, sys.stdout)
 """
-_PYTHON_HINT = "--python PATH to a Python {v} interpreter (the Lambda runtime's), or python{v} on PATH"
+_PYTHON_HINT = "--python PATH to a CPython {v}, or python{v} on PATH"
 
 
 @dataclass(frozen=True)
@@ -146,9 +164,11 @@ class BytecodeOptions:
             raise ConfigError("--bytecode-modules", f"{self.modules!r} is not a choice", ", ".join(BYTECODE_MODULES))
 
 
-def find_runtime_python(python: str | None = None, version: tuple[int, int] = RUNTIME_VERSION) -> RuntimePython:
+def find_runtime_python(python: str | None = None, version: tuple[int, int] | None = None) -> RuntimePython:
     """The interpreter ``python`` names (a path or a command), else ``python<version>`` on
-    PATH, checked to run and to be CPython ``version``; ``ConfigError`` (one line) otherwise."""
+    PATH, checked to run and to be CPython ``version`` (default ``RUNTIME_VERSION``);
+    ``ConfigError`` (one line) otherwise."""
+    version = version or RUNTIME_VERSION
     wanted = f"{version[0]}.{version[1]}"
     hint = _PYTHON_HINT.format(v=wanted)
     command = python or f"python{wanted}"
@@ -171,8 +191,8 @@ def find_runtime_python(python: str | None = None, version: tuple[int, int] = RU
     except (ValueError, KeyError, IndexError, TypeError):
         raise ConfigError("--python", f"{path} is not a Python interpreter", hint) from None
     if probe["implementation"] != "cpython" or found != version:
-        actual = f"{probe['implementation']} {found[0]}.{found[1]}"
-        raise ConfigError("--python", f"{path} is {actual}, the Lambda runtime is CPython {wanted} ({RUNTIME})", hint)
+        name = "CPython" if probe["implementation"] == "cpython" else str(probe["implementation"])
+        raise ConfigError("--python", f"{path} is {name} {found[0]}.{found[1]}, the Lambda runtime's is CPython {wanted}", hint)
     return RuntimePython(path=path, version=found, cache_tag=str(probe["cache_tag"]), magic=str(probe["magic"]))
 
 
