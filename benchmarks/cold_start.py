@@ -73,6 +73,10 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "
 # session before the pass (so its timings are not used).
 COLD_SCRIPT = r"""
 import io, json, sys, time
+if sys.argv[1] == "profile":
+    import cProfile
+    profiler = cProfile.Profile()
+    profiler.enable()
 started, cpu_started = time.perf_counter(), time.process_time()
 import cachebridge.handler as h
 imported, cpu_imported = time.perf_counter(), time.process_time()
@@ -85,6 +89,11 @@ sys.stdout = io.StringIO()  # the handler's log lines
 result = h.handler({"action": "sync"}, None)
 done, cpu_done = time.perf_counter(), time.process_time()
 sys.stdout = sys.__stdout__
+if sys.argv[1] == "profile":
+    import pstats
+    profiler.disable()
+    for order in ("cumulative", "tottime"):
+        pstats.Stats(profiler, stream=sys.stderr).strip_dirs().sort_stats(order).print_stats(int(sys.argv[2]))
 import cachebridge, dns
 print(json.dumps({
     "import_s": imported - started, "pass_s": done - imported, "total_s": done - started,
@@ -208,12 +217,14 @@ def precompile(task: Path) -> None:
         raise SystemExit(f"compiling {task} failed")
 
 
-def run_function(task: Path, env: dict[str, str], mode: str, python: str = sys.executable) -> dict[str, Any]:
+def run_function(task: Path, env: dict[str, str], mode: str, python: str = sys.executable, *extra: str) -> dict[str, Any]:
     done = subprocess.run(
-        [python, "-B", "-c", COLD_SCRIPT, mode], capture_output=True, text=True, env=env, cwd=task, timeout=120,
+        [python, "-B", "-c", COLD_SCRIPT, mode, *extra], capture_output=True, text=True, env=env, cwd=task, timeout=120,
     )
     if done.returncode != 0:
         raise SystemExit(f"cold start run failed: {done.stderr[-3000:]}")
+    if mode == "profile":
+        print(done.stderr, file=sys.stderr)
     out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     for module in ("cachebridge", "dns"):
         if not out[module].startswith(str(task)):
@@ -239,6 +250,7 @@ def measure(
     runtime_python: str | None = None,
     cache_dir: Path | None = None,
     variants: tuple[str, ...] = ("imported",),
+    profile: int = 0,
 ) -> dict[str, Any]:
     """Figures for this checkout's zip and, with ``against`` (another checkout's ``src``),
     for that one's; with ``runtime_python``, for the source-only and bytecode zips under the
@@ -303,6 +315,12 @@ def measure(
                 for w in v["writes"]:
                     if w["statuses"] != ["changed"]:
                         raise SystemExit(f"{label}: the writing pass should change the group: {w['statuses']} {w['errors']}")
+            if profile:  # one more in-sync start of the last kind (the runtime's bytecode zip when measured), under cProfile
+                dns.zone.set_a(primary, "10.0.1.10")
+                label, v = list(versions.items())[-1]
+                print(f"cProfile of {label}: import + first in-sync pass", file=sys.stderr)
+                run_function(v["task"], v["env"], "count", v["python"])  # the writing runs above left the group to re-sync
+                run_function(v["task"], v["env"], "profile", v["python"], str(profile))
     finally:
         dns.stop()
         moto.terminate()
@@ -387,6 +405,8 @@ def main() -> int:
     parser.add_argument("--bytecode-variants", default="imported", metavar="V[,V]",
                         help=f"with --runtime-python, the bytecode zips to measure: {', '.join(BYTECODE_VARIANTS)} (default: imported)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"where the runtime's virtualenv is kept (default: {DEFAULT_CACHE})")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also run the last kind once under cProfile and print its top N functions to stderr")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if not 1 <= args.runs <= 100:
@@ -402,7 +422,7 @@ def main() -> int:
         except package.ConfigError as exc:
             parser.error(str(exc))
     r = measure(args.runs, args.against.resolve() if args.against else None, args.precompiled,
-                args.runtime_python, args.cache_dir, variants)
+                args.runtime_python, args.cache_dir, variants, args.profile)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
