@@ -141,3 +141,17 @@ def test_the_package_command_builds_the_bytecode_zip(runtime: package.RuntimePyt
     result = CliRunner().invoke(cli, ["package", "--output", str(out), "--bytecode", "--python", sys.executable, "--json"])
     assert result.exit_code == 0, result.output
     assert out.read_bytes() == package.build(bytecode=package.BytecodeOptions(runtime)).data
+
+
+def test_deploy_refuses_a_missing_interpreter_before_reading_anything(tmp_path: Path) -> None:
+    args = ["deploy", "--stack-name", "s", "--replication-group", "rg", "--vpc", "vpc-0a1b2c3d",
+            "--subnets", "subnet-0a1b2c3d", "--allowed-cidr", "203.0.113.0/24", "--region", "us-east-1",
+            "--bytecode", "--python", str(tmp_path / "python3.13")]
+    # No credentials and no endpoint: reaching AWS would fail with exit 1, not 2.
+    env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [f"Error: --python: {tmp_path / 'python3.13'} not found: "
+                                                  "bytecode for the Lambda runtime needs its Python 3.13 "
+                                                  "(accepted: --python PATH to a CPython 3.13, or python3.13 on PATH)"]
+
