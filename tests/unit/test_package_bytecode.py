@@ -155,3 +155,22 @@ def test_deploy_refuses_a_missing_interpreter_before_reading_anything(tmp_path: 
                                                   "bytecode for the Lambda runtime needs its Python 3.13 "
                                                   "(accepted: --python PATH to a CPython 3.13, or python3.13 on PATH)"]
 
+
+
+def test_with_sources_kept_a_pyc_another_python_cannot_use_falls_back_to_its_source(runtime: package.RuntimePython, tmp_path: Path) -> None:
+    code = tmp_path / "task"
+    with zipfile.ZipFile(io.BytesIO(package.build(bytecode=package.BytecodeOptions(runtime)).data)) as archive:
+        archive.extractall(code)
+    pycs = list(code.rglob("*.pyc"))
+    assert pycs
+    for pyc in pycs:  # as if compiled by another version: a magic number this Python rejects
+        data = pyc.read_bytes()
+        pyc.write_bytes(b"\x00\x00\r\n" + data[4:])
+    runtime_path = str(Path(__import__("boto3").__file__).parents[1])
+    done = subprocess.run(
+        [sys.executable, "-B", "-c", "import sys; sys.path.insert(0, sys.argv[1]); import cachebridge.handler; "
+         "print(cachebridge.handler.__file__)", str(code)],
+        capture_output=True, text=True, timeout=60, env={"PYTHONPATH": runtime_path, "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(code / "cachebridge" / "handler.py")
