@@ -262,7 +262,7 @@ def package_command(
     from .deploy.stack import upload_package
 
     if not bytecode and (bytecode_modules != "imported" or drop_sources):
-        raise ConfigError("--bytecode-modules/--no-sources" if drop_sources else "--bytecode-modules", "only with --bytecode", "--bytecode")
+        raise ConfigError("--no-sources" if drop_sources else "--bytecode-modules", "only with --bytecode", "--bytecode")
 
     if not bucket and not output:
         raise click.UsageError("say where the zip goes: --bucket B to upload it, or --output F.zip to write it")
@@ -452,7 +452,7 @@ def deploy_command(
                 on_step=progress.step,
                 poll_s=poll_interval,
                 timeout_s=timeout,
-                **({"bytecode": bytecode_options} if bytecode_options is not None else {}),
+                bytecode=bytecode_options,
             )
     except DeployError as exc:
         _render_deploy_error(exc, as_json)

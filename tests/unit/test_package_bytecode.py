@@ -174,3 +174,10 @@ def test_with_sources_kept_a_pyc_another_python_cannot_use_falls_back_to_its_sou
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(code / "cachebridge" / "handler.py")
+
+
+def test_bytecode_choices_without_bytecode_are_usage_errors() -> None:
+    for args, field in ((["--no-sources"], "--no-sources"), (["--bytecode-modules", "all"], "--bytecode-modules")):
+        result = CliRunner().invoke(cli, ["package", "--output", "x.zip", *args])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == f"Error: {field}: only with --bytecode (accepted: --bytecode)"
