@@ -25,8 +25,8 @@ record types its DNS answers load), or ``"all"``. The sources stay beside their 
 (``keep_sources``): tracebacks show source lines, and a pyc the runtime cannot use (a
 magic number of another version) falls back to its source instead of failing the import;
 without them each compiled module ships as a ``.pyc`` in its source's place (a smaller
-zip). A new instance starts in about two thirds of the CPU time either way; the README
-has the figures.
+zip). Either way a new instance starts in a quarter to a third less CPU time; the
+README has the figures.
 
 The zip is reproducible: entries are sorted, every entry has the same timestamp
 (1980-01-01 00:00:00, the earliest a zip can hold) and permissions (0644), no bytecode of
