@@ -76,7 +76,7 @@ __all__ = ["apply_plan", "apply_plans", "record_plan", "nothing_written", "targe
 
 def _lease() -> Any:
     """The ``lease`` module, imported by the first write: a pass with nothing to write (a
-    new instance's first pass, mostly) never loads it, nor ``uuid``."""
+    new instance's first pass, mostly) never loads it."""
     from . import lease
 
     return lease
