@@ -25,7 +25,7 @@ record types its DNS answers load), or ``"all"``. The sources stay beside their 
 (``keep_sources``): tracebacks show source lines, and a pyc the runtime cannot use (a
 magic number of another version) falls back to its source instead of failing the import;
 without them each compiled module ships as a ``.pyc`` in its source's place (a smaller
-zip). Either way a new instance starts in a quarter to a third less CPU time; the
+zip). Either way a new instance starts in about a third less time; the
 README has the figures.
 
 The zip is reproducible: entries are sorted, every entry has the same timestamp
