@@ -60,6 +60,8 @@ def rotation_offset(n: int, wall_s: float, per_pass: int | None) -> int:
     read) further round than the minute before, or a golden-ratio step when unknown."""
     if n <= 1:
         return 0
+    if not math.isfinite(wall_s):
+        wall_s = 0.0  # a broken clock still orders the reads; it must not end the pass
     minute = int(wall_s // 60)
     if per_pass and 0 < per_pass < n:
         return (minute * per_pass) % n
@@ -132,8 +134,9 @@ class ReadBudget:
 
     Times are ``clock()`` values (the pass's clock). ``rate_per_s``: the pacing bucket's
     refill (None: not paced, ELB reads cost no waiting). ``first_read_at``: when the
-    pass's first source read began; ``source_round_s``: how long that round took, the
-    estimate for the confirming one."""
+    pass's first source read began; ``source_round_s``: how long that round took;
+    ``source_read_s``: the slowest single read in it (None: the confirming round reads
+    every source again, as an event's does, and takes as long as the first)."""
 
     def __init__(
         self,
@@ -145,12 +148,14 @@ class ReadBudget:
         source_round_s: float,
         rate_per_s: float | None,
         concurrency: int,
+        source_read_s: float | None = None,
     ) -> None:
         self.deadline = deadline
         self.call_budget_s = call_budget_s
         self.poll_interval_s = poll_interval_s
         self.first_read_at = first_read_at
         self.source_round_s = max(0.0, source_round_s)
+        self.source_read_s = None if source_read_s is None else max(0.0, source_read_s)
         self.rate_per_s = rate_per_s if rate_per_s and rate_per_s > 0 else None
         self.concurrency = max(1, concurrency)
         self._lock = threading.Lock()
@@ -168,7 +173,16 @@ class ReadBudget:
         token_s = describe / self.rate_per_s if self.rate_per_s else describe * call_s / self.concurrency
         writes_s = len(changes) * WRITE_CALLS * call_s / self.concurrency
         cover_s = max(c.write_calls for c in changes) * self.call_budget_s
-        return self.source_round_s + token_s + writes_s + cover_s
+        return self._confirm_s(len(changes)) + token_s + writes_s + cover_s
+
+    def _confirm_s(self, changes: int) -> float:
+        # The confirming round re-reads the changed bindings' sources only, ``concurrency``
+        # at a time: as many slowest reads of the first round as that takes, never more than
+        # the whole first round. (Estimating it as the whole round deferred every change,
+        # every run, once the first round took half the time left.)
+        if self.source_read_s is None:
+            return self.source_round_s
+        return min(self.source_round_s, self.source_read_s * math.ceil(changes / self.concurrency))
 
     def _stop_at(self, changes: Sequence[_Change]) -> float | None:
         if self.deadline is None:

@@ -201,6 +201,7 @@ class _Work:
         self.confirm_by: float | None = None  # a change seen, waiting for a read that agrees
         self.reading: Reading | None = None
         self.source_error: str | None = None
+        self.read_s: float | None = None  # how long the pass's first source read took (its clock)
         self.read_at: float | None = None  # wall clock when the pass's first read of the group began
         self.ready = False  # at the write step this round
         self.held_back = False  # its health read was held back for the changes found
@@ -311,6 +312,8 @@ def sync(
         deadline=deadline, call_budget_s=ctx.call_budget_s, poll_interval_s=settings.poll_interval_s,
         first_read_at=first_read_at, source_round_s=clock() - first_read_at,
         rate_per_s=paced_rate(), concurrency=limit,
+        # An event's rounds re-read every binding it concerns; otherwise only the changed.
+        source_read_s=None if trigger.wait_for_change else max((w.read_s or 0.0 for w in readable), default=0.0),
     )
     order = health_order(
         [w for w in readable if w.result.status not in ("error", "skipped")],
@@ -413,7 +416,9 @@ def _first_read(w: _Work, ctx: _Context, sources: Sources) -> None:
     if ctx.deadline is not None and ctx.clock() >= ctx.deadline:
         _skip(w, "not reached before the deadline; nothing written, the next run syncs it")
         return
+    started = ctx.clock()
     _read_source(w, sources)
+    w.read_s = ctx.clock() - started
     w.result.polls += 1
 
 
