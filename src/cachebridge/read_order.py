@@ -56,15 +56,23 @@ WRITE_CALLS = 4
 
 
 def rotation_offset(n: int, wall_s: float, per_pass: int | None) -> int:
-    """Where the never-read groups start this minute: ``per_pass`` (how many a pass can
-    read) further round than the minute before, or a golden-ratio step when unknown."""
+    """Where the never-read groups start this minute: about ``per_pass`` (how many a pass
+    can read; at most that, and prime to ``n``) further round than the minute before, or a
+    golden-ratio step when unknown."""
     if n <= 1:
         return 0
     if not math.isfinite(wall_s):
         wall_s = 0.0  # a broken clock still orders the reads; it must not end the pass
     minute = int(wall_s // 60)
     if per_pass and 0 < per_pass < n:
-        return (minute * per_pass) % n
+        # A step prime to ``n``: every group is a starting point within ``n`` minutes. A
+        # step that divides into ``n`` (540 of 1080) cycles over a few starting points, and
+        # when passes read fewer groups than estimated, those just past each window were
+        # never read by any new instance.
+        step = per_pass
+        while math.gcd(step, n) != 1:
+            step -= 1
+        return (minute * step) % n
     return int(((minute * GOLDEN_FRACTION) % 1.0) * n) % n
 
 

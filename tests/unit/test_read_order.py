@@ -39,11 +39,13 @@ def test_ties_keep_the_configuration_order() -> None:
 def test_the_never_read_groups_start_where_the_minute_says() -> None:
     items = {f"g{i}": (None, A) for i in range(10)}
 
-    at_0 = order(items, wall_s=10.0, per_pass=4)
-    at_1 = order(items, wall_s=70.0, per_pass=4)
+    at_0 = order(items, wall_s=10.0, per_pass=3)
+    at_1 = order(items, wall_s=70.0, per_pass=3)
+    at_1_step_4 = order(items, wall_s=70.0, per_pass=4)  # 4 and 10 share a factor: a step of 3
 
     assert at_0 == [f"g{i}" for i in range(10)]
-    assert at_1 == [f"g{(4 + i) % 10}" for i in range(10)]
+    assert at_1 == [f"g{(3 + i) % 10}" for i in range(10)]
+    assert at_1_step_4 == at_1
 
 
 def test_successive_minutes_cover_every_group_in_as_few_passes_as_the_bucket_allows() -> None:
