@@ -71,3 +71,125 @@ def test_an_event_pass_keeps_back_the_whole_round() -> None:
     )
     assert not budget.found_change(31.0, details_known=True, locked=False)
     assert budget.deferred == 1
+
+
+# -- bytecode packaging: a hostile or odd ``--python`` -----------------------------------------
+
+import importlib.util  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import zipfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from cachebridge.deploy import package  # noqa: E402
+from cachebridge.errors import ConfigError  # noqa: E402
+
+THIS_VERSION = (sys.version_info[0], sys.version_info[1])
+PROBE = {
+    "version": list(THIS_VERSION), "implementation": "cpython",
+    "cache_tag": sys.implementation.cache_tag, "magic": importlib.util.MAGIC_NUMBER.hex(),
+}
+
+
+def fake_python(where: Path, *, probe: dict[str, object] | None = None, compile_stdout: str | None = None, banner: str | None = None) -> Path:
+    """A shell script standing in for an interpreter: it answers the probe (``-I``) with
+    ``probe`` when given, and the compile step with ``compile_stdout`` when given; anything
+    else goes to the real interpreter, after ``banner`` on stdout (a noisy shim)."""
+    where.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["#!/bin/sh"]
+    if probe is not None:
+        lines.append(f"if [ \"$1\" = -I ]; then echo '{json.dumps(probe)}'; exit 0; fi")
+    if compile_stdout is not None:
+        lines.append(f"if [ \"$1\" = -s ]; then cat >/dev/null; printf '%s' '{compile_stdout}'; exit 0; fi")
+    if banner is not None:
+        lines.append(f"echo '{banner}'")
+    lines.append(f'exec "{sys.executable}" "$@"')
+    where.write_text("\n".join(lines) + "\n")
+    where.chmod(0o755)
+    return where
+
+
+def small_package(tmp_path: Path) -> tuple[Path, Path]:
+    """A cachebridge with a handler and a dnspython with a resolver, each a few lines."""
+    pkg, dns = tmp_path / "pkg" / "cachebridge", tmp_path / "dnspkg" / "dns"
+    pkg.mkdir(parents=True)
+    dns.mkdir(parents=True)
+    (pkg / "__init__.py").write_text('"""cachebridge."""\n')
+    (pkg / "handler.py").write_text('"""The handler."""\n\ndef handler(event, context):\n    """Doc."""\n    return 1\n')
+    (dns / "__init__.py").write_text("")
+    (dns / "resolver.py").write_text("X = 1\n")
+    return pkg, dns
+
+
+def build_with(python: Path, tmp_path: Path) -> package.LambdaPackage:
+    runtime = package.find_runtime_python(str(python), THIS_VERSION)
+    pkg, dns = small_package(tmp_path)
+    return package.build(pkg, dns, bytecode=package.BytecodeOptions(runtime, "all"))
+
+
+def test_a_python_whose_path_has_spaces_builds_the_same_zip(tmp_path: Path) -> None:
+    spaced = fake_python(tmp_path / "dir with spaces" / "python 3")
+    plain = fake_python(tmp_path / "plain" / "python3")
+    assert build_with(spaced, tmp_path / "a").data == build_with(plain, tmp_path / "b").data
+
+
+def test_a_directory_as_python_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        package.find_runtime_python(str(tmp_path), THIS_VERSION)
+
+
+def test_a_shim_that_prints_a_banner_on_stdout_still_builds_or_is_refused_in_one_line(tmp_path: Path) -> None:
+    noisy = fake_python(tmp_path / "bin" / "python", banner="pyenv: using the system python")
+    try:
+        built = build_with(noisy, tmp_path)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+        return
+    with zipfile.ZipFile(io.BytesIO(built.data)) as archive:
+        pyc = archive.read(f"cachebridge/__pycache__/handler.{sys.implementation.cache_tag}.pyc")
+    assert pyc[:4] == importlib.util.MAGIC_NUMBER
+
+
+@pytest.mark.parametrize("stdout", ["", "{}", "not json", '{"cachebridge/handler.py": "!!!"}'])
+def test_a_fake_interpreter_that_answers_the_probe_but_does_not_compile_is_refused(tmp_path: Path, stdout: str) -> None:
+    fake = fake_python(tmp_path / "bin" / "python", probe=PROBE, compile_stdout=stdout)
+    with pytest.raises(ConfigError, match="--python"):
+        build_with(fake, tmp_path)
+
+
+def test_a_probe_that_names_a_hostile_cache_tag_is_refused(tmp_path: Path) -> None:
+    """The cache tag names the pyc entries: "../../x" would put files outside the package."""
+    fake = fake_python(tmp_path / "bin" / "python", probe={**PROBE, "cache_tag": "../../evil"})
+    with pytest.raises(ConfigError, match="--python"):
+        package.find_runtime_python(str(fake), THIS_VERSION)
+
+
+def test_pycs_whose_magic_is_not_the_probed_versions_are_refused(tmp_path: Path) -> None:
+    """The probe says one version's magic, the compiler writes another's (a wrapper that
+    answers the probe itself): the runtime could not load them without sources."""
+    fake = fake_python(tmp_path / "bin" / "python", probe={**PROBE, "magic": "00000d0a"})
+    with pytest.raises(ConfigError, match="--python"):
+        build_with(fake, tmp_path)
+
+
+def test_the_handler_and_dnspython_run_with_their_docstrings_stripped(tmp_path: Path) -> None:
+    """Sourceless pycs (no fallback): dnspython's exceptions read their class docstrings as
+    their message, and resolving a name must still work."""
+    import subprocess
+
+    runtime = package.find_runtime_python(sys.executable, THIS_VERSION)
+    built = package.build(bytecode=package.BytecodeOptions(runtime, "imported", keep_sources=False))
+    root = tmp_path / "task"
+    with zipfile.ZipFile(io.BytesIO(built.data)) as archive:
+        archive.extractall(root)
+    code = (
+        "import dns.exception, dns.resolver, dns.name, cachebridge.handler\n"
+        "assert dns.resolver.NXDOMAIN.__module__ == 'dns.resolver'\n"
+        "assert str(dns.exception.Timeout()).startswith('The DNS operation timed out'), str(dns.exception.Timeout())\n"
+        "assert str(dns.resolver.NoNameservers()) , 'empty message'\n"
+        "print(dns.name.from_text('a.example.').to_text())\n"
+    )
+    done = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(root)!r}); exec({code!r})"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "a.example."

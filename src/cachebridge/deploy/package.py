@@ -49,6 +49,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -196,7 +197,13 @@ def find_runtime_python(python: str | None = None, version: tuple[int, int] | No
     if probe["implementation"] != "cpython" or found != version:
         name = "CPython" if probe["implementation"] == "cpython" else str(probe["implementation"])
         raise ConfigError("--python", f"{path} is {name} {found[0]}.{found[1]}, the Lambda runtime's is CPython {wanted}", hint)
-    return RuntimePython(path=path, version=found, cache_tag=str(probe["cache_tag"]), magic=str(probe["magic"]))
+    # The cache tag names the pyc entries and the magic is checked against every pyc: an
+    # answer that is not CPython's own for this version (a wrapper answering the probe
+    # itself) would name entries anywhere or ship bytecode the runtime cannot load.
+    cache_tag, magic = str(probe.get("cache_tag")), str(probe.get("magic"))
+    if cache_tag != f"cpython-{version[0]}{version[1]}" or not re.fullmatch(r"[0-9a-f]{4}0d0a", magic):
+        raise ConfigError("--python", f"{path} answered as CPython {wanted} with cache tag {cache_tag!r} and magic {magic!r}: not CPython's", hint)
+    return RuntimePython(path=path, version=found, cache_tag=cache_tag, magic=magic)
 
 
 def imported_modules(sources: Mapping[str, bytes]) -> tuple[str, ...]:
@@ -234,8 +241,20 @@ def _compile(python: RuntimePython, sources: Mapping[str, bytes]) -> dict[str, b
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
         raise ConfigError("--python", f"{python.path} could not compile the package: {last}")
-    compiled = json.loads(done.stdout)
-    return {name: base64.b64decode(compiled[name]) for name in sources}
+    try:
+        # The last line: a shim may print a notice on stdout before the interpreter runs.
+        compiled = json.loads((done.stdout.strip().splitlines() or [""])[-1])
+        pycs = {name: base64.b64decode(compiled[name], validate=True) for name in sources}
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError("--python", f"{python.path} did not answer with the package's bytecode (not a CPython {python.version[0]}.{python.version[1]}?)") from None
+    magic = bytes.fromhex(python.magic)
+    wrong = sorted(name for name, pyc in pycs.items() if len(pyc) < 16 or pyc[:4] != magic)
+    if wrong:
+        raise ConfigError("--python", (
+            f"{python.path} wrote bytecode for another Python than the CPython {python.version[0]}.{python.version[1]} "
+            f"it answered as ({wrong[0]}: magic {pycs[wrong[0]][:4].hex() or 'none'}, expected {python.magic})"
+        ))
+    return pycs
 
 
 def _with_bytecode(contents: dict[str, bytes], options: BytecodeOptions) -> dict[str, bytes]:
