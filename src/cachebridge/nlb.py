@@ -18,6 +18,7 @@ for the same details at once share one read.
 from __future__ import annotations
 
 import ipaddress
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -45,6 +46,7 @@ __all__ = [
     "vpc_cidr_blocks",
     "Seen",
     "last_seen",
+    "read_first",
 ]
 
 # RegisterTargets / DeregisterTargets accept many targets per call; keep requests small.
@@ -152,6 +154,20 @@ def last_seen(target_groups: "TargetGroups", target_group_arn: str) -> Seen | No
     key = target_groups._seen_key(target_group_arn)
     with _info_lock:
         return _seen.get(key) if key is not None else None
+
+
+def read_first(target_groups: "TargetGroups", target_group_arn: str, before: Seen | None) -> None:
+    """A change found in the group too late to apply this pass: its read this pass does not
+    count for the order (what it holds stays remembered), so it keeps the age it had
+    (``before``: what was remembered before the read; None, never read: first of all).
+    Counted, changes that are never applied (a group another stack owns, an answer
+    refused), read earlier in every pass, would stay ahead of it run after run; kept, it
+    grows older than every group read since and comes first."""
+    key = target_groups._seen_key(target_group_arn)
+    with _info_lock:
+        seen = _seen.get(key) if key is not None else None
+        if seen is not None:
+            _seen[key] = Seen(seen.targets, before.read_at if before is not None else -math.inf)  # type: ignore[index]
 
 
 def forget(target_group_arn: str) -> None:

@@ -54,7 +54,7 @@ from typing import Any, Literal
 from .checks import check_answer
 from .config import Binding, Config, ElastiCacheSourceSpec, Settings
 from .errors import CacheBridgeError, PacingBudgetSpent
-from .nlb import OWNER_TAG, TargetGroupInfo, TargetGroups, last_seen, risky_settings
+from .nlb import OWNER_TAG, Seen, TargetGroupInfo, TargetGroups, last_seen, read_first, risky_settings
 from .parallel import Failure, map_ordered
 from .planner import Plan, plan
 from .read_order import ReadBudget, health_order, paced_rate, reads_per_pass
@@ -205,6 +205,7 @@ class _Work:
         self.read_at: float | None = None  # wall clock when the pass's first read of the group began
         self.ready = False  # at the write step this round
         self.held_back = False  # its health read was held back for the changes found
+        self.seen_before: Seen | None = None  # what this process remembered of the group before its read
 
     @property
     def actual_live(self) -> frozenset[Target]:
@@ -433,6 +434,7 @@ def _read_group_health(w: _Work, ctx: _Context, budget: ReadBudget) -> None:
         w.held_back = True
         return
     try:
+        w.seen_before = last_seen(ctx.target_groups, w.info.arn)
         w.read_at = time.time()
         started = time.monotonic()
         w.actual = ctx.target_groups.health(w.info.arn)
@@ -451,6 +453,7 @@ def _read_group_health(w: _Work, ctx: _Context, budget: ReadBudget) -> None:
     if w.source_error is None and w.desired is not None and w.desired != w.actual_live:
         locked = bool(ctx.settings.lock_table or (w.info.details_known and w.info.lock_table))
         if not budget.found_change(ctx.clock(), details_known=w.info.details_known, locked=locked):
+            read_first(ctx.target_groups, w.info.arn, w.seen_before)
             _skip(w, (
                 f"{targets_text(w.desired)} differs from what the group holds, found too late to confirm and "
                 "write it before the deadline; nothing written, the next run reads this group first"
@@ -465,6 +468,7 @@ def _read_held_back(w: _Work, ctx: _Context) -> None:
         return
     assert w.info is not None
     try:
+        w.seen_before = last_seen(ctx.target_groups, w.info.arn)
         w.read_at = time.time()
         actual = ctx.target_groups.health(w.info.arn)
     except CacheBridgeError:
@@ -478,6 +482,7 @@ def _read_held_back(w: _Work, ctx: _Context) -> None:
     if w.source_error is not None or w.desired is None:
         return
     if w.desired != w.actual_live:
+        read_first(ctx.target_groups, w.info.arn, w.seen_before)
         _skip(w, (
             f"{targets_text(w.desired)} differs from what the group holds, found too late to confirm and "
             "write it before the deadline; nothing written, the next run reads this group first"

@@ -317,3 +317,41 @@ def test_an_event_still_waits_for_the_change_and_applies_it(site: Site) -> None:
     assert report.bindings[0].status == "changed", report.bindings[0].error
     assert registered(site.elbv2, site.arns[3]) == {Target(site.ip(3, moved=True), PORT)}
     assert seen(site, 3) == {Target(site.ip(3, moved=True), PORT)}
+
+
+# -- starvation --------------------------------------------------------------------------------
+
+
+def test_a_change_behind_changes_that_never_apply_is_applied_within_a_few_runs(dns_server: Any, elbv2: Any, ec2: Any, vpc_id: str) -> None:
+    """Three groups owned by another stack (their source differs forever: never written
+    here) are "changed" on every run and read first. A real change found behind them, when
+    the time left no longer covers it, is promised to be read first by the next run; it
+    was read last again (its read was the most recent), run after run."""
+    from cachebridge import aws
+    from cachebridge.nlb import OWNER_TAG
+
+    site = make_site(dns_server, elbv2, ec2, vpc_id, 12)
+    for i in (0, 1, 2):
+        site.elbv2.add_tags(ResourceArns=[site.arns[i]], Tags=[{"Key": OWNER_TAG, "Value": "another-stack"}])
+        site.dns.zone.set_a(site.host(i), site.ip(i, moved=True))
+    nlb.clear_caches()  # the owner tags are read afresh (details are cached per process)
+    first = site.run(wall_clock=lambda: 0.0)  # "changed" for this process from now on; read in order
+    assert [b.status for b in first.bindings[:3]] == ["error"] * 3
+    site.dns.zone.set_a(site.host(9), site.ip(9, moved=True))
+    aws.paced_elbv2(site.elbv2, site.config.settings.merged({"elb_describe_rate": 1, "elb_describe_burst": 5}))
+    fake = FakeTime()
+    statuses = []
+    try:
+        for _ in range(6):  # one change applied a run: it is the fourth at the latest
+            fake.now = 0.0
+            pacing.configure(1, 5, clock=fake.clock, sleep=fake.sleep)
+            with pacing.pass_deadline(16.0):
+                report = site.run(clock=fake.clock, sleep=fake.sleep, deadline=16.0, call_budget_s=2.0)
+            statuses.append(report.bindings[9].status)
+            assert all(registered(site.elbv2, site.arns[i]) == {Target(site.ip(i), PORT)} for i in (0, 1, 2))
+            if report.bindings[9].status == "changed":
+                break
+    finally:
+        pacing.configure(0, 1)
+    assert statuses[-1] == "changed", statuses
+    assert registered(site.elbv2, site.arns[9]) == {Target(site.ip(9, moved=True), PORT)}
