@@ -193,3 +193,34 @@ def test_the_handler_and_dnspython_run_with_their_docstrings_stripped(tmp_path: 
     done = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(root)!r}); exec({code!r})"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "a.example."
+
+
+def test_an_interpreter_that_hangs_or_vanishes_after_the_probe_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hanging = tmp_path / "bin" / "python"
+    fake_python(hanging, probe=PROBE)
+    hanging.write_text(hanging.read_text().replace(f'exec "{sys.executable}" "$@"', "exec sleep 30"))
+    monkeypatch.setattr(package, "COMPILE_TIMEOUT_S", 1.0)
+    with pytest.raises(ConfigError, match="did not compile the package"):
+        build_with(hanging, tmp_path / "a")
+
+    gone = fake_python(tmp_path / "gone" / "python", probe=PROBE)
+    runtime = package.find_runtime_python(str(gone), THIS_VERSION)
+    gone.unlink()
+    pkg, dns = small_package(tmp_path / "b")
+    with pytest.raises(ConfigError, match="does not run"):
+        package.build(pkg, dns, bytecode=package.BytecodeOptions(runtime, "all"))
+
+
+def test_the_bytecode_zip_is_the_same_from_builders_with_other_hash_seeds(tmp_path: Path) -> None:
+    import subprocess
+
+    code = (
+        "import sys; from cachebridge.deploy import package as p; "
+        "r = p.find_runtime_python(sys.executable, tuple(sys.version_info[:2])); "
+        "print(p.build(bytecode=p.BytecodeOptions(r, 'all')).sha256)"
+    )
+    digests = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"}, check=True).stdout.strip()
+        for seed in ("1", "4242")
+    }
+    assert len(digests) == 1

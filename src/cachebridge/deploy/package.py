@@ -139,6 +139,7 @@ for name in sorted(sources):
     out[name] = base64.b64encode(header + marshal.dumps(code)).decode("ascii")
 json.dump(out, sys.stdout)
 """
+COMPILE_TIMEOUT_S = 300.0  # the whole package, a few seconds on any machine
 _PYTHON_HINT = "--python PATH to a CPython {v}, or python{v} on PATH"
 
 
@@ -234,10 +235,15 @@ def _compile(python: RuntimePython, sources: Mapping[str, bytes]) -> dict[str, b
     # the string hashes. No other PYTHON* variable reaches the compiler.
     env = {"PYTHONHASHSEED": "0", "PYTHONNODEBUGRANGES": "1", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     payload = json.dumps({name: base64.b64encode(data).decode("ascii") for name, data in sources.items()})
-    done = subprocess.run(
-        [python.path, "-s", "-X", "no_debug_ranges", "-c", _COMPILE, _LAMBDA_TASK_ROOT],
-        input=payload, capture_output=True, text=True, env=env, timeout=300,
-    )
+    try:
+        done = subprocess.run(
+            [python.path, "-s", "-X", "no_debug_ranges", "-c", _COMPILE, _LAMBDA_TASK_ROOT],
+            input=payload, capture_output=True, text=True, env=env, timeout=COMPILE_TIMEOUT_S,
+        )
+    except OSError as exc:  # gone or changed since the probe
+        raise ConfigError("--python", f"{python.path} does not run: {exc.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise ConfigError("--python", f"{python.path} did not compile the package in {COMPILE_TIMEOUT_S:g} s") from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
         raise ConfigError("--python", f"{python.path} could not compile the package: {last}")
