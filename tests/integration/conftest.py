@@ -14,7 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from cachebridge import nlb
+from cachebridge import nlb, pacing
 from cachebridge.aws import BOTO_CONFIG
 from cachebridge.config import Binding, Config, ElastiCacheSourceSpec, Settings
 from cachebridge.nlb import LOCK_TABLE_TAG, OWNER_TAG, TargetGroups
@@ -70,6 +70,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     moto_ext.install()
     nlb.clear_caches()
+    pacing.configure(0, 1)  # a handler test configures the process's bucket: not for the next test
     previous = moto_ext.set_health_provider(None)
     try:
         with mock_aws():
@@ -77,6 +78,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     finally:
         moto_ext.set_health_provider(previous)
         nlb.clear_caches()
+        pacing.configure(0, 1)
 
 
 @pytest.fixture
