@@ -356,7 +356,9 @@ def sync(
         pending = [w for w, again in zip(pending, waiting) if again is True]
         pause = settings.poll_interval_s
         if first:
-            pause -= clock() - first_read_at  # the target health reads took part of the interval
+            # The target health reads took part of the interval (a clock that stepped back
+            # took none: the pause is never longer than the interval).
+            pause -= max(0.0, clock() - first_read_at)
         first = False
         if pending:
             # A change being confirmed waits for its next read whatever the event wait says.

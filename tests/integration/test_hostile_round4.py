@@ -355,3 +355,26 @@ def test_a_change_behind_changes_that_never_apply_is_applied_within_a_few_runs(d
         pacing.configure(0, 1)
     assert statuses[-1] == "changed", statuses
     assert registered(site.elbv2, site.arns[9]) == {Target(site.ip(9, moved=True), PORT)}
+
+
+def test_a_pass_clock_going_backwards_never_sleeps_longer_than_a_poll(site: Site) -> None:
+    """The pass's clock steps back during the source reads (an injected clock; a VM's
+    clock): the pause before the confirming read is at most a poll interval."""
+    fake = FakeTime()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        fake.sleep(seconds)
+
+    class Backwards(Sources):
+        def read(self, spec: Any, families: Any = (4, 6)) -> Reading:
+            fake.now -= 1000.0
+            return super().read(spec, families)
+
+    site.dns.zone.set_a(site.host(2), site.ip(2, moved=True))
+    cfg = site.config
+    report = sync(cfg, target_groups=TargetGroups(site.elbv2, site.ec2), sources=Backwards(DnsResolver(cfg.settings.nameservers, 1.0)), clock=fake.clock, sleep=sleep)
+
+    assert report.bindings[2].status == "changed"
+    assert slept and max(slept) <= cfg.settings.poll_interval_s
