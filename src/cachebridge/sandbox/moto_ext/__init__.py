@@ -30,8 +30,9 @@ Modules:
   once per item (moto's copies made a 100-item transaction cost seconds).
 - ``describe_paging``: DescribeReplicationGroups refuses a ``MaxRecords`` outside AWS's
   20 to 100 (moto pages with any).
-- ``atomic``: DynamoDB conditional writes and elbv2 target reads/writes served one at a
-  time, as AWS serves them atomically (moto checks a condition, then writes, unlocked).
+- ``atomic``: DynamoDB conditional writes served one at a time, and elbv2 target
+  reads/writes one at a time per target group, as AWS serves them atomically (moto checks
+  a condition, then writes, unlocked).
 """
 
 from __future__ import annotations
