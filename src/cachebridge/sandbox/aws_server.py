@@ -90,7 +90,6 @@ class AwsServer:
         self.host = host
         self.port: int = self._server.bind_addr[1]
         self._thread: threading.Thread | None = None
-        self._stopped = threading.Event()
 
     def _call(self, environ: dict[str, Any], start_response: Any) -> Any:
         # Through an attribute, so a benchmark can wrap the application (pass_profile.py).
@@ -106,10 +105,7 @@ class AwsServer:
         return self
 
     def serve_forever(self) -> None:
-        try:
-            self._server.serve()
-        finally:
-            self._stopped.set()
+        self._server.serve()
 
     def stop(self) -> None:
         self._server.stop()
