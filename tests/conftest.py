@@ -1,8 +1,16 @@
-"""Fixtures every test gets."""
+"""Fixtures every test gets, and what tests of several directories share: a moto server
+in a process of its own, a benchmark script loaded as a module, and a clock the test moves
+by hand."""
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -17,3 +25,55 @@ def _full_elb_describe_bucket() -> Iterator[None]:
     bucket, so a test is paced only past 40 Describe* calls of its own."""
     pacing.reset()
     yield
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as the module ``bench_<name>`` (the scripts are not a package).
+    Each call runs the script afresh; ``sys.modules`` keeps the first, which is what a
+    dataclass defined in the script looks its module up by."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(f"bench_{name}", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+class ManualClock:
+    """A clock that moves only when the test moves it (``clock.now += 1``): left alone, a
+    token bucket reading it never refills, and what it holds is all a pass gets."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@contextmanager
+def aws_server_process() -> Iterator[str]:
+    """A moto server with ``moto_ext`` (``cachebridge.sandbox.aws_server``) in a process of
+    its own on loopback: its endpoint URL while the block runs, stopped after."""
+    from cachebridge.sandbox.redis_nodes import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cachebridge.sandbox.aws_server", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "ready ..." once listening; "" if it died
+        if not line.startswith("ready"):
+            raise RuntimeError(f"moto server did not start (exit {proc.poll()})")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -50,6 +50,10 @@ group, on that port) plus global *settings*. It can be read from:
   function's zip, relative to ``LAMBDA_TASK_ROOT``) when they do not.
 
 Every problem is a ``ConfigError`` naming the field, what was wrong and what is accepted.
+
+The pieces live by concern: ``source_specs`` reads a source, ``config_values`` checks single
+values, ``config_readers`` reads files and the environment; the bindings, the settings and
+the configuration they make are here, and every name they had here is still importable here.
 """
 
 from __future__ import annotations
@@ -58,15 +62,36 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Literal, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
+from .config_readers import (
+    ENV_BINDINGS,
+    ENV_CONFIG_FILE,
+    ENV_EXTRA_BINDINGS,
+    extra_binding_documents,
+    read_config_file,
+    read_env_bindings,
+    settings_from_env,
+)
+from .config_values import MAX_RATE as MAX_RATE  # re-exported, as are ROLES, Role, SOURCE_FORMS
+from .config_values import MIN_RATE as MIN_RATE
+from .config_values import parse_nameserver, target_group_name, validate_target_group
+# Short private names: the bindings' and settings' readers below call the checks by them.
+from .config_values import check_keys as _check_keys
+from .config_values import parse_float as _float
+from .config_values import parse_int as _int
+from .config_values import parse_networks as _networks
+from .config_values import parse_rate as _rate
+from .config_values import parse_vpc_cidrs as _vpc_cidrs
+from .config_values import shown as _shown
 from .errors import ConfigError
-from .inputs import MAX_CONFIG_BYTES, InputRejected, load_json, load_toml, load_yaml, strip_bom
 from .pacing import DEFAULT_ELB_DESCRIBE_BURST as _DOCUMENTED_ELB_DESCRIBE_BURST
 from .pacing import DEFAULT_ELB_DESCRIBE_RATE as _DOCUMENTED_ELB_DESCRIBE_RATE
+from .source_specs import ROLES as ROLES
+from .source_specs import SOURCE_FORMS as SOURCE_FORMS
+from .source_specs import DnsSourceSpec, ElastiCacheSourceSpec, SourceSpec, parse_source
+from .source_specs import Role as Role
 
 __all__ = [
     "DEFAULT_MAX_CHANGES",
@@ -120,7 +145,6 @@ DEFAULT_ELB_DESCRIBE_BURST = _DOCUMENTED_ELB_DESCRIBE_BURST
 # role=cluster answer is every node, and one NLB serves at most 49 of them in the cluster
 # layout (50 listeners less the configuration listener).
 DEFAULT_MAX_TARGETS = {"primary": 1, "cluster": 49, "other": 16}
-ENV_BINDINGS = "CACHEBRIDGE_BINDINGS"
 # How long a demoted primary stays out of its node target group after its connections were
 # cut. AWS documents no figure for how long a listener update takes to reach new
 # connections; one user saw connections reach the old targets for about 75 s after an
@@ -142,283 +166,11 @@ LAYOUTS: tuple[str, ...] = ("retarget", "switch", "cluster")
 MAX_NODE_TARGET_GROUPS = 48
 # The cluster layout needs one listener per node plus the configuration listener.
 MAX_CLUSTER_NODE_TARGET_GROUPS = DEFAULT_MAX_TARGETS["cluster"]
-ENV_EXTRA_BINDINGS = "CACHEBRIDGE_EXTRA_BINDINGS"
-ENV_CONFIG_FILE = "CACHEBRIDGE_CONFIG_FILE"
 
-# "cluster": every node of every shard of a cluster-mode-enabled group. Not a role a node
-# has (a cluster client learns roles from the cluster itself) but the set a cluster client
-# must reach, and the only set that makes sense in that mode.
-Role = Literal["primary", "replicas", "cluster"]
-ROLES: tuple[str, ...] = ("primary", "replicas", "cluster")
-
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
-_RG_ID = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
-_TG_NAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,32}(?<!-)$")
-_TG_ARN = re.compile(
-    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:targetgroup/(?P<name>[A-Za-z0-9-]{1,32})/[0-9a-f]+$"
-)
 _LISTENER_ARN = re.compile(
     r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener/net/[A-Za-z0-9-]{1,32}/[0-9a-f]+/[0-9a-f]+$"
 )
 _BINDING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-SOURCE_FORMS = "dns://HOST or elasticache://REPLICATION_GROUP_ID?role=primary|replicas|cluster"
-
-
-@dataclass(frozen=True)
-class DnsSourceSpec:
-    """Any hostname: an RDS or MemoryDB endpoint, an ElastiCache primary endpoint..."""
-
-    host: str
-    kind: Literal["dns"] = field(default="dns", init=False)
-
-    def __str__(self) -> str:
-        return f"dns://{self.host}"
-
-
-@dataclass(frozen=True)
-class ElastiCacheSourceSpec:
-    """The members of a replication group in one role: ``primary`` or ``replicas`` of a
-    cluster-mode-disabled group, or ``cluster``, every node of a cluster-mode-enabled one."""
-
-    replication_group_id: str
-    role: Role = "primary"
-    kind: Literal["elasticache"] = field(default="elasticache", init=False)
-
-    def __str__(self) -> str:
-        return f"elasticache://{self.replication_group_id}?role={self.role}"
-
-
-SourceSpec = DnsSourceSpec | ElastiCacheSourceSpec
-
-
-def _valid_hostname(host: str) -> bool:
-    host = host.rstrip(".")
-    return 0 < len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in host.split("."))
-
-
-def parse_source(text: Any, field_name: str = "source") -> SourceSpec:
-    if not isinstance(text, str) or not text.strip():
-        raise ConfigError(field_name, "missing or not a string", SOURCE_FORMS)
-    text = strip_bom(text).strip()
-    if len(text) > 300:
-        raise ConfigError(field_name, f"{len(text)} characters is too long for a source", SOURCE_FORMS)
-    try:
-        parts = urlsplit(text)
-    except ValueError as exc:  # e.g. an unclosed "[" in the host
-        raise ConfigError(field_name, f"{text!r} is not a URL ({exc})", SOURCE_FORMS) from None
-    scheme = parts.scheme.lower()
-    if scheme == "dns":
-        host = parts.netloc or parts.path.lstrip("/")
-        if parts.query or parts.fragment or not _valid_hostname(host):
-            raise ConfigError(field_name, f"{text!r} is not a valid dns:// source", "dns://HOST, e.g. dns://master.orders.abc123.use1.cache.amazonaws.com")
-        return DnsSourceSpec(host.rstrip(".").lower())
-    if scheme == "elasticache":
-        rg = parts.netloc
-        if not _RG_ID.fullmatch(rg or ""):
-            raise ConfigError(
-                field_name,
-                f"{rg!r} is not a replication group id",
-                "1-40 letters, digits or hyphens, starting with a letter",
-            )
-        if parts.path not in ("", "/") or parts.fragment:
-            raise ConfigError(field_name, f"{text!r} has a path or fragment", SOURCE_FORMS)
-        try:
-            query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query), max_num_fields=8)
-        except ValueError:
-            raise ConfigError(field_name, f"{parts.query[:60]!r} is not a query string", "?role=primary or ?role=replicas") from None
-        unknown = set(query) - {"role"}
-        if unknown:
-            raise ConfigError(field_name, f"unknown query parameter(s) {sorted(unknown)}", "role")
-        if len(query.get("role", ())) > 1:
-            # parse_qs keeps every value; taking one of them would route to a role the
-            # user may not have meant.
-            raise ConfigError(f"{field_name}.role", f"given {len(query['role'])} times", "role once: primary, replicas or cluster")
-        role = query.get("role", ["primary"])[0]
-        if role not in ROLES:
-            raise ConfigError(f"{field_name}.role", f"{role!r} is not a role", "primary, replicas (cluster mode disabled) or cluster (cluster mode enabled)")
-        return ElastiCacheSourceSpec(rg.lower(), role)  # type: ignore[arg-type]
-    raise ConfigError(field_name, f"unknown source {text!r}", SOURCE_FORMS)
-
-
-def parse_nameserver(text: Any, field_name: str = "nameservers") -> str:
-    """Normalise ``host[:port]`` (``[v6]:port`` for IPv6) to ``host:port``."""
-    import ipaddress
-
-    if not isinstance(text, str) or not text.strip() or len(text) > 64:
-        raise ConfigError(field_name, f"{_shown(text)} is not a nameserver", "IP[:PORT], e.g. 10.0.0.2:53")
-    text = strip_bom(text).strip()
-    host, port = text, "53"
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest.startswith(":"):
-            port = rest[1:]
-        elif rest:
-            port = ""  # "[v6]junk": rejected below rather than read as port 53
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    try:
-        ip = ipaddress.ip_address(host)
-        if not _ASCII_INT.fullmatch(port):
-            raise ValueError
-        port_n = int(port)
-        if not 1 <= port_n <= 65535:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(field_name, f"{text!r} is not a nameserver", "IP[:PORT], e.g. 10.0.0.2:53 or [fd00::2]:53") from None
-    return f"[{ip}]:{port_n}" if ip.version == 6 else f"{ip}:{port_n}"
-
-
-_N = TypeVar("_N", int, float)
-# Python's int() and float() read any Unicode digit ('\u0663' is 3), underscores and
-# surrounding spaces; a number written as text must be plain ASCII.
-_ASCII_INT = re.compile(r"[+-]?[0-9]{1,18}")
-_ASCII_FLOAT = re.compile(
-    r"[+-]?(?:(?:[0-9]{1,18}(?:\.[0-9]{0,18})?|\.[0-9]{1,18})(?:[eE][+-]?[0-9]{1,3})?|(?i:inf|infinity|nan))"
-)
-
-
-def _shown(value: Any, limit: int = 60) -> str:
-    """``repr`` cut short: an error message repeats a value, not a megabyte of it."""
-    if isinstance(value, (dict, list, tuple, set)):
-        return f"a {type(value).__name__}"
-    try:
-        text = repr(value)
-    except (RecursionError, ValueError):  # ValueError: an int of more than 4300 digits
-        return f"a {type(value).__name__}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _int(value: Any, field_name: str, low: int, high: int) -> int:
-    return _number(value, field_name, low, high, int)
-
-
-def _rate(value: Any, field_name: str) -> float:
-    """Calls a second: 0 (off) or MIN_RATE..MAX_RATE. A rate near zero would make a paced
-    call wait hours (the CLI's passes have no deadline to cut the wait short)."""
-    accepted = f"0 (pacing off) or {MIN_RATE:g}..{MAX_RATE:g} calls a second"
-    try:
-        rate = _float(value, field_name, 0, MAX_RATE)
-    except ConfigError as exc:
-        raise ConfigError(field_name, exc.problem, accepted) from None
-    if 0 < rate < MIN_RATE:
-        raise ConfigError(field_name, f"{rate:g} a second is below {MIN_RATE:g}", accepted)
-    return rate
-
-
-MIN_RATE = 0.01
-MAX_RATE = 10000.0
-
-
-def _float(value: Any, field_name: str, low: float, high: float) -> float:
-    return _number(value, field_name, low, high, float)
-
-
-def _number(value: Any, field_name: str, low: _N, high: _N, kind: type[_N]) -> _N:
-    # Integers are counts and ports, shown as written; the other numbers are seconds.
-    integer = kind is int
-    noun = "an integer" if integer else "a number"
-    accepted: tuple[type, ...] = (int, str) if integer else (int, float, str)
-    spec = "" if integer else "g"
-    expected = f"{low:{spec}}..{high:{spec}}" + ("" if integer else " seconds")
-    if isinstance(value, bool) or not isinstance(value, accepted):
-        raise ConfigError(field_name, f"{_shown(value)} is not {noun}", expected)
-    if isinstance(value, str):
-        value = strip_bom(value).strip()
-        if not (_ASCII_INT if integer else _ASCII_FLOAT).fullmatch(value):
-            raise ConfigError(field_name, f"{_shown(value)} is not {noun} (ASCII digits only)", expected)
-    elif isinstance(value, int) and abs(value) >= 10**18:
-        raise ConfigError(field_name, "the number is out of range", expected)
-    try:
-        number = kind(value)
-    except (ValueError, OverflowError):
-        raise ConfigError(field_name, f"{_shown(value)} is not {noun}", expected) from None
-    if not low <= number <= high:
-        raise ConfigError(field_name, f"{number:{spec}} is out of range", expected)
-    return number
-
-
-def _networks(value: Any, field_name: str) -> tuple[str, ...]:
-    import ipaddress
-
-    if isinstance(value, str):
-        value = [v for v in value.split(",") if v.strip()]
-    if not isinstance(value, Sequence):
-        raise ConfigError(field_name, "not a list", "a list of CIDRs, e.g. 127.0.0.0/8")
-    networks = []
-    for item in value:
-        try:
-            networks.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
-        except ValueError:
-            raise ConfigError(field_name, f"{item!r} is not a CIDR", "e.g. 10.0.0.0/16 or fd00::/8") from None
-    return tuple(networks)
-
-
-_VPC_ID = re.compile(r"vpc-[0-9a-f]{8,17}")
-
-
-def _vpc_cidrs(value: Any, field_name: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """``{vpc-id: [CIDR, ...]}``, or the environment's ``vpc-id=CIDR,CIDR[;vpc-id=...]``."""
-    import ipaddress
-
-    accepted = '{"vpc-0a1b2c3d": ["10.0.0.0/16"]}, or vpc-0a1b2c3d=10.0.0.0/16,10.1.0.0/16 in the environment'
-    if isinstance(value, str):
-        pairs: dict[str, Any] = {}
-        for part in (p.strip() for p in value.split(";") if p.strip()):
-            vpc, sep, cidrs = part.partition("=")
-            if not sep:
-                raise ConfigError(field_name, f"{_shown(part)} has no '='", accepted)
-            if vpc.strip() in pairs:
-                raise ConfigError(field_name, f"{_shown(vpc.strip())} is given twice", accepted)
-            pairs[vpc.strip()] = cidrs
-        value = pairs
-    if not isinstance(value, Mapping):
-        raise ConfigError(field_name, "not a table/object", accepted)
-    out: dict[str, tuple[str, ...]] = {}
-    for vpc, cidrs in value.items():
-        if not isinstance(vpc, str) or not _VPC_ID.fullmatch(vpc):
-            raise ConfigError(field_name, f"{_shown(vpc)} is not a VPC id", accepted)
-        networks = _networks(cidrs, f"{field_name}.{vpc}")
-        if not networks:
-            raise ConfigError(f"{field_name}.{vpc}", "no CIDR block", accepted)
-        for network in map(ipaddress.ip_network, networks):
-            # A VPC's IPv4 blocks are /16 to /28 (Amazon VPC User Guide, "VPC CIDR blocks");
-            # its IPv6 blocks are no larger than /44. A wider "block" would pass every
-            # address the range check exists to refuse.
-            low = 16 if network.version == 4 else 44
-            if network.prefixlen < low:
-                raise ConfigError(
-                    f"{field_name}.{vpc}", f"{network} is wider than a VPC's block can be",
-                    "IPv4 blocks of /16 to /28, IPv6 blocks of /44 or narrower",
-                )
-        out[vpc] = networks
-    return tuple(sorted(out.items()))
-
-
-def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
-    unknown = sorted(set(data) - set(allowed), key=str)  # YAML keys need not be strings
-    if unknown:
-        key = str(unknown[0]) if len(str(unknown[0])) <= 40 else str(unknown[0])[:37] + "..."
-        raise ConfigError(f"{where}.{key}" if where else key, "unknown setting", ", ".join(allowed))
-
-
-def validate_target_group(value: Any, field_name: str = "target_group") -> str:
-    if isinstance(value, str):
-        value = value.strip()
-        if value.startswith("arn:"):
-            if _TG_ARN.fullmatch(value):
-                return value
-            raise ConfigError(
-                field_name,
-                f"{_shown(value)} is not a target group ARN",
-                "arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID, or a target group name",
-            )
-        if _TG_NAME.fullmatch(value):
-            return value
-    raise ConfigError(
-        field_name,
-        f"{_shown(value)} is not a target group name or ARN",
-        "a name of 1-32 letters, digits and hyphens, or a target group ARN",
-    )
 
 
 @dataclass(frozen=True)
@@ -731,54 +483,18 @@ class Config:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> "Config":
-        path = Path(path)
-        try:
-            if path.stat().st_size > MAX_CONFIG_BYTES:
-                raise ConfigError("--config", f"{str(path)!r} is too large", f"a configuration file of at most {MAX_CONFIG_BYTES} bytes")
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError("--config", f"cannot read {str(path)!r}: {exc.strerror}") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError("--config", f"cannot read {str(path)!r}: not UTF-8 text ({exc.reason})") from None
-        suffix = path.suffix.lower()
-        # Only the CLI reads YAML (load_yaml imports PyYAML); the Lambda zip does not ship it.
-        loaders = {".toml": load_toml, ".yaml": load_yaml, ".yml": load_yaml, ".json": load_json}
-        if suffix not in loaders:
-            raise ConfigError("--config", f"unknown file type {suffix or '(none)'!r}", ".toml, .yaml, .yml, .json")
-        try:
-            data = loaders[suffix](text)
-        except InputRejected as exc:
-            raise _rejected(exc, "--config", str(path)) from None
-        return cls.from_mapping(data)
+        return cls.from_mapping(read_config_file(path))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Config":
         environ = os.environ if environ is None else environ
-        raw = environ.get(ENV_BINDINGS)
-        if not raw:
-            raise ConfigError(ENV_BINDINGS, "not set", "JSON: a list of bindings, or {\"bindings\": [...], \"settings\": {...}}")
-        try:
-            data = load_json(raw)
-        except InputRejected as exc:
-            raise _rejected(exc, ENV_BINDINGS) from None
-        config = cls.from_mapping(data)
-        extra = _extra_bindings(environ)
+        config = cls.from_mapping(read_env_bindings(environ))
+        extra = tuple(Binding.from_mapping(binding, where) for where, binding in extra_binding_documents(environ))
         if extra:
             # Checked as one list: a name used twice, here or there, is refused.
             config = cls(config.bindings + extra, config.settings)
-        settings = config.settings
-        for key in Settings.SETTING_KEYS:
-            variable = f"CACHEBRIDGE_{key.upper()}"
-            value = environ.get(variable)
-            if value not in (None, ""):
-                try:
-                    settings = settings.merged({key: value})
-                except ConfigError as exc:
-                    raise ConfigError(variable, exc.problem, exc.accepted) from None
-        if settings.region is None:
-            region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
-            if region:
-                settings = replace(settings, region=region)
+        return replace(config, settings=settings_from_env(config.settings, environ))
+
         return replace(config, settings=settings)
 
     @classmethod
@@ -815,53 +531,6 @@ class Config:
         data = self.to_mapping()
         data["settings"] = {k: v for k, v in data["settings"].items() if v not in (None, [])}
         return json.dumps(data, separators=(",", ":"), sort_keys=True)
-
-
-def target_group_name(target_group: str) -> str:
-    """The name part of a target group ARN, or the name itself: one group, however written."""
-    match = _TG_ARN.fullmatch(target_group)
-    return match["name"] if match else target_group
-
-
-def _rejected(exc: InputRejected, where: str, document: str = "") -> ConfigError:
-    """A reader's refusal as a ConfigError naming the field when the reader knows it."""
-    if exc.path:
-        return ConfigError(exc.path, exc.problem, exc.accepted)
-    problem = exc.problem
-    if document:
-        problem = f"{document} is {problem}" if problem.startswith("not ") else f"{document}: {problem}"
-    return ConfigError(where, problem, exc.accepted)
-
-
-def _extra_bindings(environ: Mapping[str, str]) -> tuple[Binding, ...]:
-    """Bindings beyond ``CACHEBRIDGE_BINDINGS``: ``CACHEBRIDGE_EXTRA_BINDINGS`` (JSON), then
-    the JSON file ``CACHEBRIDGE_CONFIG_FILE`` names. Either holds a list of bindings or an
-    object with ``bindings``; settings stay those of ``CACHEBRIDGE_BINDINGS``."""
-    found: list[Binding] = []
-    sources: list[tuple[str, str]] = []
-    if environ.get(ENV_EXTRA_BINDINGS):
-        sources.append((ENV_EXTRA_BINDINGS, environ[ENV_EXTRA_BINDINGS]))
-    path_text = environ.get(ENV_CONFIG_FILE)
-    if path_text:
-        path = Path(path_text)
-        if not path.is_absolute():
-            path = Path(environ.get("LAMBDA_TASK_ROOT") or os.getcwd()) / path
-        try:
-            sources.append((ENV_CONFIG_FILE, path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(ENV_CONFIG_FILE, f"cannot read {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
-    for variable, text in sources:
-        try:
-            data = load_json(text)  # MAX_CONFIG_BYTES: about 5,000 bindings
-        except InputRejected as exc:
-            raise _rejected(exc, variable) from None
-        if isinstance(data, Mapping):
-            _check_keys(data, ("bindings",), variable)
-            data = data.get("bindings")
-        if not isinstance(data, list) or not data:
-            raise ConfigError(variable, "no bindings", "a non-empty list of bindings, or {\"bindings\": [...]}")
-        found += [Binding.from_mapping(b, f"{variable}[{i}]") for i, b in enumerate(data)]
-    return tuple(found)
 
 
 def _node_target_groups(data: Mapping[str, Any], where: str, limit: str, most: int) -> tuple[str, ...]:

@@ -51,7 +51,7 @@ from .parallel import Failure, map_ordered
 from .planner import Plan, plan
 from .sources import Reading, Sources
 from .targets import Target, TargetHealth
-from .writes import _nothing_written, apply_plans, record_plan, targets_text
+from .writes import apply_plans, nothing_written, record_plan, targets_text
 
 __all__ = ["Trigger", "BindingResult", "SyncReport", "sync", "select_bindings"]
 
@@ -477,7 +477,7 @@ def _plan_and_apply(w: _Work, ctx: _Context) -> None:
     if not ctx.dry_run and not p.empty and w.info is not None and w.info.tags_error and not (ctx.force and settings.lock_table):
         # No tags is an answer; tags that could not be read are not: the owner and the lock
         # table they name decide whether and how this group may be written.
-        _nothing_written(r, "error", (
+        nothing_written(r, "error", (
             f"target group {w.info.name}: {w.info.tags_error}; its owner and lock table decide whether and how it "
             "is written, so nothing is written this run (the next run reads them again)"
         ))
@@ -500,7 +500,7 @@ def _plan_and_apply(w: _Work, ctx: _Context) -> None:
         r.registered_after = r.registered_before
         return
     if foreign and not ctx.force:
-        _nothing_written(r, "error", (
+        nothing_written(r, "error", (
             f"target group {w.binding.target_group} is owned by stack {owner!r} (tag {OWNER_TAG}); "
             "nothing written: let that stack's controller sync it, or pass --force to write it anyway"
         ))

@@ -71,7 +71,7 @@ from .targets import Target, TargetState
 if TYPE_CHECKING:
     from .sync import BindingResult, Status, _Context, _Work
 
-__all__ = ["apply_plan", "apply_plans", "record_plan", "targets_text", "CLOCK_SKEW_S", "FRESH_POLLS", "FRESH_READ_S"]
+__all__ = ["apply_plan", "apply_plans", "record_plan", "nothing_written", "targets_text", "CLOCK_SKEW_S", "FRESH_POLLS", "FRESH_READ_S"]
 
 # How far apart two controllers' clocks may be for a lease record's times to be compared
 # with this controller's first read. Lambda and EC2 keep time with the Amazon Time Sync
@@ -184,8 +184,8 @@ def apply_plan(w: "_Work", ctx: "_Context", batch: _Batch | None = None) -> None
     leases: Leases | None = batch.leases if batch is not None else None
     register_only: str | None = None
     if not ctx.covers(2):
-        _nothing_written(r, "skipped", "not enough time left to register and deregister before the deadline; "
-                         "nothing written, the next run syncs it")
+        nothing_written(r, "skipped", "not enough time left to register and deregister before the deadline; "
+                        "nothing written, the next run syncs it")
         return
     if table and leases is None:
         client = ctx.target_groups.dynamodb()
@@ -199,7 +199,7 @@ def apply_plan(w: "_Work", ctx: "_Context", batch: _Batch | None = None) -> None
             try:
                 lease = leases.acquire(info.arn, controller, wait_s=_lease_wait(ctx))
             except LeaseBusy as exc:
-                _nothing_written(r, "skipped", str(exc))
+                nothing_written(r, "skipped", str(exc))
                 return
             except LeaseUnavailable as exc:
                 register_only = str(exc)
@@ -208,7 +208,7 @@ def apply_plan(w: "_Work", ctx: "_Context", batch: _Batch | None = None) -> None
         if lease is not None and leases is not None and not ctx.force:
             conflict = leases.conflict(lease, [str(t) for t in sorted(w.desired)])
             if conflict:
-                _nothing_written(r, "error", f"target group {info.name}: {conflict}")
+                nothing_written(r, "error", f"target group {info.name}: {conflict}")
                 return
         wrote = _write(w, ctx, lease, register_only)
     finally:
@@ -229,7 +229,8 @@ def _lease_wait(ctx: "_Context") -> float:
     return max(0.0, min(LEASE_WAIT_S, ctx.deadline - ctx.clock() - 2 * ctx.call_budget_s))
 
 
-def _nothing_written(r: "BindingResult", status: "Status", error: str) -> None:
+def nothing_written(r: "BindingResult", status: "Status", error: str) -> None:
+    """End the binding ``status`` with ``error`` and no write: the group holds what it held."""
     r.status, r.error = status, error
     r.register, r.deregister = (), ()
     r.registered_after = r.registered_before
@@ -249,7 +250,7 @@ def _write(w: "_Work", ctx: "_Context", lease: Lease | None, register_only: str 
         try:
             w.actual = groups.health(info.arn)
         except Exception as exc:
-            _nothing_written(r, "error", f"re-reading target group {info.name} before writing failed: {exc}")
+            nothing_written(r, "error", f"re-reading target group {info.name} before writing failed: {exc}")
             return False
         p = plan(w.desired, w.actual, max_changes=ctx.settings.max_changes)
     record_plan(w, p)
@@ -263,8 +264,8 @@ def _write(w: "_Work", ctx: "_Context", lease: Lease | None, register_only: str 
     calls = (1 if p.register else 0) + (0 if register_only else (1 if p.deregister else 0))
     calls += 2 if unlocked and p.deregister else 0  # the reads around an unlocked deregister
     if not ctx.covers(calls) or (lease is not None and not lease.outlives(calls * ctx.call_budget_s, time.monotonic())):
-        _nothing_written(r, "skipped", "not enough time left to register and deregister before the deadline; "
-                         "nothing written, the next run syncs it")
+        nothing_written(r, "skipped", "not enough time left to register and deregister before the deadline; "
+                        "nothing written, the next run syncs it")
         r.registered_after = tuple(sorted(live))
         return False
 

@@ -15,60 +15,34 @@ import pytest
 from cachebridge.sandbox.dns import LoopbackDnsServer
 from cachebridge.sandbox.redis_nodes import RedisNode, free_port, redis_server_binary
 
+from ..conftest import aws_server_process
+
 REGION = "us-east-1"
 
 
-def _start_aws_server() -> tuple[subprocess.Popen[str], dict[str, str]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cachebridge.sandbox.aws_server", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()  # "ready ..." once listening; "" if it died
-    if not line.startswith("ready"):
-        proc.kill()
-        proc.wait(5)
-        raise RuntimeError(f"moto server did not start (exit {proc.poll()})")
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+def _aws_env(url: str) -> dict[str, str]:
+    """What the CLI's environment needs to reach the moto server at ``url``."""
+    return {
+        "AWS_ENDPOINT_URL": url,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
     }
-    return proc, env
-
-
-def _stop_aws_server(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 @pytest.fixture(scope="session")
 def aws_env() -> Iterator[dict[str, str]]:
-    proc, env = _start_aws_server()
-    try:
-        yield env
-    finally:
-        _stop_aws_server(proc)
+    with aws_server_process() as url:
+        yield _aws_env(url)
 
 
 @pytest.fixture(scope="module")
 def fresh_aws_env() -> Iterator[dict[str, str]]:
     """A moto server of its own for one test module: an account where nothing was created
     before, for tests that assert what exists afterwards (no stack, no bucket)."""
-    proc, env = _start_aws_server()
-    try:
-        yield env
-    finally:
-        _stop_aws_server(proc)
+    with aws_server_process() as url:
+        yield _aws_env(url)
 
 
 def aws_client(env: dict[str, str], service: str) -> object:

@@ -1,12 +1,12 @@
 """What the integration tests share: moto in-process with cachebridge's extensions, its
-elbv2 and ec2 clients, a log of the API calls a client makes, a DNS server on loopback,
-and a moto server in a process of its own (for tests whose threads must really interleave,
-or that put something between the client and AWS)."""
+elbv2, ec2, elasticache and dynamodb clients, a log of the API calls a client makes, a DNS
+server on loopback, a replication group ``orders`` whose node names that server resolves
+(with the binding that routes its primary and a pass over it), and a moto server in a
+process of its own (for tests whose threads must really interleave, or that put something
+between the client and AWS)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,9 +15,16 @@ import pytest
 from moto import mock_aws
 
 from cachebridge import nlb
+from cachebridge.aws import BOTO_CONFIG
+from cachebridge.config import Binding, Config, ElastiCacheSourceSpec, Settings
+from cachebridge.nlb import LOCK_TABLE_TAG, OWNER_TAG, TargetGroups
 from cachebridge.sandbox import moto_ext
 from cachebridge.sandbox.dns import DEFAULT_TTL, LoopbackDnsServer, Zone
+from cachebridge.sources import DnsResolver, Sources
+from cachebridge.sync import SyncReport, sync
 from cachebridge.targets import Target
+
+from ..conftest import aws_server_process
 
 # The region of the in-process moto that ``aws`` sets up.
 REGION = "eu-west-1"
@@ -80,6 +87,17 @@ def ec2(aws: None) -> Any:
 @pytest.fixture
 def elbv2(aws: None) -> Any:
     return boto3.client("elbv2", region_name=REGION)
+
+
+@pytest.fixture
+def elasticache(aws: None) -> Any:
+    """An ElastiCache client of the test's own: the calls a log counts on it are the sources'."""
+    return boto3.client("elasticache", region_name=REGION)
+
+
+@pytest.fixture
+def dynamodb(aws: None) -> Any:
+    return boto3.client("dynamodb", region_name=REGION)
 
 
 @pytest.fixture
@@ -155,32 +173,85 @@ def registered(elbv2: Any, arn: str) -> set[Target]:
     return {Target(d["Target"]["Id"], d["Target"]["Port"]) for d in descriptions}
 
 
+# The replication group ``orders`` (a primary and a replica, cluster mode disabled): the
+# addresses its node names resolve to, and the binding that routes its primary.
+ORDERS_PORT = 6379
+PRIMARY_IP, REPLICA_IP = "10.0.1.10", "10.0.1.11"
+
+
+@pytest.fixture
+def primary_name(elasticache: Any, dns_server: LoopbackDnsServer) -> str:
+    """Creates ``orders``; its primary's node name resolves to PRIMARY_IP, the replica's to
+    REPLICA_IP. Returns the primary's node name."""
+    elasticache.create_replication_group(ReplicationGroupId="orders", ReplicationGroupDescription="orders", ReplicasPerNodeGroup=1)
+    members = elasticache.describe_replication_groups(ReplicationGroupId="orders")["ReplicationGroups"][0]["NodeGroups"][0]["NodeGroupMembers"]
+    primary = next(m["ReadEndpoint"]["Address"] for m in members if m["CurrentRole"] == "primary")
+    for m in members:
+        name = m["ReadEndpoint"]["Address"]
+        dns_server.zone.set_a(name, PRIMARY_IP if name == primary else REPLICA_IP)
+    return str(primary)
+
+
+@pytest.fixture
+def bare_tg_arn(elbv2: Any, ec2: Any) -> str:
+    """``orders-primary`` as a user may have made it by hand: moto's defaults for every
+    setting (so no connection termination, which a dry run warns about)."""
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    arn = elbv2.create_target_group(Name="orders-primary", Protocol="TCP", Port=ORDERS_PORT, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    return str(arn)
+
+
+@pytest.fixture
+def owned_elsewhere(elbv2: Any, bare_tg_arn: str) -> None:
+    """``orders-primary`` holds the primary and is owned (``OWNER_TAG``) by another stack,
+    ``orders-external``."""
+    elbv2.register_targets(TargetGroupArn=bare_tg_arn, Targets=[{"Id": PRIMARY_IP, "Port": ORDERS_PORT}])
+    elbv2.add_tags(ResourceArns=[bare_tg_arn], Tags=[{"Key": OWNER_TAG, "Value": "orders-external"}])
+
+
+@pytest.fixture
+def lock_table_tagged(dynamodb: Any, elbv2: Any, bare_tg_arn: str) -> None:
+    """The lock table ``orders-locks`` exists, and ``orders-primary`` holds the primary and
+    names that table in its ``LOCK_TABLE_TAG``."""
+    dynamodb.create_table(
+        TableName="orders-locks", KeySchema=[{"AttributeName": "lease_key", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "lease_key", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+    )
+    elbv2.register_targets(TargetGroupArn=bare_tg_arn, Targets=[{"Id": PRIMARY_IP, "Port": ORDERS_PORT}])
+    elbv2.add_tags(ResourceArns=[bare_tg_arn], Tags=[{"Key": LOCK_TABLE_TAG, "Value": "orders-locks"}])
+
+
+def orders_config(dns_server: LoopbackDnsServer, **settings: Any) -> Config:
+    """The binding ``orders-primary`` (``orders``' primary to the group of that name), the
+    loopback DNS server as nameserver, short DNS waits, and ``settings`` on top."""
+    binding = Binding("orders-primary", ElastiCacheSourceSpec("orders", "primary"), "orders-primary", ORDERS_PORT)
+    return Config((binding,), Settings(nameservers=(dns_server.address,), dns_timeout_s=0.5, poll_interval_s=0.05).merged(settings))
+
+
+def sync_pass(
+    cfg: Config, elbv2: Any, ec2: Any, elasticache: Any, dynamodb: Any = None, *, cold: bool = False, **kwargs: Any
+) -> SyncReport:
+    """One pass over ``cfg``; ``cold``: as a new Lambda instance makes it, nothing cached."""
+    if cold:
+        nlb.clear_caches()
+    sources = Sources(DnsResolver(cfg.settings.nameservers, cfg.settings.dns_timeout_s), elasticache)
+    return sync(cfg, target_groups=TargetGroups(elbv2, ec2, dynamodb=dynamodb), sources=sources, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
     """The endpoint URL of a moto server (with ``moto_ext``) in a process of its own."""
-    from cachebridge.sandbox.redis_nodes import free_port
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cachebridge.sandbox.aws_server", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("ready"), f"moto server did not start (exit {proc.poll()})"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with aws_server_process() as url:
+        yield url
 
 
-def server_client(endpoint: str, service: str) -> Any:
+def server_client(endpoint: str, service: str, config: Any = None) -> Any:
     return boto3.client(
-        service, endpoint_url=endpoint, region_name=SERVER_REGION,
+        service, endpoint_url=endpoint, region_name=SERVER_REGION, config=config,
         aws_access_key_id="testing", aws_secret_access_key="testing",
     )
+
+
+def controller_client(endpoint: str, service: str) -> Any:
+    """A client with the controller's one retry policy (``aws.BOTO_CONFIG``)."""
+    return server_client(endpoint, service, BOTO_CONFIG)

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
@@ -27,7 +26,7 @@ from cachebridge.sources import DnsResolver, Resolution, Sources
 from cachebridge.sync import SyncReport, sync
 from cachebridge.targets import Target
 
-from .conftest import SERVER_REGION, CallLog
+from .conftest import CallLog, controller_client
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -49,14 +48,6 @@ def dns() -> Iterator[LoopbackDnsServer]:
         yield server
     finally:
         server.stop()
-
-
-def controller_client(endpoint: str, service: str) -> Any:
-    """A client with the controller's one retry policy (``aws.BOTO_CONFIG``)."""
-    return boto3.client(
-        service, endpoint_url=endpoint, region_name=SERVER_REGION, config=aws.BOTO_CONFIG,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )
 
 
 class World:

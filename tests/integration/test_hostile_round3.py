@@ -15,67 +15,18 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from cachebridge import nlb
+from cachebridge.config import Config
 from cachebridge.lease import BATCH, KEY_ATTRIBUTE, Leases
-from cachebridge.config import Binding, Config, ElastiCacheSourceSpec, Settings
-from cachebridge.nlb import LOCK_TABLE_TAG, OWNER_TAG, TargetGroups
 from cachebridge.sandbox.dns import LoopbackDnsServer
-from cachebridge.sources import DnsResolver, Sources
-from cachebridge.sync import SyncReport, sync
 from cachebridge.targets import Target
 
-from .conftest import REGION, CallLog
+from .conftest import PRIMARY_IP, REGION, CallLog, orders_config, registered, sync_pass
 from .test_lease_batches import TABLE, World
 
 pytestmark = pytest.mark.timeout(60)
 
 PORT = 6379
-PRIMARY_IP, REPLICA_IP, MOVED_IP = "10.0.1.10", "10.0.1.11", "10.0.1.20"
-
-
-@pytest.fixture
-def elasticache(aws: None) -> Any:
-    return boto3.client("elasticache", region_name=REGION)
-
-
-@pytest.fixture
-def dynamodb(aws: None) -> Any:
-    return boto3.client("dynamodb", region_name=REGION)
-
-
-@pytest.fixture
-def primary_name(elasticache: Any, dns_server: LoopbackDnsServer) -> str:
-    elasticache.create_replication_group(ReplicationGroupId="orders", ReplicationGroupDescription="orders", ReplicasPerNodeGroup=1)
-    members = elasticache.describe_replication_groups(ReplicationGroupId="orders")["ReplicationGroups"][0]["NodeGroups"][0]["NodeGroupMembers"]
-    primary = next(m["ReadEndpoint"]["Address"] for m in members if m["CurrentRole"] == "primary")
-    for m in members:
-        name = m["ReadEndpoint"]["Address"]
-        dns_server.zone.set_a(name, PRIMARY_IP if name == primary else REPLICA_IP)
-    return str(primary)
-
-
-@pytest.fixture
-def tg_arn(elbv2: Any, ec2: Any) -> str:
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    arn = elbv2.create_target_group(Name="orders-primary", Protocol="TCP", Port=PORT, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
-    return str(arn)
-
-
-def config(dns_server: LoopbackDnsServer, **settings: Any) -> Config:
-    binding = Binding("orders-primary", ElastiCacheSourceSpec("orders", "primary"), "orders-primary", PORT)
-    return Config((binding,), Settings(nameservers=(dns_server.address,), dns_timeout_s=0.5, poll_interval_s=0.05).merged(settings))
-
-
-def run(cfg: Config, elbv2: Any, ec2: Any, elasticache: Any, dynamodb: Any = None, *, cold: bool = False, **kwargs: Any) -> SyncReport:
-    if cold:
-        nlb.clear_caches()
-    sources = Sources(DnsResolver(cfg.settings.nameservers, cfg.settings.dns_timeout_s), elasticache)
-    return sync(cfg, target_groups=TargetGroups(elbv2, ec2, dynamodb=dynamodb), sources=sources, **kwargs)
-
-
-def registered(elbv2: Any, arn: str) -> set[Target]:
-    descriptions = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
-    return {Target(d["Target"]["Id"], d["Target"]["Port"]) for d in descriptions}
+MOVED_IP = "10.0.1.20"
 
 
 def fail_operation(client: Any, operation: str, code: str) -> None:
@@ -90,43 +41,37 @@ def fail_operation(client: Any, operation: str, code: str) -> None:
 # A DescribeTags that fails before a write must not read as 'no owner, no lock table'.
 
 
+@pytest.mark.usefixtures("owned_elsewhere")
 @pytest.mark.parametrize("code", ["Throttling", "AccessDenied"])
 def test_a_foreign_owner_whose_tags_cannot_be_read_is_not_written(
-    code: str, dns_server: LoopbackDnsServer, primary_name: str, elbv2: Any, ec2: Any, elasticache: Any, tg_arn: str
+    code: str, dns_server: LoopbackDnsServer, primary_name: str, elbv2: Any, ec2: Any, elasticache: Any, bare_tg_arn: str
 ) -> None:
-    elbv2.register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": PRIMARY_IP, "Port": PORT}])
-    elbv2.add_tags(ResourceArns=[tg_arn], Tags=[{"Key": OWNER_TAG, "Value": "orders-external"}])
-    cfg = config(dns_server, controller_id="orders-mine")
-    (first,) = run(cfg, elbv2, ec2, elasticache, cold=True).bindings
+    cfg = orders_config(dns_server, controller_id="orders-mine")
+    (first,) = sync_pass(cfg, elbv2, ec2, elasticache, cold=True).bindings
     assert first.status == "in_sync"
 
     dns_server.zone.set_a(primary_name, MOVED_IP)
     fail_operation(elbv2, "DescribeTags", code)
     log = CallLog(elbv2)
-    (result,) = run(cfg, elbv2, ec2, elasticache).bindings
+    (result,) = sync_pass(cfg, elbv2, ec2, elasticache).bindings
 
     assert log.writes() == [], f"wrote a group owned by another stack without knowing its owner: {result}"
-    assert registered(elbv2, tg_arn) == {Target(PRIMARY_IP, PORT)}
+    assert registered(elbv2, bare_tg_arn) == {Target(PRIMARY_IP, PORT)}
     assert result.status in ("error", "skipped") and "tags" in (result.error or "")
 
 
+@pytest.mark.usefixtures("lock_table_tagged")
 def test_a_lock_table_tag_that_cannot_be_read_never_lets_a_write_go_unleased(
-    dns_server: LoopbackDnsServer, primary_name: str, elbv2: Any, ec2: Any, elasticache: Any, dynamodb: Any, tg_arn: str
+    dns_server: LoopbackDnsServer, primary_name: str, elbv2: Any, ec2: Any, elasticache: Any, dynamodb: Any, bare_tg_arn: str
 ) -> None:
-    dynamodb.create_table(
-        TableName="orders-locks", KeySchema=[{"AttributeName": "lease_key", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "lease_key", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
-    )
-    elbv2.register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": PRIMARY_IP, "Port": PORT}])
-    elbv2.add_tags(ResourceArns=[tg_arn], Tags=[{"Key": LOCK_TABLE_TAG, "Value": "orders-locks"}])
-    cfg = config(dns_server, controller_id="orders-mine")
-    (first,) = run(cfg, elbv2, ec2, elasticache, dynamodb, cold=True).bindings
+    cfg = orders_config(dns_server, controller_id="orders-mine")
+    (first,) = sync_pass(cfg, elbv2, ec2, elasticache, dynamodb, cold=True).bindings
     assert first.status == "in_sync"
 
     dns_server.zone.set_a(primary_name, MOVED_IP)
     fail_operation(elbv2, "DescribeTags", "Throttling")
     log = CallLog(elbv2, dynamodb)
-    (result,) = run(cfg, elbv2, ec2, elasticache, dynamodb).bindings
+    (result,) = sync_pass(cfg, elbv2, ec2, elasticache, dynamodb).bindings
 
     names = log.names()
     deregistered = [t for verb, ts in log.writes() if verb.startswith("Deregister") for t in ts]
@@ -252,26 +197,26 @@ def test_a_batch_whose_answer_was_lost_still_writes_under_its_own_leases(
 
 
 def test_a_spent_bucket_past_the_deadline_skips_the_binding_and_writes_nothing(
-    dns_server: LoopbackDnsServer, primary_name: str, elbv2: Any, ec2: Any, elasticache: Any, tg_arn: str
+    dns_server: LoopbackDnsServer, primary_name: str, elbv2: Any, ec2: Any, elasticache: Any, bare_tg_arn: str
 ) -> None:
     from cachebridge import aws, pacing
 
-    elbv2.register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": PRIMARY_IP, "Port": PORT}])
+    elbv2.register_targets(TargetGroupArn=bare_tg_arn, Targets=[{"Id": PRIMARY_IP, "Port": PORT}])
     dns_server.zone.set_a(primary_name, MOVED_IP)
-    cfg = config(dns_server, elb_describe_rate=10, elb_describe_burst=1)
+    cfg = orders_config(dns_server, elb_describe_rate=10, elb_describe_burst=1)
     log = CallLog(elbv2)
     paced = aws.paced_elbv2(elbv2, cfg.settings)
     pacing.reset()
     try:
         with pacing.pass_deadline(time.monotonic() - 1):  # the deadline already past
-            (result,) = run(cfg, paced, ec2, elasticache, cold=True).bindings
+            (result,) = sync_pass(cfg, paced, ec2, elasticache, cold=True).bindings
     finally:
         pacing.configure(0, 1)
 
     # One token: DescribeTargetGroups had it; the health read would wait past the deadline.
     assert result.status == "skipped" and "elb_describe_burst=1" in (result.error or "")
     assert log.writes() == []
-    assert registered(elbv2, tg_arn) == {Target(PRIMARY_IP, PORT)}
+    assert registered(elbv2, bare_tg_arn) == {Target(PRIMARY_IP, PORT)}
 
 
 def test_many_threads_never_get_more_tokens_than_the_bucket_holds() -> None:
@@ -363,25 +308,24 @@ def test_a_rival_with_a_slow_clock_writing_after_the_first_read_is_neither_undon
     assert second.status == "changed" and w.held(1) == {w.new[1]}
 
 
+@pytest.mark.usefixtures("owned_elsewhere")
 def test_a_pacing_budget_spent_at_the_tags_read_does_not_write_a_foreign_group(
-    dns_server: LoopbackDnsServer, primary_name: str, elbv2: Any, ec2: Any, elasticache: Any, locks: Any, tg_arn: str
+    dns_server: LoopbackDnsServer, primary_name: str, elbv2: Any, ec2: Any, elasticache: Any, locks: Any, bare_tg_arn: str
 ) -> None:
     from cachebridge import aws, pacing
 
-    elbv2.register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": PRIMARY_IP, "Port": PORT}])
-    elbv2.add_tags(ResourceArns=[tg_arn], Tags=[{"Key": OWNER_TAG, "Value": "orders-external"}])
     dns_server.zone.set_a(primary_name, MOVED_IP)
     # Two tokens: the group's description and its health. Under the lease, with a record
     # nobody wrote, the re-read is skipped: no Describe call is left to notice the budget.
-    cfg = config(dns_server, controller_id="orders-mine", lock_table=TABLE, elb_describe_rate=10, elb_describe_burst=2)
+    cfg = orders_config(dns_server, controller_id="orders-mine", lock_table=TABLE, elb_describe_rate=10, elb_describe_burst=2)
     log = CallLog(elbv2)
     paced = aws.paced_elbv2(elbv2, cfg.settings)
     pacing.reset()
     try:
         with pacing.pass_deadline(time.monotonic() - 1):
-            (result,) = run(cfg, paced, ec2, elasticache, locks, cold=True).bindings
+            (result,) = sync_pass(cfg, paced, ec2, elasticache, locks, cold=True).bindings
     finally:
         pacing.configure(0, 1)
 
     assert log.writes() == [], f"wrote a group owned by another stack: {result.status}, {result.warnings[:2]}"
-    assert registered(elbv2, tg_arn) == {Target(PRIMARY_IP, PORT)}
+    assert registered(elbv2, bare_tg_arn) == {Target(PRIMARY_IP, PORT)}

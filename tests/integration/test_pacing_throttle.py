@@ -5,15 +5,11 @@ tokens, 10 a second; ``benchmarks/latency.py``), the controller's own adapters
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,32 +20,15 @@ from cachebridge.nlb import TargetGroupInfo, TargetGroups
 from cachebridge.sandbox.dns import LoopbackDnsServer, Zone
 from cachebridge.sync import SyncReport, sync
 
+from ..conftest import ManualClock, load_benchmark
 from .conftest import SERVER_REGION, server_client
 
 pytestmark = pytest.mark.timeout(180)
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 N = 60  # more than the bucket's 40: unpaced, a warm pass is throttled
 PORT = 6379
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_latency", BENCHMARKS / "latency.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_latency", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-latency = _load()
-
-
-class FrozenClock:
-    """No refill: what the proxy's bucket holds is all the pass gets."""
-
-    def __call__(self) -> float:
-        return 0.0
+latency = load_benchmark("latency")
 
 
 @dataclass
@@ -137,7 +116,7 @@ def test_a_paced_pass_is_never_throttled_and_keeps_every_binding_in_sync(site: S
 def test_an_unpaced_pass_is_throttled_and_writes_nothing(site: Site) -> None:
     # The documented bucket, and no refill while the pass runs.
     bucket = latency.BucketSpec(capacity=40, refill_per_s=10.0, source=latency.ELB_DOC)
-    site.start(latency.Throttle({"elbv2-describe": bucket}, clock=FrozenClock()))
+    site.start(latency.Throttle({"elbv2-describe": bucket}, clock=ManualClock()))
 
     report = site.sync(elb_describe_rate=0)
 

@@ -36,12 +36,6 @@ PAGE = 20  # AWS's smallest MaxRecords, so a few dozen groups make several pages
 
 
 @pytest.fixture
-def elasticache(aws: None) -> Any:
-    """The sources' own client: the calls counted are theirs alone."""
-    return boto3.client("elasticache", region_name=REGION)
-
-
-@pytest.fixture
 def admin(aws: None) -> Any:
     return boto3.client("elasticache", region_name=REGION)
 

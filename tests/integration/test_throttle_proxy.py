@@ -4,41 +4,18 @@ once, then raises the service's error; nothing refused reaches moto."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from cachebridge import aws
 
-from .conftest import SERVER_REGION
+from ..conftest import ManualClock, load_benchmark
+from .conftest import controller_client
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_latency", BENCHMARKS / "latency.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_latency", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-latency = _load()
-
-
-class FrozenClock:
-    """No refill while the test runs: what the bucket holds is what the test spends."""
-
-    def __call__(self) -> float:
-        return 0.0
+latency = load_benchmark("latency")
 
 
 @pytest.fixture
@@ -51,20 +28,13 @@ def proxy(moto_server: str) -> Iterator[Any]:
         running.stop()
 
 
-def _client(url: str, service: str) -> Any:
-    return boto3.client(
-        service, endpoint_url=url, region_name=SERVER_REGION, config=aws.BOTO_CONFIG,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )
-
-
 @pytest.mark.parametrize("code", ["ThrottlingException", "Throttling"])
 def test_a_throttled_describe_is_retried_once_then_raised(proxy: Any, code: str) -> None:
     proxy.throttle = latency.Throttle(
         {"elbv2-describe": latency.BucketSpec(capacity=1, refill_per_s=0.0, source=latency.ELB_DOC)},
-        clock=FrozenClock(), code=code,
+        clock=ManualClock(), code=code,
     )
-    elbv2 = _client(proxy.url, "elbv2")
+    elbv2 = controller_client(proxy.url, "elbv2")
     attempts: list[str] = []
     elbv2.meta.events.register("before-send.elastic-load-balancing-v2.*", lambda **kw: attempts.append("sent"))
 
@@ -88,10 +58,10 @@ def test_a_throttled_describe_is_retried_once_then_raised(proxy: Any, code: str)
 def test_unmodelled_calls_pass_while_the_describe_bucket_is_empty(proxy: Any) -> None:
     proxy.throttle = latency.Throttle(
         {"elbv2-describe": latency.BucketSpec(capacity=1, refill_per_s=0.0, source=latency.ELB_DOC)},
-        clock=FrozenClock(),
+        clock=ManualClock(),
     )
-    elbv2 = _client(proxy.url, "elbv2")
-    ec2 = _client(proxy.url, "ec2")
+    elbv2 = controller_client(proxy.url, "elbv2")
+    ec2 = controller_client(proxy.url, "ec2")
     vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
     arn = elbv2.create_target_group(Name="throttle-writes", Protocol="TCP", Port=6379, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
     elbv2.describe_target_health(TargetGroupArn=arn)  # the one token

@@ -3,38 +3,15 @@ the token bucket and which calls draw on it. The clock is injected; nothing here
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from ..conftest import ManualClock, load_benchmark
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_latency", BENCHMARKS / "latency.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_latency", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-latency = _load()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+latency = load_benchmark("latency")
 
 
 def test_a_bucket_starts_full_and_refuses_the_request_past_its_capacity() -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     bucket = latency.TokenBucket(40, 10, clock)
     assert [bucket.take() for _ in range(40)] == [True] * 40
     assert bucket.take() is False
@@ -42,7 +19,7 @@ def test_a_bucket_starts_full_and_refuses_the_request_past_its_capacity() -> Non
 
 
 def test_tokens_come_back_each_whole_second_and_never_past_capacity() -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     bucket = latency.TokenBucket(40, 10, clock)
     for _ in range(40):
         bucket.take()
@@ -56,7 +33,7 @@ def test_tokens_come_back_each_whole_second_and_never_past_capacity() -> None:
 
 
 def test_empty_bucket_refills_in_four_seconds_as_the_guide_says() -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     bucket = latency.TokenBucket(40, 10, clock)
     for _ in range(40):
         bucket.take()
@@ -67,7 +44,7 @@ def test_empty_bucket_refills_in_four_seconds_as_the_guide_says() -> None:
 
 
 def test_documented_profile_throttles_elb_describes_only() -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     throttle = latency.Throttle(latency.PROFILES["documented"], clock=clock)
     admitted = [throttle.admit("elasticloadbalancing", "DescribeTargetHealth") for _ in range(45)]
     assert admitted == [True] * 40 + [False] * 5
@@ -83,7 +60,7 @@ def test_documented_profile_throttles_elb_describes_only() -> None:
 
 
 def test_other_callers_in_the_account_slow_the_refill() -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     throttle = latency.Throttle(latency.PROFILES["documented"], others_per_s=4, clock=clock)
     for _ in range(40):
         throttle.admit("elasticloadbalancing", "DescribeTargetHealth")
@@ -92,7 +69,7 @@ def test_other_callers_in_the_account_slow_the_refill() -> None:
 
 
 def test_none_profile_throttles_nothing() -> None:
-    throttle = latency.Throttle(latency.PROFILES["none"], clock=FakeClock())
+    throttle = latency.Throttle(latency.PROFILES["none"], clock=ManualClock(1000.0))
     assert all(throttle.admit("elasticloadbalancing", "DescribeTargetHealth") for _ in range(1000))
 
 
@@ -105,4 +82,4 @@ def test_every_modelled_bucket_cites_its_source() -> None:
 @pytest.mark.parametrize("capacity, refill", [(0, 10), (40, -1)])
 def test_a_bucket_without_room_or_with_negative_refill_is_refused(capacity: int, refill: float) -> None:
     with pytest.raises(ValueError):
-        latency.TokenBucket(capacity, refill, FakeClock())
+        latency.TokenBucket(capacity, refill, ManualClock(1000.0))
