@@ -8,15 +8,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import botocore.exceptions
 import pytest
 
-from cachebridge import aws
 from cachebridge.sandbox.aws_server import AwsServer
 from cachebridge.sandbox.moto_ext import atomic
 
-REGION = "us-east-1"
+from .conftest import controller_client
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +28,7 @@ def server() -> Iterator[AwsServer]:
 
 def client(server: AwsServer, service: str) -> Any:
     # The controller's client configuration: its pool is what keeps connections.
-    return boto3.client(
-        service, endpoint_url=server.endpoint_url, region_name=REGION, config=aws.BOTO_CONFIG,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )
+    return controller_client(server.endpoint_url, service)
 
 
 class PortRecorder:

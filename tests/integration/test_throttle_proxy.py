@@ -78,8 +78,8 @@ def test_calls_through_the_proxy_keep_one_connection_and_each_is_counted(proxy: 
     # The sandbox server keeps connections alive, and the proxy keeps the client's
     # connection and its upstream one as long as both stay open: one connection for many
     # calls, every call still forwarded (and delayed) one by one.
-    elbv2 = _client(proxy.url, "elbv2")
-    ec2 = _client(proxy.url, "ec2")
+    elbv2 = controller_client(proxy.url, "elbv2")
+    ec2 = controller_client(proxy.url, "ec2")
     vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
     arn = elbv2.create_target_group(Name="keepalive-proxy", Protocol="TCP", Port=6379, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
     proxy.take()
