@@ -15,10 +15,19 @@ machine. The anchor (the AWS sample "hostname as target for network load balance
 measured at 0.227 s on this machine earlier, against the same moto and DNS servers; its
 figure is printed, not re-measured.
 
-``--precompiled`` compiles the unpacked zip first: what a zip with bytecode for the
-runtime's Python would give (this machine has no Python 3.13 to build one).
-``--against SRC`` also measures the zip another checkout (its ``src`` directory) builds,
-its runs interleaved with this one's: a before/after on a busy machine.
+``--precompiled`` compiles the unpacked zip first with this Python: what bytecode shipped
+for the running Python would give. ``--against SRC`` also measures the zip another
+checkout (its ``src`` directory) builds, its runs interleaved with this one's: a
+before/after on a busy machine.
+
+``--runtime-python PATH`` measures under the Lambda runtime's own Python too (3.13, the
+template's ``Runtime``): a virtualenv for it with this environment's boto3 version (the
+pinned one) is created once from PyPI under ``--cache-dir``
+(``~/.cache/cachebridge/cold-start``), and its processes run, interleaved with the
+others: the source-only zip, the zip ``cachebridge package --bytecode`` builds with that
+interpreter (``--bytecode-variants``: ``imported`` is the default build, ``all``,
+``imported-sourceless``, ``all-sourceless`` the others), and a bare ``import boto3`` under
+that interpreter, which is the ratio's base for its rows.
 
 Printed per figure, median of ``--runs`` (10): import time, first pass time, their sum;
 then, from one more process of each kind that counts its AWS calls (untimed): the calls
@@ -27,7 +36,8 @@ pass that writes (the node's address moved within the VPC); peak RSS (``VmHWM``)
 the zip's size. The function's environment is the deployed one: the binding in
 ``CACHEBRIDGE_BINDINGS`` and the VPC's CIDR blocks in ``CACHEBRIDGE_VPC_CIDRS``. Targets are printed, not asserted.
 
-    python benchmarks/cold_start.py [--runs 10] [--against ../other/src] [--json]
+    python benchmarks/cold_start.py [--runs 10] [--against ../other/src] [--precompiled]
+        [--runtime-python /path/to/python3.13 [--bytecode-variants imported,all]] [--json]
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from typing import Any
 import boto3
 
 from cachebridge.config import Binding, Config, ElastiCacheSourceSpec, Settings
+from cachebridge.deploy import package
 from cachebridge.sandbox.dns import LoopbackDnsServer
 from cachebridge.sandbox.redis_nodes import free_port
 
@@ -62,6 +73,10 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "
 # session before the pass (so its timings are not used).
 COLD_SCRIPT = r"""
 import io, json, sys, time
+if sys.argv[1] == "profile":
+    import cProfile
+    profiler = cProfile.Profile()
+    profiler.enable()
 started, cpu_started = time.perf_counter(), time.process_time()
 import cachebridge.handler as h
 imported, cpu_imported = time.perf_counter(), time.process_time()
@@ -74,6 +89,11 @@ sys.stdout = io.StringIO()  # the handler's log lines
 result = h.handler({"action": "sync"}, None)
 done, cpu_done = time.perf_counter(), time.process_time()
 sys.stdout = sys.__stdout__
+if sys.argv[1] == "profile":
+    import pstats
+    profiler.disable()
+    for order in ("cumulative", "tottime"):
+        pstats.Stats(profiler, stream=sys.stderr).strip_dirs().sort_stats(order).print_stats(int(sys.argv[2]))
 import cachebridge, dns
 print(json.dumps({
     "import_s": imported - started, "pass_s": done - imported, "total_s": done - started,
@@ -85,6 +105,7 @@ print(json.dumps({
     "bytecode_written": not sys.dont_write_bytecode,
 }))
 """
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cachebridge" / "cold-start"
 BARE_SCRIPT = (
     "import sys, time; t, c = time.perf_counter(), time.process_time(); __import__(sys.argv[1]); "
     "print(time.perf_counter() - t, time.process_time() - c)"
@@ -122,6 +143,14 @@ def build_world(endpoint: str, dns: LoopbackDnsServer) -> tuple[Config, str, str
     return Config((binding,), Settings(nameservers=(dns.address,), dns_timeout_s=2.0)), primary, vpc
 
 
+BYTECODE_VARIANTS = {  # name: (modules, keep_sources), as ``package.BytecodeOptions`` takes them
+    "imported": ("imported", True),
+    "all": ("all", True),
+    "imported-sourceless": ("imported", False),
+    "all-sourceless": ("all", False),
+}
+
+
 def unpack_zip(into: Path, src: Path | None = None) -> tuple[Path, int]:
     """The function's zip, unpacked into ``into/task``: built by this checkout, or by the
     checkout whose ``src`` directory is given (with its own packaging rules)."""
@@ -136,12 +165,47 @@ def unpack_zip(into: Path, src: Path | None = None) -> tuple[Path, int]:
     )
     if done.returncode != 0:
         raise SystemExit(f"building the zip failed: {done.stderr[-2000:]}")
-    task = into / "task"
+    task = _extract(archive, into / "task")
+    assert not any(task.rglob("__pycache__")), "the zip must not hold bytecode"
+    return task, archive.stat().st_size
+
+
+def _extract(archive: Path, task: Path) -> Path:
     task.mkdir()
     with zipfile.ZipFile(archive) as z:
         z.extractall(task)
-    assert not any(task.rglob("__pycache__")), "the zip must not hold bytecode"
-    return task, archive.stat().st_size
+    return task
+
+
+def unpack_bytecode_zip(into: Path, runtime: package.RuntimePython, variant: str) -> tuple[Path, int]:
+    """The zip ``cachebridge package --bytecode`` builds with the runtime's interpreter,
+    unpacked into ``into/task``."""
+    into.mkdir(parents=True, exist_ok=True)
+    modules, keep_sources = BYTECODE_VARIANTS[variant]
+    built = package.build(bytecode=package.BytecodeOptions(runtime, modules, keep_sources))  # type: ignore[arg-type]
+    archive = built.write(into / "lambda.zip")
+    return _extract(archive, into / "task"), built.size
+
+
+def runtime_venv(python: str, cache_dir: Path) -> tuple[str, package.RuntimePython]:
+    """A virtualenv of the runtime's interpreter with this environment's boto3 and botocore
+    versions (the pinned ones), made once under ``cache_dir``; its python and its probe."""
+    from importlib.metadata import version
+
+    runtime = package.find_runtime_python(python)
+    pins = [f"boto3=={version('boto3')}", f"botocore=={version('botocore')}"]
+    venv = cache_dir / f"py{runtime.version[0]}.{runtime.version[1]}-{'-'.join(p.replace('==', '-') for p in pins)}"
+    venv_python = venv / "bin" / "python"
+    stamp = venv / ".cachebridge-ready"
+    if not stamp.is_file():
+        print(f"creating {venv} ({', '.join(pins)} from PyPI)", file=sys.stderr)
+        for command in ([runtime.path, "-m", "venv", "--clear", str(venv)],
+                        [str(venv_python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins]):
+            done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+            if done.returncode != 0:
+                raise SystemExit(f"{' '.join(command[:3])}... failed: {done.stderr[-2000:]}")
+        stamp.write_text(" ".join(pins) + "\n")
+    return str(venv_python), runtime
 
 
 def precompile(task: Path) -> None:
@@ -153,33 +217,45 @@ def precompile(task: Path) -> None:
         raise SystemExit(f"compiling {task} failed")
 
 
-def run_function(task: Path, env: dict[str, str], mode: str) -> dict[str, Any]:
+def run_function(task: Path, env: dict[str, str], mode: str, python: str = sys.executable, *extra: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-B", "-c", COLD_SCRIPT, mode], capture_output=True, text=True, env=env, cwd=task, timeout=120,
+        [python, "-B", "-c", COLD_SCRIPT, mode, *extra], capture_output=True, text=True, env=env, cwd=task, timeout=120,
     )
     if done.returncode != 0:
         raise SystemExit(f"cold start run failed: {done.stderr[-3000:]}")
+    if mode == "profile":
+        print(done.stderr, file=sys.stderr)
     out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     for module in ("cachebridge", "dns"):
         if not out[module].startswith(str(task)):
             raise SystemExit(f"{module} was imported from {out[module]}, not from the unpacked zip")
-    if out["bytecode_written"] or (env.get("CACHEBRIDGE_BENCH_PRECOMPILED") != "1" and any(task.rglob("__pycache__"))):
+    if out["bytecode_written"] or (env.get("CACHEBRIDGE_BENCH_BYTECODE") != "1" and any(task.rglob("__pycache__"))):
         raise SystemExit("bytecode was written into the unpacked zip: not a Lambda-like start")
     return out
 
 
-def run_bare(module: str) -> tuple[float, float]:
+def run_bare(module: str, python: str = sys.executable) -> tuple[float, float]:
     """Wall and CPU seconds of a bare import in a fresh process."""
-    done = subprocess.run([sys.executable, "-B", "-c", BARE_SCRIPT, module], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([python, "-B", "-c", BARE_SCRIPT, module], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise SystemExit(f"import {module} failed: {done.stderr[-2000:]}")
     wall, cpu = done.stdout.split()
     return float(wall), float(cpu)
 
 
-def measure(runs: int, against: Path | None = None, precompiled: bool = False) -> dict[str, Any]:
+def measure(
+    runs: int,
+    against: Path | None = None,
+    precompiled: bool = False,
+    runtime_python: str | None = None,
+    cache_dir: Path | None = None,
+    variants: tuple[str, ...] = ("imported",),
+    profile: int = 0,
+) -> dict[str, Any]:
     """Figures for this checkout's zip and, with ``against`` (another checkout's ``src``),
-    for that one's, their runs interleaved with each other and with the bare imports."""
+    for that one's; with ``runtime_python``, for the source-only and bytecode zips under the
+    runtime's interpreter; every kind's runs interleaved with the others and the bare imports."""
+    venv_python, runtime = runtime_venv(runtime_python, cache_dir or DEFAULT_CACHE) if runtime_python else (None, None)
     moto, endpoint = start_moto()
     dns = LoopbackDnsServer().start()
     versions: dict[str, dict[str, Any]] = {}
@@ -196,25 +272,38 @@ def measure(runs: int, against: Path | None = None, precompiled: bool = False) -
                 # checkout that does not know the variable ignores it.
                 "CACHEBRIDGE_VPC_CIDRS": f"{vpc}=10.0.0.0/16",
             }
+            kinds: list[tuple[str, Path, int, str, bool]] = []  # label, task, zip size, python, bytecode in task
             sources = {"this": None, **({"against": against} if against is not None else {})}
             for label, src in sources.items():
                 task, size = unpack_zip(Path(tmp) / label, src)
-                env = {**base_env, "LAMBDA_TASK_ROOT": str(task), "PYTHONPATH": str(task)}
                 if precompiled:
                     precompile(task)
-                    env["CACHEBRIDGE_BENCH_PRECOMPILED"] = "1"
-                first = run_function(task, env, "count")  # also warms the OS file cache
+                kinds.append((label, task, size, sys.executable, precompiled))
+            if venv_python is not None and runtime is not None:
+                task, size = unpack_zip(Path(tmp) / "runtime-source-only")
+                kinds.append(("runtime-source-only", task, size, venv_python, False))
+                for variant in variants:
+                    task, size = unpack_bytecode_zip(Path(tmp) / f"runtime-{variant}", runtime, variant)
+                    kinds.append((f"runtime-bytecode-{variant}", task, size, venv_python, True))
+            for label, task, size, python, bytecode in kinds:
+                env = {**base_env, "LAMBDA_TASK_ROOT": str(task), "PYTHONPATH": str(task)}
+                if bytecode:
+                    env["CACHEBRIDGE_BENCH_BYTECODE"] = "1"
+                first = run_function(task, env, "count", python)  # also warms the OS file cache
                 if first["statuses"] != ["in_sync"]:
                     raise SystemExit(f"{label}: the first pass should be in sync: {first['statuses']} {first['errors']}")
-                versions[label] = {"task": task, "env": env, "zip_size": size, "first": first, "runs": []}
+                versions[label] = {"task": task, "env": env, "python": python, "zip_size": size, "first": first, "runs": []}
 
             boto3_runs: list[tuple[float, float]] = []
             botocore_runs: list[tuple[float, float]] = []
+            runtime_boto3_runs: list[tuple[float, float]] = []
             for _ in range(runs):  # interleaved, so a busy moment hits every kind alike
                 for v in versions.values():
-                    v["runs"].append(run_function(v["task"], v["env"], "time"))
+                    v["runs"].append(run_function(v["task"], v["env"], "time", v["python"]))
                 boto3_runs.append(run_bare("boto3"))
                 botocore_runs.append(run_bare("botocore.session"))
+                if venv_python is not None:
+                    runtime_boto3_runs.append(run_bare("boto3", venv_python))
 
             # A first pass that writes: the primary's node moved to another address inside
             # the VPC, so the pass registers the new one and deregisters the old.
@@ -222,10 +311,16 @@ def measure(runs: int, against: Path | None = None, precompiled: bool = False) -
                 v["writes"] = []
                 for address in ("10.0.1.20", "10.0.1.10"):
                     dns.zone.set_a(primary, address)
-                    v["writes"].append(run_function(v["task"], v["env"], "count"))
+                    v["writes"].append(run_function(v["task"], v["env"], "count", v["python"]))
                 for w in v["writes"]:
                     if w["statuses"] != ["changed"]:
                         raise SystemExit(f"{label}: the writing pass should change the group: {w['statuses']} {w['errors']}")
+            if profile:  # one more in-sync start of the last kind (the runtime's bytecode zip when measured), under cProfile
+                dns.zone.set_a(primary, "10.0.1.10")
+                label, v = list(versions.items())[-1]
+                print(f"cProfile of {label}: import + first in-sync pass", file=sys.stderr)
+                run_function(v["task"], v["env"], "count", v["python"])  # the writing runs above left the group to re-sync
+                run_function(v["task"], v["env"], "profile", v["python"], str(profile))
     finally:
         dns.stop()
         moto.terminate()
@@ -238,6 +333,7 @@ def measure(runs: int, against: Path | None = None, precompiled: bool = False) -
     out: dict[str, Any] = {
         "runs": runs,
         "precompiled": precompiled,
+        "python": ".".join(map(str, sys.version_info[:3])),
         "bare_import_boto3_s": bare_boto3,
         "bare_import_botocore_session_s": median([wall for wall, _ in botocore_runs]),
         # CPU seconds: less sensitive than wall time to other work on the machine.
@@ -245,16 +341,23 @@ def measure(runs: int, against: Path | None = None, precompiled: bool = False) -
         "cpu_bare_import_botocore_session_s": median([cpu for _, cpu in botocore_runs]),
         "anchor_s": ANCHOR_S,
         "targets": TARGETS,
-        "load": os.getloadavg(),
     }
+    if runtime is not None:
+        out["runtime"] = {
+            "python": runtime.path,
+            "version": ".".join(map(str, runtime.version)),
+            "bare_import_boto3_s": median([wall for wall, _ in runtime_boto3_runs]),
+            "cpu_bare_import_boto3_s": median([cpu for _, cpu in runtime_boto3_runs]),
+        }
     for label, v in versions.items():
+        base = out["runtime"]["bare_import_boto3_s"] if label.startswith("runtime-") else bare_boto3
         total = median([r["total_s"] for r in v["runs"]])
         out[label] = {
             **({"src": str(against)} if label == "against" else {}),
             "import_s": median([r["import_s"] for r in v["runs"]]),
             "first_pass_s": median([r["pass_s"] for r in v["runs"]]),
             "import_and_first_pass_s": total,
-            "ratio_to_boto3": round(total / bare_boto3, 2),
+            "ratio_to_boto3": round(total / base, 2),
             "cpu_import_s": median([r["cpu_import_s"] for r in v["runs"]]),
             "cpu_import_and_first_pass_s": median([r["cpu_total_s"] for r in v["runs"]]),
             "in_sync": {
@@ -269,6 +372,7 @@ def measure(runs: int, against: Path | None = None, precompiled: bool = False) -
             },
             "zip_kb": round(v["zip_size"] / 1024, 1),
         }
+    out["load"] = os.getloadavg()
     return out
 
 
@@ -295,21 +399,38 @@ def main() -> int:
     parser.add_argument("--against", type=Path, metavar="SRC",
                         help="also measure the zip another checkout builds (its src directory), interleaved with this one")
     parser.add_argument("--precompiled", action="store_true",
-                        help="compile the unpacked zip first (what shipping bytecode for the runtime's Python would give)")
+                        help="compile the unpacked zip first with this Python (what shipping bytecode for it would give)")
+    parser.add_argument("--runtime-python", metavar="PATH",
+                        help="also measure under the Lambda runtime's Python (3.13): source-only zip, bytecode zip, bare boto3")
+    parser.add_argument("--bytecode-variants", default="imported", metavar="V[,V]",
+                        help=f"with --runtime-python, the bytecode zips to measure: {', '.join(BYTECODE_VARIANTS)} (default: imported)")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"where the runtime's virtualenv is kept (default: {DEFAULT_CACHE})")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also run the last kind once under cProfile and print its top N functions to stderr")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if not 1 <= args.runs <= 100:
         parser.error("--runs must be between 1 and 100")
     if args.against is not None and not (args.against / "cachebridge" / "handler.py").is_file():
         parser.error(f"--against {args.against}: no cachebridge/handler.py there (give a checkout's src directory)")
-    r = measure(args.runs, args.against.resolve() if args.against else None, args.precompiled)
+    variants = tuple(v.strip() for v in args.bytecode_variants.split(",") if v.strip())
+    if unknown := [v for v in variants if v not in BYTECODE_VARIANTS]:
+        parser.error(f"--bytecode-variants: unknown {', '.join(unknown)} (choose from {', '.join(BYTECODE_VARIANTS)})")
+    if args.runtime_python:
+        try:
+            package.find_runtime_python(args.runtime_python)
+        except package.ConfigError as exc:
+            parser.error(str(exc))
+    r = measure(args.runs, args.against.resolve() if args.against else None, args.precompiled,
+                args.runtime_python, args.cache_dir, variants, args.profile)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
     print(f"new Lambda instance, 1 binding, median of {r['runs']} fresh processes of each kind, interleaved "
           f"(load average at the end {r['load'][0]:.2f}):")
+    print(f"  Python {r['python']} (this environment):")
     if r["precompiled"]:
-        print("  (--precompiled: the unpacked zip holds bytecode from this Python; the real zip holds none)")
+        print("  (--precompiled: the unpacked zip holds bytecode from this Python; the default zip holds none)")
     print(f"  bare import boto3                    {r['bare_import_boto3_s']:.3f} s")
     print(f"  bare import botocore.session         {r['bare_import_botocore_session_s']:.3f} s")
     print(f"  CPU: bare boto3 {r['cpu_bare_import_boto3_s']:.3f} s, bare botocore.session {r['cpu_bare_import_botocore_session_s']:.3f} s")
@@ -317,6 +438,12 @@ def main() -> int:
     _print("this checkout", r["this"])
     if "against" in r:
         _print(f"against {r['against']['src']}", r["against"])
+    if "runtime" in r:
+        rt = r["runtime"]
+        print(f"Python {rt['version']} (the Lambda runtime's; {rt['python']}, a virtualenv with the pinned boto3):")
+        print(f"  bare import boto3                    {rt['bare_import_boto3_s']:.3f} s   (CPU {rt['cpu_bare_import_boto3_s']:.3f} s)")
+        for label in [k for k in r if k.startswith("runtime-")]:
+            _print(label.removeprefix("runtime-").replace("-", " ", 1), r[label])
     return 0
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import tomllib
 from collections.abc import Mapping
 from typing import Any
 
@@ -158,6 +157,8 @@ def load_json(text: str, *, max_bytes: int = MAX_CONFIG_BYTES, max_depth: int = 
 
 
 def load_toml(text: str, *, max_bytes: int = MAX_CONFIG_BYTES, max_depth: int = MAX_DEPTH) -> Any:
+    import tomllib  # a config file's, never the function's (its bindings are JSON)
+
     text = strip_bom(text)
     check_size(text, max_bytes)
     try:

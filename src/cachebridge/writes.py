@@ -59,19 +59,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import LeaseBusy, LeaseError, LeaseUnavailable
-from .lease import BATCH, LEASE_WAIT_S, Lease, Leases
 from .planner import Plan, plan
 from .targets import Target, TargetState
 
 if TYPE_CHECKING:
+    from .lease import Lease, Leases
     from .sync import BindingResult, Status, _Context, _Work
 
 __all__ = ["apply_plan", "apply_plans", "record_plan", "nothing_written", "targets_text", "CLOCK_SKEW_S", "FRESH_POLLS", "FRESH_READ_S"]
+
+
+def _lease() -> Any:
+    """The ``lease`` module, imported by the first write: a pass with nothing to write (a
+    new instance's first pass, mostly) never loads it."""
+    from . import lease
+
+    return lease
 
 # How far apart two controllers' clocks may be for a lease record's times to be compared
 # with this controller's first read. Lambda and EC2 keep time with the Amazon Time Sync
@@ -126,9 +134,12 @@ def apply_plans(works: Sequence["_Work"], ctx: "_Context", each: Callable[[Seque
     if alone:
         each(alone, lambda w: apply_plan(w, ctx))
     controller = ctx.settings.controller_id or "manual"
+    if tables:
+        from concurrent.futures import ThreadPoolExecutor  # its thread module, for batches only
     for table, group in tables.items():
-        leases = Leases(client, table)
-        chunks = [group[start:start + BATCH] for start in range(0, len(group), BATCH)]
+        leases = _lease().Leases(client, table)
+        batch_size = _lease().BATCH
+        chunks = [group[start:start + batch_size] for start in range(0, len(group), batch_size)]
 
         def take(chunk: Sequence[_Work], leases: Leases = leases) -> _Batch:
             keys = [w.info.arn for w in chunk if w.info is not None]
@@ -192,7 +203,7 @@ def apply_plan(w: "_Work", ctx: "_Context", batch: _Batch | None = None) -> None
         if client is None:
             register_only = f"lock table {table} is set but no DynamoDB client is configured"
         else:
-            leases = Leases(client, table)
+            leases = _lease().Leases(client, table)
     if leases is not None:
         lease = batch.taken.get(info.arn) if batch is not None else None
         if lease is None:
@@ -224,9 +235,10 @@ def apply_plan(w: "_Work", ctx: "_Context", batch: _Batch | None = None) -> None
 
 
 def _lease_wait(ctx: "_Context") -> float:
+    wait_s: float = _lease().LEASE_WAIT_S
     if ctx.deadline is None:
-        return LEASE_WAIT_S
-    return max(0.0, min(LEASE_WAIT_S, ctx.deadline - ctx.clock() - 2 * ctx.call_budget_s))
+        return wait_s
+    return max(0.0, min(wait_s, ctx.deadline - ctx.clock() - 2 * ctx.call_budget_s))
 
 
 def nothing_written(r: "BindingResult", status: "Status", error: str) -> None:

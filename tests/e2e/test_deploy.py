@@ -673,3 +673,36 @@ def test_bindings_past_the_environment_limit_travel_in_the_zip_and_the_deployed_
     for arn in (arns[0], arns[COUNT // 2], arns[-1]):
         assert _registered(aws_env, arn) == {Target("10.14.1.50", site.port)}
     assert _registered(aws_env, report["outputs"]["TargetGroupArn"]) == {Target(site.primary_ip, site.port)}
+
+
+def test_a_deploy_with_bytecode_uploads_and_points_the_function_at_the_bytecode_zip(aws_env, dns_server, stacks, monkeypatch):
+    import base64
+    import io
+    import sys
+    import zipfile
+
+    from cachebridge.deploy import package
+    from cachebridge.deploy.request import DeployRequest
+
+    site = _site(aws_env, dns_server, 14)
+    name = _stack_name()
+    stacks.append(name)
+    for key, value in aws_env.items():
+        if key.startswith("AWS_"):
+            monkeypatch.setenv(key, value)
+    # The running interpreter stands in for the runtime's (no Python 3.13 needed here).
+    options = package.BytecodeOptions(package.find_runtime_python(sys.executable, sys.version_info[:2]))
+    request = DeployRequest(stack_name=name, replication_group_id=site.rg_id, vpc_id=site.vpc,
+                            subnet_ids=tuple(site.subnets), allowed_cidrs=(CLIENT_CIDR,), layout="retarget")
+    result = deploy_stack.deploy(request, clients=deploy_stack.Clients(), invoke="none", wire_notifications=False,
+                                 poll_s=0.2, timeout_s=60, bytecode=options)
+    assert result.ok, result.to_json()
+    built = package.build(bytecode=options)
+    assert result.key == built.key != package.build().key
+    body = aws_client(aws_env, "s3").get_object(Bucket=result.bucket, Key=result.key)["Body"].read()
+    assert body == built.data
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert f"cachebridge/__pycache__/handler.{sys.implementation.cache_tag}.pyc" in archive.namelist()
+    function = aws_client(aws_env, "lambda").get_function(FunctionName=_outputs(_stack(aws_env, name))["FunctionName"])
+    # The function runs that zip: Lambda's CodeSha256 is the base64 SHA-256 of the code it got.
+    assert function["Configuration"]["CodeSha256"] == base64.b64encode(hashlib.sha256(built.data).digest()).decode()

@@ -177,8 +177,10 @@ def deploy(
     on_step: Callable[[str], None] | None = None,
     poll_s: float = DEFAULT_POLL_S,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    bytecode: packaging.BytecodeOptions | None = None,
 ) -> DeployResult:
-    """Create or update the stack ``request`` describes; see the module docstring."""
+    """Create or update the stack ``request`` describes; see the module docstring.
+    ``bytecode``: the zip carries bytecode for the runtime's Python (``package.build``)."""
     if invoke not in INVOKE_MODES:
         raise ConfigError("--invoke", f"{invoke!r} is not a mode", ", ".join(INVOKE_MODES))
     if nameservers and invoke != "local":
@@ -215,8 +217,8 @@ def deploy(
     own_binding = cfn_template.binding_name_sub().replace("${ReplicationGroupId}", cache.replication_group_id)
     placement = more_bindings.place(request.extra_bindings, template, own_binding=own_binding)
     if placement.config is not None:
-        built = packaging.build(config=placement.config)  # the file changes the zip, hence its key
-    built = built or packaging.build()
+        built = packaging.build(config=placement.config, bytecode=bytecode)  # the file changes the zip, hence its key
+    built = built or packaging.build(bytecode=bytecode)
     bucket = artifact_bucket_name(account_id, region)
     values = stack_parameters(request, cache, bucket, built.key, topic, node_slots)
     values.update(placement.parameters)
