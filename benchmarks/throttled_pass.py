@@ -121,6 +121,7 @@ for line in sys.stdin:
         "wall_s": round(wall, 3),
         "statuses": dict(Counter(b.status for b in report.bindings)),
         "changed": sorted(b.name for b in report.bindings if b.status == "changed"),
+        "verified": sorted(b.name for b in report.bindings if b.status in ("in_sync", "changed")),
         "errors": errors.most_common(3),
         "paced_wait_s": round(waited[0], 1) if rate and options["throttled"] else None,
         "elb_calls": dict(outcomes),
@@ -217,24 +218,37 @@ def run_size(n: int, args: argparse.Namespace, endpoint: str, dns: LoopbackDnsSe
         if set(setup_pass["statuses"]) - {"in_sync", "changed"}:
             raise SystemExit(f"setup pass failed: {setup_pass['statuses']} {setup_pass['errors']}")
         before = registered(setup["elbv2"], config)
-        for label, new_instance in (("in-sync (new instance)", True), ("in-sync (warm)", False)):
-            r = one_pass(label, throttled=True, new_instance=new_instance)
+        # A new instance, then scheduled runs until every binding was verified at least once
+        # (the sweep), at most --sweep-runs passes.
+        verified: set[str] = set()
+        for i in range(max(2, args.sweep_runs)):
+            label = "in-sync (new instance)" if i == 0 else "in-sync (warm)" if i == 1 else f"in-sync (warm {i})"
+            r = one_pass(label, throttled=True, new_instance=i == 0)
             r["target_groups"] = check_target_groups(setup["elbv2"], config, before, {})
+            verified.update(r.pop("verified"))
+            r["verified_so_far"] = len(verified)
             results.append(r)
-        for name, ip in node_names.items():
-            dns.zone.set_a(name, _moved(ip))
-        now = {tg: _moved(ip) for tg, ip in before.items()}
-        followed: set[str] = set()
-        for i in range(1 + args.next_runs):
-            r = one_pass("changing" if i == 0 else f"changing, next run {i}", throttled=True)
-            r["target_groups"] = check_target_groups(setup["elbv2"], config, now, before)
-            followed.update(r.pop("changed"))
-            r["followed_so_far"] = len(followed)
-            results.append(r)
-            if r["target_groups"].get("desired", 0) == n:
+            if len(verified) == n and i >= 1:
                 break
+        now = dict(before)
+        for k in args.failovers:
+            now = failover_scenario(k, n, now, config, setup, one_pass, results, args)
+        if args.replace_all:
+            for name, ip in node_names.items():
+                dns.zone.set_a(name, _moved(ip))
+            before, now = now, {tg: _moved(ip) for tg, ip in now.items()}
+            followed: set[str] = set()
+            for i in range(1 + args.next_runs):
+                r = one_pass("changing" if i == 0 else f"changing, next run {i}", throttled=True)
+                r["target_groups"] = check_target_groups(setup["elbv2"], config, now, before)
+                followed.update(r.pop("changed"))
+                r["followed_so_far"] = len(followed)
+                results.append(r)
+                if r["target_groups"].get("desired", 0) == n:
+                    break
         for r in results:
             r.pop("changed", None)
+            r.pop("verified", None)
     finally:
         proc.stdin.close()
         proc.wait(120)
@@ -242,6 +256,58 @@ def run_size(n: int, args: argparse.Namespace, endpoint: str, dns: LoopbackDnsSe
         proxy.stop()
         dns_proxy.stop()
     return results
+
+
+def failover_scenario(k: int, n: int, held: dict[str, str], config: Config, setup: dict[str, Any],
+                      one_pass: Any, results: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, str]:
+    """Fail over ``k`` replication groups (TestFailover, straight to moto: the replica is
+    promoted, so the group's primary and replicas bindings swap addresses), spread evenly
+    over the configuration, then run scheduled passes (each a minute after the last, the
+    bucket full) until every binding of those groups holds its new address, at most
+    ``--failover-runs`` passes. Records in which pass each group was followed."""
+    groups: dict[str, list[Any]] = {}
+    for binding in config.bindings:
+        groups.setdefault(binding.source.replication_group_id, []).append(binding)  # type: ignore[union-attr]
+    ids = sorted(groups, key=lambda rg: int(rg.rsplit("-", 1)[1]))
+    chosen = [ids[(i * len(ids)) // k] for i in range(min(k, len(ids)))]
+    now = dict(held)
+    for rg_id in chosen:
+        setup["elasticache"].test_failover(ReplicationGroupId=rg_id, NodeGroupId="0001")
+        tgs = [b.target_group for b in groups[rg_id]]
+        if len(tgs) == 2:  # primary and replicas swap addresses
+            now[tgs[0]], now[tgs[1]] = held[tgs[1]], held[tgs[0]]
+    pending = {rg_id: [b.target_group for b in groups[rg_id]] for rg_id in chosen}
+    followed_in: dict[str, int] = {}
+    elapsed = 0.0
+    for i in range(args.failover_runs):
+        label = f"failover of {k}" + ("" if i == 0 else f", next run {i}")
+        r = one_pass(label, throttled=True, new_instance=args.failover_new_instance and i == 0)
+        r.pop("verified", None)
+        r["target_groups"] = check_target_groups(setup["elbv2"], config, now, held)
+        r["failover"] = k
+        for rg_id, tgs in list(pending.items()):
+            if all(_holds(setup["elbv2"], tg, now[tg], held[tg]) for tg in tgs):
+                followed_in[rg_id] = i + 1
+                del pending[rg_id]
+        # Passes a minute apart: followed by the end of pass p is at most (p - 1) x 60 s + its wall.
+        r["followed_groups"] = f"{len(followed_in)} of {len(chosen)}"
+        r["followed_by_s"] = round(elapsed + r["wall_s"], 1)
+        elapsed += 60.0
+        results.append(r)
+        if not pending:
+            break
+    passes = Counter(followed_in.values())
+    results[-1]["failover_summary"] = {
+        "groups": len(chosen), "bindings": sum(len(groups[g]) for g in chosen),
+        "followed_in_pass": {str(p): passes[p] for p in sorted(passes)}, "not_followed": len(pending),
+    }
+    return now
+
+
+def _holds(elbv2: Any, tg: str, want: str, old: str) -> bool:
+    described = elbv2.describe_target_health(TargetGroupArn=_arn(elbv2, tg))["TargetHealthDescriptions"]
+    live = {d["Target"]["Id"] for d in described if d.get("TargetHealth", {}).get("State") != "draining"}
+    return want in live and (old == want or old not in live)
 
 
 def _moved(ip: str) -> str:
@@ -262,6 +328,12 @@ def render(header: dict[str, Any], results: list[dict[str, Any]]) -> None:
         detail = [f"calls {r['calls']}", f"throttled {r['throttled']}", f"ELB calls ended {r['elb_calls']}", f"peak RSS {r['peak_rss_mb']} MB"]
         if "followed_so_far" in r:
             detail.append(f"followed so far {r['followed_so_far']}")
+        if "verified_so_far" in r:
+            detail.append(f"verified at least once so far {r['verified_so_far']}")
+        if "followed_groups" in r:
+            detail.append(f"groups failed over and followed {r['followed_groups']}, by {r['followed_by_s']} s after the failover at most")
+        if "failover_summary" in r:
+            detail.append(f"failover summary {r['failover_summary']}")
         if r.get("paced_wait_s") is not None:
             detail.append(f"paced wait {r['paced_wait_s']} s (summed over workers)")
         print(f"{'':<24} {'; '.join(detail)}")
@@ -286,6 +358,15 @@ def main() -> int:
     parser.add_argument("--max-concurrency", type=int, default=None)
     parser.add_argument("--timeout-s", type=float, default=60.0, help="the function timeout the pass's deadline comes from (0: none)")
     parser.add_argument("--next-runs", type=int, default=2, help="scheduled runs after the changing pass (default 2)")
+    parser.add_argument("--sweep-runs", type=int, default=4,
+                        help="in-sync passes (a new instance, then warm) until every binding was verified once (default 4)")
+    parser.add_argument("--failovers", type=int, nargs="*", default=[], metavar="K",
+                        help="fail over K replication groups (each K in turn, e.g. 1 10 100) and count the passes until followed")
+    parser.add_argument("--failover-runs", type=int, default=6, help="passes at most per failover (default 6)")
+    parser.add_argument("--failover-new-instance", action="store_true",
+                        help="each failover's first pass runs on a new instance (nothing remembered)")
+    parser.add_argument("--no-replace-all", dest="replace_all", action="store_false",
+                        help="skip the node replacement of every group (the 'changing' passes)")
     parser.add_argument("--no-lock-table", action="store_true", help="no lock table: the unlocked write path (more target group reads)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--show", metavar="FILE", help="print the table of a run saved with --json, and run nothing")

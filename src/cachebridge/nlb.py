@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,8 @@ __all__ = [
     "MAX_SAFE_DEREGISTRATION_DELAY_S",
     "ListenerInfo",
     "vpc_cidr_blocks",
+    "Seen",
+    "last_seen",
 ]
 
 # RegisterTargets / DeregisterTargets accept many targets per call; keep requests small.
@@ -128,19 +131,46 @@ _in_flight: dict[tuple[int, tuple[str, str]], Future[Any]] = {}
 DESCRIBE_CHUNK = 20
 
 
+@dataclass(frozen=True)
+class Seen:
+    """What this process last saw registered in a target group (not draining), and when it
+    last read the group (``time.monotonic()``)."""
+
+    targets: frozenset[Target]
+    read_at: float
+
+
+# Per process, as the details cache: a warm instance remembers every group it has read, so
+# ``sync`` reads first the groups whose source now says something else, and reads the rest
+# least recently read first. Kept up to date by this process's own writes, so a change it
+# applied does not look like a change again on the next pass.
+_seen: dict[tuple[str, str], Seen] = {}
+
+
+def last_seen(target_groups: "TargetGroups", target_group_arn: str) -> Seen | None:
+    """What ``target_groups``' process last saw in the group, or None (never read here)."""
+    key = target_groups._seen_key(target_group_arn)
+    with _info_lock:
+        return _seen.get(key) if key is not None else None
+
+
 def forget(target_group_arn: str) -> None:
     """Drop cached details of one target group: it was deleted (and perhaps recreated
     under the same name), so the next look-up must read it again."""
     with _info_lock:
         for key in [k for k, v in _info_cache.items() if v.arn == target_group_arn]:
             del _info_cache[key]
+        for key in [k for k in _seen if k[1] == target_group_arn]:
+            del _seen[key]
 
 
 def clear_caches() -> None:
-    """Forget cached target group and VPC details (kept between warm Lambda invocations)."""
+    """Forget cached target group and VPC details and what was last seen in each group
+    (kept between warm Lambda invocations)."""
     with _info_lock:
         _info_cache.clear()
         _vpc_cache.clear()
+        _seen.clear()
 
 
 class TargetGroups:
@@ -404,7 +434,9 @@ class TargetGroups:
         return tuple(dict.fromkeys(cidrs))
 
     def health(self, target_group_arn: str) -> dict[Target, TargetHealth]:
-        """Every registered target with its state: one DescribeTargetHealth call."""
+        """Every registered target with its state: one DescribeTargetHealth call (what it
+        shows is remembered, ``last_seen``)."""
+        started = time.monotonic()
         try:
             response = self.elbv2.describe_target_health(TargetGroupArn=target_group_arn)
         except ClientError as exc:
@@ -425,7 +457,29 @@ class TargetGroups:
             actual[key] = TargetHealth(
                 TargetState.parse(health.get("State")), health.get("Reason"), health.get("Description")
             )
+        key = self._seen_key(target_group_arn)
+        if key is not None:
+            live = frozenset(t for t, h in actual.items() if not h.draining)
+            with _info_lock:
+                _seen[key] = Seen(live, started)
         return actual
+
+    def _seen_key(self, target_group_arn: str) -> tuple[str, str] | None:
+        if not self.cache:
+            return None
+        try:
+            return self._cache_key(target_group_arn)
+        except AttributeError:  # a client stand-in without botocore's ``meta``
+            return None
+
+    def _saw_written(self, verb: str, arn: str, targets: Sequence[dict[str, Any]]) -> None:
+        key = self._seen_key(arn)
+        written = {Target(d["Id"], int(d["Port"])) for d in targets}
+        with _info_lock:
+            seen = _seen.get(key) if key is not None else None
+            if seen is not None:
+                held = seen.targets | written if verb == "register" else seen.targets - written
+                _seen[key] = Seen(frozenset(held), seen.read_at)
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -456,6 +510,7 @@ class TargetGroups:
         for chunk in self._chunks(self._descriptions(info, targets, outside_vpc=outside_vpc)):
             try:
                 getattr(self.elbv2, f"{verb}_targets")(TargetGroupArn=info.arn, Targets=list(chunk))
+                self._saw_written(verb, info.arn, chunk)
             except ClientError as exc:
                 error = _error(exc, f"{verb} {', '.join(d['Id'] + ':' + str(d['Port']) for d in chunk)}")
                 if isinstance(error, TargetGroupNotFound):

@@ -133,15 +133,22 @@ _bucket: TokenBucket | None = None
 _deadline: float | None = None
 
 
-def configure(rate_per_s: float, burst: int) -> TokenBucket | None:
+def configure(
+    rate_per_s: float,
+    burst: int,
+    *,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> TokenBucket | None:
     """The process's bucket for ``rate_per_s`` / ``burst`` (rate 0: no pacing, None). The
-    bucket a warm instance already has is kept while the figures stay the same."""
+    bucket a warm instance already has is kept while the figures stay the same. ``clock``
+    and ``sleep`` (a test's fake time) give a new, full bucket on them."""
     global _bucket
     with _lock:
         if rate_per_s <= 0:
             _bucket = None
-        elif _bucket is None or (_bucket.rate_per_s, _bucket.burst) != (float(rate_per_s), int(burst)):
-            _bucket = TokenBucket(rate_per_s, burst)
+        elif _bucket is None or (_bucket.rate_per_s, _bucket.burst) != (float(rate_per_s), int(burst)) or clock or sleep:
+            _bucket = TokenBucket(rate_per_s, burst, clock=clock or time.monotonic, sleep=sleep or time.sleep)
         return _bucket
 
 

@@ -1,9 +1,16 @@
 """``sync``: the one reconcile pass that the CLI and the Lambda handler share.
 
-For each binding: read the target group (cached details, live health), read the source,
-check the answer (``checks``), ``plan``, then apply the plan: register first, deregister
-only if every register succeeded. Each binding ends with a ``BindingResult``; one failing
-binding never stops the others.
+For each binding: read the target group's details (cached), read the source, read the
+group's live health, check the answer (``checks``), ``plan``, then apply the plan: register
+first, deregister only if every register succeeded. Each binding ends with a
+``BindingResult``; one failing binding never stops the others.
+
+Every source is read before any target health: sources cost no ELB API token, and under
+ELB's documented ``Describe*`` throttle a pass of many bindings cannot read every group's
+health. Knowing what each group should hold, the pass reads first the groups whose source
+changed, then those this process never read, then the least recently read, and once a
+change is found it keeps back the time its confirming read and writes need
+(``read_order``). Groups not read are reported ``skipped``, with nothing written.
 
 On an ElastiCache event the source may not have changed yet (``FailoverComplete`` can
 arrive before DNS or ``CurrentRole`` flips), so an event trigger re-reads the source
@@ -28,7 +35,8 @@ and the writes that must follow it at the configured timeouts (``aws.call_budget
 otherwise the binding is reported ``skipped`` with nothing written.
 
 Bindings are handled ``settings.max_concurrency`` at a time (``parallel.map_ordered``):
-their target group reads, then each round of source reads and writes. Results keep the
+their target group details, their first source reads, their target health reads (in
+``read_order``), then each round of source reads and writes. Results keep the
 configuration's order, and one binding's exception is that binding's error only. Reads
 shared between bindings (a replication group, target group details, a VPC) are made once
 however many threads ask. The VPC's CIDRs are read only for a binding with something to
@@ -46,9 +54,10 @@ from typing import Any, Literal
 from .checks import check_answer
 from .config import Binding, Config, ElastiCacheSourceSpec, Settings
 from .errors import CacheBridgeError, PacingBudgetSpent
-from .nlb import OWNER_TAG, TargetGroupInfo, TargetGroups, risky_settings
+from .nlb import OWNER_TAG, TargetGroupInfo, TargetGroups, last_seen, risky_settings
 from .parallel import Failure, map_ordered
 from .planner import Plan, plan
+from .read_order import ReadBudget, health_order, paced_rate, reads_per_pass
 from .sources import Reading, Sources
 from .targets import Target, TargetHealth
 from .writes import apply_plans, nothing_written, record_plan, targets_text
@@ -194,6 +203,7 @@ class _Work:
         self.source_error: str | None = None
         self.read_at: float | None = None  # wall clock when the pass's first read of the group began
         self.ready = False  # at the write step this round
+        self.held_back = False  # its health read was held back for the changes found
 
     @property
     def actual_live(self) -> frozenset[Target]:
@@ -240,6 +250,7 @@ def sync(
     deadline: float | None = None,
     force: bool = False,
     call_budget_s: float | None = None,
+    wall_clock: Callable[[], float] = time.time,
 ) -> SyncReport:
     """Reconcile every binding (or ``bindings``) once.
 
@@ -247,7 +258,8 @@ def sync(
     loop ends early enough to leave time for the writes, bindings not yet read are
     reported ``skipped``, and a write is only started when the time left covers it
     (``call_budget_s`` per AWS call, default ``aws.call_budget_s()``). ``force`` writes a
-    group owned by another controller, or changed by one moments ago."""
+    group owned by another controller, or changed by one moments ago. ``wall_clock`` sets
+    where the groups this process never read start (``read_order.rotation_offset``)."""
     settings = config.settings
     selected = tuple(bindings) if bindings is not None else select_bindings(config, trigger)
     if any(b.layout in ("switch", "cluster") for b in selected):
@@ -268,7 +280,8 @@ def sync(
 
     limit = settings.max_concurrency
 
-    # Target group side first: details (cached across warm invocations), then live health.
+    # Target group details first (cached across warm invocations; a new instance describes
+    # them 20 a call).
     if deadline is None or clock() < deadline:
         target_groups.prefetch([w.binding.target_group for w in works], limit)
     _each(works, lambda w: _read_group_info(w, ctx), limit, "reading target group")
@@ -284,10 +297,28 @@ def sync(
             )
             continue
         owners[w.info.arn] = w.binding.name
-    _each(
-        [w for w in works if w.result.status not in ("error", "skipped")],
-        lambda w: _read_group_health(w, ctx), limit, "reading target group",
+
+    # Sources next: they cost no ELB token, and this read is the first of the two that must
+    # agree before a change is applied. Then target health, the most useful first, within
+    # what the pass can pay for (``read_order``).
+    readable = [w for w in works if w.result.status not in ("error", "skipped")]
+    first_read_at = clock()
+    if readable:
+        sources.new_pass()
+        sources.expect(w.binding.source for w in readable)  # many groups: listed in pages
+        _each(readable, lambda w: _first_read(w, ctx, sources), limit, "reading source")
+    budget = ReadBudget(
+        deadline=deadline, call_budget_s=ctx.call_budget_s, poll_interval_s=settings.poll_interval_s,
+        first_read_at=first_read_at, source_round_s=clock() - first_read_at,
+        rate_per_s=paced_rate(), concurrency=limit,
     )
+    order = health_order(
+        [w for w in readable if w.result.status not in ("error", "skipped")],
+        lambda w: last_seen(target_groups, w.info.arn),  # type: ignore[union-attr]
+        lambda w: w.desired if w.source_error is None else None,
+        wall_s=wall_clock(), per_pass=reads_per_pass(deadline, clock()),
+    )
+    _each(order, lambda w: _read_group_health(w, ctx, budget), limit, "reading target group")
     for w in works:
         if w.info is not None and w.info.port and w.info.port != w.binding.port and w.result.status != "error":
             w.result.warnings.append(
@@ -306,24 +337,36 @@ def sync(
         # Stop waiting while the time left still covers a register and a deregister.
         wait_until = min(wait_until, deadline - 2 * ctx.call_budget_s)
 
-    # Read sources; on an event, keep re-reading the unchanged ones until the wait ends; a
-    # changed answer is read once more and applied only when the two reads agree.
+    # The sources were read once already; on an event, keep re-reading the unchanged ones
+    # until the wait ends; a changed answer is read once more and applied only when the two
+    # reads agree.
+    first = True
     while pending:
-        sources.new_pass()
-        sources.expect(w.binding.source for w in pending)  # many groups: listed in pages
-        waiting = _each(pending, lambda w: _step(w, ctx, sources, wait_until), limit, "syncing")
+        if not first:
+            sources.new_pass()
+            sources.expect(w.binding.source for w in pending)
+        waiting = _each(pending, lambda w, read=not first: _step(w, ctx, sources, wait_until, read=read), limit, "syncing")
         ready = [w for w in pending if w.ready]
         if ready:
             apply_plans(ready, ctx, lambda ws, step: _each(ws, step, limit, "writing"))
         pending = [w for w, again in zip(pending, waiting) if again is True]
+        pause = settings.poll_interval_s
+        if first:
+            pause -= clock() - first_read_at  # the target health reads took part of the interval
+        first = False
         if pending:
             # A change being confirmed waits for its next read whatever the event wait says.
             confirming = any(w.confirm_by is not None for w in pending)
             until = deadline if confirming else wait_until
-            remaining = settings.poll_interval_s if until is None else until - clock()
-            if remaining <= 0:
+            if until is not None and until <= clock():
                 continue  # the next round applies whatever the source says now
-            sleep(min(settings.poll_interval_s, remaining))
+            sleep(max(0.0, pause if until is None else min(pause, until - clock())))
+
+    # The changes found are written: the time left reads the groups held back for them, to
+    # verify them (a change found now is the next run's first read).
+    held_back = [w for w in order if w.held_back]
+    if held_back:
+        _each(held_back, lambda w: _read_held_back(w, ctx), limit, "reading target group")
 
     return SyncReport([w.finish() for w in works], trigger)
 
@@ -365,36 +408,104 @@ def _read_group_info(w: _Work, ctx: _Context) -> None:
         w.result.error = f"unexpected error reading target group {w.binding.target_group}: {exc!r}"
 
 
-def _read_group_health(w: _Work, ctx: _Context) -> None:
-    assert w.info is not None
-    # One call, which the handler's margin covers if it starts before the deadline.
+def _first_read(w: _Work, ctx: _Context, sources: Sources) -> None:
+    """The pass's first read of the binding's source, before its target group's health."""
     if ctx.deadline is not None and ctx.clock() >= ctx.deadline:
         _skip(w, "not reached before the deadline; nothing written, the next run syncs it")
         return
+    _read_source(w, sources)
+    w.result.polls += 1
+
+
+def _read_group_health(w: _Work, ctx: _Context, budget: ReadBudget) -> None:
+    assert w.info is not None
+    # One call, which the handler's margin covers if it starts before the deadline.
+    if ctx.deadline is not None and ctx.clock() >= ctx.deadline:
+        _skip(w, _not_reached(w, "not reached before the deadline"))
+        return
+    if not budget.may_read(ctx.clock()):
+        _skip(w, _not_reached(w, "not reached: the time left before the deadline is kept to apply the changes found"))
+        w.held_back = True
+        return
     try:
         w.read_at = time.time()
+        started = time.monotonic()
         w.actual = ctx.target_groups.health(w.info.arn)
+        budget.read_took(time.monotonic() - started)
     except PacingBudgetSpent as exc:
         _skip(w, str(exc))  # not made at all: nothing read, nothing written
+        return
     except CacheBridgeError as exc:
         w.result.status = "error"
         w.result.error = str(exc)
+        return
     except Exception as exc:
         w.result.status = "error"
         w.result.error = f"unexpected error reading target group {w.binding.target_group}: {exc!r}"
+        return
+    if w.source_error is None and w.desired is not None and w.desired != w.actual_live:
+        locked = bool(ctx.settings.lock_table or (w.info.details_known and w.info.lock_table))
+        if not budget.found_change(ctx.clock(), details_known=w.info.details_known, locked=locked):
+            _skip(w, (
+                f"{targets_text(w.desired)} differs from what the group holds, found too late to confirm and "
+                "write it before the deadline; nothing written, the next run reads this group first"
+            ))
 
 
-def _step(w: _Work, ctx: _Context, sources: Sources, wait_until: float) -> bool:
-    """One round for one binding: read its source, then apply, or wait for another round
-    (returns True)."""
-    settings = ctx.settings
+def _read_held_back(w: _Work, ctx: _Context) -> None:
+    """After the writes: read a group held back for them, if the deadline allows. In sync,
+    the binding is verified; changed, it stays ``skipped`` with nothing written (its
+    group is then read first by the next run)."""
     if ctx.deadline is not None and ctx.clock() >= ctx.deadline:
+        return
+    assert w.info is not None
+    try:
+        w.read_at = time.time()
+        actual = ctx.target_groups.health(w.info.arn)
+    except CacheBridgeError:
+        return  # nothing read: it stays as reported, skipped, with nothing written
+    except Exception:
+        return
+    w.actual = actual
+    r = w.result
+    r.registered_before = r.registered_after = tuple(sorted(w.actual_live))
+    r.health = {str(t): h.state.value for t, h in sorted(actual.items())}
+    if w.source_error is not None or w.desired is None:
+        return
+    if w.desired != w.actual_live:
+        _skip(w, (
+            f"{targets_text(w.desired)} differs from what the group holds, found too late to confirm and "
+            "write it before the deadline; nothing written, the next run reads this group first"
+        ))
+        return
+    r.status, r.error = "in_sync", None
+    _plan_and_apply(w, ctx)
+    if w.ready:  # a plan despite the same live targets: not this run's to write
+        w.ready = False
+        _skip(w, "found too late to write before the deadline; nothing written, the next run reads this group first")
+
+
+def _not_reached(w: _Work, why: str) -> str:
+    # A source that failed is the news, whether or not its group was reached.
+    failed = f" (its source failed: {w.source_error})" if w.source_error else ""
+    return f"{why}{failed}; nothing written, the next run syncs it"
+
+
+def _step(w: _Work, ctx: _Context, sources: Sources, wait_until: float, *, read: bool = True) -> bool:
+    """One round for one binding: read its source (unless ``read`` is False: the pass's
+    first read, made before the target health, stands), then apply, or wait for another
+    round (returns True)."""
+    settings = ctx.settings
+    if read and ctx.deadline is not None and ctx.clock() >= ctx.deadline:
         # Out of time (a slow source ahead of it, or a change still unconfirmed):
-        # leave it untouched and report it, rather than be cut off mid-write.
+        # leave it untouched and report it, rather than be cut off mid-write. (Without a
+        # read, the round only plans from what was read: no call, nothing to cut off; a
+        # change found is confirmed in a round that reads.)
         _skip(w, "not finished before the deadline; nothing written, the next run syncs it")
         return False
-    _read_source(w, sources)
-    w.result.polls += 1
+    if read:
+        _read_source(w, sources)
+        w.result.polls += 1
     changed = w.desired is not None and w.desired != w.actual_live
     now = ctx.clock()
     if changed and w.desired != w.previous:

@@ -62,6 +62,9 @@ MODULE_SURFACES = {
         "ENV_BINDINGS", "ENV_EXTRA_BINDINGS", "ENV_CONFIG_FILE", "read_config_file", "read_env_bindings",
         "extra_binding_documents", "settings_from_env",
     },
+    "cachebridge.read_order": {
+        "ReadBudget", "health_order", "rotation_offset", "paced_rate", "reads_per_pass", "GOLDEN_FRACTION",
+    },
     "cachebridge.writes": {
         "apply_plan", "apply_plans", "record_plan", "nothing_written", "targets_text",
         "CLOCK_SKEW_S", "FRESH_POLLS", "FRESH_READ_S",
