@@ -214,15 +214,19 @@ class LatencyProxy:
 
     Requests are read whole (headers, then ``Content-Length`` bytes of body): botocore sends
     one request at a time on a connection and waits for its response, so a refused request
-    is answered here and the next one is read after it."""
+    is answered here and the next one is read after it. Each client connection gets one
+    upstream connection for as long as both stay open: the connections botocore keeps alive
+    stay alive through the proxy (as far as the server keeps them), and every request on
+    them still waits ``delay_s``."""
 
     def __init__(self, upstream: tuple[str, int], delay_s: float, throttle: Throttle | None = None) -> None:
         self.upstream = upstream
         self.delay_s = delay_s
         self.throttle = throttle
         self.calls: Counter[str] = Counter()
+        self.connections = 0  # accepted from clients: with keep-alive, far fewer than calls
         self._lock = threading.Lock()
-        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server = socket.create_server(("127.0.0.1", 0), backlog=256)
         self._server.settimeout(0.2)
         self.port: int = self._server.getsockname()[1]
         self._stop = threading.Event()
@@ -247,6 +251,11 @@ class LatencyProxy:
             self.calls.clear()
         return out
 
+    def take_connections(self) -> int:
+        with self._lock:
+            out, self.connections = self.connections, 0
+        return out
+
     def take_throttled(self) -> dict[str, int]:
         return self.throttle.take() if self.throttle is not None else {}
 
@@ -258,6 +267,8 @@ class LatencyProxy:
                 continue
             except OSError:
                 return
+            with self._lock:
+                self.connections += 1
             try:
                 upstream = socket.create_connection(self.upstream)
             except OSError:

@@ -1,10 +1,11 @@
-"""Where the CPU of a warm in-sync pass goes: the controller's side, moto's, the proxies'.
+"""Where the CPU of a pass goes: the controller's side, moto's, the proxies'.
 
 At 1,000 bindings and 30 ms per AWS call the pass is bound by CPU, not by latency: the
 controller, moto server and the latency proxy share the machine's cores. This script runs
 the same world as ``sync_pass.py --latency`` (replication groups, their node names in a
 loopback DNS zone, one IP target group per binding, every call through ``latency.py``'s
-proxies) and, for one warm in-sync pass, prints:
+proxies) and, for one warm in-sync pass (or, with ``--changing``, one pass in which every
+binding's node moved, with a lock table as deployed), prints:
 
 - wall time, and CPU seconds of each process: the controller (the function's own
   adapters, in a process of its own), moto server, and this process (latency proxies and
@@ -17,6 +18,7 @@ proxies) and, for one warm in-sync pass, prints:
   ``pip install py-spy``) with ``--out`` for its flame graph.
 
     python benchmarks/pass_profile.py [--bindings 1000] [--max-concurrency 8 16] [--profiler none|cprofile|py-spy] [--top 25]
+        [--changing]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -40,7 +43,9 @@ from cachebridge.sandbox.redis_nodes import free_port
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from latency import DnsLatencyProxy, LatencyProxy  # noqa: E402
-from sync_pass import build_world_parallel  # noqa: E402
+from sync_pass import build_world_parallel, create_lock_table, with_lock_table  # noqa: E402
+
+from cachebridge.writes import CLOCK_SKEW_S  # noqa: E402
 
 TIMING_PATH = "/__cachebridge_timing__"
 
@@ -51,7 +56,7 @@ import io, json, resource, sys, threading, time
 from cachebridge.sandbox.aws_server import AwsServer
 
 server = AwsServer("127.0.0.1", int(sys.argv[1]))
-app = server._server.app
+app = server.app
 lock = threading.Lock()
 totals = {}
 
@@ -81,7 +86,7 @@ def timed(environ, start_response):
     return [out]
 
 TIMING_PATH = sys.argv[2]
-server._server.app = timed
+server.app = timed
 print(f"ready {server.endpoint_url}", flush=True)
 server.serve_forever()
 """
@@ -106,7 +111,7 @@ for label in json.loads(sys.argv[2]):
     if sys.stdin.readline().strip() != "go":
         sys.exit(1)
     profiles = []
-    profiled = label == "warm in-sync" and profiler == "cprofile"
+    profiled = label == sys.argv[5] and profiler == "cprofile"
     if profiled:
         def bootstrap(frame, event, arg):  # the first event of each new thread
             p = cProfile.Profile()
@@ -149,12 +154,14 @@ def moto_timing(endpoint: str) -> dict[str, Any]:
 
 
 def _run_worker(args: argparse.Namespace, endpoint: str, config: Config, passes: list[str], env: dict[str, str],
-                aws_proxy: LatencyProxy, dns_proxy: DnsLatencyProxy) -> dict[str, Any]:
-    """The passes of ``passes`` in a fresh controller process; the figures of each."""
+                aws_proxy: LatencyProxy, dns_proxy: DnsLatencyProxy, before: dict[str, Callable[[], None]] | None = None) -> dict[str, Any]:
+    """The passes of ``passes`` in a fresh controller process; the figures of each. The last
+    pass is profiled; ``before[label]()`` runs before the pass ``label`` starts."""
+    before = before or {}
     results: dict[str, Any] = {}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(config.to_mapping(), f)
-    command = [sys.executable, "-c", WORKER_SCRIPT, f.name, json.dumps(passes), args.profiler, str(args.top)]
+    command = [sys.executable, "-c", WORKER_SCRIPT, f.name, json.dumps(passes), args.profiler, str(args.top), passes[-1]]
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdin is not None and proc.stdout is not None
     spy: subprocess.Popen[bytes] | None = None
@@ -163,7 +170,9 @@ def _run_worker(args: argparse.Namespace, endpoint: str, config: Config, passes:
             line = proc.stdout.readline()
             if not line.startswith("start"):
                 raise SystemExit(f"worker stopped: {line!r}")
-            if label == "warm in-sync" and args.profiler == "py-spy":
+            if label in before:
+                before[label]()
+            if label == passes[-1] and args.profiler == "py-spy":
                 exe = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
                 if not os.path.exists(exe):
                     raise SystemExit("py-spy is not installed (pip install py-spy)")
@@ -208,6 +217,8 @@ def main() -> int:
     parser.add_argument("--profiler", choices=("cprofile", "py-spy", "none"), default="cprofile")
     parser.add_argument("--out", default="pass-profile.svg", help="py-spy output: a flame graph (.svg) or collapsed stacks (.txt)")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--changing", action="store_true",
+                        help="profile a changing pass instead (every node moved; lock table as deployed) of a warm in-sync one")
     args = parser.parse_args()
 
     port = free_port()
@@ -223,9 +234,20 @@ def main() -> int:
     try:
         setup = {
             name: boto3.client(name, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
-            for name in ("elbv2", "ec2", "elasticache")
+            for name in ("elbv2", "ec2", "elasticache", "dynamodb")
         }
-        world, _ = build_world_parallel(args.bindings, dns, setup)
+        if args.changing:
+            create_lock_table(setup["dynamodb"])
+        world, node_names = build_world_parallel(args.bindings, dns, setup)
+        moved = [0]
+
+        def move() -> None:
+            # After the last writes' leases are released, as a schedule a minute apart finds them.
+            time.sleep(CLOCK_SKEW_S + 1.0)
+            moved[0] += 100
+            for name, ip in node_names.items():
+                a, b, c, d = ip.split(".")
+                dns.zone.set_a(name, f"{a}.{b}.{c}.{int(d) + moved[0]}")
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
             "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
@@ -234,10 +256,11 @@ def main() -> int:
         for i, limit in enumerate(args.max_concurrency):
             # Nothing throttled here, so unpaced (throttled_pass.py measures pacing).
             settings = Settings(nameservers=(dns_proxy.address,), dns_timeout_s=2.0, elb_describe_rate=0).merged({"max_concurrency": limit})
+            settings = with_lock_table(settings, args.changing)
             # The first process registers every binding; later ones warm their caches first.
-            passes = ["initial registration" if i == 0 else "cold in-sync", "warm in-sync"]
-            results = _run_worker(args, endpoint, Config(world.bindings, settings), passes, env, aws_proxy, dns_proxy)
-            measured.append((limit, results["warm in-sync"]))
+            passes = ["initial registration" if i == 0 else "cold in-sync", "changing" if args.changing else "warm in-sync"]
+            results = _run_worker(args, endpoint, Config(world.bindings, settings), passes, env, aws_proxy, dns_proxy, {"changing": move})
+            measured.append((limit, results[passes[-1]]))
     finally:
         aws_proxy.stop()
         dns_proxy.stop()
@@ -249,7 +272,7 @@ def main() -> int:
         ops = r["moto"]["operations"]
         served_s = sum(seconds for _, seconds in ops.values())
         served_n = sum(count for count, _ in ops.values())
-        print(f"warm in-sync, {args.bindings} bindings, {args.aws_ms:g} ms per AWS call, {args.dns_ms:g} ms per DNS query, "
+        print(f"{'changing' if args.changing else 'warm in-sync'}, {args.bindings} bindings, {args.aws_ms:g} ms per AWS call, {args.dns_ms:g} ms per DNS query, "
               f"max_concurrency {limit}, profiler {args.profiler}")
         print(f"  wall {r['wall_s']} s; statuses {r['statuses']}; AWS calls {r['calls']}; DNS queries {r['dns_queries']}")
         print(f"  CPU: controller {r['cpu_s']} s; moto server {r['moto_cpu_s']} s; proxies + DNS server {r['harness_cpu_s']} s")

@@ -32,9 +32,14 @@ fresh processes, beside a bare ``import boto3`` timed the same way in the same r
 the Lambda zip's size. Targets are printed, not asserted:
 
     python benchmarks/sync_pass.py --latency [--bindings 1 100 1000] [--max-concurrency 8] [--no-lock-table]
-        [--also-concurrency 16] [--json]
+        [--also-concurrency 16] [--against ../other-checkout] [--json]
 
-The changing pass's AWS calls per binding are printed after the table.
+The changing pass's AWS calls per binding are printed after the table, and each pass's
+CPU per AWS call in each process (controller, moto server, this process's proxies and
+DNS server) with the TCP connections the controller opened through the proxy.
+``--against CHECKOUT`` runs every size again with another checkout's moto server and
+controller (``CHECKOUT/src`` first on ``PYTHONPATH``; same proxies, same machine, one run):
+before and after side by side.
 """
 
 from __future__ import annotations
@@ -83,14 +88,19 @@ def with_lock_table(settings: Settings, locked: bool) -> Settings:
     return settings.merged({"lock_table": LOCK_TABLE, "controller_id": CONTROLLER_ID}) if locked else settings
 
 
+def trees_of(results: list[dict[str, Any]]) -> list[str]:
+    return sorted({r.get("tree", "this tree") for r in results})
+
+
 def per_binding(results: list[dict[str, Any]]) -> list[str]:
     """Lines: the changing pass's AWS calls per binding, lease calls apart."""
     lines = []
     for r in results:
         if r["pass"].startswith("changing") and r["bindings"]:
             lease = sum(v for k, v in r["calls"].items() if k in LEASE_CALLS)
+            tree = f"{r['tree']}: " if len(trees_of(results)) > 1 else ""
             lines.append(
-                f"{r['pass']}, {r['bindings']} binding(s): {r['api_calls'] / r['bindings']:.2f} AWS calls per binding "
+                f"{tree}{r['pass']}, {r['bindings']} binding(s): {r['api_calls'] / r['bindings']:.2f} AWS calls per binding "
                 f"({lease / r['bindings']:.3f} of them lease calls: {lease} in all)"
             )
     return lines
@@ -111,11 +121,11 @@ class CallCounter:
         return out
 
 
-def start_moto() -> tuple[subprocess.Popen[str], str]:
+def start_moto(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "cachebridge.sandbox.aws_server", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
     )
     assert proc.stdout is not None
     if not proc.stdout.readline().startswith("ready"):
@@ -183,6 +193,8 @@ def main() -> int:
     parser.add_argument("--no-lock-table", action="store_true", help="no lock table: measure the unlocked write path")
     parser.add_argument("--also-concurrency", type=int, default=None, metavar="N",
                         help="--latency: after the changing pass, move every address again and run one more changing pass with max_concurrency N, in the same world")
+    parser.add_argument("--against", metavar="CHECKOUT", default=None,
+                        help="--latency: measure another checkout of cachebridge too, in the same run: its moto server and controller (its src first on PYTHONPATH), this checkout's proxies")
     args = parser.parse_args()
     if args.latency:
         return latency_main(args)
@@ -281,7 +293,7 @@ def build_world_parallel(n_bindings: int, dns: LoopbackDnsServer, clients: dict[
 # PASSES through the function's own adapters; the parent moves the addresses and reads the
 # proxies' counters in between ("start" / "go" / "end" lines).
 WORKER_SCRIPT = """
-import json, sys, time
+import json, resource, sys, time
 from collections import Counter
 from cachebridge import aws, nlb
 from cachebridge.config import Config
@@ -289,6 +301,10 @@ from cachebridge.sync import sync
 
 def peak_rss_mb():
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) / 1024
+
+def cpu_s():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 config = Config.from_file(sys.argv[1])
 target_groups, sources = aws.adapters(config.settings)
@@ -301,11 +317,11 @@ for label in json.loads(sys.argv[2]):
     run = config
     if label.startswith("changing, max_concurrency "):
         run = Config(config.bindings, config.settings.merged({"max_concurrency": int(label.rsplit(" ", 1)[1])}))
-    started = time.perf_counter()
+    cpu0, started = cpu_s(), time.perf_counter()
     report = sync(run, target_groups=target_groups, sources=sources)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, cpu_s() - cpu0
     print("end " + json.dumps({
-        "wall_s": round(wall, 3), "statuses": dict(Counter(b.status for b in report.bindings)),
+        "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "statuses": dict(Counter(b.status for b in report.bindings)),
         "errors": [b.error for b in report.bindings if b.error][:3], "peak_rss_mb": round(peak_rss_mb(), 1),
     }), flush=True)
 """
@@ -322,6 +338,18 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from ``/proc/<pid>/stat``."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def self_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 COLD_SCRIPT = """
@@ -347,15 +375,26 @@ def _median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def latency_main(args: argparse.Namespace) -> int:
+def tree_env(tree: str | None) -> dict[str, str]:
+    """The environment of a process that runs ``tree``'s code: this checkout's (None), or
+    another checkout's ``src`` first on ``PYTHONPATH`` (``--against``)."""
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.join(os.path.abspath(tree), "src"), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def run_tree(args: argparse.Namespace, sizes: list[int], tree: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every size's passes with ``tree``'s moto server and controller (``tree_env``), behind
+    this checkout's proxies; and, for this checkout, the cold-start runs. Each pass's CPU is
+    read per process: the controller's (the worker's own rusage), moto server's
+    (``/proc/<pid>/stat``), and this process's (the latency proxies and the DNS server)."""
     import tempfile
 
     from latency import DnsLatencyProxy, LatencyProxy
 
-    from cachebridge.deploy import package
-
-    sizes = args.bindings or [1, 100, 1000]
-    moto, endpoint = start_moto()
+    tree_label = "this tree" if tree is None else tree
+    moto, endpoint = start_moto(tree_env(tree))
     dns = LoopbackDnsServer().start()
     host, port = endpoint.removeprefix("http://").split(":")
     aws_proxy = LatencyProxy((host, int(port)), args.aws_ms / 1000).start()
@@ -382,7 +421,7 @@ def latency_main(args: argparse.Namespace) -> int:
                 one_binding = Config(world.bindings, Settings(nameservers=(dns.address,), dns_timeout_s=2.0))
             with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
                 json.dump(config.to_mapping(), f)
-            env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **credentials, "AWS_ENDPOINT_URL": aws_proxy.url}
+            env = {**{k: v for k, v in tree_env(tree).items() if not k.startswith("AWS_")}, **credentials, "AWS_ENDPOINT_URL": aws_proxy.url}
             passes = PASSES + ((f"changing, max_concurrency {args.also_concurrency}",) if args.also_concurrency else ())
             proc = subprocess.Popen(
                 [sys.executable, "-c", WORKER_SCRIPT, f.name, json.dumps(passes)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
@@ -405,26 +444,31 @@ def latency_main(args: argparse.Namespace) -> int:
                             dns.zone.set_a(name, f"{a}.{b}.{c}.{int(d) + moved}")
                     aws_proxy.take()
                     dns_proxy.take()
+                    aws_proxy.take_connections()
+                    moto_cpu0, here_cpu0 = process_cpu_s(moto.pid), self_cpu_s()
                     proc.stdin.write("go\n")
                     proc.stdin.flush()
                     line = proc.stdout.readline()
                     if not line.startswith("end "):
                         raise SystemExit(f"worker for {n} bindings stopped: {line!r}")
                     measured = json.loads(line[4:])
+                    moto_cpu, here_cpu = process_cpu_s(moto.pid) - moto_cpu0, self_cpu_s() - here_cpu0
                     if label == "initial registration" or label.startswith("changing"):
                         last_write_end = time.time()
                     calls = aws_proxy.take()
                     results.append({
-                        "pass": label, "bindings": n, **measured, "calls": calls, "api_calls": sum(calls.values()),
+                        "tree": tree_label, "pass": label, "bindings": n, **measured, "calls": calls, "api_calls": sum(calls.values()),
                         "write_calls": sum(v for k, v in calls.items() if k in WRITE_CALLS), "dns_queries": dns_proxy.take(),
+                        "moto_cpu_s": round(moto_cpu, 3), "proxies_cpu_s": round(here_cpu, 3),
+                        "connections": aws_proxy.take_connections(),
                     })
             finally:
                 proc.wait(60)
                 os.unlink(f.name)
 
-        if one_binding is not None and args.cold_runs > 0:
+        if tree is None and one_binding is not None and args.cold_runs > 0:
             env = {
-                **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CACHEBRIDGE_"))}, **credentials,
+                **{k: v for k, v in tree_env(tree).items() if not k.startswith(("AWS_", "CACHEBRIDGE_"))}, **credentials,
                 "AWS_ENDPOINT_URL": endpoint, "CACHEBRIDGE_BINDINGS": one_binding.bindings_json(),
             }
             runs = []
@@ -447,13 +491,28 @@ def latency_main(args: argparse.Namespace) -> int:
                 "clients": runs[-1]["clients"],
             }
             cold["ratio_to_boto3"] = round(cold["import_and_first_pass_s"] / cold["bare_import_boto3_s"], 2)
-        zip_kb = round(package.build().size / 1024, 1)
     finally:
         aws_proxy.stop()
         dns_proxy.stop()
         dns.stop()
         moto.terminate()
         moto.wait(10)
+    return results, cold
+
+
+def latency_main(args: argparse.Namespace) -> int:
+    from cachebridge.deploy import package
+
+    sizes = args.bindings or [1, 100, 1000]
+    trees: list[str | None] = [None] + ([args.against] if args.against else [])
+    results: list[dict[str, Any]] = []
+    cold: dict[str, Any] = {}
+    for tree in trees:
+        tree_results, tree_cold = run_tree(args, sizes, tree)
+        results += tree_results
+        if tree is None:
+            cold = tree_cold
+    zip_kb = round(package.build().size / 1024, 1)
 
     concurrency = args.max_concurrency or Settings().max_concurrency
     if args.json:
@@ -465,11 +524,23 @@ def latency_main(args: argparse.Namespace) -> int:
         + ("no lock table (unlocked write path)" if args.no_lock_table else f"lock table {LOCK_TABLE} (the write lease, as deployed)")
     )
     print(f"{'pass':<30} {'bindings':>8} {'wall s':>8} {'AWS calls':>9} {'writes':>6} {'DNS':>6} {'peak RSS MB':>11}  calls")
+    tree = None
     for r in results:
+        if r["tree"] != tree and len(set(x["tree"] for x in results)) > 1:
+            tree = r["tree"]
+            print(f"-- {tree}")
         calls = ", ".join(f"{k}={v}" for k, v in r["calls"].items())
         print(f"{r['pass']:<30} {r['bindings']:>8} {r['wall_s']:>8.3f} {r['api_calls']:>9} {r['write_calls']:>6} {r['dns_queries']:>6} {r['peak_rss_mb']:>11}  {calls}")
         if r["errors"]:
             print(f"{'':<30} errors: {r['errors']}")
+    print("CPU per AWS call, ms (controller / moto server / proxies + DNS server), and TCP connections the controller opened:")
+    for r in results:
+        n = max(r["api_calls"], 1)
+        print(
+            f"  {r['tree'] + ': ' if len(trees_of(results)) > 1 else ''}{r['pass']}, {r['bindings']}: "
+            f"{1000 * r['cpu_s'] / n:.2f} / {1000 * r['moto_cpu_s'] / n:.2f} / {1000 * r['proxies_cpu_s'] / n:.2f}; "
+            f"{r['connections']} connections for {r['api_calls']} calls"
+        )
     for line in per_binding(results):
         print(line)
     if cold:

@@ -8,6 +8,9 @@ per invocation, in namespace ``CacheBridge`` with the dimension ``Binding`` (and
     Changes        Count         targets registered plus deregistered (0 on a dry run)
     Drift          Count         targets that differed from the source before the run
     SourceErrors   Count         1 when the source could not be read
+    Skipped        Count         1 when the run did not reach the binding (out of time or of
+                                 ELB read budget): nothing read or written, the next run
+                                 reads it first
     SyncDuration   Milliseconds  time spent on the binding
 
 Validated the way Powertools validates: no line without a namespace (and never an
@@ -219,6 +222,7 @@ def binding_metrics(
     metrics.add_metric("Changes", MetricUnit.COUNT, result.changes)
     metrics.add_metric("Drift", MetricUnit.COUNT, result.drift)
     metrics.add_metric("SourceErrors", MetricUnit.COUNT, 1 if result.source_error else 0)
+    metrics.add_metric("Skipped", MetricUnit.COUNT, 1 if result.status == "skipped" else 0)
     metrics.add_metric("SyncDuration", MetricUnit.MILLISECONDS, round(result.duration_ms, 3))
     metrics.add_metadata("Status", result.status)
     metrics.add_metadata("TargetGroup", result.target_group)

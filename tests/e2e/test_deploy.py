@@ -295,7 +295,7 @@ def test_destroy_asks_first_then_removes_everything(aws_env, dns_server, stacks)
     assert _error_code(lambda: aws_client(aws_env, "sns").get_topic_attributes(TopicArn=outputs["NotificationTopicArn"])) == "NotFound"
     subscriptions = aws_client(aws_env, "sns").list_subscriptions()["Subscriptions"]
     assert not any(s["Endpoint"] == function_arn for s in subscriptions)
-    alarms = [resources[k] for k in ("ControllerErrorsAlarm", "NoHealthyTargetAlarm", "DriftAlarm")]
+    alarms = [resources[k] for k in ("ControllerErrorsAlarm", "NoHealthyTargetAlarm", "DriftAlarm", "UncheckedAlarm")]
     assert aws_client(aws_env, "cloudwatch").describe_alarms(AlarmNames=alarms)["MetricAlarms"] == []
     log_groups = aws_client(aws_env, "logs").describe_log_groups(logGroupNamePrefix=resources["ControllerLogGroup"])["logGroups"]
     assert log_groups == []

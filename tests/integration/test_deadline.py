@@ -150,3 +150,32 @@ def test_the_function_timeout_covers_the_event_wait_and_the_writes() -> None:
     # worst-case calls (a register and a deregister) before that.
     reserve = lambda_handler.DEADLINE_MARGIN_S + 2 * aws.call_budget_s()
     assert FUNCTION_TIMEOUT_S >= DEFAULT_EVENT_WAIT_S + reserve
+
+
+def _event(name: str) -> dict[str, Any]:
+    from pathlib import Path
+
+    return json.loads((Path(__file__).parents[1] / "events" / name).read_text())
+
+
+def test_a_scheduled_run_that_skips_bindings_does_not_fail_but_says_so_in_its_metrics(moto_server, proxy, site, capsys) -> None:
+    # Four seconds do not cover three target groups through the slow endpoint: some
+    # bindings are skipped. The schedule is their retry; the run itself succeeds.
+    response = lambda_handler.handler(_event("schedule.json"), DeadlineContext(4.0))
+
+    statuses = response["bindings"]
+    assert "skipped" in statuses.values(), statuses
+    assert response["ok"] is False  # not everything was checked, and the summary says so
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    skipped = {doc["Binding"]: doc["Skipped"] for doc in emf}
+    assert skipped == {name: int(status == "skipped") for name, status in statuses.items()}
+    for name, status in statuses.items():
+        if status == "skipped":
+            assert registered(moto_server, site[name]) == ()  # nothing written
+
+
+def test_a_direct_sync_that_skips_bindings_still_fails(moto_server, proxy, site) -> None:
+    # Only the schedule retries itself; a direct invoke (and an SNS event) is told.
+    with pytest.raises(SyncFailed) as raised:
+        lambda_handler.handler({"action": "sync"}, DeadlineContext(4.0))
+    assert "skipped" in {b.status for b in raised.value.report.bindings}  # type: ignore[union-attr]

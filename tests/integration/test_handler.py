@@ -175,9 +175,9 @@ def test_schedule_event_registers_the_targets_and_reports_each_binding(configure
         directive = doc["_aws"]["CloudWatchMetrics"][0]
         assert directive["Namespace"] == "CacheBridge"
         assert directive["Dimensions"] == [["FunctionName", "Binding"]]
-        assert {m["Name"] for m in directive["Metrics"]} == {"Changes", "Drift", "SourceErrors", "SyncDuration"}
+        assert {m["Name"] for m in directive["Metrics"]} == {"Changes", "Drift", "SourceErrors", "Skipped", "SyncDuration"}
         assert doc["FunctionName"] == "cachebridge-orders"
-        assert doc["Changes"] == 1 and doc["Drift"] == 1 and doc["SourceErrors"] == 0
+        assert doc["Changes"] == 1 and doc["Drift"] == 1 and doc["SourceErrors"] == 0 and doc["Skipped"] == 0
         assert doc["RequestId"] == context.aws_request_id
 
     # A second run is a no-op.
@@ -397,8 +397,9 @@ def test_paced_reads_stop_at_the_handlers_deadline_instead_of_waiting(configured
     monkeypatch.setenv("CACHEBRIDGE_ELB_DESCRIBE_RATE", "0.01")
     monkeypatch.setenv("CACHEBRIDGE_ELB_DESCRIBE_BURST", "1")
 
+    # A direct invoke is told (a scheduled run is not failed for it: the schedule retries).
     with pytest.raises(SyncFailed) as raised:
-        invoke(load("schedule.json"), FakeContext(remaining_ms=60_000))
+        invoke(load("invoke_sync.json"), FakeContext(remaining_ms=60_000))
 
     report = raised.value.report
     assert report is not None

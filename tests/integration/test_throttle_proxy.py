@@ -72,3 +72,21 @@ def test_unmodelled_calls_pass_while_the_describe_bucket_is_empty(proxy: Any) ->
     proxy.throttle = None
     held = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
     assert [d["Target"]["Id"] for d in held] == ["10.9.0.10"]
+
+
+def test_calls_through_the_proxy_keep_one_connection_and_each_is_counted(proxy: Any) -> None:
+    # The sandbox server keeps connections alive, and the proxy keeps the client's
+    # connection and its upstream one as long as both stay open: one connection for many
+    # calls, every call still forwarded (and delayed) one by one.
+    elbv2 = controller_client(proxy.url, "elbv2")
+    ec2 = controller_client(proxy.url, "ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    arn = elbv2.create_target_group(Name="keepalive-proxy", Protocol="TCP", Port=6379, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    proxy.take()
+    proxy.take_connections()
+    for i in range(5):
+        elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": f"10.8.0.{i + 10}", "Port": 6379}])
+    held = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+    assert sorted(d["Target"]["Id"] for d in held) == [f"10.8.0.{i + 10}" for i in range(5)]
+    assert proxy.take() == {"DescribeTargetHealth": 1, "RegisterTargets": 5}
+    assert proxy.take_connections() == 0  # the elbv2 client's connection, opened before, was reused

@@ -64,6 +64,7 @@ def test_binding_line_has_the_four_metrics_with_units_and_dimensions(capsys):
         "Changes": "Count",
         "Drift": "Count",
         "SourceErrors": "Count",
+        "Skipped": "Count",
         "SyncDuration": "Milliseconds",
     }
     assert doc["Binding"] == "orders-primary"
@@ -71,6 +72,7 @@ def test_binding_line_has_the_four_metrics_with_units_and_dimensions(capsys):
     assert doc["Changes"] == 2
     assert doc["Drift"] == 2
     assert doc["SourceErrors"] == 0
+    assert doc["Skipped"] == 0
     assert doc["SyncDuration"] == pytest.approx(812.346)
     assert doc["Status"] == "changed"
     assert doc["TargetGroup"] == "orders-primary"

@@ -911,15 +911,20 @@ def emitted_dimensions(function_name: str, binding_name: str) -> tuple[str, list
     return directive["Namespace"], directive["Dimensions"][0], line
 
 
-def test_drift_alarm_watches_the_metric_the_controller_emits() -> None:
-    alarm = alarms()["DriftAlarm"]
+@pytest.mark.parametrize(("alarm_id", "metric", "minutes"), [("DriftAlarm", "Drift", 5), ("UncheckedAlarm", "Skipped", 15)])
+def test_binding_alarms_watch_the_metrics_the_controller_emits(alarm_id: str, metric: str, minutes: int) -> None:
+    alarm = alarms()[alarm_id]
     assert alarm["Namespace"] == "CacheBridge" == metrics.NAMESPACE
-    assert alarm["MetricName"] == "Drift"
+    assert alarm["MetricName"] == metric
+    # Every run in the window (Minimum), every period of it.
+    assert alarm["Statistic"] == "Minimum"
+    assert alarm["Period"] * alarm["EvaluationPeriods"] == minutes * 60 and alarm["DatapointsToAlarm"] == alarm["EvaluationPeriods"]
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
     env = substitute(bindings_text(), RETARGET_VALUES)
     binding_name = Config.from_env({ENV_BINDINGS: env}).bindings[0].name
     namespace, dimension_names, line = emitted_dimensions("orders-ControllerFunction-ABC", binding_name)
     assert namespace == alarm["Namespace"]
+    assert metric in line  # every binding's line carries it
     assert [d["Name"] for d in alarm["Dimensions"]] == dimension_names
     alarm_values = {
         d["Name"]: "orders-ControllerFunction-ABC" if d["Value"] == {"Ref": "ControllerFunction"} else substitute(d["Value"]["Fn::If"][2]["Fn::Sub"], {"ReplicationGroupId": "orders"})

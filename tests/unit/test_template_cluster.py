@@ -72,8 +72,9 @@ def test_cfn_lint_reports_nothing_for_the_cluster_layout(slots: int) -> None:
     assert cfn_lint(render(node_slots=slots), values) == []
 
 
-def test_the_drift_alarm_watches_the_node_slots_binding_in_the_cluster_layout() -> None:
-    dimension = next(d for d in build()["Resources"]["DriftAlarm"]["Properties"]["Dimensions"] if d["Name"] == "Binding")
+@pytest.mark.parametrize("alarm", ["DriftAlarm", "UncheckedAlarm"])
+def test_the_binding_alarms_watch_the_node_slots_binding_in_the_cluster_layout(alarm: str) -> None:
+    dimension = next(d for d in build()["Resources"][alarm]["Properties"]["Dimensions"] if d["Name"] == "Binding")
     condition, cluster, other = dimension["Value"]["Fn::If"]
     assert condition == "IsCluster"
     assert cluster == {"Fn::Sub": "${ReplicationGroupId}-nodes"}

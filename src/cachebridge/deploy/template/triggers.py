@@ -160,26 +160,41 @@ def _alarm_resources() -> dict[str, Any]:
                 "TreatMissingData": "breaching",
             },
         },
-        "DriftAlarm": {
-            "Type": "AWS::CloudWatch::Alarm",
-            "Properties": {
-                "AlarmDescription": _sub(
-                    "cachebridge ${AWS::StackName}: every sync in 5 minutes found the target group differing from the primary"
-                ),
-                "Namespace": DRIFT_NAMESPACE,
-                "MetricName": "Drift",
-                "Dimensions": [
-                    {"Name": "FunctionName", "Value": _ref("ControllerFunction")},
-                    # Cluster layout: the node slots binding (the configuration group's
-                    # membership follows the same nodes).
-                    {"Name": "Binding", "Value": _if("IsCluster", _sub("${ReplicationGroupId}-nodes"), _sub(binding_name_sub()))},
-                ],
-                "Statistic": "Minimum",
-                "Period": 300,
-                "EvaluationPeriods": 1,
-                "Threshold": 1,
-                "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-                "TreatMissingData": "notBreaching",
-            },
+        "DriftAlarm": _binding_alarm(
+            "Drift", "every sync in 5 minutes found the target group differing from the primary", periods=1,
+        ),
+        # A binding a pass could not reach (its deadline, or ELB's Describe throttle at
+        # scale) is reported skipped and read first by the next run; a scheduled run that
+        # skipped some fails no invocation, so this is where a binding left unchecked for
+        # long shows.
+        "UncheckedAlarm": _binding_alarm(
+            "Skipped", "every sync in 15 minutes left the target group unchecked (skipped: out of time or ELB read budget)",
+            periods=3,
+        ),
+    }
+
+
+def _binding_alarm(metric: str, what: str, *, periods: int) -> dict[str, Any]:
+    """An alarm on one of the controller's per-binding metrics for the stack's binding:
+    every 5-minute period of ``periods`` had it at 1 or more in every run (Minimum)."""
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": _sub("cachebridge ${AWS::StackName}: " + what),
+            "Namespace": DRIFT_NAMESPACE,
+            "MetricName": metric,
+            "Dimensions": [
+                {"Name": "FunctionName", "Value": _ref("ControllerFunction")},
+                # Cluster layout: the node slots binding (the configuration group's
+                # membership follows the same nodes).
+                {"Name": "Binding", "Value": _if("IsCluster", _sub("${ReplicationGroupId}-nodes"), _sub(binding_name_sub()))},
+            ],
+            "Statistic": "Minimum",
+            "Period": 300,
+            "EvaluationPeriods": periods,
+            "DatapointsToAlarm": periods,
+            "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
         },
     }

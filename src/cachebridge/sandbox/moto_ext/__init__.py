@@ -28,17 +28,21 @@ Modules:
   AWS's does now (moto still writes the old ``AWS:SourceOwner`` default).
 - ``transactions``: ``TransactWriteItems`` copies each table it touches once per call, not
   once per item (moto's copies made a 100-item transaction cost seconds).
+- ``update_expressions``: a DynamoDB update expression is parsed once per expression
+  string, not once per item and use (moto re-parsed the lease transactions' shared
+  expression 200 times a call).
 - ``describe_paging``: DescribeReplicationGroups refuses a ``MaxRecords`` outside AWS's
   20 to 100 (moto pages with any).
-- ``atomic``: DynamoDB conditional writes and elbv2 target reads/writes served one at a
-  time, as AWS serves them atomically (moto checks a condition, then writes, unlocked).
+- ``atomic``: DynamoDB conditional writes served one at a time, and elbv2 target
+  reads/writes one at a time per target group, as AWS serves them atomically (moto checks
+  a condition, then writes, unlocked).
 """
 
 from __future__ import annotations
 
 import threading
 
-from . import atomic, cfn_resources, cloudformation, describe_paging, elasticache, elbv2, listener_attributes, sns, transactions
+from . import atomic, cfn_resources, cloudformation, describe_paging, elasticache, elbv2, listener_attributes, sns, transactions, update_expressions
 from .cloudformation import stack_events_recorded
 from .elasticache import TestFailoverHook, failover_replication_group, set_test_failover_hook
 from .elbv2 import (
@@ -68,7 +72,7 @@ __all__ = [
     "set_test_failover_hook",
 ]
 
-_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes, sns, describe_paging, transactions, atomic)  # atomic wraps elbv2's and transactions' patches
+_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes, sns, describe_paging, transactions, update_expressions, atomic)  # atomic wraps elbv2's and transactions' patches
 _install_lock = threading.Lock()
 
 

@@ -8,12 +8,16 @@ without a lock around its backends:
    is atomic: "the write succeeds only if the condition evaluates to true" (DynamoDB
    Developer Guide, "Condition expressions"; UpdateItem API reference). cachebridge's write
    lease (``cachebridge.lease``) relies on exactly that.
-2. elbv2 targets. RegisterTargets/DeregisterTargets change a dict that DescribeTargetHealth
-   iterates; a concurrent write can fail the read ("dictionary changed size during
-   iteration"). AWS answers each call from one consistent state.
+2. elbv2 targets. RegisterTargets/DeregisterTargets change a target group's dict of
+   targets that DescribeTargetHealth iterates; a concurrent write can fail the read
+   ("dictionary changed size during iteration"). AWS answers each call from one
+   consistent state of the target group it names.
 
-Each of those backend methods runs under one lock per service here. Reads and writes of
-other services are untouched.
+The DynamoDB methods run under one lock for the service (a transaction spans items). The
+elbv2 ones run under one lock per target group: each of those calls names exactly one
+(``TargetGroupArn``), and nothing in the API or its documentation makes writes to one
+target group wait for another's, so a process-wide lock would serialize what AWS serves
+side by side. Reads and writes of other services are untouched.
 """
 
 from __future__ import annotations
@@ -29,7 +33,18 @@ _MARK = "_cachebridge_atomic"
 _DYNAMODB_METHODS = ("put_item", "update_item", "delete_item", "get_item", "transact_write_items")
 _ELBV2_METHODS = ("register_targets", "deregister_targets", "describe_target_health")
 _dynamodb_lock = threading.RLock()
-_elbv2_lock = threading.RLock()
+_group_locks: dict[str, threading.RLock] = {}
+_group_locks_guard = threading.Lock()
+
+
+def _group_lock(target_group_arn: str) -> threading.RLock:
+    """The lock of one target group (made on first use; a deleted group's stays, a few
+    hundred bytes, as long as the process)."""
+    with _group_locks_guard:
+        lock = _group_locks.get(target_group_arn)
+        if lock is None:
+            lock = _group_locks[target_group_arn] = threading.RLock()
+        return lock
 
 
 def _locked(method: Callable[..., Any], lock: Any) -> Callable[..., Any]:
@@ -42,11 +57,24 @@ def _locked(method: Callable[..., Any], lock: Any) -> Callable[..., Any]:
     return locked
 
 
+def _locked_per_group(method: Callable[..., Any]) -> Callable[..., Any]:
+    # Backend methods called as method(self, target_group_arn, ...), by moto's responses
+    # positionally; by keyword too, for safety.
+    @functools.wraps(method)
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        arn = kwargs["target_group_arn"] if "target_group_arn" in kwargs else args[0]
+        with _group_lock(str(arn)):
+            return method(self, *args, **kwargs)
+
+    setattr(locked, _MARK, True)
+    return locked
+
+
 def _wrap(cls: type, names: tuple[str, ...], lock: Any) -> None:
     for name in names:
         method = getattr(cls, name)
         if not getattr(method, _MARK, False):
-            setattr(cls, name, _locked(method, lock))
+            setattr(cls, name, _locked_per_group(method) if lock is None else _locked(method, lock))
 
 
 def install() -> None:
@@ -54,7 +82,7 @@ def install() -> None:
     from moto.elbv2.models import ELBv2Backend
 
     _wrap(DynamoDBBackend, _DYNAMODB_METHODS, _dynamodb_lock)
-    _wrap(ELBv2Backend, _ELBV2_METHODS, _elbv2_lock)
+    _wrap(ELBv2Backend, _ELBV2_METHODS, None)
 
 
 def installed() -> bool:
