@@ -1,12 +1,22 @@
-"""Hostile attacks on ``read_order`` (pure): the rotation of the groups a new instance never
-read, and the reserve kept for a change, with clocks and pass sizes that are odd."""
+"""Hostile attacks on ``read_order`` (pure: the rotation of the groups a new instance never
+read, the reserve kept for a change, with clocks and pass sizes that are odd) and on the
+bytecode zip's ``--python`` (fake interpreters: shell scripts that answer the probe)."""
 
 from __future__ import annotations
 
+import importlib.util
+import io
+import json
 import math
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 
+from cachebridge.deploy import package
+from cachebridge.errors import ConfigError
 from cachebridge.read_order import ReadBudget, rotation_offset
 
 
@@ -74,16 +84,6 @@ def test_an_event_pass_keeps_back_the_whole_round() -> None:
 
 
 # -- bytecode packaging: a hostile or odd ``--python`` -----------------------------------------
-
-import importlib.util  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import zipfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from cachebridge.deploy import package  # noqa: E402
-from cachebridge.errors import ConfigError  # noqa: E402
 
 THIS_VERSION = (sys.version_info[0], sys.version_info[1])
 PROBE = {
@@ -176,8 +176,6 @@ def test_pycs_whose_magic_is_not_the_probed_versions_are_refused(tmp_path: Path)
 def test_the_handler_and_dnspython_run_with_their_docstrings_stripped(tmp_path: Path) -> None:
     """Sourceless pycs (no fallback): dnspython's exceptions read their class docstrings as
     their message, and resolving a name must still work."""
-    import subprocess
-
     runtime = package.find_runtime_python(sys.executable, THIS_VERSION)
     built = package.build(bytecode=package.BytecodeOptions(runtime, "imported", keep_sources=False))
     root = tmp_path / "task"
@@ -212,8 +210,6 @@ def test_an_interpreter_that_hangs_or_vanishes_after_the_probe_is_refused(tmp_pa
 
 
 def test_the_bytecode_zip_is_the_same_from_builders_with_other_hash_seeds(tmp_path: Path) -> None:
-    import subprocess
-
     code = (
         "import sys; from cachebridge.deploy import package as p; "
         "r = p.find_runtime_python(sys.executable, tuple(sys.version_info[:2])); "
