@@ -8,10 +8,12 @@ hold, and it spends its ELB reads where they are most useful (``health_order``):
 
 1. **Changed**: groups whose source now gives something else than what this process last
    saw registered there (``nlb.last_seen``): a failover, a node replacement, a group
-   someone edited. Least recently read first.
+   someone edited. Least recently read first; a change found too late to apply keeps the
+   age its group had (``nlb.read_first``), so it comes before those read since.
 2. **Never read** by this process (a new instance, or groups a pass before did not
    reach), in a rotating order: the starting point moves with the wall clock's minute, by
-   as many groups as a pass can read, so successive new instances (and successive passes)
+   about as many groups as a pass can read (a step prime to their count: each group is a
+   starting point in turn), so successive new instances (and successive passes)
    do not all start at the same bindings.
 3. **The rest**, least recently read first: a warm instance sweeps every group in turn.
 4. Bindings whose source read failed: nothing can be applied to them this run; their
