@@ -320,3 +320,24 @@ def test_documented_group_without_a_listener_is_unused(aws_world: dict) -> None:
     elbv2.create_listener(LoadBalancerArn=aws_world["lb"], Protocol="TCP", Port=free_port(),
                           DefaultActions=[{"Type": "forward", "TargetGroupArn": lonely}])
     _wait_for(lambda: _states(aws_world, lonely)[key][0] == "healthy", 8)
+
+
+def test_a_listener_whose_port_is_taken_listens_once_it_is_free(aws_world: dict) -> None:
+    import socket
+
+    # Something else holds the listener's port when the stand-in starts (an outgoing
+    # connection's ephemeral port can): the listener is not given up, it listens once free.
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", aws_world["listener"]))
+    squatter.listen()
+    try:
+        plane = aws_world["start"]("optimistic")
+        errors = plane.wait_listening(0.5)
+        assert list(errors) == [aws_world["listener_arn"]]
+        assert f"cannot listen on 127.0.0.1:{aws_world['listener']}" in errors[aws_world["listener_arn"]]
+    finally:
+        squatter.close()
+    assert plane.wait_listening(10) == {}
+    assert aws_world["listener_arn"] not in plane.listener_errors
+    with socket.create_connection(("127.0.0.1", aws_world["listener"]), timeout=2):
+        pass

@@ -157,6 +157,9 @@ class DataPlane:
         self.listeners: dict[str, tuple[int, asyncio.base_events.Server | None, str | None]] = {}
         self.forwards: dict[str, ForwardState] = {}
         self.listener_errors: dict[str, str] = {}
+        # Listeners whose port could not be bound (taken for a moment, e.g. by an outgoing
+        # connection's ephemeral port): tried again on every tick until they listen.
+        self._unbound: set[str] = set()
         self._used_groups: set[str] = set()
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -261,6 +264,27 @@ class DataPlane:
             raise RuntimeError("NLB data plane did not start")
         return self
 
+    def wait_listening(self, timeout: float) -> dict[str, str]:
+        """Wait (at most ``timeout`` seconds) until every NLB listener the API holds is
+        listening, or refused for good (a TLS listener whose certificate cannot serve, in
+        ``listener_errors``); returns why each other one is not (listener ARN -> why)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                wanted = {
+                    listener.arn
+                    for lb in list(self._backend().load_balancers.values())
+                    if getattr(lb, "loadbalancer_type", "network") == "network"
+                    for listener in list(lb.listeners.values())
+                }
+            missing = {
+                arn for arn in wanted
+                if self.listeners.get(arn, (0, None, None))[1] is None and (arn in self._unbound or arn not in self.listener_errors)
+            }
+            if not missing or time.monotonic() >= deadline:
+                return {arn: self.listener_errors.get(arn, "not listening yet") for arn in sorted(missing)}
+            time.sleep(TICK_S)
+
     def stop(self) -> None:
         self._stopping.set()
         if self._thread is not None:
@@ -325,13 +349,14 @@ class DataPlane:
             }
         for arn in list(self.listeners):
             if arn not in wanted:
+                self._unbound.discard(arn)
                 _, server, _ = self.listeners.pop(arn)
                 if server is not None:
                     server.close()
                 self.listener_errors.pop(arn, None)
                 self.forwards.pop(arn, None)
         for arn, (port, tg) in wanted.items():
-            if arn in self.listeners:
+            if arn in self.listeners and arn not in self._unbound:
                 old_port, server, _ = self.listeners[arn]
                 self.listeners[arn] = (old_port, server, tg)
                 continue
@@ -345,10 +370,15 @@ class DataPlane:
                     lambda r, w, a=arn: self._serve(a, r, w), self.host, port, reuse_address=True, ssl=tls
                 )
                 self.listeners[arn] = (port, server, tg)
+                self._unbound.discard(arn)
+                self.listener_errors.pop(arn, None)
             except OSError as exc:
                 self.listeners[arn] = (port, None, tg)
-                self.listener_errors[arn] = f"cannot listen on {self.host}:{port}: {exc.strerror}"
-                log.warning("listener %s: %s", arn, self.listener_errors[arn])
+                error = f"cannot listen on {self.host}:{port}: {exc.strerror}"
+                if self.listener_errors.get(arn) != error:
+                    log.warning("listener %s: %s (tried again every tick)", arn, error)
+                self.listener_errors[arn] = error
+                self._unbound.add(arn)
 
     def _pick(self, tg_arn: str) -> TargetRuntime | None:
         now = self.clock()

@@ -43,6 +43,7 @@ STATE_FILE = "state.json"
 # The control API can kill the primary and run the controller: only a caller that can read
 # the (owner-only) state directory may use it.
 TOKEN_FILE = "control.token"
+LISTENERS_READY_S = 15.0  # the data plane binds a listener within a tick of seeing it
 REGION = "us-east-1"
 SCHEDULE_EVENT = {
     "version": "0",
@@ -247,6 +248,11 @@ class Supervisor:
         first = self.function.invoke(SCHEDULE_EVENT, "schedule")
         if not first["ok"]:
             raise RuntimeError(f"the first controller run failed: {first['error']}")
+        # Ready means a client can connect: every listener the stack made is listening.
+        assert self.dataplane is not None
+        not_listening = self.dataplane.wait_listening(LISTENERS_READY_S)
+        if not_listening:
+            raise RuntimeError(f"NLB listeners not listening after {LISTENERS_READY_S:g} s: " + "; ".join(not_listening.values()))
         threading.Thread(target=self._ticks, args=(schedule_s,), name="schedule", daemon=True).start()
 
         self.control = ThreadingHTTPServer(("127.0.0.1", 0), _control_handler(self))
