@@ -42,7 +42,7 @@ from . import pacing
 from .nlb import Seen
 from .targets import Target
 
-__all__ = ["ReadBudget", "health_order", "rotation_offset", "paced_rate", "reads_per_pass", "GOLDEN_FRACTION"]
+__all__ = ["ReadBudget", "health_order", "rotation_offset", "paced_rate", "reads_per_pass", "GOLDEN_FRACTION", "CONFIRM_WAIT_POLLS", "FIRST_WRITE_S"]
 
 _W = TypeVar("_W")
 
@@ -55,6 +55,14 @@ GOLDEN_FRACTION = (math.sqrt(5) - 1) / 2
 # (register, deregister, a share of the lease's transaction and release), for the time the
 # writes of many bindings take one after another, ``max_concurrency`` at a time.
 WRITE_CALLS = 4
+
+# The confirming read waits this many poll intervals after the round that first plans from
+# the pre-read (``sync._step``: a change is read again 1.5 polls later).
+CONFIRM_WAIT_POLLS = 1.5
+# What an instance's first write to a group does before ``writes`` checks the time left and
+# no call count covers: building a client and reading the VPC's CIDRs when ``vpc_cidrs`` is
+# not set (about 0.1-0.5 s on the benchmark machine: ``benchmarks/throttled_pass.py``).
+FIRST_WRITE_S = 1.0
 
 
 def rotation_offset(n: int, wall_s: float, per_pass: int | None) -> int:
@@ -135,6 +143,7 @@ def _by_age(entry: tuple[float, int, object]) -> tuple[float, int]:
 class _Change:
     describe_calls: int  # ELB Describe* calls its write step may make
     write_calls: int  # calls ``writes`` wants covered at its start
+    first_write: bool = False  # this instance has not written the group yet (details unread)
 
 
 class ReadBudget:
@@ -183,7 +192,9 @@ class ReadBudget:
         token_s = describe / self.rate_per_s if self.rate_per_s else describe * call_s / self.concurrency
         writes_s = len(changes) * WRITE_CALLS * call_s / self.concurrency
         cover_s = max(c.write_calls for c in changes) * self.call_budget_s
-        return self._confirm_s(len(changes)) + token_s + writes_s + cover_s
+        first_write_s = FIRST_WRITE_S if any(c.first_write for c in changes) else 0.0
+        confirm_s = self._confirm_s(len(changes)) + CONFIRM_WAIT_POLLS * self.poll_interval_s
+        return confirm_s + token_s + writes_s + cover_s + first_write_s
 
     def _confirm_s(self, changes: int) -> float:
         # The confirming round re-reads the changed bindings' sources only, ``concurrency``
@@ -223,7 +234,10 @@ class ReadBudget:
     def found_change(self, now: float, *, details_known: bool, locked: bool) -> bool:
         """A change was found at ``now``: True when the pass can still confirm and apply it
         (it is counted), False when it must be left for the next run."""
-        change = _Change(describe_calls=(0 if details_known else 2) + (1 if locked else 3), write_calls=2 if locked else 4)
+        change = _Change(
+            describe_calls=(0 if details_known else 2) + (1 if locked else 3), write_calls=2 if locked else 4,
+            first_write=not details_known,
+        )
         with self._lock:
             stop = self._stop_at([*self._changes, change])
             if stop is not None and now > stop:

@@ -63,7 +63,7 @@ MODULE_SURFACES = {
         "extra_binding_documents", "settings_from_env",
     },
     "cachebridge.read_order": {
-        "ReadBudget", "health_order", "rotation_offset", "paced_rate", "reads_per_pass", "GOLDEN_FRACTION",
+        "ReadBudget", "health_order", "rotation_offset", "paced_rate", "reads_per_pass", "GOLDEN_FRACTION", "CONFIRM_WAIT_POLLS", "FIRST_WRITE_S",
     },
     "cachebridge.writes": {
         "apply_plan", "apply_plans", "record_plan", "nothing_written", "targets_text",
