@@ -31,6 +31,14 @@ Modules:
 - ``update_expressions``: a DynamoDB update expression is parsed once per expression
   string, not once per item and use (moto re-parsed the lease transactions' shared
   expression 200 times a call).
+- ``update_validation``: an update expression's checks that read no item (clause counts,
+  overlapping paths, key attributes) run once per expression, names and table, and the
+  validator copies the parsed tree with a copier for such trees; the checks that read the
+  item and the values still run per item.
+- ``condition_lexing``: a condition expression is split into tokens once per string, not
+  three times per transaction item.
+- ``attribute_values``: a DynamoDB answer's scalar attribute values (S, N, BOOL, NULL) are
+  written out directly rather than through moto's ten-member lookup each.
 - ``describe_paging``: DescribeReplicationGroups refuses a ``MaxRecords`` outside AWS's
   20 to 100 (moto pages with any).
 - ``atomic``: DynamoDB conditional writes served one at a time, and elbv2 target
@@ -42,7 +50,21 @@ from __future__ import annotations
 
 import threading
 
-from . import atomic, cfn_resources, cloudformation, describe_paging, elasticache, elbv2, listener_attributes, sns, transactions, update_expressions
+from . import (
+    atomic,
+    attribute_values,
+    cfn_resources,
+    cloudformation,
+    condition_lexing,
+    describe_paging,
+    elasticache,
+    elbv2,
+    listener_attributes,
+    sns,
+    transactions,
+    update_expressions,
+    update_validation,
+)
 from .cloudformation import stack_events_recorded
 from .elasticache import TestFailoverHook, failover_replication_group, set_test_failover_hook
 from .elbv2 import (
@@ -72,7 +94,7 @@ __all__ = [
     "set_test_failover_hook",
 ]
 
-_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes, sns, describe_paging, transactions, update_expressions, atomic)  # atomic wraps elbv2's and transactions' patches
+_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes, sns, describe_paging, transactions, update_expressions, update_validation, condition_lexing, attribute_values, atomic)  # atomic wraps elbv2's and transactions' patches
 _install_lock = threading.Lock()
 
 
