@@ -75,7 +75,10 @@ def timed(environ, start_response):
     length = int(environ.get("CONTENT_LENGTH") or 0)
     data = environ["wsgi.input"].read(length) if length else b""
     environ["wsgi.input"] = io.BytesIO(data)
-    action = "?"
+    # Query-protocol services name the operation in the body; JSON ones (DynamoDB) in
+    # the X-Amz-Target header ("DynamoDB_20120810.TransactWriteItems").
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    action = target.rpartition(".")[2] or "?"
     for part in data.split(b"&"):
         if part.startswith(b"Action="):
             action = part[7:].decode()
