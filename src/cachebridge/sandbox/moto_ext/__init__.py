@@ -35,7 +35,7 @@ Modules:
   overlapping paths, key attributes) run once per expression, names and table, and the
   validator copies the parsed tree with a copier for such trees; the checks that read the
   item and the values still run per item.
-- ``condition_lexing``: a condition expression is split into tokens once per string, not
+- ``condition_expressions``: a condition expression is split into tokens once per string, not
   three times per transaction item.
 - ``attribute_values``: a DynamoDB answer's scalar attribute values (S, N, BOOL, NULL) are
   written out directly rather than through moto's ten-member lookup each.
@@ -55,7 +55,7 @@ from . import (
     attribute_values,
     cfn_resources,
     cloudformation,
-    condition_lexing,
+    condition_expressions,
     describe_paging,
     elasticache,
     elbv2,
@@ -94,7 +94,7 @@ __all__ = [
     "set_test_failover_hook",
 ]
 
-_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes, sns, describe_paging, transactions, update_expressions, update_validation, condition_lexing, attribute_values, atomic)  # atomic wraps elbv2's and transactions' patches
+_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes, sns, describe_paging, transactions, update_expressions, update_validation, condition_expressions, attribute_values, atomic)  # atomic wraps elbv2's and transactions' patches
 _install_lock = threading.Lock()
 
 

@@ -21,9 +21,11 @@ Here, with every answer unchanged:
   attributes copied, children in order, parents pointing into the copy, shared nodes
   shared once, as ``copy.deepcopy`` gives) instead of ``copy.deepcopy``'s generic
   machinery; anything that is not such a tree is still deep-copied.
-- The tree walker's recursion skips calling the per-child hook of walkers that do not
-  define one (the base hook does nothing); the order of visits and replacements is
-  moto's.
+- A tree walk (``DepthFirstTraverser.traverse``) looks up once per walk what moto looked
+  up at every node: whether the walker has a per-child hook (the base one does nothing),
+  its processing functions, and, once per (walker class, node type), whether the type is
+  a node (an ABC check) and which function processes it. The order of visits, hooks and
+  replacements is moto's; a walker that defines its own walk or lookup keeps moto's.
 """
 
 from __future__ import annotations
@@ -163,38 +165,52 @@ def _processor_index(walker: Any, node_type: type) -> int:
     return index
 
 
-def _traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
+def _traverse(self: Any, node: Any) -> Any:
+    """moto's depth-first walk (children first, left to right, each child preceded by the
+    walker's per-child hook; a processed node replaces itself in its parent's children),
+    with the per-walk constants looked up once."""
     from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
 
-    if _is_node(type(node)):
+    walker = type(self)
+    if (
+        walker.traverse_node_recursively is not DepthFirstTraverser.traverse_node_recursively
+        or walker.process is not DepthFirstTraverser.process
+        or walker.nodes_to_be_processed is not DepthFirstTraverser.nodes_to_be_processed
+    ):
+        return self.traverse_node_recursively(node)  # a walker of its own: moto's way
+    hook = None if walker.pre_processing_of_child is DepthFirstTraverser.pre_processing_of_child else self.pre_processing_of_child
+    handlers = tuple(self._processing_map().values())
+    node_types = _node_types
+    indexes = _processor_indexes
+
+    def visit(node: Any, child_id: int) -> Any:
+        node_type = type(node)
+        is_node = node_types.get(node_type)
+        if is_node is None:
+            is_node = _is_node(node_type)
+        if not is_node:
+            return node
         parent_node = node.parent
-        if node.children is not None:
-            hook = None if type(self).pre_processing_of_child is DepthFirstTraverser.pre_processing_of_child else self.pre_processing_of_child
-            for i, child_node in enumerate(node.children):
+        children = node.children
+        if children is not None:
+            for i, child_node in enumerate(children):
                 if hook is not None:
                     hook(node, i)
-                self.traverse_node_recursively(child_node, i)
-        walker = type(self)
-        if walker.process is not DepthFirstTraverser.process or walker.nodes_to_be_processed is not DepthFirstTraverser.nodes_to_be_processed:
-            if isinstance(node, self.nodes_to_be_processed()):  # a walker of its own: moto's way
-                node = self.process(node)
-                node.parent = parent_node
-                if parent_node:
-                    parent_node.children[child_id] = node
-            return node
-        index = _processor_index(self, type(node))
+                visit(child_node, i)
+        index = indexes.get((walker, node_type))
+        if index is None:
+            index = _processor_index(self, node_type)
         if index >= 0:
-            processors = self.__dict__.get("_cachebridge_processor_list")
-            if processors is None:
-                processors = self.__dict__["_cachebridge_processor_list"] = tuple(self._processing_map().values())
-            node = processors[index](node)
+            node = handlers[index](node)
             node.parent = parent_node
             if parent_node:
                 parent_node.children[child_id] = node
-    return node
+        return node
+
+    return visit(node, -1)
 
 
-setattr(_traverse_node_recursively, _MARK, True)
+setattr(_traverse, _MARK, True)
 
 
 def install() -> None:
@@ -207,8 +223,8 @@ def install() -> None:
     if not getattr(UpdateExpressionValidator.__init__, _MARK, False):
         UpdateExpressionValidator.__init__ = _remembering_init(UpdateExpressionValidator.__init__)  # type: ignore[method-assign]
         UpdateExpressionValidator.validate = _validate  # type: ignore[method-assign]
-    if not getattr(DepthFirstTraverser.traverse_node_recursively, _MARK, False):
-        DepthFirstTraverser.traverse_node_recursively = _traverse_node_recursively  # type: ignore[method-assign]
+    if not getattr(DepthFirstTraverser.traverse, _MARK, False):
+        DepthFirstTraverser.traverse = _traverse  # type: ignore[method-assign]
 
 
 def installed() -> bool:
@@ -219,5 +235,5 @@ def installed() -> bool:
     return bool(
         validators.deepcopy is _deepcopy
         and getattr(UpdateExpressionValidator.__init__, _MARK, False)
-        and getattr(DepthFirstTraverser.traverse_node_recursively, _MARK, False)
+        and getattr(DepthFirstTraverser.traverse, _MARK, False)
     )
