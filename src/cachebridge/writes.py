@@ -57,6 +57,7 @@ lost) never decides another binding's writes.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -140,30 +141,81 @@ def apply_plans(works: Sequence["_Work"], ctx: "_Context", each: Callable[[Seque
         leases = _lease().Leases(client, table)
         batch_size = _lease().BATCH
         chunks = [group[start:start + batch_size] for start in range(0, len(group), batch_size)]
+        _write_chunks(chunks, leases, controller, ctx, each)
 
-        def take(chunk: Sequence[_Work], leases: Leases = leases) -> _Batch:
-            keys = [w.info.arn for w in chunk if w.info is not None]
-            return _Batch(leases, leases.acquire_many(keys, controller) if ctx.covers(2) else {})
 
-        # The lease calls run beside the writes: the next chunk's leases are taken while
-        # this chunk is written (so a lease is held one chunk's writes before its own, not
-        # the whole pass), and a written chunk's go back while the next one is written.
-        # The deadline is checked per binding, as for one alone.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cachebridge-lease") as beside:
-            ahead: Future[_Batch] = beside.submit(take, chunks[0])
-            released: list[Future[None]] = []
-            for i, chunk in enumerate(chunks):
-                try:
-                    batch = ahead.result()
-                except Exception:  # acquire_many only raises on a bug; each takes its own
-                    batch = _Batch(leases, {})
-                if i + 1 < len(chunks):
-                    ahead = beside.submit(take, chunks[i + 1])
-                try:
-                    each(chunk, lambda w, batch=batch: apply_plan(w, ctx, batch))
-                finally:
-                    released.append(beside.submit(_release, chunk, batch))
-            for future in released:
+def _write_chunks(chunks: Sequence[Sequence["_Work"]], leases: "Leases", controller: str, ctx: "_Context",
+                  each: Callable[[Sequence["_Work"], Callable[["_Work"], Any]], Any]) -> None:
+    """Write ``chunks`` (each at most ``lease.BATCH`` bindings of one lock table), each
+    chunk under the leases taken for it together.
+
+    The lease calls run beside the writes, on one thread of their own: a chunk's leases
+    are taken while the chunk before it is written (so a lease is held one chunk's writes
+    before its own, not the whole pass), and a chunk's go back as soon as the last of its
+    bindings' writes has finished, while later chunks are written. The bindings run as one
+    sequence through ``each`` (bounded, in order), so a chunk's first bindings start while
+    the previous chunk's last ones finish instead of waiting for all of them. The deadline
+    is checked per binding, as for one alone."""
+    from concurrent.futures import ThreadPoolExecutor  # its thread module, for batches only
+
+    chunk_of = {id(w): i for i, chunk in enumerate(chunks) for w in chunk}
+    left = [len(chunk) for chunk in chunks]
+    taking: dict[int, Future[_Batch]] = {}
+    batches: dict[int, _Batch] = {}
+    given_back: set[int] = set()
+    released: list[Future[None]] = []
+    lock = threading.Lock()
+
+    def take(chunk: Sequence[_Work]) -> _Batch:
+        keys = [w.info.arn for w in chunk if w.info is not None]
+        return _Batch(leases, leases.acquire_many(keys, controller) if ctx.covers(2) else {})
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cachebridge-lease") as beside:
+
+        def batch_of(i: int) -> _Batch:
+            with lock:
+                if i not in taking:
+                    taking[i] = beside.submit(take, chunks[i])
+                future = taking[i]
+            try:
+                batch = future.result()
+            except Exception:  # acquire_many only raises on a bug; each takes its own
+                batch = _Batch(leases, {})
+            with lock:
+                batch = batches.setdefault(i, batch)
+                if i + 1 < len(chunks) and i + 1 not in taking:
+                    taking[i + 1] = beside.submit(take, chunks[i + 1])
+            return batch
+
+        def give_back(i: int) -> None:
+            # Called with the lock held, once every binding of chunk i is past its writes.
+            if i in batches and i not in given_back:
+                given_back.add(i)
+                released.append(beside.submit(_release, chunks[i], batches[i]))
+
+        def step(w: _Work) -> None:
+            i = chunk_of[id(w)]
+            try:
+                apply_plan(w, ctx, batch_of(i))
+            finally:
+                with lock:
+                    left[i] -= 1
+                    if left[i] == 0:
+                        give_back(i)
+
+        taking[0] = beside.submit(take, chunks[0])
+        try:
+            each([w for chunk in chunks for w in chunk], step)
+        finally:
+            # Every binding's writes are over: anything taken and not yet given back goes
+            # back now (a chunk whose bindings did not all run, only on a bug).
+            with lock:
+                for i in sorted(taking):
+                    if i not in batches and taking[i].exception() is None:  # waits for a take under way
+                        batches[i] = taking[i].result()
+                    give_back(i)
+                pending = list(released)
+            for future in pending:
                 future.exception()  # wait; _release reports its own failures
 
 

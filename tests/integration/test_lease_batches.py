@@ -5,6 +5,7 @@ pass's first read (``writes``, ``lease``). moto in-process, with ``moto_ext``.""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -325,3 +326,67 @@ def test_an_event_pass_that_waited_for_the_change_reads_again(world: Callable[[i
     assert [b.status for b in report.bindings] == ["changed", "changed"]
     assert all(b.polls > 2 for b in report.bindings)
     assert health_reads(log) == {arn: 2 for arn in w.arns}
+
+
+# -- chunks written one after another, leases beside ------------------------------------------
+
+
+def test_each_chunks_leases_are_taken_before_its_writes_and_given_back_after_all_of_them(
+    world: Callable[[int], World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cachebridge import lease
+
+    monkeypatch.setattr(lease, "BATCH", 3)  # 8 bindings: chunks of 3, 3 and 2
+    w = world(8)
+    events: list[tuple[str, str]] = []  # (what, target group ARN), in the order they happened
+    guard = threading.Lock()
+
+    def note(what: str, arns: list[str]) -> None:
+        with guard:
+            events.extend((what, arn) for arn in arns)
+
+    def lease_keys(body: dict[str, Any]) -> list[str]:
+        return [item["Update"]["Key"][KEY_ATTRIBUTE]["S"] for item in body.get("TransactItems", [])]
+
+    def transaction_sent(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        text = params["body"].decode() if isinstance(params["body"], bytes) else params["body"]
+        body = json.loads(text)
+        context["cachebridge_test"] = ("previous_holder" in text, lease_keys(body))
+        if "released_at" in text:
+            note("giving back", lease_keys(body))
+
+    def transaction_answered(http_response: Any, context: dict[str, Any], **_: Any) -> None:
+        taking, keys = context.get("cachebridge_test", (False, []))
+        if taking and http_response.status_code == 200:
+            note("taken", keys)
+
+    def elbv2_call(kind: str) -> Callable[..., None]:
+        def hook(context: dict[str, Any], params: dict[str, Any] | None = None, **_: Any) -> None:
+            if params is not None:  # the call's own parameters: remembered for its answer
+                context["cachebridge_test"] = params["TargetGroupArn"]
+            note(kind, [context["cachebridge_test"]])
+        return hook
+
+    w.dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", transaction_sent)
+    w.dynamodb.meta.events.register("after-call.dynamodb.TransactWriteItems", transaction_answered)
+    for operation in ("RegisterTargets", "DeregisterTargets"):
+        w.elbv2.meta.events.register(f"provide-client-params.elastic-load-balancing-v2.{operation}", elbv2_call("writing"))
+        w.elbv2.meta.events.register(f"after-call.elastic-load-balancing-v2.{operation}", elbv2_call("written"))
+
+    log = CallLog(w.elbv2, w.dynamodb)
+    report = w.sync()
+
+    assert [b.status for b in report.bindings] == ["changed"] * 8
+    for i, arn in enumerate(w.arns):
+        assert w.held(i) == {w.new[i]}
+        mine = [what for what, a in events if a == arn]
+        # taken once, then both writes started and finished, then given back once
+        assert mine[0] == "taken" and mine[-1] == "giving back", mine
+        assert mine.count("taken") == mine.count("giving back") == 1, mine
+        assert sorted(mine[1:-1]) == ["writing", "writing", "written", "written"], mine
+        record = w.record(i)
+        assert record["expires_at"] == {"N": "0"}
+        assert record["last_desired"] == {"L": [{"S": str(w.new[i])}]}
+    # the batches, not one call per lease: three transactions to take, three to give back
+    assert Counter(log.names())["TransactWriteItems"] == 6
+    assert "UpdateItem" not in log.names()
