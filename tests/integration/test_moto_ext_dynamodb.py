@@ -175,3 +175,21 @@ def test_every_attribute_type_reads_back_as_written(table: Any) -> None:
     assert sorted(got["ss"]["SS"]) == ["a", "b"] and sorted(got["ns"]["NS"]) == ["1", "2"] and sorted(got["bs"]["BS"]) == [b"x", b"y"]
     batch = table.batch_get_item(RequestItems={TABLE: {"Keys": [{"lease_key": {"S": "k0"}}], "ConsistentRead": True}})
     assert batch["Responses"][TABLE] == [got]
+
+
+def test_a_set_used_in_a_condition_and_then_changed_in_the_item_does_not_change_the_condition(table: Any) -> None:
+    # The condition's value is also what the update stores; the stored set then grows.
+    request = {
+        "TableName": TABLE, "Key": {"lease_key": {"S": "k0"}}, "UpdateExpression": "SET tags = :tags",
+        "ConditionExpression": "attribute_not_exists(tags) OR tags = :tags",
+        "ExpressionAttributeValues": {":tags": {"SS": ["a"]}},
+    }
+    table.update_item(**request)
+    table.update_item(TableName=TABLE, Key={"lease_key": {"S": "k0"}}, UpdateExpression="ADD tags :more",
+                      ExpressionAttributeValues={":more": {"SS": ["b"]}})
+    assert sorted(stored(table, "k0")["tags"]["SS"]) == ["a", "b"]  # type: ignore[index]
+    # The same request again: {"a"} is not the stored {"a", "b"}, so the condition fails.
+    with pytest.raises(ClientError) as caught:
+        table.update_item(**request)
+    assert caught.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert sorted(stored(table, "k0")["tags"]["SS"]) == ["a", "b"]  # type: ignore[index]

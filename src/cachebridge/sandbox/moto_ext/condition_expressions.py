@@ -15,9 +15,10 @@ Here:
 - The parsed condition (moto's tree of ``Op``/``Func``/operand objects, and the names and
   values placeholders it used) is kept for the last ``_REMEMBERED`` distinct (expression,
   names, values) triples, so the three parses of one item become one. The tree is made
-  from exactly those three inputs, and moto only reads it afterwards (``expr(item)``
-  evaluates it against an item without changing it). Each evaluation still runs against
-  the stored item as it is at that moment.
+  from exactly those three inputs (from a private copy of the values, so nothing moto
+  stores from a request and changes later reaches a kept tree), and moto only reads it
+  afterwards (``expr(item)`` evaluates it against an item without changing it). Each
+  evaluation still runs against the stored item as it is at that moment.
 - An expression, names or values that are not plain strings, lists and dicts are parsed
   as moto does, every time; an expression moto refuses raises its error every time
   (nothing is kept for it).
@@ -25,6 +26,7 @@ Here:
 
 from __future__ import annotations
 
+import copy
 import functools
 import threading
 from collections import OrderedDict, deque
@@ -90,7 +92,14 @@ def _parsing_once(parse: Any) -> Any:
             if kept is not None:
                 _parsed.move_to_end(key)
         if kept is None:
-            op = parse(self)  # raises for an invalid condition: not kept
+            # Parsed from a private copy of the values: the kept tree shares nothing with
+            # this request's values, which moto may store in an item and change later.
+            values = self.expression_attribute_values
+            self.expression_attribute_values = copy.deepcopy(values)
+            try:
+                op = parse(self)  # raises for an invalid condition: not kept
+            finally:
+                self.expression_attribute_values = values
             kept = (op, tuple(self.expr_attr_names_found), tuple(self.expr_attr_values_found))
             with _lock:
                 _parsed[key] = kept
