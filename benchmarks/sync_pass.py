@@ -196,6 +196,8 @@ def main() -> int:
     parser.add_argument("--against", metavar="CHECKOUT", default=None,
                         help="--latency: measure another checkout of cachebridge too, in the same run: its moto server and controller (its src first on PYTHONPATH), this checkout's proxies")
     args = parser.parse_args()
+    if args.against is not None:
+        args.against = checkout_root(parser, args.against)
     if args.latency:
         return latency_main(args)
     args.bindings = args.bindings or [1, 100]
@@ -373,6 +375,17 @@ def _median(values: list[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def checkout_root(parser: argparse.ArgumentParser, path: str) -> str:
+    """The checkout ``--against`` names: its root, or its ``src`` given by mistake (whose
+    ``src/src`` would put nothing on the path and measure this checkout twice)."""
+    root = os.path.abspath(path)
+    if not os.path.isdir(os.path.join(root, "src", "cachebridge")) and os.path.isdir(os.path.join(root, "cachebridge")):
+        root = os.path.dirname(root)
+    if not os.path.isdir(os.path.join(root, "src", "cachebridge")):
+        parser.error(f"--against {path}: no src/cachebridge there; give the root of a cachebridge checkout")
+    return root
 
 
 def tree_env(tree: str | None) -> dict[str, str]:
