@@ -1,16 +1,19 @@
 """Fixtures every test gets, and what tests of several directories share: a moto server
-in a process of its own, a benchmark script loaded as a module, and a clock the test moves
-by hand."""
+in a process of its own, a benchmark script loaded as a module, a clock the test moves
+by hand, and the function's zip unpacked and run as Lambda runs it."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 import pytest
 
@@ -77,3 +80,44 @@ def aws_server_process() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+# What the Lambda runtime provides besides the standard library: boto3 and its dependencies.
+LAMBDA_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+
+
+class LambdaTask(NamedTuple):
+    """The unpacked zip (``/var/task``) and a directory holding only what the runtime
+    provides (links to this environment's boto3 and its dependencies)."""
+
+    code: Path
+    runtime: Path
+
+
+def unpack_lambda_zip(archive: Path, root: Path) -> LambdaTask:
+    code, runtime = root / "task", root / "runtime"
+    code.mkdir(parents=True)
+    runtime.mkdir()
+    with zipfile.ZipFile(archive) as opened:
+        opened.extractall(code)
+    for name in LAMBDA_PROVIDED:
+        origin = Path(__import__(name).__file__)  # type: ignore[arg-type]
+        src = origin.parent if origin.name == "__init__.py" else origin
+        (runtime / src.name).symlink_to(src, target_is_directory=src.is_dir())
+    return LambdaTask(code, runtime)
+
+
+def run_in_lambda_task(
+    task: LambdaTask, script: str, *args: str, env: dict[str, str] | None = None,
+    write_bytecode: bool = False, timeout: float = 90,
+) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter that sees the standard library, ``sys.argv[1]``
+    (the task) and ``sys.argv[2]`` (the runtime's boto3) and nothing of this environment
+    (``-I -S``); without ``write_bytecode``, no bytecode is written, as in Lambda's
+    read-only ``/var/task``. Only PATH and HOME come from here, beside ``env``."""
+    flags = ["-I", "-S"] if write_bytecode else ["-I", "-S", "-B"]
+    return subprocess.run(
+        [sys.executable, *flags, "-c", script, str(task.code), str(task.runtime), *args],
+        capture_output=True, text=True, timeout=timeout, cwd=task.code,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(task.code.parent), **(env or {})},
+    )

@@ -257,3 +257,16 @@ def server_client(endpoint: str, service: str, config: Any = None) -> Any:
 def controller_client(endpoint: str, service: str) -> Any:
     """A client with the controller's one retry policy (``aws.BOTO_CONFIG``)."""
     return server_client(endpoint, service, BOTO_CONFIG)
+
+
+def lambda_env(task: Any, endpoint: str, config: Config) -> dict[str, str]:
+    """The function's environment, as the stack gives it, against the moto server at
+    ``endpoint`` (``task`` is the unpacked zip, ``conftest.LambdaTask``)."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": SERVER_REGION,
+        "AWS_ENDPOINT_URL": endpoint,
+        "LAMBDA_TASK_ROOT": str(task.code),
+        "CACHEBRIDGE_BINDINGS": config.bindings_json(),
+    }

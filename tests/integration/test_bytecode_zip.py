@@ -6,10 +6,7 @@ runtime's version given as its own), so no Python 3.13 is needed here."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +17,11 @@ from cachebridge.deploy import package
 from cachebridge.sandbox.dns import LoopbackDnsServer, Zone
 from cachebridge.targets import Target
 
-from .conftest import SERVER_REGION, server_client
+from ..conftest import run_in_lambda_task, unpack_lambda_zip
+from .conftest import lambda_env, server_client
 
 pytestmark = pytest.mark.timeout(180)
 
-LAMBDA_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
 PORT = 6379
 DAMAGED = b"raise ImportError('this source was compiled: its bytecode was not used')\n"
 
@@ -45,26 +42,14 @@ print(json.dumps({
 """
 
 
-def _unpack(built: package.LambdaPackage, root: Path) -> tuple[Path, Path]:
-    code, runtime = root / "task", root / "runtime"
-    code.mkdir(parents=True)
-    runtime.mkdir()
-    with zipfile.ZipFile(built.write(root / "lambda.zip")) as archive:
-        archive.extractall(code)
-    for name in LAMBDA_PROVIDED:
-        origin = Path(__import__(name).__file__)  # type: ignore[arg-type]
-        src = origin.parent if origin.name == "__init__.py" else origin
-        (runtime / src.name).symlink_to(src, target_is_directory=src.is_dir())
-    return code, runtime
-
-
 @pytest.mark.parametrize("keep_sources", [True, False], ids=["sources-kept", "sourceless"])
 def test_the_bytecode_zip_syncs_from_its_bytecode_with_its_sources_damaged(
     tmp_path: Path, moto_server: str, keep_sources: bool
 ) -> None:
     runtime_python = package.find_runtime_python(sys.executable, (sys.version_info[0], sys.version_info[1]))
     built = package.build(bytecode=package.BytecodeOptions(runtime_python, "imported", keep_sources))
-    code, runtime = _unpack(built, tmp_path)
+    task = unpack_lambda_zip(built.write(tmp_path / "lambda.zip"), tmp_path)
+    code = task.code
     # Damage every source that has bytecode, after the build: only the pycs can work now.
     damaged = 0
     for pyc in code.rglob("*.pyc"):
@@ -88,20 +73,7 @@ def test_the_bytecode_zip_syncs_from_its_bytecode_with_its_sources_damaged(
             (Binding(group, ElastiCacheSourceSpec(group, "primary"), group, PORT),),
             Settings(nameservers=(server.address,), dns_timeout_s=1.0),
         )
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(tmp_path),
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": SERVER_REGION,
-            "AWS_ENDPOINT_URL": moto_server,
-            "LAMBDA_TASK_ROOT": str(code),
-            "CACHEBRIDGE_BINDINGS": config.bindings_json(),
-        }
-        done = subprocess.run(
-            [sys.executable, "-I", "-S", "-B", "-c", SCRIPT, str(code), str(runtime)],
-            capture_output=True, text=True, timeout=120, cwd=code, env=env,
-        )
+        done = run_in_lambda_task(task, SCRIPT, env=lambda_env(task, moto_server, config), timeout=120)
     finally:
         server.stop()
     assert done.returncode == 0, done.stderr[-3000:]

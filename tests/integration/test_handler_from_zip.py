@@ -6,12 +6,7 @@ leaves out the parts of dnspython that need what Lambda lacks)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,12 +16,11 @@ from cachebridge.deploy import package
 from cachebridge.sandbox.dns import LoopbackDnsServer, Zone
 from cachebridge.targets import Target
 
-from .conftest import SERVER_REGION, server_client
+from ..conftest import LambdaTask, run_in_lambda_task, unpack_lambda_zip
+from .conftest import lambda_env, server_client
 
 pytestmark = pytest.mark.timeout(120)
 
-# What the Lambda runtime provides besides the standard library: boto3 and its dependencies.
-LAMBDA_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
 PORT = 6379
 CNAME = "master.cold.abc123.euw1.cache.amazonaws.com"
 
@@ -52,20 +46,9 @@ print(json.dumps({
 
 
 @pytest.fixture(scope="module")
-def task(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The unpacked zip (``/var/task``) and a directory standing in for the runtime's boto3."""
+def task(tmp_path_factory: pytest.TempPathFactory) -> LambdaTask:
     root = tmp_path_factory.mktemp("lambda")
-    code, runtime = root / "task", root / "runtime"
-    code.mkdir()
-    runtime.mkdir()
-    package.build().write(root / "lambda.zip")
-    with zipfile.ZipFile(root / "lambda.zip") as archive:
-        archive.extractall(code)
-    for name in LAMBDA_PROVIDED:
-        origin = Path(__import__(name).__file__)  # type: ignore[arg-type]
-        src = origin.parent if origin.name == "__init__.py" else origin
-        (runtime / src.name).symlink_to(src, target_is_directory=src.is_dir())
-    return code, runtime
+    return unpack_lambda_zip(package.build().write(root / "lambda.zip"), root)
 
 
 @pytest.fixture
@@ -77,31 +60,17 @@ def dns_server() -> Iterator[LoopbackDnsServer]:
         server.stop()
 
 
-def invoke(task: tuple[Path, Path], endpoint: str, config: Config) -> dict[str, Any]:
-    code, runtime = task
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(code.parent),
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": SERVER_REGION,
-        "AWS_ENDPOINT_URL": endpoint,
-        "LAMBDA_TASK_ROOT": str(code),
-        "CACHEBRIDGE_BINDINGS": config.bindings_json(),
-    }
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-B", "-c", SCRIPT, str(code), str(runtime)],
-        capture_output=True, text=True, timeout=90, cwd=code, env=env,
-    )
+def invoke(task: LambdaTask, endpoint: str, config: Config) -> dict[str, Any]:
+    done = run_in_lambda_task(task, SCRIPT, env=lambda_env(task, endpoint, config))
     assert done.returncode == 0, done.stderr[-3000:]
     out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["bytecode"] is True
-    assert all(f.startswith(str(code)) for f in out["files"]), [f for f in out["files"] if not f.startswith(str(code))]
-    assert not any(code.rglob("__pycache__"))
+    assert all(f.startswith(str(task.code)) for f in out["files"]), [f for f in out["files"] if not f.startswith(str(task.code))]
+    assert not any(task.code.rglob("__pycache__"))
     return out
 
 
-def test_the_unpacked_zip_syncs_writes_and_reports_dns_failures(task: tuple[Path, Path], moto_server: str, dns_server: LoopbackDnsServer) -> None:
+def test_the_unpacked_zip_syncs_writes_and_reports_dns_failures(task: LambdaTask, moto_server: str, dns_server: LoopbackDnsServer) -> None:
     ec2, elbv2, elasticache = (server_client(moto_server, s) for s in ("ec2", "elbv2", "elasticache"))
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     elasticache.create_replication_group(ReplicationGroupId="cold", ReplicationGroupDescription="cold", ReplicasPerNodeGroup=1)

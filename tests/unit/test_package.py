@@ -6,8 +6,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -16,9 +14,9 @@ import pytest
 import cachebridge
 from cachebridge.deploy import package
 
+from ..conftest import run_in_lambda_task, unpack_lambda_zip
+
 EVENTS = Path(__file__).resolve().parents[1] / "events"
-# What the Lambda runtime provides besides the standard library: boto3 and its dependencies.
-LAMBDA_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
 
 
 def test_building_twice_gives_the_same_bytes_and_key() -> None:
@@ -39,7 +37,7 @@ def test_the_zip_holds_runtime_modules_and_dnspython_only() -> None:
     assert "cachebridge/sources.py" in names
     assert "dns/resolver.py" in names
     assert all(n.startswith(("cachebridge/", "dns/")) for n in names)
-    assert not any(n in ("cachebridge/cli.py", "cachebridge/drill.py") for n in names)
+    assert not any(n in ("cachebridge/cli.py", "cachebridge/cli_render.py", "cachebridge/drill.py") for n in names)
     assert not any(n.startswith(("cachebridge/sandbox/", "cachebridge/deploy/", "cachebridge/drill/")) for n in names)
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
 
@@ -72,19 +70,7 @@ def test_the_key_follows_the_content(tmp_path: Path) -> None:
 
 
 def test_the_extracted_zip_imports_and_handles_an_event_without_the_venv(tmp_path: Path) -> None:
-    code = tmp_path / "task"
-    code.mkdir()
-    built = package.build()
-    built.write(tmp_path / "lambda.zip")
-    with zipfile.ZipFile(tmp_path / "lambda.zip") as archive:
-        archive.extractall(code)
-    runtime = tmp_path / "runtime"
-    runtime.mkdir()
-    for name in LAMBDA_PROVIDED:
-        module = __import__(name)
-        origin = Path(module.__file__)
-        src = origin.parent if origin.name == "__init__.py" else origin
-        (runtime / src.name).symlink_to(src, target_is_directory=src.is_dir())
+    code, runtime = task = unpack_lambda_zip(package.build().write(tmp_path / "lambda.zip"), tmp_path)
 
     script = r"""
 import json, sys
@@ -110,15 +96,7 @@ print(json.dumps({
 }))
 """
     event = (EVENTS / "schedule.json").read_text()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", script, str(code), str(runtime), event],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        env=env,
-    )
+    result = run_in_lambda_task(task, script, event, write_bytecode=True, timeout=60)
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
     assert seen["cachebridge"].startswith(str(code))

@@ -85,7 +85,7 @@ ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o100644  # regular file, rw-r--r--
 _COMPRESS_LEVEL = 9
 # Paths relative to the cachebridge package that never run in Lambda.
-EXCLUDED = ("cli.py", "endpoints.py", "sandbox", "deploy", "drill.py", "drill", "cluster_drill.py")
+EXCLUDED = ("cli.py", "cli_render.py", "endpoints.py", "sandbox", "deploy", "drill.py", "drill", "cluster_drill.py")
 # Paths relative to dnspython's package that only run with what Lambda lacks (see above).
 DNS_EXCLUDED = (
     "dnssec.py", "dnssecalgs", "dnssectypes.py",
