@@ -7,6 +7,9 @@ exceptions. Deciding *what* to write is the planner's job.
 Only DescribeTargetGroups and DescribeTargetHealth are needed to follow a failover. The
 other reads (attributes, VPC CIDRs, tags) fail soft: the details come back with a warning
 in ``TargetGroupInfo.warnings`` and are read again next time instead of being cached.
+The tags (owner, lock table) of the groups a pass is about to write are read on every pass
+that writes, 20 groups a DescribeTags call (``with_fresh_tags``): a guard on tags cached
+since the instance started would let it write a group another stack tagged since.
 Nothing here retries: botocore's retry policy (``aws.BOTO_CONFIG``) is the only one.
 
 The VPC's CIDRs are read only when something is to be written (``with_vpc``): an in-sync

@@ -25,7 +25,8 @@ refused instead of flipping the group on every run. This costs one ``poll_interv
 Applying (``writes.apply_plans``, after each round's reads, for the bindings of that
 round with something to write) is guarded against other controllers writing the same
 group: a group tagged ``cachebridge:owner`` by a deployed stack is written only by that
-stack's controller (``controller_id``) unless forced; with a lock table the writes happen
+stack's controller (``controller_id``) unless forced (the tags of a round's groups to be
+written are read again before its writes, 20 groups a call); with a lock table the writes happen
 under a DynamoDB lease (``lease``, taken a chunk of bindings at a time) after a fresh read
 of the group, or on this pass's first read when the lease record shows nobody can have
 written since (``writes``), which is what makes "never empty" hold between controllers.
@@ -401,7 +402,7 @@ def _read_group_info(w: _Work, ctx: _Context) -> None:
         return
     try:
         # Attributes and tags (risky settings, owner, lock table) matter only before a
-        # write: ``_plan_and_apply`` reads them when there is one. A dry run (``status``)
+        # write: ``_guard_round`` reads them when there is one. A dry run (``status``)
         # shows the warnings, so it reads them now.
         w.info = ctx.target_groups.info(w.binding.target_group, vpc=False, details=ctx.dry_run)
         w.result.target_group_arn = w.info.arn
