@@ -487,7 +487,8 @@ class TargetGroups:
             changes.update(tags=tags, tags_error=None)
         if attributes is not None:
             attrs, failed = attributes
-            changes.update(attributes={a["Key"]: a["Value"] for a in attrs or ()}, details_known=True)
+            if attrs is not None:  # unread, they stay unknown: no warning about settings not seen
+                changes.update(attributes={a["Key"]: a["Value"] for a in attrs}, details_known=True)
             warnings += failed
         return replace(info, **changes, warnings=tuple(dict.fromkeys(warnings)))
 

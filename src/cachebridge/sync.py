@@ -629,7 +629,8 @@ def _guard_round(works: Sequence[_Work], ctx: _Context, limit: int) -> None:
         before = set(w.info.warnings)  # type: ignore[union-attr]
         w.info = info
         w.result.warnings.extend(x for x in info.warnings if x not in before)
-        w.result.warnings.extend(x for x in risky_settings(info) if x not in w.result.warnings)
+        if info.details_known:
+            w.result.warnings.extend(x for x in risky_settings(info) if x not in w.result.warnings)
     _each(works, lambda w: _guard(w, ctx, plans[id(w)]), limit, "syncing")
 
 

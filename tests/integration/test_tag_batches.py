@@ -285,6 +285,38 @@ def test_a_lock_table_tagged_after_the_group_was_cached_puts_the_next_write_unde
     assert item["last_desired"] == {"L": [{"S": str(Target(old_ip(9), PORT))}]}
 
 
+
+def test_attributes_that_cannot_be_read_stop_no_write_and_are_read_again_next_time(
+    in_sync_instance: Config, groups: list[str], dns_server: LoopbackDnsServer, elbv2: Any, ec2: Any
+) -> None:
+    def deny(params: Any, **_: Any) -> Any:
+        if params["body"].get("TargetGroupArn") == groups[4]:
+            error = {"Error": {"Code": "AccessDenied", "Message": "not allowed"}, "ResponseMetadata": {"HTTPStatusCode": 403}}
+            return AWSResponse("https://elasticloadbalancing.amazonaws.com/", 403, {}, None), error
+        return None
+
+    elbv2.meta.events.register("before-call.elastic-load-balancing-v2.DescribeTargetGroupAttributes", deny)
+    move_all(dns_server)
+
+    results = one_pass(in_sync_instance, elbv2, ec2)
+
+    denied, read = results["g04"], results["g05"]
+    assert denied.status == "changed" and registered(elbv2, groups[4]) == {Target(new_ip(4), PORT)}
+    assert any("attributes" in w and "AccessDenied" in w for w in denied.warnings)
+    # Settings it could not see are not reported as risky; those it saw are (moto's defaults).
+    assert not any("connection_termination" in w for w in denied.warnings)
+    assert any("connection_termination" in w for w in read.warnings)
+
+    elbv2.meta.events.unregister("before-call.elastic-load-balancing-v2.DescribeTargetGroupAttributes", deny)
+    for i in range(GROUPS):
+        dns_server.zone.set_a(host(i), old_ip(i))
+    log = CallLog(elbv2)
+    again = one_pass(in_sync_instance, elbv2, ec2)
+    assert again["g04"].status == "changed"
+    assert [c["TargetGroupArn"] for c in log.of("DescribeTargetGroupAttributes")] == [groups[4]]
+    assert any("connection_termination" in w for w in again["g04"].warnings)
+
+
 @pytest.fixture
 def few_groups(elbv2: Any, ec2: Any) -> Iterator[list[str]]:
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
