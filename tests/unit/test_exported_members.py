@@ -65,6 +65,12 @@ MODULE_SURFACES = {
     "cachebridge.read_order": {
         "ReadBudget", "health_order", "rotation_offset", "paced_rate", "reads_per_pass", "GOLDEN_FRACTION", "CONFIRM_WAIT_POLLS", "FIRST_WRITE_S",
     },
+    "cachebridge.nlb": {
+        "forget", "OWNER_TAG", "LOCK_TABLE_TAG", "TargetGroupInfo", "TargetGroups", "risky_settings", "clear_caches",
+        "WRITE_CHUNK", "MAX_SAFE_DEREGISTRATION_DELAY_S", "ListenerInfo", "vpc_cidr_blocks", "Seen", "last_seen",
+        "read_first", "DESCRIBE_TAGS_CHUNK",
+    },
+    "cachebridge.sandbox.moto_ext.describe_tags": {"install", "installed", "MAX_RESOURCE_ARNS"},
     "cachebridge.writes": {
         "apply_plan", "apply_plans", "record_plan", "nothing_written", "targets_text",
         "CLOCK_SKEW_S", "FRESH_POLLS", "FRESH_READ_S",

@@ -33,6 +33,9 @@ Modules:
   expression 200 times a call).
 - ``describe_paging``: DescribeReplicationGroups refuses a ``MaxRecords`` outside AWS's
   20 to 100 (moto pages with any).
+- ``describe_tags``: ELBv2 DescribeTags refuses more than 20 ARNs, and a target group that
+  does not exist fails the call (moto answers any number, and "no tags" for an unknown
+  group).
 - ``atomic``: DynamoDB conditional writes served one at a time, and elbv2 target
   reads/writes one at a time per target group, as AWS serves them atomically (moto checks
   a condition, then writes, unlocked).
@@ -42,7 +45,7 @@ from __future__ import annotations
 
 import threading
 
-from . import atomic, cfn_resources, cloudformation, describe_paging, elasticache, elbv2, listener_attributes, sns, transactions, update_expressions
+from . import atomic, cfn_resources, cloudformation, describe_paging, describe_tags, elasticache, elbv2, listener_attributes, sns, transactions, update_expressions
 from .cloudformation import stack_events_recorded
 from .elasticache import TestFailoverHook, failover_replication_group, set_test_failover_hook
 from .elbv2 import (
@@ -72,7 +75,7 @@ __all__ = [
     "set_test_failover_hook",
 ]
 
-_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes, sns, describe_paging, transactions, update_expressions, atomic)  # atomic wraps elbv2's and transactions' patches
+_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes, sns, describe_paging, describe_tags, transactions, update_expressions, atomic)  # atomic wraps elbv2's and transactions' patches
 _install_lock = threading.Lock()
 
 
