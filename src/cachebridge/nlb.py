@@ -7,6 +7,9 @@ exceptions. Deciding *what* to write is the planner's job.
 Only DescribeTargetGroups and DescribeTargetHealth are needed to follow a failover. The
 other reads (attributes, VPC CIDRs, tags) fail soft: the details come back with a warning
 in ``TargetGroupInfo.warnings`` and are read again next time instead of being cached.
+The tags (owner, lock table) of the groups a pass is about to write are read on every pass
+that writes, 20 groups a DescribeTags call (``with_fresh_tags``): a guard on tags cached
+since the instance started would let it write a group another stack tagged since.
 Nothing here retries: botocore's retry policy (``aws.BOTO_CONFIG``) is the only one.
 
 The VPC's CIDRs are read only when something is to be written (``with_vpc``): an in-sync
@@ -17,19 +20,27 @@ for the same details at once share one read.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import AccessDenied, NlbError, TargetGroupNotFound, Throttled
 from .parallel import map_ordered
+from .target_group_info import (
+    LOCK_TABLE_TAG,
+    MAX_SAFE_DEREGISTRATION_DELAY_S,
+    OWNER_TAG,
+    ListenerInfo,
+    TargetGroupInfo,
+    forward_target,
+    risky_settings,
+)
 from .targets import Target, TargetHealth, TargetState
 
 __all__ = [
@@ -47,65 +58,13 @@ __all__ = [
     "Seen",
     "last_seen",
     "read_first",
+    "DESCRIBE_TAGS_CHUNK",
 ]
 
 # RegisterTargets / DeregisterTargets accept many targets per call; keep requests small.
 WRITE_CHUNK = 200
-MAX_SAFE_DEREGISTRATION_DELAY_S = 30
-# Worst-case seconds for a new target to turn healthy above which we warn:
-# AWS's TCP defaults (interval 30 s x healthy threshold 5) give 150 s.
-SLOW_HEALTH_CHECK_S = 60
-
-# Which controller owns a target group (a deployed stack's name), and the DynamoDB table of
-# its write lease; set by the template on the stack's target group.
-OWNER_TAG = "cachebridge:owner"
-LOCK_TABLE_TAG = "cachebridge:lock-table"
-
 _THROTTLE_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
 _DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
-
-
-@dataclass(frozen=True)
-class TargetGroupInfo:
-    arn: str
-    name: str
-    port: int | None
-    protocol: str | None
-    target_type: str
-    vpc_id: str | None
-    vpc_cidrs: tuple[str, ...]
-    health_check_interval_s: int | None
-    healthy_threshold: int | None
-    attributes: dict[str, str] = field(default_factory=dict)
-    ip_address_type: str = "ipv4"
-    tags: dict[str, str] = field(default_factory=dict)
-    # Optional reads that failed (attributes, VPC CIDRs, tags): said once, never fatal.
-    warnings: tuple[str, ...] = ()
-    vpc_known: bool = True
-    # Whether attributes and tags were read (``info(details=False)`` leaves them to
-    # ``with_details``, for a pass that turns out to have something to write).
-    details_known: bool = True
-    # Why the tags (owner, lock table) could not be read, when they could not: a write
-    # needs them, so ``sync`` writes nothing rather than take "no tags" for an answer.
-    tags_error: str | None = None
-
-    @property
-    def owner(self) -> str | None:
-        return self.tags.get(OWNER_TAG) or None
-
-    @property
-    def lock_table(self) -> str | None:
-        return self.tags.get(LOCK_TABLE_TAG) or None
-
-    @property
-    def families(self) -> tuple[int, ...]:
-        """The IP versions this target group accepts: an IPv4 group rejects a whole
-        RegisterTargets call that carries one IPv6 address."""
-        return {"ipv4": (4,), "ipv6": (6,)}.get(self.ip_address_type, (4, 6))
-
-    def in_vpc(self, ip: str) -> bool:
-        address = ipaddress.ip_address(ip)
-        return any(address in ipaddress.ip_network(cidr, strict=False) for cidr in self.vpc_cidrs)
 
 
 def _error(exc: ClientError, what: str) -> NlbError:
@@ -416,6 +375,103 @@ class TargetGroups:
                         _info_cache[key] = replace(cached, **details)  # type: ignore[arg-type]
         return replace(info, **details, warnings=info.warnings + tuple(w for w in warnings if w not in info.warnings))  # type: ignore[arg-type]
 
+    def with_fresh_tags(self, infos: Sequence[TargetGroupInfo], limit: int = 1) -> list[TargetGroupInfo]:
+        """``infos`` with their tags read now, before a write: up to ``DESCRIBE_TAGS_CHUNK``
+        groups a DescribeTags call, and their attributes when not yet known (one
+        DescribeTargetGroupAttributes each: that call takes one group), ``limit`` calls at a
+        time. The tags are read on every pass that writes rather than taken from the cache:
+        a group another stack tagged (owner, lock table) after this process cached it is
+        then refused, or written under that stack's lease, from its next write on; for a
+        token per 20 groups written.
+
+        Per group: a group whose tags could not be read (its call failed, or the answer left
+        it out) comes back with ``tags_error`` set, and is not to be written; the other
+        groups of its call are not affected by what one of them did. A call refused for one
+        group (not found: deleted since) is made again one group a call, so only that
+        group reports it. What was read is kept with the cached details."""
+        infos = list(infos)
+        arns = list(dict.fromkeys(i.arn for i in infos))
+        jobs: list[tuple[str, Any]] = [("tags", arns[i : i + DESCRIBE_TAGS_CHUNK]) for i in range(0, len(arns), DESCRIBE_TAGS_CHUNK)]
+        jobs += [("attributes", i) for i in infos if not i.details_known]
+
+        def run(job: tuple[str, Any]) -> Any:
+            kind, what = job
+            if kind == "tags":
+                return self._tags_chunk(what)
+            warnings: list[str] = []
+            attrs = self._soft(
+                lambda: self.elbv2.describe_target_group_attributes(TargetGroupArn=what.arn)["Attributes"],
+                f"target group {what.name} attributes", "its settings are not checked this run", warnings, None,
+            )
+            return attrs, warnings
+
+        tags: dict[str, dict[str, str] | str] = {}
+        attributes: dict[str, tuple[list[dict[str, str]] | None, list[str]]] = {}
+        for (kind, what), answer in zip(jobs, map_ordered(run, jobs, max(1, limit))):
+            if kind == "tags":
+                # A Failure is a bug on this side, not an answer: its groups only, unread.
+                tags.update(answer if isinstance(answer, dict) else {arn: f"{answer.error!r}" for arn in what})
+            else:
+                attributes[what.arn] = answer if isinstance(answer, tuple) else (None, [f"target group {what.name} attributes: {answer.error!r}; its settings are not checked this run"])
+        out = [self._fresh(info, tags[info.arn], attributes.get(info.arn)) for info in infos]
+        if self.cache:
+            with _info_lock:
+                for fresh in out:
+                    if fresh.tags_error is not None:
+                        continue  # the cache keeps what it knew; this pass writes nothing there
+                    read_attrs = attributes.get(fresh.arn, (None, []))[0] is not None
+                    for key, cached in list(_info_cache.items()):
+                        if cached.arn != fresh.arn or not (cached.details_known or read_attrs):
+                            continue
+                        _info_cache[key] = replace(
+                            cached, tags=dict(fresh.tags), tags_error=None, details_known=True,
+                            attributes=dict(fresh.attributes) if read_attrs else cached.attributes,
+                        )
+        return out
+
+    def _fresh(
+        self, info: TargetGroupInfo, tags: dict[str, str] | str, attributes: tuple[list[dict[str, str]] | None, list[str]] | None,
+    ) -> TargetGroupInfo:
+        warnings = list(info.warnings)
+        changes: dict[str, Any] = {}
+        if isinstance(tags, str):
+            reason = f"target group {info.name} tags: {tags}; its owner and lock table are unknown this run"
+            changes["tags_error"] = reason
+            warnings.append(reason)
+        else:
+            changes.update(tags=tags, tags_error=None)
+        if attributes is not None:
+            attrs, failed = attributes
+            if attrs is not None:  # unread, they stay unknown: no warning about settings not seen
+                changes.update(attributes={a["Key"]: a["Value"] for a in attrs}, details_known=True)
+            warnings += failed
+        return replace(info, **changes, warnings=tuple(dict.fromkeys(warnings)))
+
+    def _tags_chunk(self, chunk: list[str]) -> dict[str, dict[str, str] | str]:
+        """The tags of up to 20 groups (one DescribeTags), or why each could not be read."""
+        try:
+            described = self.elbv2.describe_tags(ResourceArns=chunk)["TagDescriptions"]
+        except ClientError as exc:
+            error = _error(exc, "DescribeTags")
+            if len(chunk) > 1 and error.code not in _THROTTLE_CODES | _DENIED_CODES:
+                # One group can fail the whole call (TargetGroupNotFound: deleted since); read
+                # each alone, so the others are not marked unreadable for it.
+                out: dict[str, dict[str, str] | str] = {}
+                for arn in chunk:
+                    out.update(self._tags_chunk([arn]))
+                return out
+            if isinstance(error, TargetGroupNotFound) and len(chunk) == 1:
+                forget(chunk[0])
+            return {arn: str(error) for arn in chunk}
+        except (BotoCoreError, NlbError) as exc:  # NlbError: the pacing budget spent
+            return {arn: f"DescribeTags: {exc}" for arn in chunk}
+        found = {
+            item["ResourceArn"]: {t["Key"]: t.get("Value", "") for t in item.get("Tags") or ()}
+            for item in described if item.get("ResourceArn") in chunk
+        }
+        # "No tags" is an answer only for a group the answer names: one left out is unknown.
+        return {arn: found[arn] if arn in found else "DescribeTags answered without this target group" for arn in chunk}
+
     @staticmethod
     def _soft(read: Callable[[], _T], what: str, consequence: str, warnings: list[str], default: _T) -> _T:
         """An optional read: a failure becomes a warning and ``default``."""
@@ -554,7 +610,7 @@ class TargetGroups:
             port=raw.get("Port"),
             protocol=raw.get("Protocol"),
             load_balancer_arn=raw.get("LoadBalancerArn"),
-            forward=_forward_target(raw.get("DefaultActions") or []),
+            forward=forward_target(raw.get("DefaultActions") or []),
         )
 
     def forward(self, listener_arn: str, target_group_arn: str) -> None:
@@ -602,57 +658,9 @@ class TargetGroups:
             raise NlbError(f"untag {arn}: {exc}") from None
 
 
+# "You can specify up to 20 resources in a single call" (Elastic Load Balancing API
+# Reference, DescribeTags, ResourceArns).
 DESCRIBE_TAGS_CHUNK = 20
-
-
-@dataclass(frozen=True)
-class ListenerInfo:
-    arn: str
-    port: int | None
-    protocol: str | None
-    load_balancer_arn: str | None
-    forward: str | None
-
-
-def _forward_target(actions: Sequence[dict[str, Any]]) -> str | None:
-    """The target group of a default action that forwards to exactly one group."""
-    for action in actions:
-        if action.get("Type") != "forward":
-            continue
-        groups = [g["TargetGroupArn"] for g in (action.get("ForwardConfig") or {}).get("TargetGroups", []) if g.get("TargetGroupArn")]
-        if action.get("TargetGroupArn"):
-            groups = [action["TargetGroupArn"], *groups]
-        unique = set(groups)
-        return groups[0] if len(unique) == 1 else None
-    return None
-
-
-def risky_settings(info: TargetGroupInfo) -> list[str]:
-    """Target group settings that slow down or break following a failover."""
-    warnings: list[str] = []
-    attrs = info.attributes
-    delay = attrs.get("deregistration_delay.timeout_seconds")
-    if delay is not None and delay.isdigit() and int(delay) > MAX_SAFE_DEREGISTRATION_DELAY_S:
-        warnings.append(
-            f"deregistration_delay.timeout_seconds is {delay}: the demoted primary keeps connections "
-            f"(and answers writes with READONLY) that long; use {MAX_SAFE_DEREGISTRATION_DELAY_S} or less"
-        )
-    if attrs.get("deregistration_delay.connection_termination.enabled", "false").lower() != "true":
-        warnings.append(
-            "deregistration_delay.connection_termination.enabled is off: clients stay connected to the "
-            "demoted primary after failover; turn it on so they reconnect to the new one"
-        )
-    if info.health_check_interval_s and info.healthy_threshold:
-        worst = info.health_check_interval_s * info.healthy_threshold
-        if worst > SLOW_HEALTH_CHECK_S:
-            warnings.append(
-                f"health checks are slow: interval {info.health_check_interval_s}s x healthy threshold "
-                f"{info.healthy_threshold} = {worst}s before a new primary takes traffic; "
-                "try interval 10 and threshold 2"
-            )
-    if info.protocol not in (None, "TCP", "TLS", "TCP_UDP"):
-        warnings.append(f"target group protocol is {info.protocol}; Redis needs TCP (or TLS)")
-    return warnings
 
 
 def vpc_cidr_blocks(ec2: Any, vpc_id: str) -> tuple[str, ...]:

@@ -21,8 +21,8 @@ hold, and it spends its ELB reads where they are most useful (``health_order``):
 
 Once a change is found, the pass keeps back what it needs to apply it (``ReadBudget``):
 the confirming source read (a poll interval after the first one), the ELB reads the write
-step makes (the group's tags and attributes, once per group per instance; the lease path's
-re-read), the writes themselves, and the time left that a write needs at its start
+step makes (the groups' tags, 20 groups a call on every pass that writes; a group's
+attributes, once per group per instance; the lease path's re-read), the writes themselves, and the time left that a write needs at its start
 (``writes``: a register and a deregister at their worst, ``aws.call_budget_s`` each;
 four calls without a lock table). Target health reads stop when the time left no longer
 covers that; a change found after that line is left for the next run, which reads it
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from . import pacing
-from .nlb import Seen
+from .nlb import DESCRIBE_TAGS_CHUNK, Seen
 from .targets import Target
 
 __all__ = ["ReadBudget", "health_order", "rotation_offset", "paced_rate", "reads_per_pass", "GOLDEN_FRACTION", "CONFIRM_WAIT_POLLS", "FIRST_WRITE_S"]
@@ -141,7 +141,7 @@ def _by_age(entry: tuple[float, int, object]) -> tuple[float, int]:
 
 @dataclass(frozen=True)
 class _Change:
-    describe_calls: int  # ELB Describe* calls its write step may make
+    describe_calls: int  # ELB Describe* calls its write step may make (besides its share of a tags read)
     write_calls: int  # calls ``writes`` wants covered at its start
     first_write: bool = False  # this instance has not written the group yet (details unread)
 
@@ -188,7 +188,8 @@ class ReadBudget:
         if not changes:
             return 0.0
         call_s = self._call_s if self._call_s is not None else 0.05
-        describe = sum(c.describe_calls for c in changes)
+        # The tags of the groups to be written are read 20 a call (``sync._guard_round``).
+        describe = sum(c.describe_calls for c in changes) + math.ceil(len(changes) / DESCRIBE_TAGS_CHUNK)
         token_s = describe / self.rate_per_s if self.rate_per_s else describe * call_s / self.concurrency
         writes_s = len(changes) * WRITE_CALLS * call_s / self.concurrency
         cover_s = max(c.write_calls for c in changes) * self.call_budget_s
@@ -235,7 +236,7 @@ class ReadBudget:
         """A change was found at ``now``: True when the pass can still confirm and apply it
         (it is counted), False when it must be left for the next run."""
         change = _Change(
-            describe_calls=(0 if details_known else 2) + (1 if locked else 3), write_calls=2 if locked else 4,
+            describe_calls=(0 if details_known else 1) + (1 if locked else 3), write_calls=2 if locked else 4,
             first_write=not details_known,
         )
         with self._lock:

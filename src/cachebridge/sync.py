@@ -25,7 +25,8 @@ refused instead of flipping the group on every run. This costs one ``poll_interv
 Applying (``writes.apply_plans``, after each round's reads, for the bindings of that
 round with something to write) is guarded against other controllers writing the same
 group: a group tagged ``cachebridge:owner`` by a deployed stack is written only by that
-stack's controller (``controller_id``) unless forced; with a lock table the writes happen
+stack's controller (``controller_id``) unless forced (the tags of a round's groups to be
+written are read again before its writes, 20 groups a call); with a lock table the writes happen
 under a DynamoDB lease (``lease``, taken a chunk of bindings at a time) after a fresh read
 of the group, or on this pass's first read when the lease record shows nobody can have
 written since (``writes``), which is what makes "never empty" hold between controllers.
@@ -206,6 +207,7 @@ class _Work:
         self.ready = False  # at the write step this round
         self.held_back = False  # its health read was held back for the changes found
         self.seen_before: Seen | None = None  # what this process remembered of the group before its read
+        self.to_guard: Plan | None = None  # something to write, once its group's tags are read (``_guard_round``)
 
     @property
     def actual_live(self) -> frozenset[Target]:
@@ -350,6 +352,7 @@ def sync(
             sources.new_pass()
             sources.expect(w.binding.source for w in pending)
         waiting = _each(pending, lambda w, read=not first: _step(w, ctx, sources, wait_until, read=read), limit, "syncing")
+        _guard_round([w for w in pending if w.to_guard is not None], ctx, limit)
         ready = [w for w in pending if w.ready]
         if ready:
             apply_plans(ready, ctx, lambda ws, step: _each(ws, step, limit, "writing"))
@@ -399,7 +402,7 @@ def _read_group_info(w: _Work, ctx: _Context) -> None:
         return
     try:
         # Attributes and tags (risky settings, owner, lock table) matter only before a
-        # write: ``_plan_and_apply`` reads them when there is one. A dry run (``status``)
+        # write: ``_guard_round`` reads them when there is one. A dry run (``status``)
         # shows the warnings, so it reads them now.
         w.info = ctx.target_groups.info(w.binding.target_group, vpc=False, details=ctx.dry_run)
         w.result.target_group_arn = w.info.arn
@@ -492,8 +495,8 @@ def _read_held_back(w: _Work, ctx: _Context) -> None:
         return
     r.status, r.error = "in_sync", None
     _plan_and_apply(w, ctx)
-    if w.ready:  # a plan despite the same live targets: not this run's to write
-        w.ready = False
+    if w.ready or w.to_guard is not None:  # a plan despite the same live targets: not this run's to write
+        w.ready, w.to_guard = False, None
         _skip(w, "found too late to write before the deadline; nothing written, the next run reads this group first")
 
 
@@ -590,13 +593,51 @@ def _plan_and_apply(w: _Work, ctx: _Context) -> None:
         r.status, r.error, r.source_error = "error", w.source_error, True
         r.registered_after = r.registered_before
         return
-    if not ctx.dry_run and not p.empty and w.info is not None and not w.info.details_known:
-        # Something to write: the owner tag and the lock table are needed before it, the
-        # settings' warnings come with them.
-        before = set(w.info.warnings)
-        w.info = ctx.target_groups.with_details(w.info)
-        r.warnings.extend(x for x in w.info.warnings if x not in before)
-        r.warnings.extend(x for x in risky_settings(w.info) if x not in r.warnings)
+    if not ctx.dry_run and not p.empty and w.info is not None:
+        # Something to write: the group's owner tag and lock table are read first, with
+        # those of the round's other groups to be written, 20 a call (``_guard_round``).
+        w.to_guard = p
+        return
+    _guard(w, ctx, p)
+
+
+def _guard_round(works: Sequence[_Work], ctx: _Context, limit: int) -> None:
+    """The tags of the groups a round is about to write, read again now (20 groups a
+    DescribeTags call, ``TargetGroups.with_fresh_tags``; their attributes too on this
+    instance's first write to them), then each binding's owner guard (``_guard``).
+
+    Read on every pass that writes, not cached: a group another stack tagged after this
+    instance first read it is refused from its next write on, and a lock table tagged
+    since puts that write under the lease. A group whose tags could not be read is not
+    written (``_guard``); the other groups of its call are read and guarded as usual."""
+    if not works:
+        return
+    plans = {id(w): w.to_guard for w in works}
+    for w in works:
+        w.to_guard = None
+    if ctx.deadline is not None and ctx.clock() >= ctx.deadline:
+        for w in works:
+            nothing_written(w.result, "skipped", "not finished before the deadline; nothing written, the next run syncs it")
+        return
+    try:
+        fresh = ctx.target_groups.with_fresh_tags([w.info for w in works], limit)  # type: ignore[misc]
+    except Exception as exc:  # a bug here must not write groups whose owner is unknown
+        for w in works:
+            nothing_written(w.result, "error", f"unexpected error reading the tags of target group {w.binding.target_group}: {exc!r}; nothing written")
+        return
+    for w, info in zip(works, fresh):
+        before = set(w.info.warnings)  # type: ignore[union-attr]
+        w.info = info
+        w.result.warnings.extend(x for x in info.warnings if x not in before)
+        if info.details_known:
+            w.result.warnings.extend(x for x in risky_settings(info) if x not in w.result.warnings)
+    _each(works, lambda w: _guard(w, ctx, plans[id(w)]), limit, "syncing")
+
+
+def _guard(w: _Work, ctx: _Context, p: Plan) -> None:
+    """What the group's owner and tags allow: written (``ready``), refused, or reported."""
+    r = w.result
+    settings = ctx.settings
     if not ctx.dry_run and not p.empty and w.info is not None and w.info.tags_error and not (ctx.force and settings.lock_table):
         # No tags is an answer; tags that could not be read are not: the owner and the lock
         # table they name decide whether and how this group may be written.

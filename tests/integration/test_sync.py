@@ -374,7 +374,7 @@ def test_bindings_not_reached_before_the_deadline_are_skipped_untouched(
     # its RegisterTargets call.
     report = run(
         # One binding at a time: with several in flight both are reached before the clock moves.
-        config(dns, first, second, max_concurrency=1), elbv2, ec2, deadline=1.0, clock=lambda: 5.0 if log.writes() else 0.0,
+        config(dns, first, second, max_concurrency=1), elbv2, ec2, deadline=3.0, clock=lambda: 5.0 if log.writes() else 0.0,
         call_budget_s=0.1,
     )
 

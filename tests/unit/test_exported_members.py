@@ -65,6 +65,20 @@ MODULE_SURFACES = {
     "cachebridge.read_order": {
         "ReadBudget", "health_order", "rotation_offset", "paced_rate", "reads_per_pass", "GOLDEN_FRACTION", "CONFIRM_WAIT_POLLS", "FIRST_WRITE_S",
     },
+    "cachebridge.nlb": {
+        "forget", "OWNER_TAG", "LOCK_TABLE_TAG", "TargetGroupInfo", "TargetGroups", "risky_settings", "clear_caches",
+        "WRITE_CHUNK", "MAX_SAFE_DEREGISTRATION_DELAY_S", "ListenerInfo", "vpc_cidr_blocks", "Seen", "last_seen",
+        "read_first", "DESCRIBE_TAGS_CHUNK",
+    },
+    "cachebridge.sandbox.moto_ext.describe_tags": {"install", "installed", "MAX_RESOURCE_ARNS"},
+    "cachebridge.target_group_info": {
+        "LOCK_TABLE_TAG", "MAX_SAFE_DEREGISTRATION_DELAY_S", "OWNER_TAG", "SLOW_HEALTH_CHECK_S", "ListenerInfo",
+        "TargetGroupInfo", "forward_target", "risky_settings",
+    },
+    "cachebridge.cli_render": {
+        "Progress", "make_console", "emit", "print_cluster_map", "print_notes", "print_notes_and_clients",
+        "render_deploy", "render_deploy_error", "render_status", "render_sync",
+    },
     "cachebridge.writes": {
         "apply_plan", "apply_plans", "record_plan", "nothing_written", "targets_text",
         "CLOCK_SKEW_S", "FRESH_POLLS", "FRESH_READ_S",
@@ -110,3 +124,11 @@ def test_config_reexports_its_parts_as_the_same_objects(module_name: str) -> Non
     for name in set(module.__all__) & importable:
         assert getattr(config, name) is getattr(module, name), name
     assert all(hasattr(config, name) for name in importable)
+
+
+def test_nlb_reexports_what_it_reads_as_the_same_objects() -> None:
+    from cachebridge import nlb, target_group_info
+
+    for name in set(target_group_info.__all__) & set(nlb.__all__):
+        assert getattr(nlb, name) is getattr(target_group_info, name), name
+    assert set(target_group_info.__all__) - set(nlb.__all__) == {"SLOW_HEALTH_CHECK_S", "forward_target"}

@@ -122,3 +122,20 @@ def test_without_a_deadline_nothing_is_held_back() -> None:
     assert b.found_change(1e9, details_known=False, locked=False)
 
     assert b.may_read(math.inf)
+
+
+
+def test_the_tags_of_the_changes_found_are_kept_back_at_one_call_per_20_groups() -> None:
+    # A change on a group whose details are known keeps back its lease re-read and its share
+    # of a DescribeTags (the tags are read again before every write, 20 groups a call).
+    reserved = {}
+    for n in (1, 20, 21):
+        b = budget(deadline=1e6)
+        b.read_took(0.03)
+        for _ in range(n):
+            assert b.found_change(0.0, details_known=True, locked=True)
+        reserved[n] = b.reserve_s()
+    token_s, writes_s = 1 / 10.0, 4 * 0.03 / 8  # one token at 10 a second; a change's writes
+    # 1 change: 1 re-read + 1 tags call; 20: 20 + 1; 21: 21 + 2.
+    assert reserved[20] - reserved[1] == pytest.approx((21 - 2) * token_s + 19 * writes_s)
+    assert reserved[21] - reserved[20] == pytest.approx((23 - 21) * token_s + writes_s)

@@ -35,12 +35,16 @@ Modules:
   overlapping paths, key attributes) run once per expression, names and table, and the
   validator copies the parsed tree with a copier for such trees; the checks that read the
   item and the values still run per item.
-- ``condition_expressions``: a condition expression is split into tokens once per string, not
-  three times per transaction item.
+- ``condition_expressions``: a condition expression is split into tokens once per string,
+  and parsed once per (expression, names, values), not three times per transaction item;
+  it is still evaluated against the stored item every time.
 - ``attribute_values``: a DynamoDB answer's scalar attribute values (S, N, BOOL, NULL) are
   written out directly rather than through moto's ten-member lookup each.
 - ``describe_paging``: DescribeReplicationGroups refuses a ``MaxRecords`` outside AWS's
   20 to 100 (moto pages with any).
+- ``describe_tags``: ELBv2 DescribeTags refuses more than 20 ARNs, and a target group that
+  does not exist fails the call (moto answers any number, and "no tags" for an unknown
+  group).
 - ``atomic``: DynamoDB conditional writes served one at a time, and elbv2 target
   reads/writes one at a time per target group, as AWS serves them atomically (moto checks
   a condition, then writes, unlocked).
@@ -57,6 +61,7 @@ from . import (
     cloudformation,
     condition_expressions,
     describe_paging,
+    describe_tags,
     elasticache,
     elbv2,
     listener_attributes,
@@ -94,7 +99,7 @@ __all__ = [
     "set_test_failover_hook",
 ]
 
-_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes, sns, describe_paging, transactions, update_expressions, update_validation, condition_expressions, attribute_values, atomic)  # atomic wraps elbv2's and transactions' patches
+_MODULES = (elbv2, cloudformation, cfn_resources, elasticache, listener_attributes, sns, describe_paging, describe_tags, transactions, update_expressions, update_validation, condition_expressions, attribute_values, atomic)  # atomic wraps elbv2's and transactions' patches
 _install_lock = threading.Lock()
 
 
