@@ -333,7 +333,7 @@ def sync(
             )
         w.result.registered_before = tuple(sorted(w.actual_live))
         w.result.health = {str(t): h.state.value for t, h in sorted(w.actual.items())}
-        if w.result.status == "skipped":
+        if w.result.status in ("skipped", "error"):  # nothing written to it in this pass
             w.result.registered_after = w.result.registered_before
 
     pending = [w for w in works if w.result.status not in ("error", "skipped")]
@@ -459,6 +459,11 @@ def _read_group_health(w: _Work, ctx: _Context, budget: ReadBudget) -> None:
         locked = bool(ctx.settings.lock_table or (w.info.details_known and w.info.lock_table))
         if not budget.found_change(ctx.clock(), details_known=w.info.details_known, locked=locked):
             read_first(ctx.target_groups, w.info.arn, w.seen_before)
+            never = budget.never_fits(details_known=w.info.details_known, locked=locked)
+            if never is not None:
+                # Not "the next run": every run like this one would say the same.
+                nothing_written(w.result, "error", f"{targets_text(w.desired)} differs from what the group holds; {never}; nothing written")
+                return
             _skip(w, (
                 f"{targets_text(w.desired)} differs from what the group holds, found too late to confirm and "
                 "write it before the deadline; nothing written, the next run reads this group first"
