@@ -15,6 +15,7 @@ from botocore.awsrequest import AWSResponse
 
 from cachebridge import nlb
 from cachebridge.config import Binding, Config, DnsSourceSpec, Settings
+from cachebridge.errors import ConfigError
 from cachebridge.nlb import LOCK_TABLE_TAG, OWNER_TAG, TargetGroups
 from cachebridge.sandbox.dns import LoopbackDnsServer
 from cachebridge.sources import DnsResolver, Sources
@@ -199,3 +200,267 @@ def test_a_poll_interval_no_run_can_confirm_in_is_an_error_that_says_what_to_set
         results, _ = lambda_pass(cfg, elbv2, ec2, dynamodb)
         assert results[name(3)].status == "changed", results[name(3)].error
         assert holds_new(elbv2, groups, 3)
+
+
+# -- the tags read in batches before writes: hostile answers ----------------------------------
+
+
+def test_an_answer_that_describes_a_group_twice_with_different_tags_leaves_it_unwritten(
+    warm: Config, groups: list[str], dns_server: LoopbackDnsServer, elbv2: Any, ec2: Any
+) -> None:
+    """The group is another stack's; the answer names it a second time without tags. Which
+    of the two is true is unknown, so its owner is: not written. Its call's other groups are."""
+    theirs = groups[1]
+    elbv2.add_tags(ResourceArns=[theirs], Tags=[{"Key": OWNER_TAG, "Value": "orders-external"}])
+
+    def twice(parsed: Any, **_: Any) -> None:
+        parsed["TagDescriptions"] = list(parsed.get("TagDescriptions", [])) + [{"ResourceArn": theirs, "Tags": []}]
+
+    hook(elbv2, "after-call", twice)
+    move(dns_server)
+
+    results = one_pass(warm, elbv2, ec2)
+
+    r = results[name(1)]
+    assert r.status == "error" and "nothing is written" in (r.error or "")
+    assert holds_old(elbv2, groups, 1)
+    assert all(results[name(i)].status == "changed" and holds_new(elbv2, groups, i) for i in range(GROUPS) if i != 1)
+
+
+def test_an_answer_naming_groups_not_asked_for_decides_nothing_about_those_asked_for(
+    warm: Config, groups: list[str], dns_server: LoopbackDnsServer, elbv2: Any, ec2: Any
+) -> None:
+    """An answer that gives a group's tags under another ARN (not asked in that call) and
+    leaves the group out: the group is unknown, the stranger ignored."""
+    theirs = groups[2]
+    elbv2.add_tags(ResourceArns=[theirs], Tags=[{"Key": OWNER_TAG, "Value": "orders-external"}])
+    stranger = theirs.replace(name(2), "stranger")
+
+    def relabel(parsed: Any, **_: Any) -> None:
+        for d in parsed.get("TagDescriptions", []):
+            if d.get("ResourceArn") == theirs:
+                d["ResourceArn"] = stranger
+
+    hook(elbv2, "after-call", relabel)
+    move(dns_server)
+
+    results = one_pass(warm, elbv2, ec2)
+
+    r = results[name(2)]
+    assert r.status == "error" and "answered without this target group" in (r.error or "")
+    assert holds_old(elbv2, groups, 2)
+    assert all(results[name(i)].status == "changed" for i in range(GROUPS) if i != 2)
+
+
+def test_a_malformed_answer_or_an_exception_in_the_tag_round_writes_none_of_its_groups(
+    warm: Config, groups: list[str], dns_server: LoopbackDnsServer, elbv2: Any, ec2: Any
+) -> None:
+    """A tag without a key in one call's answer; a library error raised in the other's:
+    neither call's groups are written, each says why, and every group holds what it held."""
+
+    def break_answer(parsed: Any, params: Any = None, **_: Any) -> None:
+        described = parsed.get("TagDescriptions", [])
+        if len(described) == 20:
+            described[0]["Tags"] = [{"Value": "no key"}]
+        else:
+            raise RuntimeError("the answer could not be parsed")
+
+    hook(elbv2, "after-call", break_answer)
+    move(dns_server)
+    log = CallLog(elbv2)
+
+    results = one_pass(warm, elbv2, ec2)
+
+    assert {r.status for r in results.values()} == {"error"}
+    assert any("KeyError" in (r.error or "") for r in results.values())
+    assert any("RuntimeError" in (r.error or "") for r in results.values())
+    assert all("nothing is written" in (r.error or "") for r in results.values())
+    assert all(holds_old(elbv2, groups, i) for i in range(GROUPS))
+    assert log.writes() == []
+    assert all(r.registered_after == r.registered_before == (Target(old_ip(i), PORT),) for i, r in enumerate(results.values()))
+
+
+def test_describe_tags_throttled_on_every_call_writes_nothing_and_the_next_pass_catches_up(
+    warm: Config, groups: list[str], dns_server: LoopbackDnsServer, elbv2: Any, ec2: Any
+) -> None:
+    throttled = {"on": True}
+    asked: list[int] = []
+
+    def throttle(params: Any, **_: Any) -> Any:
+        asked.append(sum(1 for k in params["body"] if k.startswith("ResourceArns.member.")))
+        return error_response("Throttling") if throttled["on"] else None
+
+    hook(elbv2, "before-call", throttle)
+    move(dns_server)
+
+    results = one_pass(warm, elbv2, ec2)
+
+    assert {r.status for r in results.values()} == {"error"}
+    assert all("Throttling" in (r.error or "") and "nothing is written" in (r.error or "") for r in results.values())
+    assert all(holds_old(elbv2, groups, i) for i in range(GROUPS))
+    # A throttled call is not made again one group a call (that would be 20 more calls
+    # into the same throttle).
+    assert set(asked) == {20, 5}
+
+    throttled["on"] = False
+    again = one_pass(warm, elbv2, ec2)
+    assert {r.status for r in again.values()} == {"changed"}
+    assert all(holds_new(elbv2, groups, i) for i in range(GROUPS))
+    # In sync afterwards: no tag read at all.
+    asked.clear()
+    assert {r.status for r in one_pass(warm, elbv2, ec2).values()} == {"in_sync"}
+    assert asked == []
+
+
+@pytest.mark.parametrize("past", [0.5, 30.0])
+def test_a_deadline_that_falls_between_the_tag_round_and_the_writes_writes_nothing(
+    warm: Config, groups: list[str], dns_server: LoopbackDnsServer, elbv2: Any, ec2: Any, dynamodb: Any, past: float
+) -> None:
+    """The tag calls take the pass to ``past`` seconds short of (or past) its deadline: no
+    write starts; every binding is skipped, holding what it held."""
+    deadline = 40.0
+    fake = FakeTime()
+
+    def slow(**_: Any) -> None:
+        fake.now = max(fake.now, deadline - 2 * CALL_BUDGET_S + 0.5 if past < 1 else deadline + past)
+
+    hook(elbv2, "after-call", slow)
+    cfg = config(dns_server, lock_table=lock_table(dynamodb))
+    move(dns_server)
+    log = CallLog(elbv2)
+
+    results = one_pass(cfg, elbv2, ec2, dynamodb, clock=fake.clock, sleep=fake.sleep, deadline=deadline, call_budget_s=CALL_BUDGET_S)
+
+    assert log.of("DescribeTags")  # the pass reached the tag round
+    assert {r.status for r in results.values()} == {"skipped"}
+    assert all("nothing written" in (r.error or "") for r in results.values())
+    assert log.writes() == []
+    assert all(holds_old(elbv2, groups, i) for i in range(GROUPS))
+    assert all(r.register == r.deregister == () for r in results.values())
+
+
+def test_the_same_group_behind_two_bindings_is_written_once_and_its_tags_asked_once(
+    groups: list[str], dns_server: LoopbackDnsServer, elbv2: Any, ec2: Any
+) -> None:
+    """By name and by ARN: the second binding is refused before anything is read for it."""
+    nlb.clear_caches()
+    dns_server.zone.set_a("other.cache.test", "10.0.3.5")
+    bindings = (
+        Binding("first", DnsSourceSpec(host(5)), name(5), PORT),
+        Binding("by-arn", DnsSourceSpec("other.cache.test"), groups[5], PORT),
+        Binding("by-name", DnsSourceSpec("other.cache.test"), name(5), PORT),
+        Binding("g06", DnsSourceSpec(host(6)), name(6), PORT),
+    )
+    # A configuration says so before anything runs...
+    with pytest.raises(ConfigError, match="already bound by 'first'"):
+        config(dns_server, bindings)
+    # ... and a pass handed such bindings (``sync(bindings=...)``) writes the group once.
+    cfg = config(dns_server, (bindings[0], bindings[3]))
+    move(dns_server, 5, 6)
+    log = CallLog(elbv2)
+
+    results = one_pass(cfg, elbv2, ec2, bindings=bindings)
+
+    assert results["first"].status == "changed" and holds_new(elbv2, groups, 5)
+    for dup in ("by-arn", "by-name"):
+        assert results[dup].status == "error" and "also the target of binding 'first'" in (results[dup].error or "")
+        assert results[dup].register == results[dup].deregister == ()
+    assert results["g06"].status == "changed"
+    (asked,) = [c["ResourceArns"] for c in log.of("DescribeTags")]
+    assert sorted(asked) == sorted([groups[5], groups[6]])
+    assert all(t.ip != "10.0.3.5" for _, targets in log.writes() for t in targets)
+
+
+def test_a_group_retagged_to_another_owner_after_the_tag_read_is_refused_from_the_next_pass(
+    warm: Config, groups: list[str], dns_server: LoopbackDnsServer, elbv2: Any, ec2: Any
+) -> None:
+    """The owner tag lands between this pass's tag read and its write: the write goes
+    ahead (the tags said nobody else's; only a lease closes that window), never emptying
+    the group; from the next pass on the group is the other stack's and left alone."""
+    import boto3
+
+    from .conftest import REGION
+
+    admin = boto3.client("elbv2", region_name=REGION)
+
+    def retag(**_: Any) -> None:
+        admin.add_tags(ResourceArns=[groups[4]], Tags=[{"Key": OWNER_TAG, "Value": "orders-external"}])
+
+    hook(elbv2, "after-call", retag)
+    move(dns_server, 4)
+    first = one_pass(warm, elbv2, ec2)
+    assert first[name(4)].status == "changed" and holds_new(elbv2, groups, 4)
+
+    dns_server.zone.set_a(host(4), old_ip(4))
+    second = one_pass(warm, elbv2, ec2)
+
+    r = second[name(4)]
+    assert r.status == "error" and "orders-external" in (r.error or "")
+    assert holds_new(elbv2, groups, 4)
+
+
+def test_a_lock_table_tag_removed_between_passes_takes_the_write_out_of_the_lease(
+    warm: Config, groups: list[str], dns_server: LoopbackDnsServer, elbv2: Any, ec2: Any, dynamodb: Any
+) -> None:
+    table = lock_table(dynamodb)
+    elbv2.add_tags(ResourceArns=[groups[8]], Tags=[{"Key": LOCK_TABLE_TAG, "Value": table}])
+    move(dns_server, 8)
+    assert one_pass(warm, elbv2, ec2, dynamodb)[name(8)].status == "changed"
+    key = {"lease_key": {"S": groups[8]}}
+    leased = dynamodb.get_item(TableName=table, Key=key)["Item"]
+    assert leased["last_desired"] == {"L": [{"S": str(Target(new_ip(8), PORT))}]}
+
+    elbv2.remove_tags(ResourceArns=[groups[8]], TagKeys=[LOCK_TABLE_TAG])
+    dns_server.zone.set_a(host(8), old_ip(8))
+    results = one_pass(warm, elbv2, ec2, dynamodb)
+
+    assert results[name(8)].status == "changed" and holds_old(elbv2, groups, 8)
+    # Written without the lease: its record is what the last leased write left.
+    assert dynamodb.get_item(TableName=table, Key=key)["Item"]["last_desired"] == leased["last_desired"]
+
+
+def test_two_controllers_with_their_own_caches_at_once_never_write_the_group_the_other_owns(
+    groups: list[str], dns_server: LoopbackDnsServer, elbv2: Any, ec2: Any
+) -> None:
+    """Stack ``orders-mine`` owns g00..g09; ``orders-other`` binds the same groups to other
+    sources and reads with a cache of its own (none). Both run three passes at once: the
+    groups only ever hold what ``orders-mine``'s sources say, the other is refused each time."""
+    owned = list(range(10))
+    elbv2.add_tags(ResourceArns=[groups[i] for i in owned], Tags=[{"Key": OWNER_TAG, "Value": MINE}])
+    for i in owned:
+        dns_server.zone.set_a(f"o{i:02d}.cache.test", f"10.0.3.{i + 10}")
+    nlb.clear_caches()
+    mine = config(dns_server, tuple(Binding(name(i), DnsSourceSpec(host(i)), name(i), PORT) for i in owned))
+    other = config(dns_server, tuple(Binding(name(i), DnsSourceSpec(f"o{i:02d}.cache.test"), name(i), PORT) for i in owned),
+                   controller_id="orders-other")
+    outcomes: dict[str, list[dict[str, Any]]] = {"mine": [], "other": []}
+    failures: list[BaseException] = []
+
+    def run(which: str, cfg: Config, cache: bool) -> None:
+        try:
+            for n in range(3):
+                if which == "mine":
+                    move(dns_server, *owned) if n % 2 == 0 else [dns_server.zone.set_a(host(i), old_ip(i)) for i in owned]
+                sources = Sources(DnsResolver(cfg.settings.nameservers, cfg.settings.dns_timeout_s), None)
+                report = sync(cfg, target_groups=TargetGroups(elbv2, ec2, cache=cache), sources=sources)
+                outcomes[which].append({r.name: r for r in report.bindings})
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=("mine", mine, True)), threading.Thread(target=run, args=("other", other, False))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failures and not any(t.is_alive() for t in threads)
+
+    for results in outcomes["other"]:
+        for r in results.values():
+            assert r.status in ("error", "in_sync"), (r.status, r.error)
+            assert r.register == r.deregister == ()
+            if r.status == "error":
+                assert MINE in (r.error or "")
+    for i in owned:
+        held = registered(elbv2, groups[i])
+        assert held in ({Target(old_ip(i), PORT)}, {Target(new_ip(i), PORT)}, {Target(old_ip(i), PORT), Target(new_ip(i), PORT)})
+        assert all(not t.ip.startswith("10.0.3.") for t in held)
