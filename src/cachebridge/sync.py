@@ -457,7 +457,19 @@ def _read_group_health(w: _Work, ctx: _Context, budget: ReadBudget) -> None:
         return
     if w.source_error is None and w.desired is not None and w.desired != w.actual_live:
         locked = bool(ctx.settings.lock_table or (w.info.details_known and w.info.lock_table))
-        if not budget.found_change(ctx.clock(), details_known=w.info.details_known, locked=locked):
+        found = budget.found_change(ctx.clock(), details_known=w.info.details_known, locked=locked)
+        if not found and not locked and not w.info.details_known and budget.never_fits(details_known=False, locked=False):
+            # Unread, the group's own lock table tag was taken as absent (a write of four
+            # calls), and so no run would ever write it and read its tags: read them now.
+            # Tagged with a lock table, the write is two calls under the lease.
+            try:
+                (fresh,) = ctx.target_groups.with_fresh_tags([w.info])
+            except Exception:
+                fresh = w.info
+            if fresh.tags_error is None and fresh.lock_table:
+                w.info, locked = fresh, True
+                found = budget.found_change(ctx.clock(), details_known=fresh.details_known, locked=True)
+        if not found:
             read_first(ctx.target_groups, w.info.arn, w.seen_before)
             never = budget.never_fits(details_known=w.info.details_known, locked=locked)
             if never is not None:

@@ -464,3 +464,27 @@ def test_two_controllers_with_their_own_caches_at_once_never_write_the_group_the
         held = registered(elbv2, groups[i])
         assert held in ({Target(old_ip(i), PORT)}, {Target(new_ip(i), PORT)}, {Target(old_ip(i), PORT), Target(new_ip(i), PORT)})
         assert all(not t.ip.startswith("10.0.3.") for t in held)
+
+
+def test_a_group_whose_own_tag_names_a_lock_table_is_written_under_it_at_a_poll_only_a_lease_fits(
+    warm: Config, groups: list[str], dns_server: LoopbackDnsServer, elbv2: Any, ec2: Any, dynamodb: Any
+) -> None:
+    """No lock table in the settings; the group's tag names one. This instance never read
+    the group's tags (in sync so far), so its write was estimated at four calls, which a
+    20 s poll never leaves room for: the tags are read then, and the write, two calls
+    under the lease, is made in that run."""
+    table = lock_table(dynamodb)
+    elbv2.add_tags(ResourceArns=[groups[6]], Tags=[{"Key": LOCK_TABLE_TAG, "Value": table}])
+    cfg = config(dns_server, poll_interval_s=20.0)
+    move(dns_server, 6, 7)
+
+    results, fake = lambda_pass(cfg, elbv2, ec2, dynamodb)
+
+    assert results[name(6)].status == "changed", results[name(6)].error
+    assert holds_new(elbv2, groups, 6)
+    item = dynamodb.get_item(TableName=table, Key={"lease_key": {"S": groups[6]}})["Item"]
+    assert item["last_desired"] == {"L": [{"S": str(Target(new_ip(6), PORT))}]}
+    # Its neighbour has no lock table: four calls do not fit, it says so, nothing written.
+    assert results[name(7)].status == "error" and "poll_interval_s=20" in (results[name(7)].error or "")
+    assert holds_old(elbv2, groups, 7)
+    assert fake.now <= LAMBDA_DEADLINE_S
