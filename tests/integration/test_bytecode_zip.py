@@ -84,3 +84,5 @@ def test_the_bytecode_zip_syncs_from_its_bytecode_with_its_sources_damaged(
     # Every module the pass imported, the DNS answer's record type included, had bytecode.
     assert out["without_bytecode"] == []
     assert any(f.endswith(("dns/rdtypes/IN/A.py", "dns/rdtypes/IN/A.pyc")) for f in out["files"])
+    held = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+    assert [(d["Target"]["Id"], d["Target"]["Port"]) for d in held] == [("10.0.1.10", PORT)]

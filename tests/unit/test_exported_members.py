@@ -71,6 +71,15 @@ MODULE_SURFACES = {
         "read_first", "DESCRIBE_TAGS_CHUNK",
     },
     "cachebridge.sandbox.moto_ext.describe_tags": {"install", "installed", "MAX_RESOURCE_ARNS"},
+    "cachebridge.pass_report": {"Status", "Trigger", "BindingResult", "SyncReport", "select_bindings"},
+    "cachebridge.target_group_info": {
+        "LOCK_TABLE_TAG", "MAX_SAFE_DEREGISTRATION_DELAY_S", "OWNER_TAG", "SLOW_HEALTH_CHECK_S", "ListenerInfo",
+        "TargetGroupInfo", "forward_target", "risky_settings",
+    },
+    "cachebridge.cli_render": {
+        "Progress", "make_console", "emit", "print_cluster_map", "print_notes", "print_notes_and_clients",
+        "render_deploy", "render_deploy_error", "render_status", "render_sync",
+    },
     "cachebridge.writes": {
         "apply_plan", "apply_plans", "record_plan", "nothing_written", "targets_text",
         "CLOCK_SKEW_S", "FRESH_POLLS", "FRESH_READ_S",
@@ -116,3 +125,20 @@ def test_config_reexports_its_parts_as_the_same_objects(module_name: str) -> Non
     for name in set(module.__all__) & importable:
         assert getattr(config, name) is getattr(module, name), name
     assert all(hasattr(config, name) for name in importable)
+
+
+def test_nlb_reexports_what_it_reads_as_the_same_objects() -> None:
+    from cachebridge import nlb, target_group_info
+
+    for name in set(target_group_info.__all__) & set(nlb.__all__):
+        assert getattr(nlb, name) is getattr(target_group_info, name), name
+    assert set(target_group_info.__all__) - set(nlb.__all__) == {"SLOW_HEALTH_CHECK_S", "forward_target"}
+
+
+def test_sync_reexports_what_a_pass_is_asked_and_answers_as_the_same_objects() -> None:
+    from cachebridge import pass_report
+
+    sync = importlib.import_module("cachebridge.sync")
+    assert set(sync.__all__) == {"Trigger", "BindingResult", "SyncReport", "sync", "select_bindings"}
+    for name in set(pass_report.__all__) & set(sync.__all__):
+        assert getattr(sync, name) is getattr(pass_report, name), name
