@@ -147,7 +147,7 @@ def sync(
         from .cluster import sync_cluster  # its own pass; see cluster.py
         from .switch import sync_switch  # its own pass; see switch.py
 
-        switched: dict[str, BindingResult] = {b.name: sync_switch(b, target_groups=target_groups, sources=sources, settings=settings, dry_run=dry_run, trigger=trigger, clock=clock, sleep=sleep, deadline=deadline, call_budget_s=(_default_call_budget() if call_budget_s is None else call_budget_s) if deadline is not None else 0.0) for b in selected if b.layout == "switch"}
+        switched: dict[str, BindingResult] = {b.name: sync_switch(b, target_groups=target_groups, sources=sources, settings=settings, dry_run=dry_run, trigger=trigger, clock=clock, sleep=sleep, deadline=deadline, call_budget_s=(_default_call_budget() if call_budget_s is None else call_budget_s) if deadline is not None else 0.0, force=force) for b in selected if b.layout == "switch"}
         switched.update({b.name: sync_cluster(b, target_groups=target_groups, sources=sources, settings=settings, dry_run=dry_run) for b in selected if b.layout == "cluster"})
         report = sync(config, target_groups=target_groups, sources=sources, dry_run=dry_run, trigger=trigger, bindings=[b for b in selected if b.layout == "retarget"], clock=clock, sleep=sleep, deadline=deadline, force=force, call_budget_s=call_budget_s, wall_clock=wall_clock)
         retargeted = {b.name: b for b in report.bindings}
