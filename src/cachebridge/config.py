@@ -495,8 +495,6 @@ class Config:
             config = cls(config.bindings + extra, config.settings)
         return replace(config, settings=settings_from_env(config.settings, environ))
 
-        return replace(config, settings=settings)
-
     @classmethod
     def single(
         cls,

@@ -465,10 +465,17 @@ class TargetGroups:
             return {arn: str(error) for arn in chunk}
         except (BotoCoreError, NlbError) as exc:  # NlbError: the pacing budget spent
             return {arn: f"DescribeTags: {exc}" for arn in chunk}
-        found = {
-            item["ResourceArn"]: {t["Key"]: t.get("Value", "") for t in item.get("Tags") or ()}
-            for item in described if item.get("ResourceArn") in chunk
-        }
+        found: dict[str, dict[str, str] | str] = {}
+        for item in described:
+            arn = item.get("ResourceArn")
+            if arn not in chunk:
+                continue
+            tags = {t["Key"]: t.get("Value", "") for t in item.get("Tags") or ()}
+            if found.get(arn, tags) != tags:
+                # Described twice, differently: which owner and lock table are true is unknown.
+                tags = "DescribeTags described this target group twice with different tags"  # type: ignore[assignment]
+            if not isinstance(found.get(arn), str):
+                found[arn] = tags
         # "No tags" is an answer only for a group the answer names: one left out is unknown.
         return {arn: found[arn] if arn in found else "DescribeTags answered without this target group" for arn in chunk}
 

@@ -20,7 +20,8 @@ hold, and it spends its ELB reads where they are most useful (``health_order``):
    group is read last, for the report.
 
 Once a change is found, the pass keeps back what it needs to apply it (``ReadBudget``):
-the confirming source read (a poll interval after the first one), the ELB reads the write
+the confirming source read (a poll interval after the first one: kept back from the first
+read, not from each change), the ELB reads the write
 step makes (the groups' tags, 20 groups a call on every pass that writes; a group's
 attributes, once per group per instance; the lease path's re-read), the writes themselves, and the time left that a write needs at its start
 (``writes``: a register and a deregister at their worst, ``aws.call_budget_s`` each;
@@ -56,9 +57,13 @@ GOLDEN_FRACTION = (math.sqrt(5) - 1) / 2
 # writes of many bindings take one after another, ``max_concurrency`` at a time.
 WRITE_CALLS = 4
 
-# The confirming read waits this many poll intervals after the round that first plans from
-# the pre-read (``sync._step``: a change is read again 1.5 polls later).
-CONFIRM_WAIT_POLLS = 1.5
+# The confirming read starts this many poll intervals after the pass's first source read
+# (``sync``: the first round's pause is the interval less what the health reads took), or
+# right after the health reads when they took longer. So the wait is kept back from the
+# first read, not added to what every change needs after the last health read: counted
+# after it, a poll interval of 20 s under the default 60 s function left a change no time
+# in any run, though the pass had 30 s to spare.
+CONFIRM_WAIT_POLLS = 1.0
 # What an instance's first write to a group does before ``writes`` checks the time left and
 # no call count covers: building a client and reading the VPC's CIDRs when ``vpc_cidrs`` is
 # not set (about 0.1-0.5 s on the benchmark machine: ``benchmarks/throttled_pass.py``).
@@ -194,8 +199,7 @@ class ReadBudget:
         writes_s = len(changes) * WRITE_CALLS * call_s / self.concurrency
         cover_s = max(c.write_calls for c in changes) * self.call_budget_s
         first_write_s = FIRST_WRITE_S if any(c.first_write for c in changes) else 0.0
-        confirm_s = self._confirm_s(len(changes)) + CONFIRM_WAIT_POLLS * self.poll_interval_s
-        return confirm_s + token_s + writes_s + cover_s + first_write_s
+        return self._confirm_s(len(changes)) + token_s + writes_s + cover_s + first_write_s
 
     def _confirm_s(self, changes: int) -> float:
         # The confirming round re-reads the changed bindings' sources only, ``concurrency``
@@ -211,9 +215,38 @@ class ReadBudget:
             return None
         if not changes:
             return self.deadline
-        # The confirming read waits for a poll interval after the first read.
+        # The confirming read starts when the health reads end, or a poll interval after the
+        # first source read if that is later (``CONFIRM_WAIT_POLLS``).
         latest = self.deadline - self.reserve_s(changes)
-        return latest if self.first_read_at + self.poll_interval_s <= latest else -math.inf
+        return latest if self.confirm_at() <= latest else -math.inf
+
+    def confirm_at(self) -> float:
+        """The earliest the confirming read of a change can start (``clock()`` value)."""
+        return self.first_read_at + CONFIRM_WAIT_POLLS * self.poll_interval_s
+
+    def never_fits(self, *, details_known: bool, locked: bool) -> str | None:
+        """Why no change could be confirmed and written in this pass however early it was
+        found (the poll interval's wait and one change's writes overrun the deadline), or
+        None. A pass that starts like this one leaves every change so: a setting to
+        change, not a run to wait for."""
+        if self.deadline is None:
+            return None
+        # The group's details stay unread until it is written: a change that never fits
+        # keeps its first write's share too.
+        one = [_Change(describe_calls=(0 if details_known else 1) + (1 if locked else 3), write_calls=2 if locked else 4, first_write=not details_known)]
+        if self.confirm_at() + self.reserve_s(one) <= self.deadline:
+            return None
+        room = self.deadline - self.first_read_at
+        fits = math.floor((room - self.reserve_s(one)) / CONFIRM_WAIT_POLLS * 10) / 10
+        advice = f"a poll_interval_s of at most {fits:.1f} s" if fits >= 0.1 else "a longer function timeout"
+        if not locked:
+            advice += " (or a lock table: a write then needs two calls at their worst, not four)"
+        return (
+            f"poll_interval_s={self.poll_interval_s:g} s: the read that confirms a change comes {self.poll_interval_s:g} s "
+            f"after the first and a write needs {self.reserve_s(one):.0f} s more at its worst, more than the "
+            f"{room:.0f} s this pass had after its first source read, so no pass that starts like this one can "
+            f"follow a change; it needs {advice}"
+        )
 
     def may_read(self, now: float) -> bool:
         """Whether a target health read may start at ``now``."""

@@ -65,7 +65,7 @@ from typing import Any
 
 from .config import Binding, ElastiCacheSourceSpec, Settings
 from .errors import CacheBridgeError, SourceError, SourceUnsupported
-from .nlb import TargetGroupInfo, TargetGroups, risky_settings
+from .nlb import OWNER_TAG, TargetGroupInfo, TargetGroups, risky_settings
 from .node_slots import SlotWrites, guarded_pass, slot_health, writing_slots
 from .sources import Sources
 from .switch_planner import CUT_TAG, NODE_TAG, SWITCH_TAG, SWITCH_UNKNOWN, Node, Slot, SwitchPlan, plan_switch
@@ -148,6 +148,7 @@ class _Read:
     infos: list[TargetGroupInfo]
     slots: list[Slot]
     forward: str | None
+    owners: dict[str, str] = field(default_factory=dict)  # slot ARN -> its cachebridge:owner tag
 
 
 def _read_nlb(binding: Binding, target_groups: TargetGroups) -> _Read:
@@ -163,7 +164,8 @@ def _read_nlb(binding: Binding, target_groups: TargetGroups) -> _Read:
         switched_at = None if unknown else _unix_tag(tag, SWITCH_TAG)
         slots.append(Slot(info.arn, tag.get(NODE_TAG) or None, target_groups.health(info.arn), cut_at, switched_at, unknown))
     forward = target_groups.listener(binding.listener).forward
-    return _Read(infos, slots, forward)
+    owners = {arn: tag[OWNER_TAG] for arn, tag in tags.items() if tag.get(OWNER_TAG)}
+    return _Read(infos, slots, forward, owners)
 
 
 def _unix_tag(tags: dict[str, str], key: str) -> float | None:
@@ -186,18 +188,21 @@ def sync_switch(
     deadline: float | None = None,
     wall: Callable[[], float] | None = None,
     call_budget_s: float = 0.0,
+    force: bool = False,
 ) -> SwitchResult:
     """Reconcile one switch binding; never raises for AWS or source trouble (the result
     says ``error``).
 
     ``clock``, ``sleep`` and ``deadline`` (in ``clock``'s time) bound the waits; ``wall``
     is the Unix time the tags hold (default ``wall_clock``); ``call_budget_s`` is kept free before the deadline
-    for the cut's own calls."""
+    for the cut's own calls. A slot group tagged ``cachebridge:owner`` by another stack
+    (not ``settings.controller_id``) is never written unless ``force``: the binding ends in
+    error with nothing written, as a retarget binding's group does."""
     result = SwitchResult(binding.name, str(binding.source), ",".join(binding.node_target_groups), binding.port)
     result.listener = binding.listener
     return guarded_pass(
         result, "switch",
-        lambda: _sync(binding, result, target_groups, sources, settings, dry_run, trigger, clock, sleep, deadline, wall or wall_clock, call_budget_s),
+        lambda: _sync(binding, result, target_groups, sources, settings, dry_run, trigger, clock, sleep, deadline, wall or wall_clock, call_budget_s, force),
     )
 
 
@@ -214,6 +219,7 @@ def _sync(
     deadline: float | None,
     wall: Callable[[], float],
     call_budget_s: float,
+    force: bool = False,
 ) -> None:
     assert isinstance(binding.source, ElastiCacheSourceSpec)
     read = _read_nlb(binding, target_groups)
@@ -260,6 +266,9 @@ def _sync(
         r.status, r.error, r.source_error = "error", source_error or "; ".join(p.reasons), source_error is not None
         r.forward_after = read.forward
         return
+    foreign = {names[arn]: owner for arn, owner in read.owners.items() if owner != settings.controller_id}
+    for name, owner in sorted(foreign.items()):
+        r.warnings.append(f"target group {name} is owned by stack {owner!r} (tag {OWNER_TAG}); its own controller keeps it in sync")
     r.register, r.deregister, r.cut = p.register, p.deregister, p.cut
     if dry_run:
         r.status = "dry_run"
@@ -270,6 +279,13 @@ def _sync(
     if p.empty:
         r.status = "in_sync"
         r.registered_after = r.registered_before
+        return
+    if foreign and not force:
+        r.status, r.forward_after, r.registered_after = "error", read.forward, r.registered_before
+        r.error = (
+            f"target group(s) {', '.join(sorted(foreign))} owned by another stack (tag {OWNER_TAG}): nothing written; "
+            "let that stack's controller sync them, or pass --force to write them anyway"
+        )
         return
     # Room for the settle wait and then the cut's tag and deregistration at their worst (what
     # follows can fail or be cut short without harm: the tags make a later run finish it).

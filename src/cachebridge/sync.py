@@ -46,17 +46,17 @@ write (``_plan_and_apply``).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any
 
 from .checks import check_answer
-from .config import Binding, Config, ElastiCacheSourceSpec, Settings
+from .config import Binding, Config, Settings
 from .errors import CacheBridgeError, PacingBudgetSpent
 from .nlb import OWNER_TAG, Seen, TargetGroupInfo, TargetGroups, last_seen, read_first, risky_settings
 from .parallel import Failure, map_ordered
+from .pass_report import BindingResult, SyncReport, Trigger, select_bindings
 from .planner import Plan, plan
 from .read_order import ReadBudget, health_order, paced_rate, reads_per_pass
 from .sources import Reading, Sources
@@ -64,129 +64,6 @@ from .targets import Target, TargetHealth
 from .writes import apply_plans, nothing_written, record_plan, targets_text
 
 __all__ = ["Trigger", "BindingResult", "SyncReport", "sync", "select_bindings"]
-
-Status = Literal["in_sync", "changed", "error", "skipped", "dry_run"]
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """Why a pass runs. ``wait_for_change`` asks for the bounded re-read loop."""
-
-    kind: Literal["manual", "schedule", "event", "invoke"] = "manual"
-    replication_group: str | None = None
-    event: str | None = None
-    wait_for_change: bool = False
-
-
-@dataclass
-class BindingResult:
-    name: str
-    source: str
-    target_group: str
-    port: int
-    status: Status = "in_sync"
-    desired: tuple[Target, ...] = ()
-    registered_before: tuple[Target, ...] = ()
-    register: tuple[Target, ...] = ()
-    deregister: tuple[Target, ...] = ()
-    registered_after: tuple[Target, ...] = ()
-    deferred: tuple[Target, ...] = ()
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    duration_ms: float = 0.0
-    target_group_arn: str | None = None
-    health: dict[str, str] = field(default_factory=dict)
-    reasons: tuple[str, ...] = ()
-    drift: int = 0
-    source_error: bool = False
-    ttl: int | None = None
-    polls: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("in_sync", "changed", "dry_run")
-
-    @property
-    def changes(self) -> int:
-        return 0 if self.status == "dry_run" else len(self.register) + len(self.deregister)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "source": self.source,
-            "target_group": self.target_group,
-            "port": self.port,
-            "desired": [str(t) for t in self.desired],
-            "registered_before": [str(t) for t in self.registered_before],
-            "register": [str(t) for t in self.register],
-            "deregister": [str(t) for t in self.deregister],
-            "registered_after": [str(t) for t in self.registered_after],
-            "status": self.status,
-            "error": self.error,
-            "warnings": list(self.warnings),
-            "duration_ms": round(self.duration_ms, 1),
-            "target_group_arn": self.target_group_arn,
-            "health": dict(self.health),
-            "deferred": [str(t) for t in self.deferred],
-            "drift": self.drift,
-            "ttl": self.ttl,
-            "layout": "retarget",
-        }
-
-
-@dataclass
-class SyncReport:
-    bindings: list[BindingResult]
-    trigger: Trigger = Trigger()
-
-    @property
-    def ok(self) -> bool:
-        return all(b.ok for b in self.bindings)
-
-    @property
-    def failed(self) -> list[BindingResult]:
-        return [b for b in self.bindings if not b.ok]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"bindings": [b.to_json() for b in self.bindings]}
-
-
-def select_bindings(config: Config, trigger: Trigger) -> tuple[Binding, ...]:
-    """The bindings an event concerns, in configuration order: elasticache sources reading
-    the named replication group, and dns sources whose ElastiCache hostname names it."""
-    if trigger.replication_group is None:
-        return config.bindings
-    named = trigger.replication_group.lower()
-    return tuple(
-        b for b in config.bindings
-        if (_names_group(named, b.source.replication_group_id) if isinstance(b.source, ElastiCacheSourceSpec)
-            else _dns_names_group(named, b.source.host))
-    )
-
-
-# Member clusters are named <group>-NNN (cluster mode disabled) or <group>-NNNN-NNN.
-_MEMBER_SUFFIX = r"(?:-\d{3,4}){1,2}"
-
-
-def _is_member(cluster_id: str, rg_id: str) -> bool:
-    return re.fullmatch(re.escape(rg_id) + _MEMBER_SUFFIX, cluster_id) is not None
-
-
-def _names_group(named: str, rg_id: str) -> bool:
-    # Events name the group ("orders") or one of its nodes ("orders-002", "orders-0001-002");
-    # a different group that merely shares the prefix ("orders-archive") is not named.
-    return named == rg_id or _is_member(named, rg_id)
-
-
-def _dns_names_group(named: str, host: str) -> bool:
-    # ElastiCache endpoints embed the group id: master.<rg>.<hash>.<region>.cache.amazonaws.com
-    # (and <rg>.<hash>.ng.0001.<region>... for older ones); node endpoints start with the
-    # node id (<rg>-001.<hash>.<region>...), which an event naming the group also concerns.
-    if "cache.amazonaws.com" not in host:
-        return False
-    labels = host.split(".")[:2]
-    return any(_names_group(named, label) or _is_member(label, named) for label in labels)
-
 
 class _Work:
     """One binding in flight."""
@@ -270,7 +147,7 @@ def sync(
         from .cluster import sync_cluster  # its own pass; see cluster.py
         from .switch import sync_switch  # its own pass; see switch.py
 
-        switched: dict[str, BindingResult] = {b.name: sync_switch(b, target_groups=target_groups, sources=sources, settings=settings, dry_run=dry_run, trigger=trigger, clock=clock, sleep=sleep, deadline=deadline, call_budget_s=(_default_call_budget() if call_budget_s is None else call_budget_s) if deadline is not None else 0.0) for b in selected if b.layout == "switch"}
+        switched: dict[str, BindingResult] = {b.name: sync_switch(b, target_groups=target_groups, sources=sources, settings=settings, dry_run=dry_run, trigger=trigger, clock=clock, sleep=sleep, deadline=deadline, call_budget_s=(_default_call_budget() if call_budget_s is None else call_budget_s) if deadline is not None else 0.0, force=force) for b in selected if b.layout == "switch"}
         switched.update({b.name: sync_cluster(b, target_groups=target_groups, sources=sources, settings=settings, dry_run=dry_run) for b in selected if b.layout == "cluster"})
         report = sync(config, target_groups=target_groups, sources=sources, dry_run=dry_run, trigger=trigger, bindings=[b for b in selected if b.layout == "retarget"], clock=clock, sleep=sleep, deadline=deadline, force=force, call_budget_s=call_budget_s, wall_clock=wall_clock)
         retargeted = {b.name: b for b in report.bindings}
@@ -333,7 +210,7 @@ def sync(
             )
         w.result.registered_before = tuple(sorted(w.actual_live))
         w.result.health = {str(t): h.state.value for t, h in sorted(w.actual.items())}
-        if w.result.status == "skipped":
+        if w.result.status in ("skipped", "error"):  # nothing written to it in this pass
             w.result.registered_after = w.result.registered_before
 
     pending = [w for w in works if w.result.status not in ("error", "skipped")]
@@ -457,8 +334,25 @@ def _read_group_health(w: _Work, ctx: _Context, budget: ReadBudget) -> None:
         return
     if w.source_error is None and w.desired is not None and w.desired != w.actual_live:
         locked = bool(ctx.settings.lock_table or (w.info.details_known and w.info.lock_table))
-        if not budget.found_change(ctx.clock(), details_known=w.info.details_known, locked=locked):
+        found = budget.found_change(ctx.clock(), details_known=w.info.details_known, locked=locked)
+        if not found and not locked and not w.info.details_known and budget.never_fits(details_known=False, locked=False):
+            # Unread, the group's own lock table tag was taken as absent (a write of four
+            # calls), and so no run would ever write it and read its tags: read them now.
+            # Tagged with a lock table, the write is two calls under the lease.
+            try:
+                (fresh,) = ctx.target_groups.with_fresh_tags([w.info])
+            except Exception:
+                fresh = w.info
+            if fresh.tags_error is None and fresh.lock_table:
+                w.info, locked = fresh, True
+                found = budget.found_change(ctx.clock(), details_known=fresh.details_known, locked=True)
+        if not found:
             read_first(ctx.target_groups, w.info.arn, w.seen_before)
+            never = budget.never_fits(details_known=w.info.details_known, locked=locked)
+            if never is not None:
+                # Not "the next run": every run like this one would say the same.
+                nothing_written(w.result, "error", f"{targets_text(w.desired)} differs from what the group holds; {never}; nothing written")
+                return
             _skip(w, (
                 f"{targets_text(w.desired)} differs from what the group holds, found too late to confirm and "
                 "write it before the deadline; nothing written, the next run reads this group first"

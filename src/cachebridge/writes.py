@@ -70,7 +70,8 @@ from .targets import Target, TargetState
 
 if TYPE_CHECKING:
     from .lease import Lease, Leases
-    from .sync import BindingResult, Status, _Context, _Work
+    from .pass_report import BindingResult, Status
+    from .sync import _Context, _Work
 
 __all__ = ["apply_plan", "apply_plans", "record_plan", "nothing_written", "targets_text", "CLOCK_SKEW_S", "FRESH_POLLS", "FRESH_READ_S"]
 

@@ -4,7 +4,7 @@ with a primary listener and a listener per node target group."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import boto3
@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from cachebridge.config import DEFAULT_LISTENER_SETTLE_S, Config, Settings
-from cachebridge.nlb import TargetGroups
+from cachebridge.nlb import OWNER_TAG, TargetGroups
 from cachebridge.sandbox import moto_ext
 from cachebridge.sandbox.dns import LoopbackDnsServer
 from cachebridge.sources import DnsResolver, Sources
@@ -384,3 +384,44 @@ def test_switch_time_not_recorded_is_recorded_by_the_next_run_and_the_cut_follow
     assert memberships(elbv2, stack) == [set(), {R}, set()]
     assert SWITCH_TAG not in tags(elbv2, stack)[0] and CUT_TAG in tags(elbv2, stack)[0]
     assert forward_of(elbv2, stack.listener) == stack.slots[1]
+
+
+def test_a_slot_another_stack_owns_is_not_written_unless_forced(stack: Stack, elbv2: Any) -> None:
+    run(stack, elbv2)
+    fail_over(stack, 1)
+    elbv2.add_tags(ResourceArns=[stack.slots[1]], Tags=[{"Key": OWNER_TAG, "Value": "payments"}])
+    before = memberships(elbv2, stack)
+    log = CallLog(elbv2)
+
+    [refused] = run(stack, elbv2).bindings
+
+    assert refused.status == "error"
+    assert "orders-n2" in (refused.error or "") and "'payments'" not in (refused.error or "")
+    assert "--force" in (refused.error or "")
+    assert any("owned by stack 'payments'" in w for w in refused.warnings)
+    assert forward_of(elbv2, stack.listener) == stack.slots[0]  # not switched
+    assert memberships(elbv2, stack) == before
+    assert not [n for n in log.names() if n in ("ModifyListener", "RegisterTargets", "DeregisterTargets", "AddTags", "RemoveTags")]
+
+    [planned] = run(stack, elbv2, dry_run=True).bindings
+    assert planned.status == "dry_run" and any("owned by stack 'payments'" in w for w in planned.warnings)
+
+    settings = stack.config.settings
+    sources = Sources(DnsResolver(settings.nameservers, settings.dns_timeout_s), boto3.client("elasticache", region_name=REGION))
+    [forced] = sync(stack.config, target_groups=TargetGroups(elbv2), sources=sources, force=True, sleep=lambda _: None).bindings
+    assert forced.status == "changed", forced.error
+    assert forward_of(elbv2, stack.listener) == stack.slots[1]
+
+
+def test_slots_owned_by_this_controller_are_written(stack: Stack, elbv2: Any) -> None:
+    for arn in stack.slots:
+        elbv2.add_tags(ResourceArns=[arn], Tags=[{"Key": OWNER_TAG, "Value": "orders-stack"}])
+    config = replace(stack.config, settings=replace(stack.config.settings, controller_id="orders-stack"))
+    run(replace(stack, config=config), elbv2)
+    fail_over(stack, 1)
+
+    [result] = run(replace(stack, config=config), elbv2).bindings
+
+    assert result.status == "changed", result.error
+    assert forward_of(elbv2, stack.listener) == stack.slots[1]
+    assert not any("owned by stack" in w for w in result.warnings)

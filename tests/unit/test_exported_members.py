@@ -71,6 +71,7 @@ MODULE_SURFACES = {
         "read_first", "DESCRIBE_TAGS_CHUNK",
     },
     "cachebridge.sandbox.moto_ext.describe_tags": {"install", "installed", "MAX_RESOURCE_ARNS"},
+    "cachebridge.pass_report": {"Status", "Trigger", "BindingResult", "SyncReport", "select_bindings"},
     "cachebridge.target_group_info": {
         "LOCK_TABLE_TAG", "MAX_SAFE_DEREGISTRATION_DELAY_S", "OWNER_TAG", "SLOW_HEALTH_CHECK_S", "ListenerInfo",
         "TargetGroupInfo", "forward_target", "risky_settings",
@@ -132,3 +133,12 @@ def test_nlb_reexports_what_it_reads_as_the_same_objects() -> None:
     for name in set(target_group_info.__all__) & set(nlb.__all__):
         assert getattr(nlb, name) is getattr(target_group_info, name), name
     assert set(target_group_info.__all__) - set(nlb.__all__) == {"SLOW_HEALTH_CHECK_S", "forward_target"}
+
+
+def test_sync_reexports_what_a_pass_is_asked_and_answers_as_the_same_objects() -> None:
+    from cachebridge import pass_report
+
+    sync = importlib.import_module("cachebridge.sync")
+    assert set(sync.__all__) == {"Trigger", "BindingResult", "SyncReport", "sync", "select_bindings"}
+    for name in set(pass_report.__all__) & set(sync.__all__):
+        assert getattr(sync, name) is getattr(pass_report, name), name

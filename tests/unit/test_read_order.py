@@ -88,11 +88,12 @@ def test_a_change_found_keeps_back_its_confirming_read_its_reads_and_its_writes(
 
     assert b.found_change(5.0, details_known=False, locked=True)
 
-    # The source round again (1 s) after its wait (1.5 polls), 3 ELB reads at 10 a second
-    # (0.3 s), its writes (4 calls of 0.03 s, 8 at a time), a register and a deregister at
-    # their worst (2 x 9 s), and what a first write does before them.
-    wait = CONFIRM_WAIT_POLLS * b.poll_interval_s
-    assert b.reserve_s() == pytest.approx(1.0 + wait + 0.3 + 4 * 0.03 / 8 + 18.0 + FIRST_WRITE_S)
+    # The source round again (1 s), 3 ELB reads at 10 a second (0.3 s), its writes (4
+    # calls of 0.03 s, 8 at a time), a register and a deregister at their worst (2 x 9 s),
+    # and what a first write does before them. The confirming read's wait runs from the
+    # first source read (CONFIRM_WAIT_POLLS), not from the last health read.
+    assert b.reserve_s() == pytest.approx(1.0 + 0.3 + 4 * 0.03 / 8 + 18.0 + FIRST_WRITE_S)
+    assert b.confirm_at() == CONFIRM_WAIT_POLLS * b.poll_interval_s
     assert b.holding_back
     assert b.may_read(50.0 - b.reserve_s() - 0.01)
     assert not b.may_read(50.0 - b.reserve_s() + 0.01)
