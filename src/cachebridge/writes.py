@@ -136,8 +136,6 @@ def apply_plans(works: Sequence["_Work"], ctx: "_Context", each: Callable[[Seque
     if alone:
         each(alone, lambda w: apply_plan(w, ctx))
     controller = ctx.settings.controller_id or "manual"
-    if tables:
-        from concurrent.futures import ThreadPoolExecutor  # its thread module, for batches only
     for table, group in tables.items():
         leases = _lease().Leases(client, table)
         batch_size = _lease().BATCH
