@@ -1,0 +1,358 @@
+"""Hostile checks of write leases taken a chunk at a time beside the writes (``writes``,
+``lease``): every RegisterTargets/DeregisterTargets of a lease-guarded group lies inside
+a holding of its lease, across chunk boundaries, slow and failing bindings, faults of
+one chunk's lease calls only, a deadline between chunks, and two controllers at once.
+moto in-process with ``moto_ext``; faults injected into DynamoDB's answers by botocore
+event hooks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+
+from cachebridge import lease
+from cachebridge.config import Binding, Config, DnsSourceSpec, Settings
+from cachebridge.lease import KEY_ATTRIBUTE, Leases
+from cachebridge.nlb import TargetGroups
+from cachebridge.sandbox.dns import LoopbackDnsServer, Zone
+from cachebridge.sources import DnsResolver, Sources
+from cachebridge.sync import SyncReport, sync
+from cachebridge.targets import Target
+
+from .conftest import REGION
+from .test_lease_batches import ME, OTHER, PORT, TABLE, World, dynamodb, vpc_id, world  # noqa: F401  (fixtures)
+
+
+class Timeline:
+    """Every lease take (answered), give-back (sent) and target write (sent, answered) of
+    the clients it watches, in the order they happened, tagged with who made them."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, str, str, str]] = []  # (order, who, what, ARN)
+        self._lock = threading.Lock()
+
+    def note(self, who: str, what: str, arns: list[str]) -> None:
+        with self._lock:
+            for arn in arns:
+                self.events.append((len(self.events), who, what, arn))
+
+    def watch(self, who: str, dynamodb: Any, elbv2: Any) -> None:
+        def keys(body: dict[str, Any]) -> list[str]:
+            if "TransactItems" in body:
+                return [item["Update"]["Key"][KEY_ATTRIBUTE]["S"] for item in body["TransactItems"] if "Update" in item]
+            return [body["Key"][KEY_ATTRIBUTE]["S"]] if "Key" in body else []
+
+        def sent(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+            text = params["body"].decode() if isinstance(params["body"], bytes) else params["body"]
+            body = json.loads(text)
+            context["hostile6"] = ("previous_holder" in text, keys(body))
+            if "released_at" in text:
+                self.note(who, "giving back", keys(body))
+
+        def answered(http_response: Any, context: dict[str, Any], **_: Any) -> None:
+            taking, arns = context.get("hostile6", (False, []))
+            if taking and http_response.status_code == 200:
+                self.note(who, "taken", arns)
+
+        def write(kind: str) -> Callable[..., None]:
+            def hook(context: dict[str, Any], params: dict[str, Any] | None = None, **_: Any) -> None:
+                if params is not None:
+                    context["hostile6"] = params["TargetGroupArn"]
+                self.note(who, kind, [context["hostile6"]])
+            return hook
+
+        for operation in ("TransactWriteItems", "UpdateItem"):
+            dynamodb.meta.events.register(f"before-call.dynamodb.{operation}", sent)
+            dynamodb.meta.events.register(f"after-call.dynamodb.{operation}", answered)
+        for operation in ("RegisterTargets", "DeregisterTargets"):
+            elbv2.meta.events.register(f"provide-client-params.elastic-load-balancing-v2.{operation}", write("writing"))
+            elbv2.meta.events.register(f"after-call.elastic-load-balancing-v2.{operation}", write("written"))
+
+    def violations(self) -> list[str]:
+        """Writes made by someone not holding the group's lease, and takes of a lease someone
+        else holds."""
+        holder: dict[str, str | None] = {}
+        found: list[str] = []
+        for order, who, what, arn in self.events:
+            if what == "taken":
+                if holder.get(arn) not in (None, who):
+                    found.append(f"#{order} {who} took {arn} held by {holder[arn]}")
+                holder[arn] = who
+            elif what == "giving back":
+                if holder.get(arn) != who:
+                    found.append(f"#{order} {who} gave back {arn} it did not hold")
+                holder[arn] = None
+            elif holder.get(arn) != who:
+                found.append(f"#{order} {who} {what} {arn} without its lease (held by {holder.get(arn)})")
+        return found
+
+    def of(self, arn: str) -> list[str]:
+        return [what for _, _, what, a in self.events if a == arn]
+
+
+def watched(w: World, who: str = ME) -> Timeline:
+    timeline = Timeline()
+    timeline.watch(who, w.dynamodb, w.elbv2)
+    return timeline
+
+
+def sync_with(w: World, concurrency: int, **kwargs: Any) -> SyncReport:
+    w.config = Config(w.config.bindings, dataclasses.replace(w.config.settings, max_concurrency=concurrency))
+    return w.sync(**kwargs)
+
+
+def assert_all_written_under_their_leases(w: World, timeline: Timeline, report: SyncReport) -> None:
+    assert timeline.violations() == []
+    for i, arn in enumerate(w.arns):
+        mine = timeline.of(arn)
+        assert mine.count("taken") == mine.count("giving back") == 1, (i, mine)
+        assert w.record(i)["expires_at"] == {"N": "0"}, i
+        assert w.held(i), f"group {i} emptied"
+
+
+# -- chunk boundaries -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 8])
+@pytest.mark.parametrize("n", [6, 7])  # chunks of 3: a last chunk full, and one of a single binding
+def test_every_write_across_chunk_boundaries_lies_inside_its_lease(
+    world: Callable[[int], World], monkeypatch: pytest.MonkeyPatch, concurrency: int, n: int
+) -> None:
+    monkeypatch.setattr(lease, "BATCH", 3)
+    w = world(n)
+    timeline = watched(w)
+
+    report = sync_with(w, concurrency)
+
+    assert [b.status for b in report.bindings] == ["changed"] * n
+    assert [w.held(i) for i in range(n)] == [{t} for t in w.new]
+    assert_all_written_under_their_leases(w, timeline, report)
+
+
+def test_201_bindings_at_the_real_batch_size_take_three_batches_and_write_each_group_under_its_lease(
+    world: Callable[[int], World],
+) -> None:
+    w = world(201)
+    timeline = watched(w)
+
+    report = sync_with(w, 8)
+
+    assert [b.status for b in report.bindings] == ["changed"] * 201
+    assert all(w.held(i) == {w.new[i]} for i in range(201))
+    assert_all_written_under_their_leases(w, timeline, report)
+    takes = [e for e in timeline.events if e[2] == "taken"]
+    assert Counter(e[3] for e in takes) == {arn: 1 for arn in w.arns}
+
+
+# -- a slow binding and a failing binding in one chunk while the next is written ------------------
+
+
+@pytest.mark.parametrize("concurrency", [2, 8])
+def test_a_slow_and_a_failing_binding_of_one_chunk_keep_its_leases_until_they_end(
+    world: Callable[[int], World], monkeypatch: pytest.MonkeyPatch, concurrency: int
+) -> None:
+    monkeypatch.setattr(lease, "BATCH", 3)
+    w = world(9)
+    slow, failing = w.arns[2], w.arns[1]  # both in chunk 0
+    later_started = threading.Event()
+
+    def stall(params: dict[str, Any], **_: Any) -> None:
+        arn = params["body"].get("TargetGroupArn")
+        if arn in w.arns[3:]:
+            later_started.set()
+        if arn == slow:
+            later_started.wait(10)  # held until a later chunk writes: no timing assumed
+
+    def refuse(params: dict[str, Any], **_: Any) -> Any:
+        if params["body"].get("TargetGroupArn") != failing:
+            return None
+        body = {"Error": {"Code": "AccessDenied", "Message": "by the test"}, "ResponseMetadata": {"HTTPStatusCode": 403}}
+        return type("Response", (), {"status_code": 403, "headers": {}, "content": b""})(), body
+
+    w.elbv2.meta.events.register("before-call.elastic-load-balancing-v2.RegisterTargets", stall)
+    w.elbv2.meta.events.register("before-call.elastic-load-balancing-v2.DeregisterTargets", refuse)
+    timeline = watched(w)
+
+    report = sync_with(w, concurrency)
+
+    statuses = [b.status for b in report.bindings]
+    assert statuses == ["changed", "error"] + ["changed"] * 7, [b.error for b in report.bindings]
+    assert later_started.is_set()
+    assert w.held(1) == {w.old[1], w.new[1]}  # registered, the failed deregister left both
+    assert all(w.held(i) == {w.new[i]} for i in range(9) if i != 1)
+    assert_all_written_under_their_leases(w, timeline, report)
+    # chunk 0 went back after its slow binding's last write, not before
+    order = [(what, arn) for _, _, what, arn in timeline.events]
+    slow_done = max(i for i, (what, arn) in enumerate(order) if arn == slow and what == "written")
+    assert order.index(("giving back", w.arns[0])) > slow_done
+
+
+# -- one chunk's lease calls failing --------------------------------------------------------------
+
+
+def test_a_later_chunks_take_throttled_and_partly_held_by_another_controller_writes_only_what_it_holds(
+    world: Callable[[int], World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lease, "BATCH", 3)
+    w = world(9)
+    other = Leases(w.dynamodb, TABLE)
+    theirs = {4: other.acquire(w.arns[4], OTHER), 5: other.acquire(w.arns[5], OTHER)}  # in chunk 1
+    chunk2 = set(w.arns[6:])
+
+    def throttle_chunk2_take(params: dict[str, Any], **_: Any) -> Any:
+        text = params["body"].decode() if isinstance(params["body"], bytes) else params["body"]
+        body = json.loads(text)
+        if "previous_holder" not in text or "TransactItems" not in body:
+            return None
+        if not {item["Update"]["Key"][KEY_ATTRIBUTE]["S"] for item in body["TransactItems"]} <= chunk2:
+            return None
+        answer = {"Error": {"Code": "ThrottlingException", "Message": "by the test"}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return type("Response", (), {"status_code": 400, "headers": {}, "content": b""})(), answer
+
+    w.dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", throttle_chunk2_take)
+    timeline = watched(w)
+
+    report = sync_with(w, 8)
+
+    assert [b.status for b in report.bindings] == ["changed"] * 4 + ["skipped", "skipped"] + ["changed"] * 3
+    for i in (4, 5):
+        assert w.held(i) == {w.old[i]}  # untouched
+        record = w.record(i)
+        assert record["holder"]["S"] == theirs[i].holder and record["controller_id"]["S"] == OTHER
+        assert all(what not in ("writing", "written") for what in timeline.of(w.arns[i]))
+    assert all(w.held(i) == {w.new[i]} for i in (0, 1, 2, 3, 6, 7, 8))
+    assert timeline.violations() == []
+    for i in (0, 1, 2, 3, 6, 7, 8):
+        assert w.record(i)["expires_at"] == {"N": "0"}
+
+
+def test_a_malformed_record_read_after_a_take_costs_no_binding_its_lease(
+    world: Callable[[int], World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BatchGetItem answer whose item lacks the key attribute (not something DynamoDB
+    sends, but an answer the controller did not ask for) must not strand the chunk's
+    leases: the bindings would each wait for their own lease and skip."""
+    monkeypatch.setattr(lease, "BATCH", 3)
+    w = world(6)
+
+    def mangle(parsed: dict[str, Any], **_: Any) -> None:
+        for items in parsed.get("Responses", {}).values():
+            for item in items:
+                item.pop(KEY_ATTRIBUTE, None)
+
+    w.dynamodb.meta.events.register("after-call.dynamodb.BatchGetItem", mangle)
+    timeline = watched(w)
+
+    report = sync_with(w, 8)
+
+    assert [b.status for b in report.bindings] == ["changed"] * 6, [b.error for b in report.bindings]
+    assert [w.held(i) for i in range(6)] == [{t} for t in w.new]
+    assert timeline.violations() == []
+    for i in range(6):
+        assert w.record(i)["expires_at"] == {"N": "0"}
+
+
+# -- the deadline arriving between chunks -----------------------------------------------------------
+
+
+def test_the_deadline_arriving_between_chunks_writes_no_later_binding_and_gives_every_lease_back(
+    world: Callable[[int], World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lease, "BATCH", 3)
+    w = world(9)
+    now = [0.0]
+    deadline = 1000.0
+    last_of_chunk0 = w.arns[2]
+
+    def clock() -> float:
+        return now[0]
+
+    def jump(http_response: Any, context: dict[str, Any], **_: Any) -> None:
+        if context.get("hostile6") == last_of_chunk0:
+            now[0] = deadline  # nothing more fits
+    timeline = watched(w)
+    w.elbv2.meta.events.register("after-call.elastic-load-balancing-v2.DeregisterTargets", jump)
+
+    report = sync_with(w, 1, clock=clock, deadline=deadline, call_budget_s=1.0)
+
+    assert [b.status for b in report.bindings] == ["changed"] * 3 + ["skipped"] * 6
+    assert all(w.held(i) == {w.new[i]} for i in range(3))
+    assert all(w.held(i) == {w.old[i]} for i in range(3, 9))
+    assert all(what not in ("writing", "written") for arn in w.arns[3:] for what in timeline.of(arn))
+    assert timeline.violations() == []
+    for i, arn in enumerate(w.arns):
+        mine = timeline.of(arn)
+        assert mine.count("taken") == mine.count("giving back"), (i, mine)
+        if "taken" in mine:
+            assert w.record(i)["expires_at"] == {"N": "0"}
+
+
+# -- two controllers at once on the same groups and table ---------------------------------------------
+
+
+def test_two_controllers_writing_the_same_groups_at_once_never_overlap_nor_empty_a_group(
+    world: Callable[[int], World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lease, "BATCH", 3)
+    n = 8
+    w = world(n)
+    theirs = [Target(f"10.0.{i}.40", PORT) for i in range(n)]
+    zone = Zone()
+    for i in range(n):
+        zone.set_a(f"orders-{i}.cache.test", theirs[i].ip)
+    server = LoopbackDnsServer(zone, host="127.0.0.2").start()
+    try:
+        b_dynamodb = boto3.client("dynamodb", region_name=REGION)
+        b_elbv2 = boto3.client("elbv2", region_name=REGION)
+        b_ec2 = boto3.client("ec2", region_name=REGION)
+        settings_b = Settings(
+            nameservers=(server.address,), poll_interval_s=0.05, dns_timeout_s=0.5, lock_table=TABLE, controller_id=OTHER,
+            max_concurrency=8,
+        )
+        config_b = Config(w.config.bindings, settings_b)
+        timeline = Timeline()
+        timeline.watch(ME, w.dynamodb, w.elbv2)
+        timeline.watch(OTHER, b_dynamodb, b_elbv2)
+        reports: dict[str, SyncReport] = {}
+        go = threading.Barrier(2)
+
+        def run_a() -> None:
+            go.wait(10)
+            reports[ME] = sync_with(w, 8)
+
+        def run_b() -> None:
+            go.wait(10)
+            groups = TargetGroups(b_elbv2, b_ec2, dynamodb=b_dynamodb)
+            sources = Sources(DnsResolver(settings_b.nameservers, settings_b.dns_timeout_s))
+            reports[OTHER] = sync(config_b, target_groups=groups, sources=sources)
+
+        threads = [threading.Thread(target=run_a), threading.Thread(target=run_b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not any(t.is_alive() for t in threads)
+    finally:
+        server.stop()
+
+    assert timeline.violations() == []
+    a, b = reports[ME].bindings, reports[OTHER].bindings
+    for i in range(n):
+        held = w.held(i)
+        assert held, f"group {i} emptied"
+        # One controller's view stands; the other refused to undo it or could not get the lease.
+        assert held in ({w.new[i]}, {theirs[i]}), (i, held, a[i].status, b[i].status)
+        statuses = {a[i].status, b[i].status}
+        assert "changed" in statuses and statuses <= {"changed", "error", "skipped"}, (a[i], b[i])
+        record = w.record(i)
+        assert record["expires_at"] == {"N": "0"}
+        winner = ME if held == {w.new[i]} else OTHER
+        assert record["last_controller"]["S"] == winner
