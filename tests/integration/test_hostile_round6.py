@@ -356,3 +356,159 @@ def test_two_controllers_writing_the_same_groups_at_once_never_overlap_nor_empty
         assert record["expires_at"] == {"N": "0"}
         winner = ME if held == {w.new[i]} else OTHER
         assert record["last_controller"]["S"] == winner
+
+
+def test_a_chunk_whose_bindings_all_skip_neither_stalls_the_lease_thread_nor_strands_a_lease(
+    world: Callable[[int], World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lease, "BATCH", 3)
+    monkeypatch.setattr(lease, "LEASE_WAIT_S", 0.2)
+    w = world(9)
+    other = Leases(w.dynamodb, TABLE)
+    theirs = {i: other.acquire(w.arns[i], OTHER) for i in (3, 4, 5)}  # the whole of chunk 1
+    timeline = watched(w)
+
+    report = sync_with(w, 1)
+
+    assert [b.status for b in report.bindings] == ["changed"] * 3 + ["skipped"] * 3 + ["changed"] * 3
+    for i in (3, 4, 5):
+        assert w.held(i) == {w.old[i]}
+        assert w.record(i)["holder"]["S"] == theirs[i].holder and w.record(i)["expires_at"] != {"N": "0"}
+        assert timeline.of(w.arns[i]) == []  # neither taken, nor given back, nor written
+    for i in (0, 1, 2, 6, 7, 8):
+        assert w.held(i) == {w.new[i]} and w.record(i)["expires_at"] == {"N": "0"}
+    assert timeline.violations() == []
+
+
+def test_a_failed_give_back_of_one_chunk_warns_its_bindings_only_and_later_chunks_go_back(
+    world: Callable[[int], World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lease, "BATCH", 3)
+    w = world(9)
+    chunk1 = set(w.arns[3:6])
+
+    def refuse_chunk1_release(params: dict[str, Any], **_: Any) -> Any:
+        text = params["body"].decode() if isinstance(params["body"], bytes) else params["body"]
+        if "released_at" not in text or not any(arn in text for arn in chunk1):
+            return None
+        body = {"Error": {"Code": "InternalServerError", "Message": "by the test"}, "ResponseMetadata": {"HTTPStatusCode": 500}}
+        return type("Response", (), {"status_code": 500, "headers": {}, "content": b""})(), body
+
+    for operation in ("TransactWriteItems", "UpdateItem"):
+        w.dynamodb.meta.events.register(f"before-call.dynamodb.{operation}", refuse_chunk1_release)
+    timeline = watched(w)
+
+    report = sync_with(w, 8)
+
+    assert [b.status for b in report.bindings] == ["changed"] * 9
+    assert [w.held(i) for i in range(9)] == [{t} for t in w.new]
+    for i, b in enumerate(report.bindings):
+        failed = any("releasing the write lease failed" in x for x in b.warnings)
+        assert failed == (i in (3, 4, 5)), (i, b.warnings)
+        assert (w.record(i)["expires_at"] == {"N": "0"}) == (i not in (3, 4, 5))
+    # the writes of chunk 1 all came before its (failed) give-back was tried
+    assert timeline.violations() == []
+
+
+# -- the sandbox's DynamoDB: parsed expressions kept, every answer as DynamoDB's ---------------------
+
+
+def _table(client: Any, name: str, key: str) -> None:
+    client.create_table(
+        TableName=name, KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def _code(call: Callable[[], Any]) -> tuple[str, list[str]]:
+    from botocore.exceptions import ClientError
+
+    try:
+        call()
+    except ClientError as exc:
+        return exc.response["Error"]["Code"], [r["Code"] for r in exc.response.get("CancellationReasons") or []]
+    return "ok", []
+
+
+def test_a_transaction_naming_one_item_twice_is_refused_every_time_and_changes_nothing(aws: None) -> None:
+    client = boto3.client("dynamodb", region_name=REGION)
+    _table(client, "T", "k")
+    client.put_item(TableName="T", Item={"k": {"S": "x"}, "h": {"S": "old"}})
+
+    def update(key: str, holder: str) -> dict[str, Any]:
+        return {"Update": {"TableName": "T", "Key": {"k": {"S": key}}, "UpdateExpression": "SET h = :h",
+                           "ConditionExpression": "attribute_not_exists(h) OR h <> :h", "ExpressionAttributeValues": {":h": {"S": holder}}}}
+
+    assert _code(lambda: client.transact_write_items(TransactItems=[update("y", "a")])) == ("ok", [])  # the text is known now
+    for _ in range(2):
+        assert _code(lambda: client.transact_write_items(TransactItems=[update("x", "a"), update("z", "a"), update("x", "b")]))[0] == "ValidationException"
+    assert client.get_item(TableName="T", Key={"k": {"S": "x"}})["Item"]["h"] == {"S": "old"}
+    assert "Item" not in client.get_item(TableName="T", Key={"k": {"S": "z"}})
+
+
+def test_one_condition_text_across_tables_values_and_names_is_evaluated_each_time_on_the_stored_item(aws: None) -> None:
+    client = boto3.client("dynamodb", region_name=REGION)
+    _table(client, "A", "k")
+    _table(client, "B", "pk")
+    client.put_item(TableName="A", Item={"k": {"S": "1"}, "a": {"N": "1"}, "b": {"N": "2"}})
+    client.put_item(TableName="B", Item={"pk": {"S": "1"}, "a": {"N": "2"}, "b": {"N": "1"}})
+    text = "#x = :v"
+
+    def check(table: str, key: dict[str, Any], name: str, value: str) -> str:
+        item = {"ConditionCheck": {"TableName": table, "Key": key, "ConditionExpression": text,
+                                   "ExpressionAttributeNames": {"#x": name}, "ExpressionAttributeValues": {":v": {"N": value}}}}
+        return _code(lambda: client.transact_write_items(TransactItems=[item]))[0]
+
+    a, b = {"k": {"S": "1"}}, {"pk": {"S": "1"}}
+    assert [check("A", a, "a", "1"), check("B", b, "a", "1"), check("B", b, "b", "1"), check("A", a, "b", "1"), check("A", a, "b", "2")] == [
+        "ok", "TransactionCanceledException", "ok", "TransactionCanceledException", "ok"]
+    # the attribute changes between two transactions with the same text, names and values
+    client.update_item(TableName="A", Key=a, UpdateExpression="SET a = :two", ExpressionAttributeValues={":two": {"N": "2"}})
+    assert check("A", a, "a", "1") == "TransactionCanceledException"
+    assert check("A", a, "a", "2") == "ok"
+
+
+def test_set_add_and_delete_apply_each_time_to_the_set_as_stored(aws: None) -> None:
+    client = boto3.client("dynamodb", region_name=REGION)
+    _table(client, "S", "k")
+    key = {"k": {"S": "s"}}
+    client.put_item(TableName="S", Item={**key, "ss": {"SS": ["a"]}, "ns": {"NS": ["1"]}})
+
+    def update(expression: str, values: dict[str, Any], condition: str | None = None) -> tuple[str, list[str]]:
+        item: dict[str, Any] = {"TableName": "S", "Key": key, "UpdateExpression": expression, "ExpressionAttributeValues": values}
+        if condition:
+            item["ConditionExpression"] = condition
+        return _code(lambda: client.transact_write_items(TransactItems=[{"Update": item}]))
+
+    for letter in ("b", "c", "b"):
+        assert update("ADD ss :v", {":v": {"SS": [letter]}}) == ("ok", [])
+    assert update("ADD ns :n", {":n": {"NS": ["2", "3"]}}) == ("ok", [])
+    # removed while present, then refused by a condition on the set once it is gone
+    removing = ("DELETE ss :v", {":v": {"SS": ["a"]}, ":e": {"S": "a"}}, "contains(ss, :e)")
+    assert update(*removing) == ("ok", [])
+    assert update(*removing) == ("TransactionCanceledException", ["ConditionalCheckFailed"])
+    item = client.get_item(TableName="S", Key=key, ConsistentRead=True)["Item"]
+    assert sorted(item["ss"]["SS"]) == ["b", "c"] and sorted(item["ns"]["NS"]) == ["1", "2", "3"]
+    # a wrong type is refused every time, the text being known
+    for _ in range(2):
+        assert update("ADD ss :v", {":v": {"NS": ["1"]}})[0] in ("ValidationException", "TransactionCanceledException")
+    assert sorted(client.get_item(TableName="S", Key=key, ConsistentRead=True)["Item"]["ss"]["SS"]) == ["b", "c"]
+
+
+def test_an_update_of_a_key_is_refused_on_the_table_whose_key_it_is_after_passing_on_another(aws: None) -> None:
+    client = boto3.client("dynamodb", region_name=REGION)
+    _table(client, "A", "k")
+    _table(client, "B", "pk")
+    client.put_item(TableName="A", Item={"k": {"S": "1"}})
+    client.put_item(TableName="B", Item={"pk": {"S": "1"}})
+
+    def update(table: str, key: dict[str, Any]) -> tuple[str, list[str]]:
+        item = {"TableName": table, "Key": key, "UpdateExpression": "SET #n = :v", "ExpressionAttributeNames": {"#n": "pk"},
+                "ExpressionAttributeValues": {":v": {"S": "2"}}}
+        return _code(lambda: client.transact_write_items(TransactItems=[{"Update": item}]))
+
+    assert update("A", {"k": {"S": "1"}}) == ("ok", [])
+    for _ in range(2):
+        assert update("B", {"pk": {"S": "1"}})[0] in ("ValidationException", "TransactionCanceledException")
+    assert client.get_item(TableName="B", Key={"pk": {"S": "1"}})["Item"] == {"pk": {"S": "1"}}
+    assert client.get_item(TableName="A", Key={"k": {"S": "1"}})["Item"]["pk"] == {"S": "2"}
