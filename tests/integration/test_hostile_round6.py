@@ -298,8 +298,9 @@ def test_the_deadline_arriving_between_chunks_writes_no_later_binding_and_gives_
 # -- two controllers at once on the same groups and table ---------------------------------------------
 
 
+@pytest.mark.parametrize("force", [False, True])
 def test_two_controllers_writing_the_same_groups_at_once_never_overlap_nor_empty_a_group(
-    world: Callable[[int], World], monkeypatch: pytest.MonkeyPatch
+    world: Callable[[int], World], monkeypatch: pytest.MonkeyPatch, force: bool
 ) -> None:
     monkeypatch.setattr(lease, "BATCH", 3)
     n = 8
@@ -323,16 +324,29 @@ def test_two_controllers_writing_the_same_groups_at_once_never_overlap_nor_empty
         timeline.watch(OTHER, b_dynamodb, b_elbv2)
         reports: dict[str, SyncReport] = {}
         go = threading.Barrier(2)
+        b_taking = threading.Event()
+
+        def b_takes(**_: Any) -> None:
+            b_taking.set()
+
+        def a_writes(params: dict[str, Any], **_: Any) -> None:
+            # A writes its first chunk only once B is taking leases: the passes overlap.
+            if params["body"].get("TargetGroupArn") == w.arns[0]:
+                b_taking.wait(10)
+
+        b_dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", b_takes)
+        b_dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", b_takes)
+        w.elbv2.meta.events.register("before-call.elastic-load-balancing-v2.RegisterTargets", a_writes)
 
         def run_a() -> None:
             go.wait(10)
-            reports[ME] = sync_with(w, 8)
+            reports[ME] = sync_with(w, 8, force=force)
 
         def run_b() -> None:
             go.wait(10)
             groups = TargetGroups(b_elbv2, b_ec2, dynamodb=b_dynamodb)
             sources = Sources(DnsResolver(settings_b.nameservers, settings_b.dns_timeout_s))
-            reports[OTHER] = sync(config_b, target_groups=groups, sources=sources)
+            reports[OTHER] = sync(config_b, target_groups=groups, sources=sources, force=force)
 
         threads = [threading.Thread(target=run_a), threading.Thread(target=run_b)]
         for t in threads:
