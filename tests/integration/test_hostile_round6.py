@@ -526,3 +526,25 @@ def test_an_update_of_a_key_is_refused_on_the_table_whose_key_it_is_after_passin
         assert update("B", {"pk": {"S": "1"}})[0] in ("ValidationException", "TransactionCanceledException")
     assert client.get_item(TableName="B", Key={"pk": {"S": "1"}})["Item"] == {"pk": {"S": "1"}}
     assert client.get_item(TableName="A", Key={"k": {"S": "1"}})["Item"]["pk"] == {"S": "2"}
+
+
+@pytest.mark.parametrize("in_transaction", [True, False])
+def test_an_unused_name_is_refused_every_time_after_the_same_text_passed(aws: None, in_transaction: bool) -> None:
+    client = boto3.client("dynamodb", region_name=REGION)
+    _table(client, "A", "k")
+    key = {"k": {"S": "1"}}
+    client.put_item(TableName="A", Item={**key, "a": {"N": "1"}})
+
+    def run(names: dict[str, str], value: dict[str, str]) -> str:
+        request = {"TableName": "A", "Key": key, "UpdateExpression": "SET z = :v", "ConditionExpression": "#x = :v",
+                   "ExpressionAttributeNames": names, "ExpressionAttributeValues": {":v": value}}
+        if in_transaction:
+            return _code(lambda: client.transact_write_items(TransactItems=[{"Update": request}]))[0]
+        return _code(lambda: client.update_item(**request))[0]
+
+    refused = "TransactionCanceledException" if in_transaction else "ConditionalCheckFailedException"
+    assert run({"#x": "a"}, {"N": "1"}) == "ok"
+    assert [run({"#x": "a", "#y": "b"}, {"N": "1"}) for _ in range(2)] == ["ValidationException"] * 2
+    assert run({"#x": "a"}, {"S": "1"}) == refused  # a string is not the number 1
+    assert run({"#x": "a"}, {"N": "1"}) == "ok"
+    assert client.get_item(TableName="A", Key=key)["Item"]["z"] == {"N": "1"}
