@@ -548,3 +548,33 @@ def test_an_unused_name_is_refused_every_time_after_the_same_text_passed(aws: No
     assert run({"#x": "a"}, {"S": "1"}) == refused  # a string is not the number 1
     assert run({"#x": "a"}, {"N": "1"}) == "ok"
     assert client.get_item(TableName="A", Key=key)["Item"]["z"] == {"N": "1"}
+
+
+def test_a_chunks_leases_taken_ahead_and_aged_by_a_slow_chunk_before_it_are_renewed_not_left_to_skip(
+    world: Callable[[int], World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk's leases are taken when the chunk before it starts writing; a slow chunk
+    before it (slow AWS answers, retries, concurrency 1) ages them past what a write needs
+    (two calls of ``call_budget_s``). Taken again under the same holder id, they are
+    written this run, as a chunk taken right before its writes would be; left as they are,
+    every binding of that chunk was skipped, on every run as slow."""
+    monkeypatch.setattr(lease, "BATCH", 3)
+    w = world(6)
+    budget = (lease.LEASE_S - 1.0) / 2  # a write needs the lease for 59 s more: 1 s after taking it
+    slow = w.arns[2]  # chunk 0's last binding
+
+    def stall(params: dict[str, Any], **_: Any) -> None:
+        if params["body"].get("TargetGroupArn") == slow:
+            time.sleep(1.5)  # after its own lease check: chunk 1's leases, taken at chunk 0's start, age
+
+    w.elbv2.meta.events.register("before-call.elastic-load-balancing-v2.DeregisterTargets", stall)
+    timeline = watched(w)
+
+    report = sync_with(w, 1, call_budget_s=budget)
+
+    assert [b.status for b in report.bindings] == ["changed"] * 6, [b.error for b in report.bindings]
+    assert [w.held(i) for i in range(6)] == [{t} for t in w.new]
+    assert timeline.violations() == []
+    for i in range(6):
+        record = w.record(i)
+        assert record["expires_at"] == {"N": "0"} and record["released_holder"] == record["holder"]
