@@ -339,9 +339,14 @@ def _write(w: "_Work", ctx: "_Context", lease: Lease | None, register_only: str 
     unlocked = lease is None and register_only is None
     calls = (1 if p.register else 0) + (0 if register_only else (1 if p.deregister else 0))
     calls += 2 if unlocked and p.deregister else 0  # the reads around an unlocked deregister
-    if not ctx.covers(calls) or (lease is not None and not lease.outlives(calls * ctx.call_budget_s, time.monotonic())):
+    if not ctx.covers(calls):
         nothing_written(r, "skipped", "not enough time left to register and deregister before the deadline; "
                         "nothing written, the next run syncs it")
+        r.registered_after = tuple(sorted(live))
+        return False
+    if lease is not None and not lease.outlives(calls * ctx.call_budget_s, time.monotonic()):
+        nothing_written(r, "skipped", f"the write lease on target group {info.name} would lapse before the writes end "
+                        "and could not be renewed; nothing written, the next run syncs it")
         r.registered_after = tuple(sorted(live))
         return False
 

@@ -578,3 +578,39 @@ def test_a_chunks_leases_taken_ahead_and_aged_by_a_slow_chunk_before_it_are_rene
     for i in range(6):
         record = w.record(i)
         assert record["expires_at"] == {"N": "0"} and record["released_holder"] == record["holder"]
+
+
+def test_an_aged_lease_that_cannot_be_renewed_writes_nothing_and_says_why(
+    world: Callable[[int], World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lease, "BATCH", 3)
+    w = world(6)
+    budget = (lease.LEASE_S - 1.0) / 2
+    slow = w.arns[2]
+
+    def stall(params: dict[str, Any], **_: Any) -> None:
+        if params["body"].get("TargetGroupArn") == slow:
+            time.sleep(1.5)
+
+    def refuse_renewal(params: dict[str, Any], **_: Any) -> Any:
+        text = params["body"].decode() if isinstance(params["body"], bytes) else params["body"]
+        if "previous_holder" not in text:
+            return None  # a give-back goes through
+        body = {"Error": {"Code": "InternalServerError", "Message": "by the test"}, "ResponseMetadata": {"HTTPStatusCode": 500}}
+        return type("Response", (), {"status_code": 500, "headers": {}, "content": b""})(), body
+
+    w.elbv2.meta.events.register("before-call.elastic-load-balancing-v2.DeregisterTargets", stall)
+    w.dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", refuse_renewal)
+    timeline = watched(w)
+
+    report = sync_with(w, 1, call_budget_s=budget)
+
+    assert [b.status for b in report.bindings] == ["changed"] * 3 + ["skipped"] * 3
+    for b in report.bindings[3:]:
+        assert "write lease" in (b.error or "") and "lapse" in (b.error or "") and "deadline" not in (b.error or "")
+        assert b.register == b.deregister == ()
+    assert all(w.held(i) == {w.old[i]} for i in range(3, 6))
+    assert all(what not in ("writing", "written") for arn in w.arns[3:] for what in timeline.of(arn))
+    assert timeline.violations() == []
+    for i in range(6):
+        assert w.record(i)["expires_at"] == {"N": "0"}  # the aged ones went back with their chunk
