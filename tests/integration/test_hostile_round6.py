@@ -614,3 +614,93 @@ def test_an_aged_lease_that_cannot_be_renewed_writes_nothing_and_says_why(
     assert timeline.violations() == []
     for i in range(6):
         assert w.record(i)["expires_at"] == {"N": "0"}  # the aged ones went back with their chunk
+
+
+# -- two controllers against one moto server (its own process: their calls really interleave) ---------
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_two_controllers_over_chunks_against_a_moto_server_never_write_outside_their_leases_nor_empty_a_group(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch, force: bool
+) -> None:
+    from cachebridge import nlb
+
+    from .conftest import controller_client, server_client
+
+    monkeypatch.setattr(lease, "BATCH", 3)
+    nlb.clear_caches()
+    n = 7
+    run = f"h6{int(force)}{int(time.time() * 1000) % 100000}"
+    table = f"locks-{run}"
+    admin = {s: server_client(moto_server, s) for s in ("elbv2", "ec2", "dynamodb")}
+    admin["dynamodb"].create_table(
+        TableName=table, KeySchema=[{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+    )
+    vpc = admin["ec2"].create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    arns, old = [], []
+    views = {ME: [Target(f"10.0.{i}.20", PORT) for i in range(n)], OTHER: [Target(f"10.0.{i}.40", PORT) for i in range(n)]}
+    for i in range(n):
+        arn = admin["elbv2"].create_target_group(
+            Name=f"{run}-{i}", Protocol="TCP", Port=PORT, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+        admin["elbv2"].register_targets(TargetGroupArn=arn, Targets=[{"Id": f"10.0.{i}.10", "Port": PORT}])
+        arns.append(arn)
+        old.append(Target(f"10.0.{i}.10", PORT))
+    bindings = tuple(
+        Binding(name=f"b{i}", source=DnsSourceSpec(f"g{i}.cache.test"), target_group=f"{run}-{i}", port=PORT) for i in range(n)
+    )
+    timeline = Timeline()
+    emptied: list[str] = []
+    servers = {who: LoopbackDnsServer(Zone(ttl=1), host=host).start() for who, host in ((ME, "127.0.0.1"), (OTHER, "127.0.0.2"))}
+    try:
+        controllers = {}
+        for who, server in servers.items():
+            for i in range(n):
+                server.zone.set_a(f"g{i}.cache.test", views[who][i].ip)
+            clients = {s: controller_client(moto_server, s) for s in ("elbv2", "ec2", "dynamodb")}
+            timeline.watch(who, clients["dynamodb"], clients["elbv2"])
+
+            def check_not_empty(context: dict[str, Any], **_: Any) -> None:
+                arn = context["hostile6"]
+                health = admin["elbv2"].describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+                if not [d for d in health if d["TargetHealth"]["State"] != "draining"]:
+                    emptied.append(arn)
+
+            clients["elbv2"].meta.events.register("after-call.elastic-load-balancing-v2.DeregisterTargets", check_not_empty)
+            settings = Settings(nameservers=(server.address,), poll_interval_s=0.05, dns_timeout_s=0.5, lock_table=table,
+                                controller_id=who, max_concurrency=4)
+            controllers[who] = (Config(bindings, settings), TargetGroups(clients["elbv2"], clients["ec2"], dynamodb=clients["dynamodb"]))
+        reports: dict[str, list[SyncReport]] = {ME: [], OTHER: []}
+        go = threading.Barrier(2)
+
+        def passes(who: str) -> None:
+            config, groups = controllers[who]
+            sources = Sources(DnsResolver(config.settings.nameservers, config.settings.dns_timeout_s))
+            go.wait(30)
+            for _ in range(3):
+                reports[who].append(sync(config, target_groups=groups, sources=sources, force=force))
+
+        threads = [threading.Thread(target=passes, args=(who,)) for who in (ME, OTHER)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(150)
+        assert not any(t.is_alive() for t in threads)
+    finally:
+        for server in servers.values():
+            server.stop()
+
+    assert timeline.violations() == []
+    assert emptied == []
+    for i, arn in enumerate(arns):
+        health = admin["elbv2"].describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+        held = {Target(d["Target"]["Id"], d["Target"]["Port"]) for d in health if d["TargetHealth"]["State"] != "draining"}
+        assert held in ({views[ME][i]}, {views[OTHER][i]}), (i, held)
+        record = admin["dynamodb"].get_item(TableName=table, Key={KEY_ATTRIBUTE: {"S": arn}}, ConsistentRead=True)["Item"]
+        assert record["expires_at"] == {"N": "0"}
+        assert record["last_controller"]["S"] == (ME if held == {views[ME][i]} else OTHER)
+    writers = {who for who, what in ((e[1], e[2]) for e in timeline.events) if what == "written"}
+    if force:
+        assert writers == {ME, OTHER}  # each undid the other, one lease holding at a time
+    else:
+        assert writers  # the first writer's view stands; the other refused to undo it
