@@ -704,3 +704,39 @@ def test_two_controllers_over_chunks_against_a_moto_server_never_write_outside_t
         assert writers == {ME, OTHER}  # each undid the other, one lease holding at a time
     else:
         assert writers  # the first writer's view stands; the other refused to undo it
+
+
+def test_an_aged_lease_taken_over_by_another_controller_is_not_renewed_and_its_group_not_written(
+    world: Callable[[int], World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lease, "BATCH", 3)
+    w = world(6)
+    budget = (lease.LEASE_S - 1.0) / 2
+    slow, lost = w.arns[2], w.arns[4]  # chunk 0's last binding; a group of chunk 1
+    other = Leases(w.dynamodb, TABLE)
+    taken_over: list[str] = []
+
+    def stall(params: dict[str, Any], **_: Any) -> None:
+        if params["body"].get("TargetGroupArn") == slow and not taken_over:
+            time.sleep(1.5)
+            # Meanwhile chunk 1's lease on ``lost`` lapses (as if the stall were a minute) and
+            # another controller takes it.
+            w.dynamodb.update_item(
+                TableName=TABLE, Key={KEY_ATTRIBUTE: {"S": lost}}, UpdateExpression="SET expires_at = :past",
+                ExpressionAttributeValues={":past": {"N": "1"}},
+            )
+            taken_over.append(other.acquire(lost, OTHER, wait_s=0.0).holder)
+
+    w.elbv2.meta.events.register("before-call.elastic-load-balancing-v2.DeregisterTargets", stall)
+    timeline = watched(w)
+
+    report = sync_with(w, 1, call_budget_s=budget)
+
+    assert [b.status for b in report.bindings] == ["changed"] * 4 + ["skipped", "changed"], [b.error for b in report.bindings]
+    assert "another controller" in (report.bindings[4].error or "")
+    assert w.held(4) == {w.old[4]}
+    assert all(what not in ("writing", "written") for what in timeline.of(lost))
+    record = w.record(4)
+    assert record["holder"]["S"] == taken_over[0] and record["controller_id"]["S"] == OTHER and record["expires_at"] != {"N": "0"}
+    assert any("releasing the write lease failed" in x for x in report.bindings[4].warnings)
+    assert all(w.held(i) == {w.new[i]} and w.record(i)["expires_at"] == {"N": "0"} for i in (0, 1, 2, 3, 5))
