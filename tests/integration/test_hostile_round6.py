@@ -560,12 +560,12 @@ def test_a_chunks_leases_taken_ahead_and_aged_by_a_slow_chunk_before_it_are_rene
     every binding of that chunk was skipped, on every run as slow."""
     monkeypatch.setattr(lease, "BATCH", 3)
     w = world(6)
-    budget = (lease.LEASE_S - 1.0) / 2  # a write needs the lease for 59 s more: 1 s after taking it
+    budget = (lease.LEASE_S - 3.0) / 2  # a write needs the lease for 57 s more: 3 s after taking it
     slow = w.arns[2]  # chunk 0's last binding
 
     def stall(params: dict[str, Any], **_: Any) -> None:
         if params["body"].get("TargetGroupArn") == slow:
-            time.sleep(1.5)  # after its own lease check: chunk 1's leases, taken at chunk 0's start, age
+            time.sleep(4.0)  # after its own lease check: chunk 1's leases, taken at chunk 0's start, age
 
     w.elbv2.meta.events.register("before-call.elastic-load-balancing-v2.DeregisterTargets", stall)
     timeline = watched(w)
@@ -585,12 +585,12 @@ def test_an_aged_lease_that_cannot_be_renewed_writes_nothing_and_says_why(
 ) -> None:
     monkeypatch.setattr(lease, "BATCH", 3)
     w = world(6)
-    budget = (lease.LEASE_S - 1.0) / 2
+    budget = (lease.LEASE_S - 3.0) / 2
     slow = w.arns[2]
 
     def stall(params: dict[str, Any], **_: Any) -> None:
         if params["body"].get("TargetGroupArn") == slow:
-            time.sleep(1.5)
+            time.sleep(4.0)
 
     def refuse_renewal(params: dict[str, Any], **_: Any) -> Any:
         text = params["body"].decode() if isinstance(params["body"], bytes) else params["body"]
@@ -711,14 +711,14 @@ def test_an_aged_lease_taken_over_by_another_controller_is_not_renewed_and_its_g
 ) -> None:
     monkeypatch.setattr(lease, "BATCH", 3)
     w = world(6)
-    budget = (lease.LEASE_S - 1.0) / 2
+    budget = (lease.LEASE_S - 3.0) / 2
     slow, lost = w.arns[2], w.arns[4]  # chunk 0's last binding; a group of chunk 1
     other = Leases(w.dynamodb, TABLE)
     taken_over: list[str] = []
 
     def stall(params: dict[str, Any], **_: Any) -> None:
         if params["body"].get("TargetGroupArn") == slow and not taken_over:
-            time.sleep(1.5)
+            time.sleep(4.0)
             # Meanwhile chunk 1's lease on ``lost`` lapses (as if the stall were a minute) and
             # another controller takes it.
             w.dynamodb.update_item(
