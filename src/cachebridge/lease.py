@@ -261,7 +261,11 @@ class Leases:
                 except (ClientError, BotoCoreError):
                     break
                 for item in response.get("Responses", {}).get(self.table, []):
-                    found[item[KEY_ATTRIBUTE]["S"]] = item
+                    # An item that does not name its key is not read: its lease is taken
+                    # again alone (which returns the record), never stranded by a KeyError.
+                    key = item.get(KEY_ATTRIBUTE, {}).get("S") if isinstance(item, dict) else None
+                    if isinstance(key, str):
+                        found[key] = item
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break

@@ -11,7 +11,9 @@ each binding, in order:
    tag) the writes happen under a DynamoDB lease (``lease``). The bindings of one round
    that share a table take their leases together, ``lease.BATCH`` at a time, right before
    that chunk is written (``Leases.acquire_many``: one transaction, one read of the
-   records), and give them back together after it. A lease the batch could not take is
+   records), and give them back together after it. One aged by the chunk before (no longer
+   outliving a health read, a register and a deregister) is taken again under its holder
+   id before the binding writes. A lease the batch could not take is
    taken alone as before: held elsewhere past ``LEASE_WAIT_S``: ``skipped``; table
    unavailable: register only, never deregister. Under the lease, another controller's
    change younger than ``CONFLICT_HOLD_S`` is not undone unless forced.
@@ -257,6 +259,17 @@ def apply_plan(w: "_Work", ctx: "_Context", batch: _Batch | None = None) -> None
             leases = _lease().Leases(client, table)
     if leases is not None:
         lease = batch.taken.get(info.arn) if batch is not None else None
+        if lease is not None and not lease.outlives(3 * ctx.call_budget_s, time.monotonic()):
+            # Taken ahead, while the chunk before was written, and aged by it: taken again
+            # under the same holder id (passes only while it is still ours), so this binding
+            # writes under a lease as long as one taken right before its writes.
+            try:
+                lease = leases.acquire(info.arn, controller, wait_s=0.0, holder=lease.holder)
+            except LeaseBusy as exc:  # lapsed and taken by another holder
+                nothing_written(r, "skipped", str(exc))
+                return
+            except LeaseUnavailable:
+                pass  # the aged lease stands; the writes go ahead only if it outlives them
         if lease is None:
             try:
                 lease = leases.acquire(info.arn, controller, wait_s=_lease_wait(ctx))
@@ -326,9 +339,14 @@ def _write(w: "_Work", ctx: "_Context", lease: Lease | None, register_only: str 
     unlocked = lease is None and register_only is None
     calls = (1 if p.register else 0) + (0 if register_only else (1 if p.deregister else 0))
     calls += 2 if unlocked and p.deregister else 0  # the reads around an unlocked deregister
-    if not ctx.covers(calls) or (lease is not None and not lease.outlives(calls * ctx.call_budget_s, time.monotonic())):
+    if not ctx.covers(calls):
         nothing_written(r, "skipped", "not enough time left to register and deregister before the deadline; "
                         "nothing written, the next run syncs it")
+        r.registered_after = tuple(sorted(live))
+        return False
+    if lease is not None and not lease.outlives(calls * ctx.call_budget_s, time.monotonic()):
+        nothing_written(r, "skipped", f"the write lease on target group {info.name} would lapse before the writes end "
+                        "and could not be renewed; nothing written, the next run syncs it")
         r.registered_after = tuple(sorted(live))
         return False
 
