@@ -160,7 +160,9 @@ class ReadBudget:
     refill (None: not paced, ELB reads cost no waiting). ``first_read_at``: when the
     pass's first source read began; ``source_round_s``: how long that round took;
     ``source_read_s``: the slowest single read in it (None: the confirming round reads
-    every source again, as an event's does, and takes as long as the first)."""
+    every source again, as an event's does, and takes as long as the first);
+    ``started_at``: when the pass began (default: its first source read), which
+    ``never_fits`` judges from."""
 
     def __init__(
         self,
@@ -173,11 +175,14 @@ class ReadBudget:
         rate_per_s: float | None,
         concurrency: int,
         source_read_s: float | None = None,
+        started_at: float | None = None,
     ) -> None:
         self.deadline = deadline
         self.call_budget_s = call_budget_s
         self.poll_interval_s = poll_interval_s
         self.first_read_at = first_read_at
+        # When the pass began (before its target group details): what a pass has at best.
+        self.started_at = first_read_at if started_at is None else min(started_at, first_read_at)
         self.source_round_s = max(0.0, source_round_s)
         self.source_read_s = None if source_read_s is None else max(0.0, source_read_s)
         self.rate_per_s = rate_per_s if rate_per_s and rate_per_s > 0 else None
@@ -236,7 +241,12 @@ class ReadBudget:
         one = [_Change(describe_calls=(0 if details_known else 1) + (1 if locked else 3), write_calls=2 if locked else 4, first_write=not details_known)]
         if self.confirm_at() + self.reserve_s(one) <= self.deadline:
             return None
-        room = self.deadline - self.first_read_at
+        # Judged on the whole pass, from its start: time this pass lost before its first
+        # source read (slow or retried details reads) is this run's, and leaves the change
+        # to the next run; only a pass that could not fit it from the start is a setting.
+        room = self.deadline - self.started_at
+        if self.started_at + CONFIRM_WAIT_POLLS * self.poll_interval_s + self.reserve_s(one) <= self.deadline:
+            return None
         fits = math.floor((room - self.reserve_s(one)) / CONFIRM_WAIT_POLLS * 10) / 10
         advice = f"a poll_interval_s of at most {fits:.1f} s" if fits >= 0.1 else "a longer function timeout"
         if not locked:
@@ -244,7 +254,7 @@ class ReadBudget:
         return (
             f"poll_interval_s={self.poll_interval_s:g} s: the read that confirms a change comes {self.poll_interval_s:g} s "
             f"after the first and a write needs {self.reserve_s(one):.0f} s more at its worst, more than the "
-            f"{room:.0f} s this pass had after its first source read, so no pass that starts like this one can "
+            f"{room:.0f} s this pass had from its start, so no pass that starts like this one can "
             f"follow a change; it needs {advice}"
         )
 

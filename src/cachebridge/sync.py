@@ -160,6 +160,7 @@ def sync(
     )
 
     limit = settings.max_concurrency
+    started_at = clock()
 
     # Target group details first (cached across warm invocations; a new instance describes
     # them 20 a call).
@@ -191,7 +192,7 @@ def sync(
     budget = ReadBudget(
         deadline=deadline, call_budget_s=ctx.call_budget_s, poll_interval_s=settings.poll_interval_s,
         first_read_at=first_read_at, source_round_s=clock() - first_read_at,
-        rate_per_s=paced_rate(), concurrency=limit,
+        rate_per_s=paced_rate(), concurrency=limit, started_at=started_at,
         # An event's rounds re-read every binding it concerns; otherwise only the changed.
         source_read_s=None if trigger.wait_for_change else max((w.read_s or 0.0 for w in readable), default=0.0),
     )

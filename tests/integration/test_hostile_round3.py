@@ -140,20 +140,24 @@ def test_dynamodb_faults_mid_batch_never_deregister_without_the_lease_nor_empty_
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     w = World(N, elbv2, ec2, locks, vpc, dns_server)
     unleased: list[str] = []
+    deregistered: list[str] = []
 
     def deregistering(params: dict[str, Any], **_: Any) -> None:
         # The moment of the write: the group's lease must be held, by a holder of this pass.
         arn = params["TargetGroupArn"]
+        deregistered.append(arn)
         item = locks.get_item(TableName=TABLE, Key={KEY_ATTRIBUTE: {"S": arn}}, ConsistentRead=True).get("Item", {})
         if not item or float(item["expires_at"]["N"]) <= time.time():
             unleased.append(arn)
 
-    elbv2.meta.events.register("before-call.elastic-load-balancing.DeregisterTargets", deregistering)
+    # Its parameters as the controller gave them, just before the request is built and sent.
+    elbv2.meta.events.register("before-parameter-build.elastic-load-balancing-v2.DeregisterTargets", deregistering)
     for operation, respond in FAULTS[fault]:
         answer(locks, operation, respond)
 
     report = w.sync()
 
+    assert len(deregistered) >= N  # every group's deregister was checked at its moment
     assert unleased == []
     assert all(w.held(i) for i in range(N)), [i for i in range(N) if not w.held(i)]
     assert [b.status for b in report.bindings] == ["changed"] * N, {b.status: b.error for b in report.bindings}
@@ -290,11 +294,11 @@ def test_a_rival_with_a_slow_clock_writing_after_the_first_read_is_neither_undon
             interfered.append(True)
         time.sleep(seconds)
 
-    def after_deregister(http_response: Any, parsed: dict[str, Any], model: Any, params: dict[str, Any], **_: Any) -> None:
+    def after_deregister(**_: Any) -> None:
         if interfered and not w.held(0):
-            emptied.append(params["TargetGroupArn"])
+            emptied.append(w.arns[0])
 
-    elbv2.meta.events.register("after-call.elastic-load-balancing.DeregisterTargets", after_deregister)
+    elbv2.meta.events.register("after-call.elastic-load-balancing-v2.DeregisterTargets", after_deregister)
     report = w.sync(sleep=sleep)
 
     assert interfered and emptied == []

@@ -100,19 +100,47 @@ def test_a_slow_first_source_round_does_not_defer_every_change_forever(dns_serve
 
 
 def test_a_deadline_inside_the_reserve_writes_nothing_and_leaves_the_change_for_later(site: Site) -> None:
-    """A deadline too close for the confirming read and the writes: the change is skipped,
-    nothing written, the group keeps its target; a later pass with time applies it."""
+    """A deadline too close, this run, for the confirming read and the writes (the target
+    group details took most of the pass): the change is skipped, nothing written, the group
+    keeps its target; a later pass with time applies it."""
     site.dns.zone.set_a(site.host(2), site.ip(2, moved=True))
     fake = FakeTime()
-    log = CallLog(site.elbv2)
-    report = site.run(clock=fake.clock, sleep=fake.sleep, deadline=3.0, call_budget_s=2.0)
+    nlb.clear_caches()  # a new instance: the details are read first, slowly this time
 
-    assert report.bindings[2].status == "skipped"
+    def slow_details(**_: Any) -> None:
+        fake.now += 25.0
+
+    site.elbv2.meta.events.register_first("before-call.elastic-load-balancing-v2.DescribeTargetGroups", slow_details)
+    log = CallLog(site.elbv2)
+    try:
+        report = site.run(clock=fake.clock, sleep=fake.sleep, deadline=30.0, call_budget_s=2.0)
+    finally:
+        site.elbv2.meta.events.unregister("before-call.elastic-load-balancing-v2.DescribeTargetGroups", slow_details)
+
+    assert report.bindings[2].status == "skipped", report.bindings[2].error
+    assert "next run" in (report.bindings[2].error or "")
     assert log.writes() == []
     assert registered(site.elbv2, site.arns[2]) == {Target(site.ip(2), PORT)}
     later = site.run()
     assert later.bindings[2].status == "changed"
     assert registered(site.elbv2, site.arns[2]) == {Target(site.ip(2, moved=True), PORT)}
+
+
+def test_a_deadline_no_pass_could_fit_a_change_in_is_an_error_that_writes_nothing(site: Site) -> None:
+    """A deadline too close for any pass to confirm and write a change (3 s against two
+    calls of 2 s at their worst): an error saying so, nothing written, the group keeps its
+    target; a pass with time applies it."""
+    site.dns.zone.set_a(site.host(2), site.ip(2, moved=True))
+    fake = FakeTime()
+    log = CallLog(site.elbv2)
+    report = site.run(clock=fake.clock, sleep=fake.sleep, deadline=3.0, call_budget_s=2.0)
+
+    assert report.bindings[2].status == "error"
+    assert "no pass that starts like this one" in (report.bindings[2].error or "")
+    assert log.writes() == []
+    assert registered(site.elbv2, site.arns[2]) == {Target(site.ip(2), PORT)}
+    later = site.run()
+    assert later.bindings[2].status == "changed"
 
 
 # -- the wall clock --------------------------------------------------------------------------
