@@ -23,41 +23,17 @@ from cachebridge.sync import SyncReport, sync
 from cachebridge.targets import Target
 
 from .conftest import CallLog, registered
+from .test_read_order import FakeTime
+from .test_tag_batches import MINE, host, new_ip, old_ip
 
 pytestmark = pytest.mark.timeout(120)
 
 PORT = 6379
-MINE = "orders-mine"
 GROUPS = 25  # two DescribeTags calls: 20 and 5
-
-
-def old_ip(i: int) -> str:
-    return f"10.0.1.{i + 10}"
-
-
-def new_ip(i: int) -> str:
-    return f"10.0.2.{i + 10}"
-
-
-def host(i: int) -> str:
-    return f"g{i:02d}.cache.test"
 
 
 def name(i: int) -> str:
     return f"g{i:02d}"
-
-
-class FakeTime:
-    """The pass's clock: sleeping moves it, and so may a hook on an AWS call."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
 
 
 @pytest.fixture
