@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from .conftest import run_cli
@@ -20,11 +21,11 @@ TIME_SCALE = 0.05
 
 
 def _alive(pid: int) -> bool:
+    """Running: a zombie waiting for init to reap it is not."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return True
 
 
 def _listening(host: str, port: int) -> bool:
@@ -133,6 +134,7 @@ def test_down_leaves_no_process_and_no_port(tmp_path: Path) -> None:
     assert all(_alive(pid) for pid in pids)
     down = run_cli(env, "sandbox", "down", "--state-dir", str(state_dir), "--json", timeout=120)
     assert down.returncode == 0, down.stderr
-    assert json.loads(down.stdout)["ports_still_open"] == []
+    stopped = json.loads(down.stdout)
+    assert stopped["stopped"] is True and stopped["ports_still_open"] == [], stopped
     assert not any(_alive(pid) for pid in pids)
     assert not any(_listening(h, p) for h, p in ports)

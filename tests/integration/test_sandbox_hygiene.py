@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from cachebridge.sandbox import control as sandbox_control
-from cachebridge.sandbox.control import IDENTITY_FILE, SUPERVISOR_MODULE, SandboxError, down, is_supervisor
+from cachebridge.sandbox.control import IDENTITY_FILE, SUPERVISOR_MODULE, SandboxError, down, identity_of, is_supervisor
 from cachebridge.sandbox.supervisor import STATE_FILE, TOKEN_FILE, _control_handler, write_private
 
 
@@ -63,7 +63,12 @@ def test_down_leaves_a_stranger_holding_a_stale_pid_alone(tmp_path: Path, strang
 
 def _lookalike(state_dir: Path) -> subprocess.Popen[bytes]:
     """A sleeping Python whose command line names the supervisor module and the state dir."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", SUPERVISOR_MODULE, "--state-dir", str(state_dir)])
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", SUPERVISOR_MODULE, "--state-dir", str(state_dir)])
+    # Just after exec, /proc may not show the arguments yet.
+    deadline = time.monotonic() + 10
+    while SUPERVISOR_MODULE not in psutil.Process(proc.pid).cmdline() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return proc
 
 
 def test_down_refuses_a_lookalike_started_at_another_time(tmp_path: Path) -> None:
@@ -92,6 +97,67 @@ def test_down_stops_the_process_whose_identity_matches(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_the_supervisor_is_still_recognised_after_the_wall_clock_is_stepped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A VM restored from a snapshot, or NTP stepping the clock, moves the boot time the
+    # kernel reports; the process's start, counted from boot, stays where it was.
+    proc = _lookalike(tmp_path)
+    try:
+        _stale_state(tmp_path, proc.pid, 0.0)
+        write_private(tmp_path / IDENTITY_FILE, json.dumps(identity_of(proc.pid)))
+        booted = psutil.boot_time()
+        monkeypatch.setattr(psutil._psplatform, "boot_time", lambda: booted + 2.0)
+        assert abs(psutil.Process(proc.pid).create_time() - json.loads((tmp_path / IDENTITY_FILE).read_text())["create_time"] - 2.0) < 0.05
+        assert is_supervisor(proc.pid, tmp_path)[0]
+        result = down(tmp_path, timeout=10)
+        assert result["stopped"] is True and result["ports_still_open"] == []
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_an_identity_from_an_older_release_is_still_checked_by_its_start_time(tmp_path: Path) -> None:
+    proc = _lookalike(tmp_path)
+    try:
+        _stale_state(tmp_path, proc.pid, psutil.Process(proc.pid).create_time())
+        assert "started_after_boot_s" not in json.loads((tmp_path / IDENTITY_FILE).read_text())
+        assert is_supervisor(proc.pid, tmp_path)[0]
+        _stale_state(tmp_path, proc.pid, psutil.Process(proc.pid).create_time() + 1.0)
+        assert not is_supervisor(proc.pid, tmp_path)[0]
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_down_treats_a_supervisor_that_exited_unreaped_as_stopped(tmp_path: Path) -> None:
+    # The supervisor outlives 'sandbox up', so when it exits its parent is init, and init in
+    # a container may never reap it. Its zombie is not a process to wait for or refuse.
+    keeper = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         f"child = subprocess.Popen([sys.executable, '-c', 'pass', {SUPERVISOR_MODULE!r}, '--state-dir', {str(tmp_path)!r}])\n"
+         "print(child.pid, flush=True)\n"
+         "time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert keeper.stdout is not None
+        pid = int(keeper.stdout.readline())
+        deadline = time.monotonic() + 20
+        while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        _stale_state(tmp_path, pid, psutil.Process(pid).create_time())
+        started = time.monotonic()
+        result = down(tmp_path, timeout=30)
+        assert time.monotonic() - started < 25, "down waited out its timeout on a zombie"
+        assert result["stopped"] is True and result["pid"] == pid and result["ports_still_open"] == []
+        assert not any((tmp_path / name).exists() for name in ("supervisor.pid", IDENTITY_FILE, STATE_FILE, TOKEN_FILE))
+    finally:
+        keeper.kill()
+        keeper.wait(10)
 
 
 def test_private_files_and_directory_are_owner_only(tmp_path: Path) -> None:

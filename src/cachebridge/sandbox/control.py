@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from .supervisor import STATE_FILE, TOKEN_FILE, SandboxOptions, write_private
 
-__all__ = ["DEFAULT_STATE_DIR", "SandboxError", "up", "down", "read_state", "control", "events", "is_supervisor"]
+__all__ = ["DEFAULT_STATE_DIR", "SandboxError", "up", "down", "read_state", "control", "events", "is_supervisor", "identity_of", "started_after_boot"]
 
 IDENTITY_FILE = "supervisor.json"
 SUPERVISOR_MODULE = "cachebridge.sandbox.supervisor"
@@ -45,14 +45,17 @@ def read_state(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, Any] | None:
         raise SandboxError(f"{state_dir / STATE_FILE} is damaged: {exc}") from None
 
 
-def _alive(pid: int) -> bool:
+def _running(pid: int) -> bool:
+    """Alive and not a zombie: a supervisor that exited after its parent did is left for
+    init to reap, and init in a container may never do so."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 def _identity(state_dir: Path) -> dict[str, Any] | None:
@@ -72,7 +75,7 @@ def is_supervisor(pid: int, state_dir: Path) -> tuple[bool, str]:
     try:
         process = psutil.Process(pid)
         cmdline = process.cmdline()
-        created = process.create_time()
+        started = started_after_boot(process)
     except psutil.ZombieProcess:
         return False, "a process that has exited"
     except psutil.NoSuchProcess:
@@ -83,9 +86,34 @@ def is_supervisor(pid: int, state_dir: Path) -> tuple[bool, str]:
     if SUPERVISOR_MODULE not in cmdline or str(state_dir.resolve()) not in {str(Path(a).resolve()) for a in cmdline if "/" in a}:
         return False, repr(shown)
     identity = _identity(state_dir)
-    if identity is None or int(identity.get("pid", -1)) != pid or abs(float(identity.get("create_time", 0)) - created) > 0.05:
+    if identity is None or int(identity.get("pid", -1)) != pid or not _same_start(identity, process, started):
         return False, f"{shown!r}, started at another time than the recorded supervisor"
     return True, repr(shown)
+
+
+def started_after_boot(process: Any) -> float:
+    """When ``process`` started, in seconds after boot. Unlike ``create_time()`` (boot time
+    plus this), it does not move when the wall clock is stepped: a VM restored from a
+    snapshot, or NTP correcting a clock, moves the boot time the kernel reports by seconds,
+    and the supervisor would no longer be recognised as itself."""
+    import psutil
+
+    return float(process.create_time() - psutil.boot_time())
+
+
+def identity_of(pid: int) -> dict[str, Any]:
+    """What ``down`` later checks a PID against before it signals it."""
+    import psutil
+
+    process = psutil.Process(pid)
+    return {"pid": pid, "create_time": process.create_time(), "started_after_boot_s": started_after_boot(process)}
+
+
+def _same_start(identity: dict[str, Any], process: Any, started: float) -> bool:
+    # Start times are kept to the clock tick (10 ms on Linux); 0.05 s allows for rounding.
+    if "started_after_boot_s" in identity:
+        return abs(float(identity["started_after_boot_s"]) - started) <= 0.05
+    return abs(float(identity.get("create_time", 0)) - process.create_time()) <= 0.05  # written by an older release
 
 
 def _private_dir(state_dir: Path) -> None:
@@ -117,10 +145,10 @@ def up(options: SandboxOptions, timeout: float = UP_TIMEOUT_S) -> dict[str, Any]
     log.close()
     write_private(state_dir / "supervisor.pid", str(process.pid))
     try:
-        created = psutil.Process(process.pid).create_time()
+        identity = identity_of(process.pid)
     except psutil.NoSuchProcess:  # died at once: the loop below reports why
-        created = 0.0
-    write_private(state_dir / IDENTITY_FILE, json.dumps({"pid": process.pid, "create_time": created}))
+        identity = {"pid": process.pid, "create_time": 0.0}
+    write_private(state_dir / IDENTITY_FILE, json.dumps(identity))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = read_state(state_dir)
@@ -146,7 +174,7 @@ def down(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> dict[str
     ports = _ports(state)
     _reap(pid)  # a supervisor this process started and that already exited is a zombie
     ours, what = is_supervisor(pid, state_dir)
-    if _alive(pid) and not ours:
+    if _running(pid) and not ours:
         # The sandbox is gone and its PID was reused: signalling it would hit a stranger.
         for name in ("supervisor.pid", IDENTITY_FILE, STATE_FILE, TOKEN_FILE):
             (state_dir / name).unlink(missing_ok=True)
@@ -155,10 +183,10 @@ def down(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> dict[str
     if ours:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while _running(pid) and time.monotonic() < deadline:
             _reap(pid)
             time.sleep(0.1)
-        if _alive(pid) and is_supervisor(pid, state_dir)[0]:
+        if _running(pid) and is_supervisor(pid, state_dir)[0]:
             os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
             _reap(pid)
