@@ -343,15 +343,19 @@ class TargetGroups:
     def _read_details(self, arn: str, name: str, warnings: list[str]) -> tuple[list[dict[str, str]], list[dict[str, str]] | None]:
         """Attributes and tags; a failed read is a warning, and tags that could not be read
         are None (not "no tags")."""
-        attrs = self._soft(
-            lambda: self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"],
-            f"target group {name} attributes", "its settings are not checked this run", warnings, [],
-        )
+        attrs = self._read_attributes(arn, name, warnings) or []
         tags = self._soft(
             lambda: next((d.get("Tags", []) for d in self.elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]), []),
             f"target group {name} tags", "its owner and lock table are unknown this run", warnings, None,
         )
         return attrs, tags
+
+    def _read_attributes(self, arn: str, name: str, warnings: list[str]) -> list[dict[str, str]] | None:
+        """A group's attributes, or None (and a warning) when they could not be read."""
+        return self._soft(
+            lambda: self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"],
+            f"target group {name} attributes", "its settings are not checked this run", warnings, None,
+        )
 
     def with_details(self, info: TargetGroupInfo) -> TargetGroupInfo:
         """``info`` with its attributes and tags (DescribeTargetGroupAttributes and
@@ -399,11 +403,7 @@ class TargetGroups:
             if kind == "tags":
                 return self._tags_chunk(what)
             warnings: list[str] = []
-            attrs = self._soft(
-                lambda: self.elbv2.describe_target_group_attributes(TargetGroupArn=what.arn)["Attributes"],
-                f"target group {what.name} attributes", "its settings are not checked this run", warnings, None,
-            )
-            return attrs, warnings
+            return self._read_attributes(what.arn, what.name, warnings), warnings
 
         tags: dict[str, dict[str, str] | str] = {}
         attributes: dict[str, tuple[list[dict[str, str]] | None, list[str]]] = {}
@@ -634,8 +634,11 @@ class TargetGroups:
             raise NlbError(f"modify listener {listener_arn}: {exc}") from None
 
     def tags(self, arns: Sequence[str]) -> dict[str, dict[str, str]]:
-        """The tags of each resource (DescribeTags, 20 ARNs per call)."""
-        found: dict[str, dict[str, str]] = {arn: {} for arn in arns}
+        """The tags of each resource (DescribeTags, 20 ARNs per call). Raises when a call
+        fails, and when an answer leaves a resource out or describes it twice differently:
+        the switch and cluster layouts read a slot's node, hold and owner from these tags,
+        and a slot taken for untagged would be handed to another node."""
+        found: dict[str, dict[str, str]] = {}
         for i in range(0, len(arns), DESCRIBE_TAGS_CHUNK):
             chunk = list(arns[i : i + DESCRIBE_TAGS_CHUNK])
             try:
@@ -644,8 +647,18 @@ class TargetGroups:
                 raise _error(exc, f"describe tags of {', '.join(chunk)}") from None
             except BotoCoreError as exc:
                 raise NlbError(f"describe tags: {exc}") from None
+            read: dict[str, dict[str, str]] = {}
             for item in described:
-                found[item["ResourceArn"]] = {t["Key"]: t.get("Value", "") for t in item.get("Tags", [])}
+                arn = item.get("ResourceArn")
+                if arn not in chunk:
+                    continue
+                tags = {t["Key"]: t.get("Value", "") for t in item.get("Tags") or ()}
+                if read.setdefault(arn, tags) != tags:
+                    raise NlbError(f"describe tags: the answer described {arn} twice with different tags; its node and owner are unknown")
+            missing = [arn for arn in chunk if arn not in read]
+            if missing:
+                raise NlbError(f"describe tags: the answer left out {', '.join(missing)}; their node and owner are unknown")
+            found.update(read)
         return found
 
     def set_tags(self, arn: str, tags: dict[str, str]) -> None:

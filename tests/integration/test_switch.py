@@ -425,3 +425,48 @@ def test_slots_owned_by_this_controller_are_written(stack: Stack, elbv2: Any) ->
     assert result.status == "changed", result.error
     assert forward_of(elbv2, stack.listener) == stack.slots[1]
     assert not any("owned by stack" in w for w in result.warnings)
+
+
+def _answer_without(elbv2: Any, arn: str, twice_with: dict[str, str] | None = None) -> None:
+    """DescribeTags answers leave ``arn`` out (or, with ``twice_with``, describe it a second
+    time with those tags)."""
+
+    def edit(parsed: dict[str, Any], **_: Any) -> None:
+        described = parsed.get("TagDescriptions", [])
+        if twice_with is None:
+            parsed["TagDescriptions"] = [d for d in described if d["ResourceArn"] != arn]
+        else:
+            described.append({"ResourceArn": arn, "Tags": [{"Key": k, "Value": v} for k, v in twice_with.items()]})
+
+    elbv2.meta.events.register("after-call.elastic-load-balancing-v2.DescribeTags", edit)
+
+
+@pytest.mark.parametrize("answer", ["left out", "described twice"])
+def test_a_tag_answer_that_leaves_a_slot_unknown_writes_nothing(stack: Stack, elbv2: Any, answer: str) -> None:
+    # Taken for untagged, the slot would look free (no node, no hold, no owner).
+    run(stack, elbv2)
+    fail_over(stack, 1)
+    before = memberships(elbv2, stack)
+    _answer_without(elbv2, stack.slots[1], None if answer == "left out" else {OWNER_TAG: "payments"})
+    log = CallLog(elbv2)
+
+    [result] = run(stack, elbv2).bindings
+
+    assert "DescribeTags" in log.names()
+    assert result.status == "error" and stack.slots[1] in (result.error or "")
+    assert ("left out" if answer == "left out" else "twice with different tags") in (result.error or "")
+    assert forward_of(elbv2, stack.listener) == stack.slots[0]
+    assert memberships(elbv2, stack) == before
+    assert not [n for n in log.names() if n in ("ModifyListener", "RegisterTargets", "DeregisterTargets", "AddTags", "RemoveTags")]
+
+
+def test_a_slot_described_twice_alike_is_read_as_usual(stack: Stack, elbv2: Any) -> None:
+    run(stack, elbv2)
+    fail_over(stack, 1)
+    [node_tags] = [{t["Key"]: t["Value"] for t in d["Tags"]} for d in elbv2.describe_tags(ResourceArns=[stack.slots[1]])["TagDescriptions"]]
+    _answer_without(elbv2, stack.slots[1], node_tags)
+
+    [result] = run(stack, elbv2).bindings
+
+    assert result.status == "changed", result.error
+    assert forward_of(elbv2, stack.listener) == stack.slots[1]
