@@ -4,10 +4,18 @@ cleanly, damaged state, and a zombie recorded when ``sandbox up`` runs."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
+from cachebridge.sandbox.control import IDENTITY_FILE, SUPERVISOR_MODULE, down, identity_of
+from cachebridge.sandbox.supervisor import STATE_FILE, TOKEN_FILE, write_private
 from cachebridge.switch_planner import NODE_TAG
 
 from . import test_cluster as tc
@@ -63,3 +71,167 @@ def test_cluster_a_malformed_description_of_a_slot_is_an_error_naming_it_and_wri
     assert result.status == "error" and held in (result.error or ""), result.error
     assert not [n for n in log.names() if n in WRITES], log.names()
     assert {arn: (tc.members(elbv2, arn), tc.tags(elbv2, arn)) for arn in stack.slots} == before
+
+
+# -- sandbox down ------------------------------------------------------------------------------
+
+SUPERVISOR_LIKE = (
+    # Stands for the supervisor: names its module and state dir, starts a child in its own
+    # session (as it starts redis-server), prints the child's PID and waits.
+    "import signal, subprocess, sys, time\n"
+    "if sys.argv[1] == 'deaf': signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "child = subprocess.Popen(['sleep', '120'])\n"
+    "print(child.pid, flush=True)\n"
+    "if sys.argv[1] == 'exit': sys.exit(0)\n"
+    "time.sleep(120)\n"
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _stop(pid: int) -> None:
+    """Stop a process this test caused to exist (by PID, once it is known to be ours)."""
+    try:
+        psutil.Process(pid).kill()
+    except psutil.NoSuchProcess:
+        pass
+
+
+def _supervisor_like(state_dir: Path, mode: str) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SUPERVISOR_LIKE, mode, SUPERVISOR_MODULE, "--state-dir", str(state_dir)],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())
+    return proc, child
+
+
+def _record(state_dir: Path, pid: int, identity: dict[str, Any] | None = None) -> None:
+    state_dir.mkdir(exist_ok=True)
+    write_private(state_dir / "supervisor.pid", str(pid))
+    write_private(state_dir / IDENTITY_FILE, json.dumps(identity or identity_of(pid)))
+    write_private(state_dir / STATE_FILE, json.dumps({"status": "ready", "pid": pid, "state_dir": str(state_dir)}))
+    write_private(state_dir / TOKEN_FILE, "t")
+
+
+def test_down_does_not_leave_the_children_of_a_supervisor_that_ignores_sigterm(tmp_path: Path) -> None:
+    # The SIGKILL that ends a supervisor deaf to SIGTERM also ends its own clean-up: the
+    # redis-server nodes it started would run on, their state gone with nothing left to stop them.
+    proc, child = _supervisor_like(tmp_path, "deaf")
+    try:
+        _record(tmp_path, proc.pid)
+        result = down(tmp_path, timeout=2)
+        proc.wait(10)
+        assert not (result["stopped"] is True and _alive(child)), f"down says {result} while the supervisor's child {child} runs"
+        assert not _alive(child)
+    finally:
+        _stop(child)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_down_stops_what_a_supervisor_that_died_unreaped_left_running(tmp_path: Path) -> None:
+    # A supervisor killed (OOM, SIGKILL) does not stop its nodes; its zombie still holds its
+    # PID and session, so the processes of that session are the sandbox's. Its parent (init,
+    # once 'sandbox up' has returned) does not reap it: here a keeper stands for that parent.
+    keeper = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         f"sup = subprocess.Popen([sys.executable, '-c', {SUPERVISOR_LIKE!r}, 'exit', {SUPERVISOR_MODULE!r}, '--state-dir', {str(tmp_path)!r}],"
+         " stdout=subprocess.PIPE, text=True, start_new_session=True)\n"
+         "print(sup.pid, sup.stdout.readline().strip(), flush=True)\n"
+         "time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        assert keeper.stdout is not None
+        pid, child = map(int, keeper.stdout.readline().split())
+        deadline = time.monotonic() + 20
+        while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE and _alive(child)
+        _record(tmp_path, pid)
+        result = down(tmp_path, timeout=5)
+        assert not (result["stopped"] is True and _alive(child)), f"down says {result} while the supervisor's child {child} runs"
+        assert not _alive(child)
+    finally:
+        if child:
+            _stop(child)
+        keeper.kill()
+        keeper.wait(10)
+
+
+def test_down_stops_its_supervisor_when_the_state_file_is_damaged(tmp_path: Path) -> None:
+    # state.json only lists the ports to check; the identity file is what down trusts.
+    proc, child = _supervisor_like(tmp_path, "plain")
+    try:
+        _record(tmp_path, proc.pid)
+        (tmp_path / STATE_FILE).write_text('{"status": "ready", "pid": ')
+        result = down(tmp_path, timeout=10)
+        assert result["stopped"] is True, result
+        assert proc.wait(10) is not None
+    finally:
+        _stop(child)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.mark.parametrize("identity", ['{"pid": "x", "started_after_boot_s": 1}', '{"pid": null}', '{"pid": PID, "started_after_boot_s": null}', '{"pid": PID, "create_time": "soon"}', '[PID]', '{"pid": PID, "start'])
+def test_a_damaged_identity_signals_nothing_and_keeps_the_state(tmp_path: Path, identity: str) -> None:
+    # The process named by the PID file runs the supervisor on this state dir: if down cannot
+    # check it, it is not a stale PID to forget either (the state and token would be lost
+    # while the sandbox runs on, and the next 'up' would start a second one beside it).
+    proc, child = _supervisor_like(tmp_path, "plain")
+    try:
+        _record(tmp_path, proc.pid)
+        (tmp_path / IDENTITY_FILE).write_text(identity.replace("PID", str(proc.pid)))
+        result = down(tmp_path, timeout=5)
+        time.sleep(0.2)
+        assert proc.poll() is None and _alive(child)
+        assert result["stopped"] is False
+        assert (tmp_path / "supervisor.pid").exists() and (tmp_path / TOKEN_FILE).exists()
+    finally:
+        _stop(child)
+        proc.kill()
+        proc.wait(10)
+
+
+def test_sandbox_up_is_not_refused_for_a_supervisor_that_exited_unreaped(tmp_path: Path) -> None:
+    # 'down' treats the zombie as stopped; 'up' must not call it a running sandbox.
+    from cachebridge.sandbox.commands import _running_pid
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass", SUPERVISOR_MODULE, "--state-dir", str(tmp_path)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE
+        _record(tmp_path, proc.pid)
+        assert _running_pid(tmp_path) is None
+    finally:
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("recorded", ["-1", "0", "12ab", ""])
+def test_a_damaged_pid_file_signals_nothing_and_says_so(tmp_path: Path, recorded: str) -> None:
+    proc, child = _supervisor_like(tmp_path, "plain")
+    try:
+        _record(tmp_path, proc.pid)
+        (tmp_path / "supervisor.pid").write_text(recorded)
+        result = down(tmp_path, timeout=5)
+        time.sleep(0.2)
+        assert proc.poll() is None and _alive(child)
+        assert result["stopped"] is False and "supervisor.pid is damaged" in result["reason"]
+        assert (tmp_path / TOKEN_FILE).exists()
+    finally:
+        _stop(child)
+        proc.kill()
+        proc.wait(10)
