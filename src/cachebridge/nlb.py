@@ -345,7 +345,9 @@ class TargetGroups:
         are None (not "no tags")."""
         attrs = self._read_attributes(arn, name, warnings) or []
         tags = self._soft(
-            lambda: next((d.get("Tags", []) for d in self.elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]), []),
+            # Through ``tags``: an answer that leaves the group out (or describes another)
+            # is unknown tags, not "no owner, no lock table".
+            lambda: [{"Key": k, "Value": v} for k, v in self.tags([arn])[arn].items()],
             f"target group {name} tags", "its owner and lock table are unknown this run", warnings, None,
         )
         return attrs, tags

@@ -235,3 +235,23 @@ def test_a_damaged_pid_file_signals_nothing_and_says_so(tmp_path: Path, recorded
         _stop(child)
         proc.kill()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("answer", ["empty", "another group only"])
+def test_a_group_read_with_its_details_is_not_taken_for_untagged_when_the_answer_leaves_it_out(stack: Any, elbv2: Any, answer: str) -> None:
+    # What a dry run and the cached details report: the owner and lock table are unknown.
+    from cachebridge.nlb import OWNER_TAG, TargetGroups
+
+    elbv2.add_tags(ResourceArns=[stack.config_tg], Tags=[{"Key": OWNER_TAG, "Value": "payments"}])
+    other = stack.slots[0]
+
+    def edit(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["TagDescriptions"] = [] if answer == "empty" else [{"ResourceArn": other, "Tags": []}]
+
+    elbv2.meta.events.register("after-call.elastic-load-balancing-v2.DescribeTags", edit)
+    try:
+        info = TargetGroups(elbv2, cache=False).info("sessions-config")
+    finally:
+        _unhook(elbv2, edit)
+    assert info.tags_error is not None and "left out" in info.tags_error, info
+    assert info.owner is None  # unknown, and said so: not an owner read from another group
