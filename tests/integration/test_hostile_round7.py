@@ -255,3 +255,24 @@ def test_a_group_read_with_its_details_is_not_taken_for_untagged_when_the_answer
         _unhook(elbv2, edit)
     assert info.tags_error is not None and "left out" in info.tags_error, info
     assert info.owner is None  # unknown, and said so: not an owner read from another group
+
+
+def test_an_older_identity_after_a_clock_step_is_refused_but_not_forgotten(tmp_path: Path) -> None:
+    # An identity written by an older release holds only the wall-clock start; after a clock
+    # step it no longer matches. Not signalled (it cannot be checked), and not forgotten:
+    # its state and token stay, so 'status' still reaches it and 'up' does not start a second.
+    proc, child = _supervisor_like(tmp_path, "plain")
+    try:
+        _record(tmp_path, proc.pid, {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time() + 2.0})
+        result = down(tmp_path, timeout=5)
+        time.sleep(0.2)
+        assert proc.poll() is None and _alive(child)
+        assert result["stopped"] is False and "does not match its recorded identity" in result["reason"]
+        assert all((tmp_path / name).exists() for name in ("supervisor.pid", IDENTITY_FILE, STATE_FILE, TOKEN_FILE))
+        from cachebridge.sandbox.control import running_supervisor
+
+        assert running_supervisor(tmp_path) == proc.pid
+    finally:
+        _stop(child)
+        proc.kill()
+        proc.wait(10)

@@ -259,7 +259,7 @@ def down_command(state_dir: Path, as_json: bool) -> None:
         click.echo(f"sandbox stopped (pid {result['pid']})")
         if result["ports_still_open"]:
             click.echo("still listening: " + ", ".join(result["ports_still_open"]), err=True)
-    if result.get("ports_still_open"):
+    if result.get("ports_still_open") or result.get("left_running"):
         sys.exit(1)
 
 
