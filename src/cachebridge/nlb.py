@@ -345,7 +345,9 @@ class TargetGroups:
         are None (not "no tags")."""
         attrs = self._read_attributes(arn, name, warnings) or []
         tags = self._soft(
-            lambda: next((d.get("Tags", []) for d in self.elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]), []),
+            # Through ``tags``: an answer that leaves the group out (or describes another)
+            # is unknown tags, not "no owner, no lock table".
+            lambda: [{"Key": k, "Value": v} for k, v in self.tags([arn])[arn].items()],
             f"target group {name} tags", "its owner and lock table are unknown this run", warnings, None,
         )
         return attrs, tags
@@ -649,10 +651,12 @@ class TargetGroups:
                 raise NlbError(f"describe tags: {exc}") from None
             read: dict[str, dict[str, str]] = {}
             for item in described:
-                arn = item.get("ResourceArn")
+                arn = item.get("ResourceArn") if isinstance(item, dict) else None
                 if arn not in chunk:
                     continue
-                tags = {t["Key"]: t.get("Value", "") for t in item.get("Tags") or ()}
+                tags = _described_tags(item.get("Tags"))
+                if tags is None:
+                    raise NlbError(f"describe tags: the answer's tags of {arn} are malformed (not a list of keys and values); its node and owner are unknown")
                 if read.setdefault(arn, tags) != tags:
                     raise NlbError(f"describe tags: the answer described {arn} twice with different tags; its node and owner are unknown")
             missing = [arn for arn in chunk if arn not in read]
@@ -687,6 +691,23 @@ def vpc_cidr_blocks(ec2: Any, vpc_id: str) -> tuple[str, ...]:
     """The CIDR blocks associated with a VPC, IPv4 and IPv6: one DescribeVpcs (``deploy``
     puts them in the controller's settings, ``settings.vpc_cidrs``)."""
     return TargetGroups(None, ec2, cache=False)._read_vpc_cidrs(vpc_id)
+
+
+def _described_tags(raw: Any) -> dict[str, str] | None:
+    """One TagDescription's ``Tags`` as a dict, or None when they cannot be read as tags: a
+    tag without a key, or one key given two values, leaves the slot's node unknown. No
+    ``Tags`` at all is no tags (the member is optional: API Reference, TagDescription)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        return None
+    out: dict[str, str] = {}
+    for tag in raw:
+        if not isinstance(tag, dict) or not isinstance(tag.get("Key"), str) or not isinstance(tag.get("Value", ""), str):
+            return None
+        if out.setdefault(tag["Key"], tag.get("Value", "")) != tag.get("Value", ""):
+            return None
+    return out
 
 
 def _tags_error(tags: list[dict[str, str]] | None, warnings: list[str]) -> str | None:

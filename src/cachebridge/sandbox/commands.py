@@ -44,20 +44,11 @@ def require_extra(command: str, modules: tuple[str, ...] = SANDBOX_MODULES) -> N
 
 
 def _running_pid(state_dir: Path) -> int | None:
-    """The PID of a live sandbox supervisor in ``state_dir``, if any."""
-    import os
+    """The PID of a live sandbox supervisor in ``state_dir``, if any: not one that exited
+    (a zombie nobody reaped), nor a stranger that now holds its PID."""
+    from .control import running_supervisor
 
-    try:
-        pid = int(json.loads((state_dir / "state.json").read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    return running_supervisor(state_dir)
 
 
 def _listener_ports(state: dict[str, Any]) -> str:
@@ -268,7 +259,7 @@ def down_command(state_dir: Path, as_json: bool) -> None:
         click.echo(f"sandbox stopped (pid {result['pid']})")
         if result["ports_still_open"]:
             click.echo("still listening: " + ", ".join(result["ports_still_open"]), err=True)
-    if result.get("ports_still_open"):
+    if result.get("ports_still_open") or result.get("left_running"):
         sys.exit(1)
 
 

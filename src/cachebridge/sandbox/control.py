@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from .supervisor import STATE_FILE, TOKEN_FILE, SandboxOptions, write_private
 
-__all__ = ["DEFAULT_STATE_DIR", "SandboxError", "up", "down", "read_state", "control", "events", "is_supervisor", "identity_of", "started_after_boot"]
+__all__ = ["DEFAULT_STATE_DIR", "SandboxError", "up", "down", "read_state", "control", "events", "is_supervisor", "running_supervisor", "identity_of", "started_after_boot"]
 
 IDENTITY_FILE = "supervisor.json"
 SUPERVISOR_MODULE = "cachebridge.sandbox.supervisor"
@@ -70,25 +70,64 @@ def is_supervisor(pid: int, state_dir: Path) -> tuple[bool, str]:
     """Whether ``pid`` is the supervisor started for ``state_dir``: alive, started at the
     recorded time, running the supervisor module on this state directory. Returns the
     verdict and what the process is, for the message."""
+    verdict, what = _check(pid, state_dir)
+    return verdict == "ours", what
+
+
+def running_supervisor(state_dir: Path) -> int | None:
+    """The PID recorded in ``state_dir`` when a running process holds it that runs the
+    supervisor on this state directory, whether or not it matches the recorded identity:
+    what ``up`` must not start a second sandbox beside. None for an exited (zombie)
+    supervisor, a stranger holding the PID, or nothing recorded."""
+    try:
+        pid = int((state_dir / "supervisor.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 and _check(pid, state_dir)[0] in ("ours", "lookalike") else None
+
+
+def _check(pid: int, state_dir: Path) -> tuple[str, str]:
+    """What ``pid`` is to the sandbox in ``state_dir``, and what it is, for the message:
+    "ours" (running, matching the recorded identity), "exited" (the recorded supervisor,
+    exited but unreaped: its PID and session are still its own), "lookalike" (runs the
+    supervisor on this state directory, but its start does not match the identity, or the
+    identity cannot be read), "stranger" (another process holds the PID) or "gone"."""
     import psutil
 
+    if pid <= 0:  # never a process: os.kill(0 or -1) would signal a whole group or everything
+        return "stranger", f"pid {pid}, which names no one process"
     try:
         process = psutil.Process(pid)
-        cmdline = process.cmdline()
         started = started_after_boot(process)
-    except psutil.ZombieProcess:
-        return False, "a process that has exited"
+        name = process.name()
     except psutil.NoSuchProcess:
-        return False, "no such process"
+        return "gone", "no such process"
     except psutil.AccessDenied:
-        return False, "a process of another user"
-    shown = " ".join(cmdline)[:120] or process.name()
+        return "stranger", "a process of another user"
+    try:
+        cmdline = process.cmdline()
+    except psutil.ZombieProcess:
+        return ("exited" if _matches_identity(state_dir, pid, process, started) else "stranger"), "a process that has exited"
+    except psutil.NoSuchProcess:
+        return "gone", "no such process"
+    except psutil.AccessDenied:
+        return "stranger", "a process of another user"
+    shown = " ".join(cmdline)[:120] or name
     if SUPERVISOR_MODULE not in cmdline or str(state_dir.resolve()) not in {str(Path(a).resolve()) for a in cmdline if "/" in a}:
-        return False, repr(shown)
+        return "stranger", repr(shown)
+    if not _matches_identity(state_dir, pid, process, started):
+        return "lookalike", f"{shown!r}, started at another time than the recorded supervisor (or its identity file is damaged)"
+    return "ours", repr(shown)
+
+
+def _matches_identity(state_dir: Path, pid: int, process: Any, started: float) -> bool:
     identity = _identity(state_dir)
-    if identity is None or int(identity.get("pid", -1)) != pid or not _same_start(identity, process, started):
-        return False, f"{shown!r}, started at another time than the recorded supervisor"
-    return True, repr(shown)
+    if identity is None:
+        return False
+    try:
+        return int(identity.get("pid", -1)) == pid and _same_start(identity, process, started)
+    except (TypeError, ValueError):  # a damaged identity matches nothing
+        return False
 
 
 def started_after_boot(process: Any) -> float:
@@ -126,9 +165,9 @@ def up(options: SandboxOptions, timeout: float = UP_TIMEOUT_S) -> dict[str, Any]
     import psutil
 
     state_dir = options.state_dir
-    existing = read_state(state_dir)
-    if existing and is_supervisor(int(existing["pid"]), state_dir)[0]:
-        raise SandboxError(f"a sandbox is already running (pid {existing['pid']}); run 'cachebridge sandbox down' first")
+    running = running_supervisor(state_dir)
+    if running is not None:
+        raise SandboxError(f"a sandbox is already running (pid {running}); run 'cachebridge sandbox down' first")
     _private_dir(state_dir)
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     (state_dir / "error.txt").unlink(missing_ok=True)
@@ -165,22 +204,44 @@ def up(options: SandboxOptions, timeout: float = UP_TIMEOUT_S) -> dict[str, Any]
 
 
 def down(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> dict[str, Any]:
-    """Stop the supervisor by PID; it stops its nodes and servers. Returns what was stopped."""
+    """Stop the supervisor by PID; it stops its nodes and servers. Returns what was stopped.
+
+    The processes of the supervisor's session (it starts one: ``up``) are the sandbox's:
+    those still running once the supervisor has gone (it was killed, or it died without
+    stopping its nodes) are stopped too, so "stopped" never leaves a redis-server behind."""
     pid_file = state_dir / "supervisor.pid"
-    if not pid_file.exists():
+    try:
+        pid = int(pid_file.read_text().strip())
+        if pid <= 0:  # os.kill(0 or -1) signals a whole group, or every process
+            raise ValueError(f"{pid} names no one process")
+    except FileNotFoundError:  # never started here, or another 'down' got there first
         return {"stopped": False, "reason": "no sandbox is running here"}
-    pid = int(pid_file.read_text().strip())
-    state = read_state(state_dir) or {}
-    ports = _ports(state)
-    _reap(pid)  # a supervisor this process started and that already exited is a zombie
-    ours, what = is_supervisor(pid, state_dir)
-    if _running(pid) and not ours:
+    except (OSError, ValueError) as exc:
+        return {"stopped": False, "reason": f"{pid_file} is damaged ({exc}); nothing was signalled: find the supervisor with 'ps' and stop it by its PID"}
+    try:
+        state = read_state(state_dir) or {}
+        ports = _ports(state)
+    except (SandboxError, AttributeError, KeyError, TypeError, ValueError, IndexError):
+        ports = []  # only what to check afterwards; the identity file decides what is signalled
+    verdict, what = _check(pid, state_dir)
+    if verdict == "lookalike":
+        # Its command line says it is this sandbox's supervisor; unchecked, it is not
+        # signalled, and its state is not stale either: forgetting it would orphan it.
+        return {"stopped": False, "pid": pid,
+                "reason": f"pid {pid} runs the sandbox supervisor on {state_dir} but does not match its recorded identity (it is {what}); "
+                          "left it alone and kept the state: stop it by its PID if it is this sandbox's"}
+    if verdict == "stranger" and _running(pid):
         # The sandbox is gone and its PID was reused: signalling it would hit a stranger.
         for name in ("supervisor.pid", IDENTITY_FILE, STATE_FILE, TOKEN_FILE):
             (state_dir / name).unlink(missing_ok=True)
         return {"stopped": False, "pid": pid,
                 "reason": f"pid {pid} is not this sandbox's supervisor (it is {what}); left it alone and removed the stale state"}
-    if ours:
+    # Taken while the PID is still the supervisor's (running, or its zombie): no other
+    # session can have its id.
+    members = _session_of(pid) if verdict in ("ours", "exited") else []
+    if verdict == "exited":
+        _reap(pid)  # a supervisor this process started: the zombie is its to reap
+    if verdict == "ours":
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while _running(pid) and time.monotonic() < deadline:
@@ -190,11 +251,60 @@ def down(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> dict[str
             os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
             _reap(pid)
+    left = _stop_processes(members)
+    if verdict == "ours" and _running(pid) and is_supervisor(pid, state_dir)[0]:
+        left.insert(0, pid)
+    if left:
+        return {"stopped": False, "pid": pid, "left_running": left,
+                "reason": f"pids {', '.join(map(str, left))} of the sandbox did not stop; the state is kept so 'sandbox down' can be run again"}
     pid_file.unlink(missing_ok=True)
     for name in (IDENTITY_FILE, STATE_FILE, TOKEN_FILE):
         (state_dir / name).unlink(missing_ok=True)
     still_open = [f"{h}:{p}" for h, p in ports if _listening(h, p)]
     return {"stopped": True, "pid": pid, "ports_checked": [f"{h}:{p}" for h, p in ports], "ports_still_open": still_open}
+
+
+def _session_of(pid: int) -> list[Any]:
+    """The other processes of the session ``pid`` leads."""
+    import psutil
+
+    out = []
+    for process in psutil.process_iter():
+        try:
+            if process.pid != pid and os.getsid(process.pid) == pid:
+                out.append(process)
+        except OSError:  # gone meanwhile, or not ours to ask about
+            pass
+    return out
+
+
+def _stop_processes(processes: list[Any], term_s: float = 10.0, kill_s: float = 5.0) -> list[int]:
+    """SIGTERM, then SIGKILL what is still running; the PIDs still running after that.
+    psutil checks each process is the one listed before signalling it (not a reused PID)."""
+    import psutil
+
+    def running() -> list[Any]:
+        out = []
+        for process in processes:
+            try:
+                if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                    out.append(process)
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+    for sig, wait_s in ((signal.SIGTERM, term_s), (signal.SIGKILL, kill_s)):
+        for process in running():
+            try:
+                process.send_signal(sig)
+            except psutil.Error:
+                pass
+        deadline = time.monotonic() + wait_s
+        while running() and time.monotonic() < deadline:
+            for process in processes:
+                _reap(process.pid)
+            time.sleep(0.1)
+    return [p.pid for p in running()]
 
 
 def _reap(pid: int) -> None:
