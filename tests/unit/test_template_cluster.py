@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from cachebridge.config import ENV_BINDINGS, Config
-from cachebridge.deploy.template import DEFAULT_NODE_SLOTS, MAX_NODE_SLOTS, build, node_ports, render, validate_parameters
+from cachebridge.deploy.template import DEFAULT_NODE_SLOTS, build, validate_parameters
 
-from .test_template import cfn_lint
 from .test_template_switch import BASE, created
 
 TG_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/sess-Target-1A2B/0123456789abcdef"
@@ -64,12 +63,6 @@ def test_cluster_node_ports_are_checked_like_the_switch_layouts() -> None:
     assert "NodePorts: a node port is also the ListenerPort or the ReaderPort" in validate_parameters(
         BASE.parameters(Layout="cluster", NodePorts="6379,6380,6381,6382")
     )
-
-
-@pytest.mark.parametrize("slots", [DEFAULT_NODE_SLOTS, MAX_NODE_SLOTS])
-def test_cfn_lint_reports_nothing_for_the_cluster_layout(slots: int) -> None:
-    values = BASE.parameters(Layout="cluster", NodePorts=",".join(map(str, node_ports(6381, slots))))
-    assert cfn_lint(render(node_slots=slots), values) == []
 
 
 @pytest.mark.parametrize("alarm", ["DriftAlarm", "UncheckedAlarm"])
