@@ -9,9 +9,10 @@ demo:
 setup:
 	@scripts/bootstrap.sh
 
-# Run the whole test suite: unit, integration (moto, DNS, redis-server) and end to end.
+# Run the whole test suite: unit, integration (moto, DNS, redis-server) and end to end; the
+# first two on two workers, the end-to-end tests alone after them (scripts/test.sh).
 test: setup
-	.venv/bin/python -m pytest -q
+	@scripts/test.sh
 
 # Print API calls, wall time and peak memory of sync passes (1 and 100 bindings).
 bench: setup
