@@ -15,7 +15,9 @@ node's port. The rules:
 
 1. A failed source (``nodes is None``) or an answer without a single node plans nothing.
 2. A node keeps its slot (and so its port) for its whole life. Existing tags are kept; a
-   node listed in two slots keeps the first in configuration order, the other is freed.
+   node listed in two slots keeps the first in configuration order, the other is freed. An
+   untagged slot that holds one node's target and nothing else (its tag removed by hand,
+   say) is that node's slot: it is tagged again, so the node's port does not move.
 3. A slot whose node left the group has its target deregistered (the target groups keep a
    deregistration delay, so open connections end first); the slot keeps its tag until it
    holds no target at all, draining included, and is untagged then. Only an untagged slot
@@ -111,8 +113,19 @@ def plan_cluster(nodes: Sequence[ClusterNode] | None, slots: Sequence[Slot]) -> 
             departed.add(s.arn)
             reasons.append(f"slot {s.arn}: node {node} left the group")
 
-    free = [s.arn for s in slots if not s.node and not s.actual]
     newly: set[str] = set()
+    # Rule 2: an untagged slot holding one node's target alone is that node's slot (the
+    # address map clients hold gives the node this slot's port).
+    by_target = {n.target: n.cluster_id for n in nodes}
+    for s in slots:
+        held = by_target.get(next(iter(s.actual))) if not s.node and len(s.actual) == 1 and s.live else None
+        if held is not None and held not in claimed:
+            assigned[s.arn] = held
+            claimed.add(held)
+            newly.add(s.arn)
+            reasons.append(f"slot {s.arn} holds {held}'s target without its tag: kept as its slot, tagged again")
+
+    free = [s.arn for s in slots if not s.node and not s.actual]
     unplaced: list[str] = []
     for n in sorted((n for n in nodes if n.cluster_id not in claimed), key=lambda n: (n.node_group_id, n.cluster_id)):
         if free:

@@ -89,6 +89,40 @@ def test_a_slot_with_a_stray_target_is_not_free_until_empty() -> None:
     assert plan.slot_of("c-0001-001") == "tg1"
 
 
+def test_a_slot_holding_a_nodes_target_without_its_tag_stays_that_nodes_slot() -> None:
+    # Moving the node would change its port on the NLB under every client's address map,
+    # and empty the slot it is reached through now.
+    slots = [Slot("tg0"), Slot("tg1", None, {Target("10.0.0.2", 6379): HEALTHY}), Slot("tg2")]
+    plan = plan_cluster(NODES[:2], slots)
+    assert plan.slots[1] == SlotPlan("tg1", "c-0001-002", tag=True)
+    assert plan.slot_of("c-0001-001") == "tg0" and plan.slots[2] == SlotPlan("tg2", None)
+    assert not plan.deregister
+    assert plan_cluster(NODES[:2], applied(plan.slots, slots, NODES)).empty
+
+
+def test_an_untagged_slot_is_not_taken_for_a_node_that_has_its_own() -> None:
+    # The node's tagged slot wins; the untagged copy is a stray registration, emptied.
+    target = Target("10.0.0.1", 6379)
+    slots = [Slot("tg0", None, {target: HEALTHY}), Slot("tg1", "c-0001-001", {target: HEALTHY})]
+    plan = plan_cluster(NODES[:1], slots)
+    assert plan.slot_of("c-0001-001") == "tg1" and not plan.slots[1].register and not plan.slots[1].deregister
+    assert plan.slots[0] == SlotPlan("tg0", None, deregister=(target,))
+
+
+@pytest.mark.parametrize("others", [{Target("10.9.9.9", 6379): HEALTHY}, {Target("10.0.0.3", 6379): HEALTHY}], ids=["stray", "another node"])
+def test_an_untagged_slot_holding_more_than_one_target_is_not_adopted(others: dict[Target, TargetHealth]) -> None:
+    slots = [Slot("tg0", None, {Target("10.0.0.1", 6379): HEALTHY, **others}), Slot("tg1"), Slot("tg2")]
+    plan = plan_cluster(NODES, slots)
+    assert plan.slots[0].node is None and not plan.slots[0].tag
+    assert set(plan.slots[0].deregister) == {Target("10.0.0.1", 6379), *others}
+
+
+def test_an_untagged_slot_whose_one_target_drains_is_not_adopted() -> None:
+    slots = [Slot("tg0", None, {Target("10.0.0.1", 6379): DRAINING}), Slot("tg1")]
+    plan = plan_cluster(NODES[:1], slots)
+    assert plan.slots[0] == SlotPlan("tg0", None) and plan.slot_of("c-0001-001") == "tg1"
+
+
 def test_a_replaced_node_with_a_new_address_stays_in_its_slot() -> None:
     slots = [Slot("tg0", "c-0001-001", {Target("10.0.0.1", 6379): HEALTHY})]
     plan = plan_cluster((node("c-0001-001", "0001", "10.0.0.5"),), slots)
