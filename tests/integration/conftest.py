@@ -7,10 +7,15 @@ between the client and AWS)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
+import psutil
 import pytest
 from moto import mock_aws
 
@@ -286,3 +291,31 @@ def lambda_env(task: Any, endpoint: str, config: Config) -> dict[str, str]:
         "LAMBDA_TASK_ROOT": str(task.code),
         "CACHEBRIDGE_BINDINGS": config.bindings_json(),
     }
+
+
+@contextmanager
+def unreaped(script: str, *args: str) -> Iterator[tuple[int, str]]:
+    """A process running ``python -c script *args`` in a session of its own, whose parent
+    never reaps it (as init in a container may not, once 'sandbox up' has returned and left
+    the supervisor to it). Yields its PID once it has exited (a zombie) and the first line
+    it printed."""
+    keeper = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         f"child = subprocess.Popen([sys.executable, '-c', {script!r}, *{list(args)!r}], stdout=subprocess.PIPE, text=True, start_new_session=True)\n"
+         "print(child.pid, flush=True)\n"
+         "print(child.stdout.readline().strip(), flush=True)\n"
+         "time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert keeper.stdout is not None
+        pid = int(keeper.stdout.readline())
+        line = keeper.stdout.readline().strip()
+        deadline = time.monotonic() + 20
+        while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        yield pid, line
+    finally:
+        keeper.kill()
+        keeper.wait(10)

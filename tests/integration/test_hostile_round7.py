@@ -19,7 +19,7 @@ from cachebridge.sandbox.supervisor import STATE_FILE, TOKEN_FILE, write_private
 from cachebridge.switch_planner import NODE_TAG
 
 from . import test_cluster as tc
-from .conftest import CallLog
+from .conftest import CallLog, unreaped
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -141,31 +141,18 @@ def test_down_stops_what_a_supervisor_that_died_unreaped_left_running(tmp_path: 
     # A supervisor killed (OOM, SIGKILL) does not stop its nodes; its zombie still holds its
     # PID and session, so the processes of that session are the sandbox's. Its parent (init,
     # once 'sandbox up' has returned) does not reap it: here a keeper stands for that parent.
-    keeper = subprocess.Popen(
-        [sys.executable, "-c",
-         "import subprocess, sys, time\n"
-         f"sup = subprocess.Popen([sys.executable, '-c', {SUPERVISOR_LIKE!r}, 'exit', {SUPERVISOR_MODULE!r}, '--state-dir', {str(tmp_path)!r}],"
-         " stdout=subprocess.PIPE, text=True, start_new_session=True)\n"
-         "print(sup.pid, sup.stdout.readline().strip(), flush=True)\n"
-         "time.sleep(60)\n"],
-        stdout=subprocess.PIPE, text=True)
     child = 0
     try:
-        assert keeper.stdout is not None
-        pid, child = map(int, keeper.stdout.readline().split())
-        deadline = time.monotonic() + 20
-        while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE and _alive(child)
-        _record(tmp_path, pid)
-        result = down(tmp_path, timeout=5)
-        assert not (result["stopped"] is True and _alive(child)), f"down says {result} while the supervisor's child {child} runs"
-        assert not _alive(child)
+        with unreaped(SUPERVISOR_LIKE, "exit", SUPERVISOR_MODULE, "--state-dir", str(tmp_path)) as (pid, line):
+            child = int(line)
+            assert _alive(child)
+            _record(tmp_path, pid)
+            result = down(tmp_path, timeout=5)
+            assert not (result["stopped"] is True and _alive(child)), f"down says {result} while the supervisor's child {child} runs"
+            assert not _alive(child)
     finally:
         if child:
             _stop(child)
-        keeper.kill()
-        keeper.wait(10)
 
 
 def test_down_stops_its_supervisor_when_the_state_file_is_damaged(tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ from cachebridge.sandbox import control as sandbox_control
 from cachebridge.sandbox.control import IDENTITY_FILE, SUPERVISOR_MODULE, SandboxError, down, identity_of, is_supervisor
 from cachebridge.sandbox.supervisor import STATE_FILE, TOKEN_FILE, _control_handler, write_private
 
+from .conftest import unreaped
+
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
@@ -135,29 +137,13 @@ def test_an_identity_from_an_older_release_is_still_checked_by_its_start_time(tm
 def test_down_treats_a_supervisor_that_exited_unreaped_as_stopped(tmp_path: Path) -> None:
     # The supervisor outlives 'sandbox up', so when it exits its parent is init, and init in
     # a container may never reap it. Its zombie is not a process to wait for or refuse.
-    keeper = subprocess.Popen(
-        [sys.executable, "-c",
-         "import subprocess, sys, time\n"
-         f"child = subprocess.Popen([sys.executable, '-c', 'pass', {SUPERVISOR_MODULE!r}, '--state-dir', {str(tmp_path)!r}])\n"
-         "print(child.pid, flush=True)\n"
-         "time.sleep(60)\n"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert keeper.stdout is not None
-        pid = int(keeper.stdout.readline())
-        deadline = time.monotonic() + 20
-        while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    with unreaped("pass", SUPERVISOR_MODULE, "--state-dir", str(tmp_path)) as (pid, _):
         _stale_state(tmp_path, pid, psutil.Process(pid).create_time())
         started = time.monotonic()
         result = down(tmp_path, timeout=30)
         assert time.monotonic() - started < 25, "down waited out its timeout on a zombie"
         assert result["stopped"] is True and result["pid"] == pid and result["ports_still_open"] == []
         assert not any((tmp_path / name).exists() for name in ("supervisor.pid", IDENTITY_FILE, STATE_FILE, TOKEN_FILE))
-    finally:
-        keeper.kill()
-        keeper.wait(10)
 
 
 def test_private_files_and_directory_are_owner_only(tmp_path: Path) -> None:
