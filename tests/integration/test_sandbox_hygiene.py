@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -195,3 +196,21 @@ def test_the_control_client_sends_the_token_from_the_state_directory(control_ser
     (tmp_path / TOKEN_FILE).write_text("another")
     with pytest.raises(SandboxError, match="token"):
         sandbox_control.events(control_server)
+
+
+def test_down_signals_through_a_handle_taken_before_its_check(tmp_path: Path) -> None:
+    # What down checks is what it signals: a pidfd taken before the check reaches that
+    # process or none, never one that took its PID over after it exited.
+    proc = subprocess.Popen(["sleep", "120"])
+    handle = sandbox_control._pidfd(proc.pid)
+    try:
+        assert handle is not None, "no pidfd on this kernel"
+        sandbox_control._signal(proc.pid, handle, signal.SIGTERM)
+        assert proc.wait(10) == -signal.SIGTERM
+        sandbox_control._signal(proc.pid, handle, signal.SIGTERM)  # exited and reaped: reaches no one, raises nothing
+    finally:
+        if handle is not None:
+            os.close(handle)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

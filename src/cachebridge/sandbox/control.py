@@ -223,6 +223,18 @@ def down(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> dict[str
         ports = _ports(state)
     except (SandboxError, AttributeError, KeyError, TypeError, ValueError, IndexError):
         ports = []  # only what to check afterwards; the identity file decides what is signalled
+    # Taken before the check, so what is checked is what is signalled: a PID reused after
+    # the check is not this handle's process.
+    handle = _pidfd(pid)
+    try:
+        return _stop(state_dir, pid, handle, ports, timeout)
+    finally:
+        if handle is not None:
+            os.close(handle)
+
+
+def _stop(state_dir: Path, pid: int, handle: int | None, ports: list[tuple[str, int]], timeout: float) -> dict[str, Any]:
+    pid_file = state_dir / "supervisor.pid"
     verdict, what = _check(pid, state_dir)
     if verdict == "lookalike":
         # Its command line says it is this sandbox's supervisor; unchecked, it is not
@@ -242,13 +254,13 @@ def down(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> dict[str
     if verdict == "exited":
         _reap(pid)  # a supervisor this process started: the zombie is its to reap
     if verdict == "ours":
-        os.kill(pid, signal.SIGTERM)
+        _signal(pid, handle, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while _running(pid) and time.monotonic() < deadline:
             _reap(pid)
             time.sleep(0.1)
         if _running(pid) and is_supervisor(pid, state_dir)[0]:
-            os.kill(pid, signal.SIGKILL)
+            _signal(pid, handle, signal.SIGKILL)
             time.sleep(0.2)
             _reap(pid)
     left = _stop_processes(members)
@@ -262,6 +274,25 @@ def down(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> dict[str
         (state_dir / name).unlink(missing_ok=True)
     still_open = [f"{h}:{p}" for h, p in ports if _listening(h, p)]
     return {"stopped": True, "pid": pid, "ports_checked": [f"{h}:{p}" for h, p in ports], "ports_still_open": still_open}
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid`` (Linux 5.3 and later): signals sent through it reach that
+    process or none. None where there is none to take (the PID is then signalled as is)."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd here, or no such process
+        return None
+
+
+def _signal(pid: int, handle: int | None, sig: int) -> None:
+    try:
+        if handle is not None:
+            signal.pidfd_send_signal(handle, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:  # gone already: nothing left to stop
+        pass
 
 
 def _session_of(pid: int) -> list[Any]:
