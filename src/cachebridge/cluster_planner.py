@@ -118,7 +118,10 @@ def plan_cluster(nodes: Sequence[ClusterNode] | None, slots: Sequence[Slot]) -> 
     # address map clients hold gives the node this slot's port).
     by_target = {n.target: n.cluster_id for n in nodes}
     for s in slots:
-        held = by_target.get(next(iter(s.actual))) if not s.node and len(s.actual) == 1 and s.live else None
+        if s.node or len(s.actual) != 1 or len(s.live) != 1:
+            continue
+        [target] = s.live
+        held = by_target.get(target)
         if held is not None and held not in claimed:
             assigned[s.arn] = held
             claimed.add(held)

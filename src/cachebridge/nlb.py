@@ -318,7 +318,7 @@ class TargetGroups:
             )
         name, arn = tg["TargetGroupName"], tg["TargetGroupArn"]
         warnings: list[str] = []
-        attrs, tags = self._read_details(arn, name, warnings) if details else ([], [])
+        attrs, tags = self._read_details(arn, name, warnings) if details else ({}, {})
         tags_error = _tags_error(tags, warnings)
         vpc_id = tg.get("VpcId")
         return TargetGroupInfo(
@@ -331,26 +331,26 @@ class TargetGroups:
             vpc_cidrs=(),  # read by with_vpc, when something is to be written
             health_check_interval_s=tg.get("HealthCheckIntervalSeconds"),
             healthy_threshold=tg.get("HealthyThresholdCount"),
-            attributes={a["Key"]: a["Value"] for a in attrs},
+            attributes=attrs,
             ip_address_type=tg.get("IpAddressType") or "ipv4",
-            tags={t["Key"]: t.get("Value", "") for t in tags or ()},
+            tags=tags or {},
             warnings=tuple(warnings),
             vpc_known=False,
             details_known=details,
             tags_error=tags_error,
         )
 
-    def _read_details(self, arn: str, name: str, warnings: list[str]) -> tuple[list[dict[str, str]], list[dict[str, str]] | None]:
+    def _read_details(self, arn: str, name: str, warnings: list[str]) -> tuple[dict[str, str], dict[str, str] | None]:
         """Attributes and tags; a failed read is a warning, and tags that could not be read
         are None (not "no tags")."""
         attrs = self._read_attributes(arn, name, warnings) or []
         tags = self._soft(
             # Through ``tags``: an answer that leaves the group out (or describes another)
             # is unknown tags, not "no owner, no lock table".
-            lambda: [{"Key": k, "Value": v} for k, v in self.tags([arn])[arn].items()],
+            lambda: self.tags([arn])[arn],
             f"target group {name} tags", "its owner and lock table are unknown this run", warnings, None,
         )
-        return attrs, tags
+        return {a["Key"]: a["Value"] for a in attrs}, tags
 
     def _read_attributes(self, arn: str, name: str, warnings: list[str]) -> list[dict[str, str]] | None:
         """A group's attributes, or None (and a warning) when they could not be read."""
@@ -369,8 +369,8 @@ class TargetGroups:
         warnings: list[str] = []
         attrs, tags = self._read_details(info.arn, info.name, warnings)
         details = {
-            "attributes": {a["Key"]: a["Value"] for a in attrs},
-            "tags": {t["Key"]: t.get("Value", "") for t in tags or ()},
+            "attributes": attrs,
+            "tags": tags or {},
             "details_known": True,
             "tags_error": _tags_error(tags, warnings),
         }
@@ -710,7 +710,7 @@ def _described_tags(raw: Any) -> dict[str, str] | None:
     return out
 
 
-def _tags_error(tags: list[dict[str, str]] | None, warnings: list[str]) -> str | None:
+def _tags_error(tags: dict[str, str] | None, warnings: list[str]) -> str | None:
     if tags is not None:
         return None
     return next((w for w in reversed(warnings) if " tags" in w), "its tags could not be read")

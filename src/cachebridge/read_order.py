@@ -239,21 +239,20 @@ class ReadBudget:
         # The group's details stay unread until it is written: a change that never fits
         # keeps its first write's share too.
         one = [_Change(describe_calls=(0 if details_known else 1) + (1 if locked else 3), write_calls=2 if locked else 4, first_write=not details_known)]
-        if self.confirm_at() + self.reserve_s(one) <= self.deadline:
-            return None
+        reserve = self.reserve_s(one)
         # Judged on the whole pass, from its start: time this pass lost before its first
         # source read (slow or retried details reads) is this run's, and leaves the change
         # to the next run; only a pass that could not fit it from the start is a setting.
         room = self.deadline - self.started_at
-        if self.started_at + CONFIRM_WAIT_POLLS * self.poll_interval_s + self.reserve_s(one) <= self.deadline:
+        if CONFIRM_WAIT_POLLS * self.poll_interval_s + reserve <= room:
             return None
-        fits = math.floor((room - self.reserve_s(one)) / CONFIRM_WAIT_POLLS * 10) / 10
+        fits = math.floor((room - reserve) / CONFIRM_WAIT_POLLS * 10) / 10
         advice = f"a poll_interval_s of at most {fits:.1f} s" if fits >= 0.1 else "a longer function timeout"
         if not locked:
             advice += " (or a lock table: a write then needs two calls at their worst, not four)"
         return (
             f"poll_interval_s={self.poll_interval_s:g} s: the read that confirms a change comes {self.poll_interval_s:g} s "
-            f"after the first and a write needs {self.reserve_s(one):.0f} s more at its worst, more than the "
+            f"after the first and a write needs {reserve:.0f} s more at its worst, more than the "
             f"{room:.0f} s this pass had from its start, so no pass that starts like this one can "
             f"follow a change; it needs {advice}"
         )

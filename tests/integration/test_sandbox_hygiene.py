@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -64,49 +65,46 @@ def test_down_leaves_a_stranger_holding_a_stale_pid_alone(tmp_path: Path, strang
     assert not any((tmp_path / name).exists() for name in ("supervisor.pid", IDENTITY_FILE, STATE_FILE, TOKEN_FILE))
 
 
-def _lookalike(state_dir: Path) -> subprocess.Popen[bytes]:
-    """A sleeping Python whose command line names the supervisor module and the state dir."""
+@contextmanager
+def _lookalike(state_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A sleeping Python whose command line names the supervisor module and the state dir;
+    killed on the way out if it still runs."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", SUPERVISOR_MODULE, "--state-dir", str(state_dir)])
-    # Just after exec, /proc may not show the arguments yet.
-    deadline = time.monotonic() + 10
-    while SUPERVISOR_MODULE not in psutil.Process(proc.pid).cmdline() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return proc
+    try:
+        # Just after exec, /proc may not show the arguments yet.
+        deadline = time.monotonic() + 10
+        while SUPERVISOR_MODULE not in psutil.Process(proc.pid).cmdline() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
 
 
 def test_down_refuses_a_lookalike_started_at_another_time(tmp_path: Path) -> None:
-    proc = _lookalike(tmp_path)
-    try:
+    with _lookalike(tmp_path) as proc:
         _stale_state(tmp_path, proc.pid, psutil.Process(proc.pid).create_time() - 3600)
         result = down(tmp_path, timeout=5)
         time.sleep(0.2)
         assert proc.poll() is None
         assert result["stopped"] is False and "started at another time" in result["reason"]
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 def test_down_stops_the_process_whose_identity_matches(tmp_path: Path) -> None:
-    proc = _lookalike(tmp_path)
-    try:
+    with _lookalike(tmp_path) as proc:
         _stale_state(tmp_path, proc.pid, psutil.Process(proc.pid).create_time())
         assert is_supervisor(proc.pid, tmp_path)[0]
         result = down(tmp_path, timeout=10)
         assert result["stopped"] is True and result["pid"] == proc.pid
         proc.wait(10)  # down reaped its child already, or this does
         assert not psutil.pid_exists(proc.pid)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
 
 
 def test_the_supervisor_is_still_recognised_after_the_wall_clock_is_stepped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A VM restored from a snapshot, or NTP stepping the clock, moves the boot time the
     # kernel reports; the process's start, counted from boot, stays where it was.
-    proc = _lookalike(tmp_path)
-    try:
+    with _lookalike(tmp_path) as proc:
         _stale_state(tmp_path, proc.pid, 0.0)
         write_private(tmp_path / IDENTITY_FILE, json.dumps(identity_of(proc.pid)))
         booted = psutil.boot_time()
@@ -116,23 +114,15 @@ def test_the_supervisor_is_still_recognised_after_the_wall_clock_is_stepped(tmp_
         result = down(tmp_path, timeout=10)
         assert result["stopped"] is True and result["ports_still_open"] == []
         proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
 
 
 def test_an_identity_from_an_older_release_is_still_checked_by_its_start_time(tmp_path: Path) -> None:
-    proc = _lookalike(tmp_path)
-    try:
+    with _lookalike(tmp_path) as proc:
         _stale_state(tmp_path, proc.pid, psutil.Process(proc.pid).create_time())
         assert "started_after_boot_s" not in json.loads((tmp_path / IDENTITY_FILE).read_text())
         assert is_supervisor(proc.pid, tmp_path)[0]
         _stale_state(tmp_path, proc.pid, psutil.Process(proc.pid).create_time() + 1.0)
         assert not is_supervisor(proc.pid, tmp_path)[0]
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 def test_down_treats_a_supervisor_that_exited_unreaped_as_stopped(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from .supervisor import STATE_FILE, TOKEN_FILE, SandboxOptions, write_private
 __all__ = ["DEFAULT_STATE_DIR", "SandboxError", "up", "down", "read_state", "control", "events", "is_supervisor", "running_supervisor", "identity_of", "started_after_boot"]
 
 IDENTITY_FILE = "supervisor.json"
+PID_FILE = "supervisor.pid"
 SUPERVISOR_MODULE = "cachebridge.sandbox.supervisor"
 
 DEFAULT_STATE_DIR = Path(".cachebridge-sandbox")
@@ -80,10 +81,10 @@ def running_supervisor(state_dir: Path) -> int | None:
     what ``up`` must not start a second sandbox beside. None for an exited (zombie)
     supervisor, a stranger holding the PID, or nothing recorded."""
     try:
-        pid = int((state_dir / "supervisor.pid").read_text().strip())
+        pid = int((state_dir / PID_FILE).read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if pid > 0 and _check(pid, state_dir)[0] in ("ours", "lookalike") else None
+    return pid if _check(pid, state_dir)[0] in ("ours", "lookalike") else None
 
 
 def _check(pid: int, state_dir: Path) -> tuple[str, str]:
@@ -182,7 +183,7 @@ def up(options: SandboxOptions, timeout: float = UP_TIMEOUT_S) -> dict[str, Any]
         start_new_session=True,  # outlives this command; 'sandbox down' stops it by PID
     )
     log.close()
-    write_private(state_dir / "supervisor.pid", str(process.pid))
+    write_private(state_dir / PID_FILE, str(process.pid))
     try:
         identity = identity_of(process.pid)
     except psutil.NoSuchProcess:  # died at once: the loop below reports why
@@ -209,7 +210,7 @@ def down(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> dict[str
     The processes of the supervisor's session (it starts one: ``up``) are the sandbox's:
     those still running once the supervisor has gone (it was killed, or it died without
     stopping its nodes) are stopped too, so "stopped" never leaves a redis-server behind."""
-    pid_file = state_dir / "supervisor.pid"
+    pid_file = state_dir / PID_FILE
     try:
         pid = int(pid_file.read_text().strip())
         if pid <= 0:  # os.kill(0 or -1) signals a whole group, or every process
@@ -234,7 +235,6 @@ def down(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> dict[str
 
 
 def _stop(state_dir: Path, pid: int, handle: int | None, ports: list[tuple[str, int]], timeout: float) -> dict[str, Any]:
-    pid_file = state_dir / "supervisor.pid"
     verdict, what = _check(pid, state_dir)
     if verdict == "lookalike":
         # Its command line says it is this sandbox's supervisor; unchecked, it is not
@@ -244,7 +244,7 @@ def _stop(state_dir: Path, pid: int, handle: int | None, ports: list[tuple[str, 
                           "left it alone and kept the state: stop it by its PID if it is this sandbox's"}
     if verdict == "stranger" and _running(pid):
         # The sandbox is gone and its PID was reused: signalling it would hit a stranger.
-        for name in ("supervisor.pid", IDENTITY_FILE, STATE_FILE, TOKEN_FILE):
+        for name in (PID_FILE, IDENTITY_FILE, STATE_FILE, TOKEN_FILE):
             (state_dir / name).unlink(missing_ok=True)
         return {"stopped": False, "pid": pid,
                 "reason": f"pid {pid} is not this sandbox's supervisor (it is {what}); left it alone and removed the stale state"}
@@ -269,8 +269,7 @@ def _stop(state_dir: Path, pid: int, handle: int | None, ports: list[tuple[str, 
     if left:
         return {"stopped": False, "pid": pid, "left_running": left,
                 "reason": f"pids {', '.join(map(str, left))} of the sandbox did not stop; the state is kept so 'sandbox down' can be run again"}
-    pid_file.unlink(missing_ok=True)
-    for name in (IDENTITY_FILE, STATE_FILE, TOKEN_FILE):
+    for name in (PID_FILE, IDENTITY_FILE, STATE_FILE, TOKEN_FILE):
         (state_dir / name).unlink(missing_ok=True)
     still_open = [f"{h}:{p}" for h, p in ports if _listening(h, p)]
     return {"stopped": True, "pid": pid, "ports_checked": [f"{h}:{p}" for h, p in ports], "ports_still_open": still_open}
